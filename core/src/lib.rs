@@ -1,0 +1,27 @@
+//! # tidewal-core
+//!
+//! The sans-I/O heart of tidewal, an Arrow-native write-ahead log on object storage. The
+//! machines here never touch a socket, file or clock: they emit [`Request`]s, consume
+//! [`Response`]s, and report [`Event`]s. Time (`now`) and entropy (a seed) are passed in.
+//!
+//! The object layout and every rule are in `PROTOCOL.md` beside this crate.
+#![no_std]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(feature = "arrow")]
+pub mod arrow_codec;
+pub mod codec;
+pub mod crc32c;
+pub mod io;
+
+pub use codec::{
+    Codec, CodecError, Entry, EntryHeader, EntryKind, Generation, GenerationHeader,
+    PositionedRecords, RawCodec, Record,
+};
+pub use io::{GetResult, ObjectMeta, Op, PutMode, Request, RequestId, Response, StoreError,
+    StoreErrorKind};
