@@ -144,3 +144,41 @@ pub enum StoreErrorKind {
     /// have been applied; the machine resolves it by reading back.
     Unknown,
 }
+
+fn wrong_kind() -> StoreError {
+    StoreError::new(StoreErrorKind::Unknown, "response of the wrong kind")
+}
+
+impl Response {
+    /// The put outcome; a response of another kind is an `Unknown` failure.
+    pub fn into_put(self) -> Result<Option<String>, StoreError> {
+        match self {
+            Response::Put(r) => r,
+            _ => Err(wrong_kind()),
+        }
+    }
+
+    /// The get outcome; a response of another kind is an `Unknown` failure.
+    pub fn into_get(self) -> Result<GetResult, StoreError> {
+        match self {
+            Response::Get(r) => r,
+            _ => Err(wrong_kind()),
+        }
+    }
+
+    /// The list outcome; a response of another kind is an `Unknown` failure.
+    pub fn into_list(self) -> Result<Vec<ObjectMeta>, StoreError> {
+        match self {
+            Response::List(r) => r,
+            _ => Err(wrong_kind()),
+        }
+    }
+
+    /// The delete outcome; a response of another kind is an `Unknown` failure.
+    pub fn into_delete(self) -> Result<(), StoreError> {
+        match self {
+            Response::Delete(r) => r,
+            _ => Err(wrong_kind()),
+        }
+    }
+}

@@ -16,8 +16,17 @@ extern crate std;
 #[cfg(feature = "arrow")]
 pub mod arrow_codec;
 pub mod codec;
+pub mod config;
 pub mod crc32c;
+pub mod error;
 pub mod io;
+pub mod manifest;
+pub mod mem;
+pub mod paths;
+mod plumbing;
+pub mod reader;
+mod walk;
+pub mod writer;
 
 pub use codec::{
     Codec, CodecError, Entry, EntryHeader, EntryKind, Generation, GenerationHeader,
@@ -25,3 +34,10 @@ pub use codec::{
 };
 pub use io::{GetResult, ObjectMeta, Op, PutMode, Request, RequestId, Response, StoreError,
     StoreErrorKind};
+pub use config::{GroupCommit, ReaderConfig, RetryPolicy, WriterConfig};
+pub use error::{AppendError, CommandError, ConfigError, FatalError};
+pub use manifest::{GenerationRecord, Manifest};
+pub use mem::MemStore;
+pub use plumbing::IoCounters;
+pub use reader::{ReadEvent, Reader};
+pub use writer::{AppendId, Event, TimerReason, Writer, WriterStats};

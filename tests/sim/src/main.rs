@@ -1,1 +1,49 @@
-fn main() {}
+//! `tidewal-sim --seeds N [--start S] [--trace SEED]`: runs seeds, prints a summary line, and
+//! on a violation the seed and the tail of its trace.
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+fn arg(args: &[String], name: &str) -> Option<u64> {
+    let i = args.iter().position(|a| a == name)?;
+    args.get(i + 1)?.parse().ok()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(seed) = arg(&args, "--trace") {
+        let out = tidewal_sim::run(seed, true);
+        for line in &out.trace {
+            println!("{line}");
+        }
+        println!("seed {seed}: {} steps, {} acked, violation: {:?}", out.steps, out.acked, out.violation);
+        return if out.violation.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+    }
+    let seeds = arg(&args, "--seeds").unwrap_or(100);
+    let start = arg(&args, "--start").unwrap_or(0);
+    let started = Instant::now();
+    let (mut steps, mut acked, mut violations) = (0u64, 0u64, 0u64);
+    for seed in start..start + seeds {
+        let out = tidewal_sim::run(seed, false);
+        steps += out.steps;
+        acked += out.acked;
+        if let Some(v) = out.violation {
+            violations += 1;
+            let traced = tidewal_sim::run(seed, true);
+            let tail = traced.trace.len().saturating_sub(60);
+            for line in &traced.trace[tail..] {
+                eprintln!("  {line}");
+            }
+            eprintln!("VIOLATION seed {seed}: {v}");
+            eprintln!("reproduce: cargo run --release -p tidewal-sim -- --trace {seed}");
+            if violations >= 5 {
+                break;
+            }
+        }
+    }
+    println!(
+        "{seeds} seeds, {violations} violations, {steps} steps, {acked} acked appends ({:.1}s)",
+        started.elapsed().as_secs_f64()
+    );
+    if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

@@ -1,0 +1,144 @@
+//! Writer and reader settings.
+
+use alloc::string::String;
+use core::time::Duration;
+
+use crate::error::ConfigError;
+
+/// When appends are sealed into one WAL entry (whichever comes first).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupCommit {
+    /// Seal once the pending records reach this many bytes.
+    pub max_bytes: usize,
+    /// Seal once this many records are pending.
+    pub max_records: usize,
+    /// Seal this long after the first pending record arrived (zero: at once).
+    pub interval: Duration,
+}
+
+/// Retry with exponential backoff and jitter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// First delay.
+    pub base: Duration,
+    /// Largest delay.
+    pub max: Duration,
+    /// Attempts before a request is declared failed.
+    pub attempts: u32,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::from_millis(20),
+            max: Duration::from_secs(2),
+            attempts: 12,
+        }
+    }
+}
+
+/// How a writer behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WriterConfig {
+    /// Object prefix of the log.
+    pub prefix: String,
+    /// Keep no memtable and write no generations; the cursor moves by `truncate`.
+    pub wal_only: bool,
+    /// Skip window after a fence; fixed when the log is created (`max_in_flight` must not
+    /// exceed the log's window).
+    pub fence_window: u32,
+    /// WAL puts in flight at once.
+    pub max_in_flight: u32,
+    /// Group commit thresholds.
+    pub group_commit: GroupCommit,
+    /// Largest single record.
+    pub max_entry_bytes: usize,
+    /// Freeze the memtable into a generation past this many bytes.
+    pub memtable_bytes: usize,
+    /// Budget of bytes not yet in a committed generation (or, WAL-only, not yet durable).
+    pub unflushed_budget: usize,
+    /// WAL entries read ahead during replay.
+    pub read_ahead: u32,
+    /// Manifest versions kept by GC (at least 1).
+    pub keep_manifests: u32,
+    /// Open attempts when other writers keep claiming the log.
+    pub open_attempts: u32,
+    /// Store retries.
+    pub retry: RetryPolicy,
+}
+
+impl Default for WriterConfig {
+    fn default() -> Self {
+        WriterConfig {
+            prefix: String::new(),
+            wal_only: false,
+            fence_window: 64,
+            max_in_flight: 16,
+            group_commit: GroupCommit {
+                max_bytes: 1 << 20,
+                max_records: 4096,
+                interval: Duration::from_millis(5),
+            },
+            max_entry_bytes: 32 << 20,
+            memtable_bytes: 64 << 20,
+            unflushed_budget: 512 << 20,
+            read_ahead: 16,
+            keep_manifests: 8,
+            open_attempts: 8,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
+impl WriterConfig {
+    /// Checks the settings against each other.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |why: &str| Err(ConfigError(why.into()));
+        if self.fence_window == 0 {
+            return fail("fence_window must be at least 1");
+        }
+        if self.max_in_flight == 0 || self.max_in_flight > self.fence_window {
+            return fail("max_in_flight must be between 1 and fence_window");
+        }
+        if self.group_commit.max_bytes == 0 || self.group_commit.max_records == 0 {
+            return fail("group commit thresholds must be positive");
+        }
+        if self.max_entry_bytes == 0 || self.memtable_bytes == 0 || self.unflushed_budget == 0 {
+            return fail("size limits must be positive");
+        }
+        if self.read_ahead == 0 || self.keep_manifests == 0 || self.open_attempts == 0 {
+            return fail("read_ahead, keep_manifests and open_attempts must be positive");
+        }
+        if self.retry.attempts == 0 {
+            return fail("retry.attempts must be positive");
+        }
+        Ok(())
+    }
+}
+
+/// How a reader behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReaderConfig {
+    /// Object prefix of the log.
+    pub prefix: String,
+    /// Keep polling for new entries after catching up.
+    pub follow: bool,
+    /// Delay between polls when following.
+    pub poll_interval: Duration,
+    /// WAL entries read ahead.
+    pub read_ahead: u32,
+    /// Store retries.
+    pub retry: RetryPolicy,
+}
+
+impl Default for ReaderConfig {
+    fn default() -> Self {
+        ReaderConfig {
+            prefix: String::new(),
+            follow: false,
+            poll_interval: Duration::from_millis(100),
+            read_ahead: 16,
+            retry: RetryPolicy::default(),
+        }
+    }
+}

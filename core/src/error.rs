@@ -1,0 +1,198 @@
+//! Errors in three layers: misuse returned at once ([`AppendError`], [`CommandError`]), store
+//! failures as data in responses ([`crate::StoreError`]), and terminal conditions reported as
+//! [`FatalError`] events, after which a machine is inert.
+
+use alloc::string::String;
+use core::fmt;
+
+/// A terminal condition. The machine emits it once and then stops.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FatalError {
+    /// A writer of a newer epoch owns the log. Nothing more is written by this writer.
+    Fenced {
+        /// This writer's epoch (0 if it never claimed one).
+        epoch: u64,
+    },
+    /// An object failed verification.
+    Corrupt {
+        /// The object.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An object breaks a protocol rule (e.g. an older writer's entry in a slot it cannot reach).
+    ProtocolViolation {
+        /// The object.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The log's schema differs from the one this machine was given.
+    SchemaMismatch {
+        /// The manifest or entry holding the other schema.
+        path: String,
+    },
+    /// A manifest of a protocol format this crate does not know.
+    UnsupportedFormat {
+        /// The manifest.
+        path: String,
+        /// Its format number.
+        format: u32,
+    },
+    /// The configuration cannot be used with this log (codec, mode or fence window).
+    ConfigConflict {
+        /// What conflicts.
+        reason: String,
+    },
+    /// The store cannot do what the protocol needs (create-if-absent).
+    Unsupported {
+        /// The object of the refused request.
+        path: String,
+        /// The store's words.
+        message: String,
+    },
+    /// A store request kept failing past the retry budget.
+    Store {
+        /// The object.
+        path: String,
+        /// The last error.
+        message: String,
+    },
+    /// Other writers kept claiming the log while this one tried to open it.
+    Contended,
+    /// The codec could not encode records it had accepted.
+    Encode {
+        /// The codec's words.
+        reason: String,
+    },
+}
+
+impl fmt::Display for FatalError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FatalError::Fenced { epoch } => {
+                write!(f, "fenced: a newer writer owns the log (this writer's epoch {epoch})")
+            }
+            FatalError::Corrupt { path, reason } => write!(f, "corrupt object {path}: {reason}"),
+            FatalError::ProtocolViolation { path, reason } => {
+                write!(f, "protocol violation at {path}: {reason}")
+            }
+            FatalError::SchemaMismatch { path } => {
+                write!(f, "schema mismatch: {path} holds another schema")
+            }
+            FatalError::UnsupportedFormat { path, format } => {
+                write!(f, "{path} has protocol format {format}, which this version cannot read")
+            }
+            FatalError::ConfigConflict { reason } => write!(f, "configuration conflict: {reason}"),
+            FatalError::Unsupported { path, message } => write!(
+                f,
+                "the store cannot create-if-absent ({path}): {message}; tidewal needs conditional puts"
+            ),
+            FatalError::Store { path, message } => write!(f, "store error at {path}: {message}"),
+            FatalError::Contended => write!(f, "other writers kept claiming the log during open"),
+            FatalError::Encode { reason } => write!(f, "encoding failed: {reason}"),
+        }
+    }
+}
+
+impl core::error::Error for FatalError {}
+
+/// Why an append was refused. Nothing of a refused append is kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AppendError {
+    /// The record has no bytes.
+    Empty,
+    /// The record has no rows.
+    ZeroRows,
+    /// The record is larger than `max_entry_bytes`.
+    TooLarge {
+        /// The record's size.
+        bytes: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// Unflushed bytes are over budget; retry after [`crate::Event::Writable`].
+    Backpressure {
+        /// Bytes not yet flushed.
+        unflushed: usize,
+        /// The budget.
+        budget: usize,
+    },
+    /// `close` was called.
+    Closed,
+    /// The machine stopped.
+    Failed(FatalError),
+}
+
+impl fmt::Display for AppendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AppendError::Empty => write!(f, "empty record"),
+            AppendError::ZeroRows => write!(f, "record has zero rows"),
+            AppendError::TooLarge { bytes, limit } => {
+                write!(f, "record of {bytes} bytes exceeds the entry limit of {limit}")
+            }
+            AppendError::Backpressure { unflushed, budget } => write!(
+                f,
+                "backpressure: {unflushed} unflushed bytes, budget {budget}"
+            ),
+            AppendError::Closed => write!(f, "writer is closed"),
+            AppendError::Failed(e) => write!(f, "writer failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for AppendError {}
+
+/// Why a command other than append was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CommandError {
+    /// The command needs the other mode (memtable vs WAL-only).
+    WrongMode,
+    /// The writer has not finished opening.
+    NotReady,
+    /// A truncate position outside `replay_cursor ..= durable position`.
+    OutOfRange {
+        /// Requested position.
+        requested: u64,
+        /// Lowest allowed.
+        min: u64,
+        /// Highest allowed.
+        max: u64,
+    },
+    /// `close` was called.
+    Closed,
+    /// The machine stopped.
+    Failed(FatalError),
+}
+
+impl fmt::Display for CommandError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CommandError::WrongMode => write!(f, "not available in this mode"),
+            CommandError::NotReady => write!(f, "writer is still opening"),
+            CommandError::OutOfRange { requested, min, max } => {
+                write!(f, "position {requested} outside {min}..={max}")
+            }
+            CommandError::Closed => write!(f, "writer is closed"),
+            CommandError::Failed(e) => write!(f, "writer failed: {e}"),
+        }
+    }
+}
+
+impl core::error::Error for CommandError {}
+
+/// A configuration that cannot work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: {}", self.0)
+    }
+}
+
+impl core::error::Error for ConfigError {}

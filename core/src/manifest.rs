@@ -1,0 +1,240 @@
+//! The manifest: the log's committed state, one JSON object per version (PROTOCOL.md §3).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::crc32c::{crc32c, from_hex8, to_hex8};
+
+/// The protocol format this crate reads and writes.
+pub const FORMAT: u32 = 1;
+
+/// `{"crc32c":"` + 8 hex digits + `",`
+const PREFIX_LEN: usize = 21;
+
+/// One committed version of a log's state.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Protocol format ([`FORMAT`]).
+    pub format: u32,
+    /// Codec name (a log never mixes codecs).
+    pub codec: String,
+    /// Version; equals the number in the object name.
+    pub version: u64,
+    /// Epoch of the writer that owns the log.
+    pub epoch: u64,
+    /// That writer's nonce.
+    #[serde(with = "hex_u64")]
+    pub writer_nonce: u64,
+    /// Skip window `W` after a fence; the bound on any writer's puts in flight.
+    pub fence_window: u32,
+    /// First WAL position not contained in a generation.
+    pub replay_cursor: u64,
+    /// Highest fence epoch at or below the cursor.
+    pub cursor_epoch: u64,
+    /// Whether the log keeps no memtable and no generations.
+    pub wal_only: bool,
+    /// The codec's schema bytes, hex.
+    pub schema: String,
+    /// Id the next generation will get.
+    pub next_generation: u64,
+    /// Flushed generations, in position order.
+    pub generations: Vec<GenerationRecord>,
+}
+
+/// A generation file as recorded in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationRecord {
+    /// Generation id.
+    pub id: u64,
+    /// Object path.
+    pub path: String,
+    /// First WAL position it contains.
+    pub first_position: u64,
+    /// Last WAL position it contains.
+    pub last_position: u64,
+    /// WAL entries it contains.
+    pub entries: u64,
+    /// Records it contains.
+    pub records: u64,
+    /// Rows it contains.
+    pub rows: u64,
+    /// Object size.
+    pub bytes: u64,
+    /// CRC-32C of the object, 8 hex digits.
+    pub crc32c: String,
+}
+
+/// Why manifest bytes were refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ManifestError {
+    /// Not a valid manifest object.
+    Corrupt(String),
+    /// A valid manifest of a protocol format this crate does not know.
+    UnsupportedFormat(u32),
+}
+
+impl Manifest {
+    /// Encodes as checksummed JSON.
+    pub fn encode(&self) -> Bytes {
+        // serde_json of a plain struct cannot fail.
+        let body = serde_json::to_vec(self).unwrap_or_default();
+        let rest = &body[1..]; // drop '{'
+        let mut out = Vec::with_capacity(PREFIX_LEN + rest.len());
+        out.extend_from_slice(b"{\"crc32c\":\"");
+        out.extend_from_slice(&to_hex8(crc32c(rest)));
+        out.extend_from_slice(b"\",");
+        out.extend_from_slice(rest);
+        Bytes::from(out)
+    }
+
+    /// Decodes and verifies manifest bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
+        let corrupt = |why: &str| ManifestError::Corrupt(why.into());
+        if bytes.len() <= PREFIX_LEN
+            || &bytes[..11] != b"{\"crc32c\":\""
+            || &bytes[19..PREFIX_LEN] != b"\","
+        {
+            return Err(corrupt("not a tidewal manifest (bad prefix)"));
+        }
+        let stored = from_hex8(&bytes[11..19]).ok_or_else(|| corrupt("bad checksum digits"))?;
+        let rest = &bytes[PREFIX_LEN..];
+        if crc32c(rest) != stored {
+            return Err(corrupt("checksum mismatch"));
+        }
+        let mut json = Vec::with_capacity(rest.len() + 1);
+        json.push(b'{');
+        json.extend_from_slice(rest);
+        #[derive(Deserialize)]
+        struct Probe {
+            format: u32,
+        }
+        let probe: Probe = serde_json::from_slice(&json)
+            .map_err(|e| ManifestError::Corrupt(format!("bad JSON: {e}")))?;
+        if probe.format != FORMAT {
+            return Err(ManifestError::UnsupportedFormat(probe.format));
+        }
+        serde_json::from_slice(&json).map_err(|e| ManifestError::Corrupt(format!("bad JSON: {e}")))
+    }
+
+    /// The schema bytes recorded in the manifest.
+    pub fn schema_bytes(&self) -> Option<Vec<u8>> {
+        decode_hex(&self.schema)
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(b"0123456789abcdef"[(b >> 4) as usize]));
+        s.push(char::from(b"0123456789abcdef"[(b & 15) as usize]));
+    }
+    s
+}
+
+/// Parses lowercase or uppercase hex.
+pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    b.chunks(2)
+        .map(|p| Some(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
+/// A u64 as 16 hex digits: JSON numbers lose precision past 2^53 in many readers.
+mod hex_u64 {
+    use alloc::format;
+    use alloc::string::String;
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{v:016x}"))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let s = String::deserialize(d)?;
+        if s.len() != 16 {
+            return Err(D::Error::custom("expected 16 hex digits"));
+        }
+        u64::from_str_radix(&s, 16).map_err(D::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    pub(crate) fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT,
+            codec: "raw".into(),
+            version: 7,
+            epoch: 3,
+            writer_nonce: u64::MAX - 5,
+            fence_window: 64,
+            replay_cursor: 120,
+            cursor_epoch: 3,
+            wal_only: false,
+            schema: encode_hex(b"schema"),
+            next_generation: 1,
+            generations: vec![GenerationRecord {
+                id: 0,
+                path: "p/gen/0000000001-0000000000.arrow".into(),
+                first_position: 0,
+                last_position: 57,
+                entries: 40,
+                records: 40,
+                rows: 4096,
+                bytes: 1000,
+                crc32c: "0a0b0c0d".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trip_is_json() {
+        let m = sample();
+        let bytes = m.encode();
+        assert_eq!(Manifest::decode(&bytes).unwrap(), m);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["writer_nonce"], "fffffffffffffffa");
+        assert_eq!(m.schema_bytes().unwrap(), b"schema");
+    }
+
+    #[test]
+    fn every_flipped_byte_is_refused() {
+        let bytes = sample().encode();
+        for i in 0..bytes.len() {
+            let mut bad = bytes.to_vec();
+            bad[i] ^= 0x01;
+            assert!(Manifest::decode(&bad).is_err(), "flip at {i} accepted");
+        }
+        for n in 0..bytes.len() {
+            assert!(Manifest::decode(&bytes[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn unknown_format_is_typed() {
+        let mut m = sample();
+        m.format = 2;
+        assert_eq!(
+            Manifest::decode(&m.encode()),
+            Err(ManifestError::UnsupportedFormat(2))
+        );
+    }
+
+    #[test]
+    fn hex_helpers() {
+        assert_eq!(decode_hex(&encode_hex(&[0, 1, 0xab, 0xff])).unwrap(), vec![0, 1, 0xab, 0xff]);
+        assert_eq!(decode_hex("abc"), None);
+        assert_eq!(decode_hex("zz"), None);
+    }
+}

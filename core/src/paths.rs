@@ -1,0 +1,71 @@
+//! Object names under a log's prefix (PROTOCOL.md §1).
+
+use alloc::format;
+use alloc::string::String;
+
+/// The names of one log's objects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    /// The prefix with a trailing `/`, or empty.
+    base: String,
+}
+
+impl Paths {
+    /// Names under `prefix` (leading and trailing `/` are ignored).
+    pub fn new(prefix: &str) -> Self {
+        let trimmed = prefix.trim_matches('/');
+        let base = if trimmed.is_empty() {
+            String::new()
+        } else {
+            format!("{trimmed}/")
+        };
+        Paths { base }
+    }
+
+    /// The folder that holds manifest versions.
+    pub fn manifest_dir(&self) -> String {
+        format!("{}manifest/", self.base)
+    }
+
+    /// Manifest version `v`.
+    pub fn manifest(&self, version: u64) -> String {
+        format!("{}manifest/{version:020}.json", self.base)
+    }
+
+    /// The version named by a manifest path, if it is one.
+    pub fn manifest_version(&self, path: &str) -> Option<u64> {
+        let name = path.strip_prefix(&self.manifest_dir())?;
+        let digits = name.strip_suffix(".json")?;
+        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        digits.parse().ok()
+    }
+
+    /// WAL slot at `position`.
+    pub fn wal(&self, position: u64) -> String {
+        format!("{}wal/{position:020}.arrows", self.base)
+    }
+
+    /// Generation `id` flushed by a writer of `epoch`.
+    pub fn generation(&self, epoch: u64, id: u64) -> String {
+        format!("{}gen/{epoch:010}-{id:010}.arrow", self.base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_sort_numerically_and_parse_back() {
+        let p = Paths::new("/logs/a/");
+        assert_eq!(p.manifest(7), "logs/a/manifest/00000000000000000007.json");
+        assert_eq!(p.manifest_version(&p.manifest(u64::MAX)), Some(u64::MAX));
+        assert_eq!(p.manifest_version("logs/a/manifest/7.json"), None);
+        assert_eq!(p.manifest_version("logs/a/manifest/0000000000000000000x.json"), None);
+        assert!(p.wal(9) < p.wal(10));
+        assert_eq!(Paths::new("").wal(1), "wal/00000000000000000001.arrows");
+        assert_eq!(p.generation(2, 3), "logs/a/gen/0000000002-0000000003.arrow");
+    }
+}

@@ -1,0 +1,468 @@
+//! The reader machine: reads a log without writing (generations, then the WAL from the
+//! cursor), optionally follows it, ignores orphans and reports corruption with the object's
+//! path (PROTOCOL.md §5). Driven like the writer: drain requests, then events, then timeout.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::format;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::codec::{Codec, CodecError, Record};
+use crate::config::ReaderConfig;
+use crate::crc32c::{crc32c, to_hex8};
+use crate::error::FatalError;
+use crate::io::{Op, Request, RequestId, Response, StoreError, StoreErrorKind};
+use crate::manifest::{GenerationRecord, Manifest, ManifestError};
+use crate::paths::Paths;
+use crate::plumbing::{IoCounters, Plumbing};
+use crate::walk::{Step, Walk};
+
+/// What a reader reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReadEvent {
+    /// The records of one WAL position, in log order; each position is reported once.
+    Records {
+        /// WAL position.
+        position: u64,
+        /// Its records.
+        records: Vec<Record>,
+    },
+    /// Everything durable at the time has been reported; the next entry would be at
+    /// `position`. Without `follow` the reader is done after this.
+    CaughtUp {
+        /// Where the log ends for now.
+        position: u64,
+    },
+    /// The reader stopped.
+    Fatal(FatalError),
+}
+
+#[derive(Clone, Debug)]
+enum Purpose {
+    List { attempt: u32 },
+    Manifest { version: u64, attempt: u32 },
+    Generation { attempt: u32 },
+    Slot { position: u64, token: u64, attempt: u32 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Looking for a newer manifest (at start, or at the end of the walk).
+    Manifest,
+    /// Reading the generations in `todo`.
+    Generations,
+    Walking,
+    /// Caught up and following: polling after `poll_interval`.
+    Waiting,
+    Done,
+    Failed,
+}
+
+/// The sans-I/O reader of one log.
+pub struct Reader {
+    cfg: ReaderConfig,
+    codec: Box<dyn Codec>,
+    paths: Paths,
+    io: Plumbing<Purpose>,
+    events: VecDeque<ReadEvent>,
+    phase: Phase,
+    now: Duration,
+    manifest: Option<Manifest>,
+    /// Every record below this position has been reported.
+    next_position: u64,
+    todo: VecDeque<GenerationRecord>,
+    walk: Walk,
+    poll_at: Option<Duration>,
+    caught_up_at: Option<u64>,
+    /// The end position at which the manifest was last checked.
+    checked_at: Option<u64>,
+    /// Caught up: fetch only the next slot until data flows again (no read-ahead polling).
+    probing: bool,
+}
+
+impl Reader {
+    /// Creates a reader and starts reading. `seed` only jitters retries.
+    pub fn new(cfg: ReaderConfig, codec: Box<dyn Codec>, seed: u64, now: Duration) -> Self {
+        let mut r = Reader {
+            paths: Paths::new(&cfg.prefix),
+            walk: Walk::new(0, 0, cfg.read_ahead),
+            cfg,
+            codec,
+            io: Plumbing::new(seed),
+            events: VecDeque::new(),
+            phase: Phase::Manifest,
+            now,
+            manifest: None,
+            next_position: 0,
+            todo: VecDeque::new(),
+            poll_at: None,
+            caught_up_at: None,
+            checked_at: None,
+            probing: false,
+        };
+        r.list_manifests();
+        r
+    }
+
+    /// The next request to execute.
+    #[must_use]
+    pub fn poll_request(&mut self) -> Option<Request> {
+        self.io.poll_request()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<ReadEvent> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Reader::handle_timeout`] next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Duration> {
+        match (self.poll_at, self.io.next_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Whether the reader finished (caught up without `follow`, or failed).
+    pub fn is_done(&self) -> bool {
+        matches!(self.phase, Phase::Done | Phase::Failed)
+    }
+
+    /// Every record below this position has been reported.
+    pub fn position(&self) -> u64 {
+        self.next_position
+    }
+
+    /// Requests issued, by kind.
+    pub fn io_counters(&self) -> IoCounters {
+        self.io.counters
+    }
+
+    /// Stops following; the reader becomes inert.
+    pub fn stop(&mut self) {
+        if !self.is_done() {
+            self.phase = Phase::Done;
+            self.io.shut();
+            self.poll_at = None;
+        }
+    }
+
+    /// Feeds the outcome of a request (unknown ids are ignored).
+    pub fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
+        self.now = self.now.max(now);
+        if self.is_done() {
+            return;
+        }
+        let Some((purpose, op)) = self.io.take(id) else {
+            return;
+        };
+        match purpose {
+            Purpose::List { attempt } => self.on_list(attempt, op, response),
+            Purpose::Manifest { version, attempt } => {
+                self.on_manifest(version, attempt, op, response)
+            }
+            Purpose::Generation { attempt } => self.on_generation(attempt, op, response),
+            Purpose::Slot {
+                position,
+                token,
+                attempt,
+            } => self.on_slot(position, token, attempt, op, response),
+        }
+    }
+
+    /// Time has passed: retries and polls.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        if self.is_done() {
+            return;
+        }
+        self.io.fire_due(self.now);
+        if self.poll_at.is_some_and(|t| t <= self.now) {
+            self.poll_at = None;
+            self.list_manifests();
+        }
+    }
+
+    fn fail(&mut self, e: FatalError) {
+        if !self.is_done() {
+            self.phase = Phase::Failed;
+            self.io.shut();
+            self.poll_at = None;
+            self.events.push_back(ReadEvent::Fatal(e));
+        }
+    }
+
+    fn retry(&mut self, op: Op, purpose: Purpose, attempt: u32, last: &StoreError) {
+        if attempt >= self.cfg.retry.attempts {
+            let path = match &op {
+                Op::Get { path, .. } => path.clone(),
+                Op::List { prefix, .. } => prefix.clone(),
+                _ => alloc::string::String::new(),
+            };
+            return self.fail(FatalError::Store {
+                path,
+                message: last.message.clone(),
+            });
+        }
+        let policy = self.cfg.retry.clone();
+        self.io
+            .send_after_backoff(self.now, &policy, attempt, op, purpose);
+    }
+
+    fn get(&mut self, path: alloc::string::String, purpose: Purpose) {
+        self.io.send(Op::Get { path, range: None }, purpose);
+    }
+
+    fn list_manifests(&mut self) {
+        self.phase = Phase::Manifest;
+        let after = self.manifest.as_ref().map(|m| self.paths.manifest(m.version));
+        let prefix = self.paths.manifest_dir();
+        self.io
+            .send(Op::List { prefix, after }, Purpose::List { attempt: 1 });
+    }
+
+    fn on_list(&mut self, attempt: u32, op: Op, resp: Response) {
+        let items = match resp.into_list() {
+            Ok(items) => items,
+            Err(e) => return self.retry(op, Purpose::List { attempt: attempt + 1 }, attempt, &e),
+        };
+        let newest = items
+            .iter()
+            .filter_map(|m| self.paths.manifest_version(&m.path))
+            .max();
+        match newest {
+            Some(version) => {
+                let path = self.paths.manifest(version);
+                self.get(path, Purpose::Manifest { version, attempt: 1 });
+            }
+            None => self.resume_walk(),
+        }
+    }
+
+    fn on_manifest(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+        let path = self.paths.manifest(version);
+        let body = match resp.into_get() {
+            Ok(got) => got.body,
+            // Collected after the list: a newer one exists.
+            Err(e) if e.kind == StoreErrorKind::NotFound => return self.list_manifests(),
+            Err(e) => {
+                let next = Purpose::Manifest {
+                    version,
+                    attempt: attempt + 1,
+                };
+                return self.retry(op, next, attempt, &e);
+            }
+        };
+        let m = match Manifest::decode(&body) {
+            Ok(m) if m.version == version => m,
+            Ok(m) => {
+                return self.fail(FatalError::Corrupt {
+                    path,
+                    reason: format!("holds version {}", m.version),
+                })
+            }
+            Err(ManifestError::Corrupt(reason)) => {
+                return self.fail(FatalError::Corrupt { path, reason })
+            }
+            Err(ManifestError::UnsupportedFormat(format)) => {
+                return self.fail(FatalError::UnsupportedFormat { path, format })
+            }
+        };
+        if m.codec != self.codec.name()
+            || !m
+                .schema_bytes()
+                .is_some_and(|s| self.codec.schema_matches(&s))
+        {
+            return self.fail(FatalError::SchemaMismatch { path });
+        }
+        let first_read = self.manifest.is_none();
+        let moved = m.replay_cursor > self.walk.position();
+        if first_read || moved {
+            // Generations from the first record not yet reported.
+            let from = self.next_position;
+            self.todo = m
+                .generations
+                .iter()
+                .filter(|g| g.last_position >= from)
+                .cloned()
+                .collect();
+            self.walk = Walk::new(m.replay_cursor, m.cursor_epoch, self.cfg.read_ahead);
+        }
+        self.manifest = Some(m);
+        if first_read || moved {
+            self.phase = Phase::Generations;
+            self.next_generation();
+        } else {
+            self.resume_walk();
+        }
+    }
+
+    fn next_generation(&mut self) {
+        match self.todo.front() {
+            Some(g) => {
+                let path = g.path.clone();
+                self.get(path, Purpose::Generation { attempt: 1 });
+            }
+            None => {
+                self.next_position = self.next_position.max(self.walk.position());
+                self.resume_walk();
+            }
+        }
+    }
+
+    fn on_generation(&mut self, attempt: u32, op: Op, resp: Response) {
+        let Some(record) = self.todo.front().cloned() else {
+            return;
+        };
+        let path = record.path.clone();
+        let body = match resp.into_get() {
+            Ok(got) => got.body,
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                return self.fail(FatalError::Corrupt {
+                    path,
+                    reason: "generation named by the manifest is missing".into(),
+                })
+            }
+            Err(e) => {
+                let next = Purpose::Generation {
+                    attempt: attempt + 1,
+                };
+                return self.retry(op, next, attempt, &e);
+            }
+        };
+        let digest = alloc::string::String::from_utf8_lossy(&to_hex8(crc32c(&body))).into_owned();
+        if body.len() as u64 != record.bytes || digest != record.crc32c {
+            return self.fail(FatalError::Corrupt {
+                path,
+                reason: "size or checksum differs from the manifest".into(),
+            });
+        }
+        let generation = match self.codec.decode_generation(body) {
+            Ok(g) => g,
+            Err(e) => return self.fail(codec_fatal(path, e)),
+        };
+        for entry in generation.entries {
+            if entry.position >= self.next_position {
+                self.next_position = entry.position + 1;
+                self.events.push_back(ReadEvent::Records {
+                    position: entry.position,
+                    records: entry.records,
+                });
+            }
+        }
+        self.todo.pop_front();
+        self.next_generation();
+    }
+
+    fn resume_walk(&mut self) {
+        if self.manifest.is_none() {
+            // No log yet.
+            return self.caught_up(0);
+        }
+        self.phase = Phase::Walking;
+        self.walk.forget_from_here();
+        self.drive_walk();
+    }
+
+    fn drive_walk(&mut self) {
+        while let Some(step) = self.walk.step() {
+            match step {
+                Step::Data(entry) => {
+                    let position = entry.header.position;
+                    if position >= self.next_position {
+                        self.next_position = position + 1;
+                        self.caught_up_at = None;
+                        self.checked_at = None;
+                        self.probing = false;
+                        self.events.push_back(ReadEvent::Records {
+                            position,
+                            records: entry.records,
+                        });
+                    }
+                }
+                Step::Orphan | Step::Fence { .. } => {}
+                Step::End(position) => {
+                    // The slot may be collected behind a newer cursor, or not written yet:
+                    // look for a newer manifest once, then call it the end.
+                    if self.checked_at == Some(position) {
+                        return self.caught_up(position);
+                    }
+                    self.checked_at = Some(position);
+                    return self.list_manifests();
+                }
+            }
+        }
+        let limit = if self.probing { 1 } else { self.cfg.read_ahead };
+        let wanted = self.walk.wanted(limit);
+        for (position, token) in wanted {
+            let path = self.paths.wal(position);
+            self.get(
+                path,
+                Purpose::Slot {
+                    position,
+                    token,
+                    attempt: 1,
+                },
+            );
+        }
+    }
+
+    fn caught_up(&mut self, position: u64) {
+        if self.caught_up_at != Some(position) {
+            self.caught_up_at = Some(position);
+            self.events.push_back(ReadEvent::CaughtUp { position });
+        }
+        if self.cfg.follow {
+            self.probing = true;
+            self.phase = Phase::Waiting;
+            self.poll_at = Some(self.now + self.cfg.poll_interval);
+        } else {
+            self.phase = Phase::Done;
+            self.io.shut();
+        }
+    }
+
+    fn on_slot(&mut self, position: u64, token: u64, attempt: u32, op: Op, resp: Response) {
+        if !self.walk.is_live(position, token) {
+            return;
+        }
+        let path = self.paths.wal(position);
+        let entry = match resp.into_get() {
+            Ok(got) => match self.codec.decode_entry(got.body) {
+                Ok(e) if e.header.position == position => Some(e),
+                Ok(e) => {
+                    return self.fail(FatalError::Corrupt {
+                        path,
+                        reason: format!("holds position {}", e.header.position),
+                    })
+                }
+                Err(e) => return self.fail(codec_fatal(path, e)),
+            },
+            Err(e) if e.kind == StoreErrorKind::NotFound => None,
+            Err(e) => {
+                let next = Purpose::Slot {
+                    position,
+                    token,
+                    attempt: attempt + 1,
+                };
+                return self.retry(op, next, attempt, &e);
+            }
+        };
+        self.walk.arrived(position, token, entry);
+        if self.phase == Phase::Walking {
+            self.drive_walk();
+        }
+    }
+}
+
+fn codec_fatal(path: alloc::string::String, e: CodecError) -> FatalError {
+    match e {
+        CodecError::SchemaMismatch(_) => FatalError::SchemaMismatch { path },
+        CodecError::Corrupt(reason) => FatalError::Corrupt { path, reason },
+        CodecError::Encode(reason) => FatalError::Encode { reason },
+    }
+}

@@ -1,0 +1,124 @@
+//! The WAL walk shared by writers (replay) and readers (PROTOCOL.md §4 "Walk").
+//!
+//! Slots are fetched ahead of the cursor, possibly out of order, and consumed strictly in
+//! order. The walk knows nothing of requests: its owner turns `wanted()` positions into GETs
+//! and feeds results back with the id it used, so stale answers are recognised and dropped.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::codec::{Entry, EntryKind};
+
+/// What the next slot of the walk holds.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// An entry of the log.
+    Data(Entry),
+    /// An older epoch's entry above a newer fence: ignored.
+    Orphan,
+    /// A fence; the walk continued past its window.
+    Fence { position: u64, epoch: u64 },
+    /// The slot is empty; the walk stays here.
+    End(u64),
+}
+
+pub(crate) struct Walk {
+    next: u64,
+    fence_epoch: u64,
+    read_ahead: u64,
+    /// Live fetches by position, each with a token that its answer must carry.
+    requested: BTreeMap<u64, u64>,
+    arrived: BTreeMap<u64, Option<Entry>>,
+    next_token: u64,
+}
+
+impl Walk {
+    pub(crate) fn new(start: u64, fence_epoch: u64, read_ahead: u32) -> Self {
+        Walk {
+            next: start,
+            fence_epoch,
+            read_ahead: u64::from(read_ahead.max(1)),
+            requested: BTreeMap::new(),
+            arrived: BTreeMap::new(),
+            next_token: 0,
+        }
+    }
+
+    /// The next position to consume.
+    pub(crate) fn position(&self) -> u64 {
+        self.next
+    }
+
+    /// Positions to fetch now (at most `limit` ahead), each with the token its answer must
+    /// carry.
+    pub(crate) fn wanted(&mut self, limit: u32) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let ahead = self.read_ahead.min(u64::from(limit.max(1)));
+        for p in self.next..self.next.saturating_add(ahead) {
+            if !self.requested.contains_key(&p) && !self.arrived.contains_key(&p) {
+                self.next_token += 1;
+                self.requested.insert(p, self.next_token);
+                out.push((p, self.next_token));
+            }
+        }
+        out
+    }
+
+    /// Whether `token` is the live fetch of `position` (else its answer is stale).
+    pub(crate) fn is_live(&self, position: u64, token: u64) -> bool {
+        self.requested.get(&position) == Some(&token)
+    }
+
+    /// The answer of a live fetch: `None` for an empty slot. The caller has checked that the
+    /// entry's position matches the slot.
+    pub(crate) fn arrived(&mut self, position: u64, token: u64, entry: Option<Entry>) {
+        if self.is_live(position, token) {
+            self.requested.remove(&position);
+            self.arrived.insert(position, entry);
+        }
+    }
+
+    /// The walk ended at an empty slot that turned out to be filled: continue with `entry`.
+    pub(crate) fn fill_end(&mut self, entry: Entry) {
+        self.arrived.insert(self.next, Some(entry));
+    }
+
+    /// Consumes the next slot if its content is known.
+    pub(crate) fn step(&mut self) -> Option<Step> {
+        if self.arrived.get(&self.next)?.is_none() {
+            return Some(Step::End(self.next));
+        }
+        let position = self.next;
+        let entry = self.arrived.remove(&position).flatten()?;
+        let step = match entry.header.kind {
+            EntryKind::Fence { window } => {
+                self.fence_epoch = self.fence_epoch.max(entry.header.epoch);
+                self.skip_to(position.saturating_add(u64::from(window)));
+                return Some(Step::Fence {
+                    position,
+                    epoch: entry.header.epoch,
+                });
+            }
+            EntryKind::Data if entry.header.epoch < self.fence_epoch => Step::Orphan,
+            EntryKind::Data => Step::Data(entry),
+        };
+        self.skip_to(position + 1);
+        Some(step)
+    }
+
+    /// Forgets what is known from the current position on (an empty slot may fill later).
+    pub(crate) fn forget_from_here(&mut self) {
+        let next = self.next;
+        self.arrived.retain(|&p, _| p < next);
+        self.requested.retain(|&p, _| p < next);
+    }
+
+    /// Jumps forward (after a fence, or to a newer cursor), dropping what lies behind.
+    pub(crate) fn skip_to(&mut self, position: u64) {
+        if position > self.next {
+            self.next = position;
+            self.arrived = self.arrived.split_off(&position);
+            self.requested = self.requested.split_off(&position);
+        }
+    }
+}

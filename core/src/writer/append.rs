@@ -1,0 +1,253 @@
+//! Appends: group commit into entries, pipelined create-if-absent puts, acknowledgement in
+//! position order.
+
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::time::Duration;
+
+use super::{Event, Purpose, Writer};
+use crate::codec::{EntryHeader, EntryKind, PositionedRecords, Record};
+use crate::config::GroupCommit;
+use crate::error::FatalError;
+use crate::io::{Op, PutMode, Response, StoreErrorKind};
+
+/// Identifies an append of one writer; ids grow by one per accepted append, from 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct AppendId(pub u64);
+
+/// Records sealed into one entry.
+pub(super) struct Batch {
+    records: Vec<Record>,
+    bytes: usize,
+    last_append: AppendId,
+}
+
+/// An entry put (or being put) at a position.
+struct Slot {
+    batch: Batch,
+    body: Bytes,
+    durable: bool,
+}
+
+/// The append pipeline: open batch → sealed batches → slots in flight.
+#[derive(Default)]
+pub(super) struct Pipeline {
+    next_append: u64,
+    open: Vec<Record>,
+    open_bytes: usize,
+    deadline: Option<Duration>,
+    sealed: VecDeque<Batch>,
+    sealed_bytes: usize,
+    slots: BTreeMap<u64, Slot>,
+    slot_bytes: usize,
+    pub(super) next_position: u64,
+    pub(super) durable_position: Option<u64>,
+}
+
+impl Pipeline {
+    pub(super) fn push(&mut self, record: Record, now: Duration, gc: &GroupCommit) -> AppendId {
+        let size = record.payload.len();
+        if !self.open.is_empty() && self.open_bytes + size > gc.max_bytes {
+            self.seal();
+        }
+        if self.open.is_empty() {
+            self.deadline = Some(now + gc.interval);
+        }
+        self.open.push(record);
+        self.open_bytes += size;
+        let id = AppendId(self.next_append);
+        self.next_append += 1;
+        if self.open_bytes >= gc.max_bytes
+            || self.open.len() >= gc.max_records
+            || gc.interval.is_zero()
+        {
+            self.seal();
+        }
+        id
+    }
+
+    pub(super) fn seal(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        let batch = Batch {
+            records: core::mem::take(&mut self.open),
+            bytes: self.open_bytes,
+            last_append: AppendId(self.next_append - 1),
+        };
+        self.sealed_bytes += batch.bytes;
+        self.open_bytes = 0;
+        self.deadline = None;
+        self.sealed.push_back(batch);
+    }
+
+    pub(super) fn deadline(&self) -> Option<Duration> {
+        self.deadline
+    }
+
+    pub(super) fn last_append(&self) -> Option<AppendId> {
+        self.next_append.checked_sub(1).map(AppendId)
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(super) fn unflushed(&self) -> usize {
+        self.open_bytes + self.sealed_bytes + self.slot_bytes
+    }
+
+    pub(super) fn has_work(&self) -> bool {
+        !self.open.is_empty() || !self.sealed.is_empty() || !self.slots.is_empty()
+    }
+
+    /// Lowest position not yet durable among those issued, else the next to issue.
+    pub(super) fn first_undurable(&self) -> u64 {
+        self.slots
+            .keys()
+            .next()
+            .copied()
+            .unwrap_or(self.next_position)
+    }
+}
+
+impl Writer {
+    fn entry_header(&self, position: u64) -> EntryHeader {
+        EntryHeader {
+            kind: EntryKind::Data,
+            epoch: self.epoch,
+            position,
+            nonce: self.nonce,
+        }
+    }
+
+    /// Issues sealed batches while the in-flight window has room.
+    pub(super) fn pump(&mut self) {
+        while self.pipeline.slots.len() < self.cfg.max_in_flight as usize {
+            let Some(batch) = self.pipeline.sealed.pop_front() else {
+                break;
+            };
+            self.pipeline.sealed_bytes -= batch.bytes;
+            let position = self.pipeline.next_position;
+            self.pipeline.next_position += 1;
+            let body = match self
+                .codec
+                .encode_entry(&self.entry_header(position), &batch.records)
+            {
+                Ok(b) => b,
+                Err(e) => return self.fail(self.codec_fatal(self.paths.wal(position), e)),
+            };
+            self.pipeline.slot_bytes += batch.bytes;
+            self.pipeline.slots.insert(
+                position,
+                Slot {
+                    batch,
+                    body: body.clone(),
+                    durable: false,
+                },
+            );
+            let path = self.paths.wal(position);
+            self.put_create(path, body, Purpose::EntryPut {
+                position,
+                attempt: 1,
+            });
+        }
+    }
+
+    pub(super) fn on_entry_put(&mut self, position: u64, attempt: u32, op: Op, resp: Response) {
+        let _ = op;
+        match resp.into_put() {
+            Ok(_) => self.mark_durable(position),
+            Err(e) if e.kind == StoreErrorKind::NotSupported => self.fail(FatalError::Unsupported {
+                path: self.paths.wal(position),
+                message: e.message,
+            }),
+            // Taken or unknown: the slot's content decides.
+            Err(_) => {
+                let path = self.paths.wal(position);
+                self.get(path, Purpose::EntryReadBack { position, attempt });
+            }
+        }
+    }
+
+    pub(super) fn on_entry_read_back(
+        &mut self,
+        position: u64,
+        attempt: u32,
+        op: Op,
+        resp: Response,
+    ) {
+        let path = self.paths.wal(position);
+        match resp.into_get() {
+            Ok(got) => {
+                let Some(entry) = self.decode_slot(position, got.body) else {
+                    return;
+                };
+                if entry.header == self.entry_header(position) {
+                    self.mark_durable(position);
+                } else if entry.header.epoch > self.epoch {
+                    self.fenced();
+                } else {
+                    self.fail(FatalError::ProtocolViolation {
+                        path,
+                        reason: alloc::format!(
+                            "an entry of epoch {} holds this writer's slot",
+                            entry.header.epoch
+                        ),
+                    });
+                }
+            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                let Some(body) = self.pipeline.slots.get(&position).map(|s| s.body.clone()) else {
+                    return;
+                };
+                let put = Op::Put {
+                    path,
+                    body,
+                    mode: PutMode::Create,
+                };
+                let next = Purpose::EntryPut {
+                    position,
+                    attempt: attempt + 1,
+                };
+                self.retry(put, next, attempt, &e);
+            }
+            Err(e) => {
+                let next = Purpose::EntryReadBack {
+                    position,
+                    attempt: attempt + 1,
+                };
+                self.retry(op, next, attempt, &e);
+            }
+        }
+    }
+
+    /// Marks a slot durable and acknowledges every entry below the watermark, in order.
+    fn mark_durable(&mut self, position: u64) {
+        if let Some(slot) = self.pipeline.slots.get_mut(&position) {
+            slot.durable = true;
+        }
+        while let Some(entry) = self.pipeline.slots.first_entry() {
+            if !entry.get().durable {
+                break;
+            }
+            let position = *entry.key();
+            let slot = entry.remove();
+            self.pipeline.slot_bytes -= slot.batch.bytes;
+            self.pipeline.durable_position = Some(position);
+            self.stats.entries_written += 1;
+            self.live_positions.push_back(position);
+            if !self.cfg.wal_only {
+                self.memtable.push(PositionedRecords {
+                    position,
+                    records: slot.batch.records,
+                });
+            }
+            self.events.push_back(Event::Durable {
+                last_append: slot.batch.last_append,
+                position,
+            });
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Manifest commits (claim, generation, truncate): create-if-absent at `version`, resolve
+//! ambiguity by reading back, then the post-commit check (PROTOCOL.md §3).
+
+use bytes::Bytes;
+
+use super::{Purpose, Writer};
+use crate::error::FatalError;
+use crate::io::{Op, Response, StoreErrorKind};
+use crate::manifest::Manifest;
+
+pub(super) struct Commit {
+    pub(super) manifest: Manifest,
+    body: Bytes,
+    pub(super) kind: CommitKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum CommitKind {
+    /// A new epoch (or the log's creation).
+    Claim,
+    /// The oldest frozen generation.
+    Generation,
+    /// A WAL-only cursor move.
+    Truncate,
+}
+
+impl Writer {
+    pub(super) fn start_commit(&mut self, manifest: Manifest, kind: CommitKind) {
+        let version = manifest.version;
+        let body = manifest.encode();
+        self.commit = Some(Commit {
+            manifest,
+            body: body.clone(),
+            kind,
+        });
+        let path = self.paths.manifest(version);
+        self.put_create(path, body, Purpose::ManifestPut {
+            version,
+            attempt: 1,
+        });
+    }
+
+    /// Another writer's version is there: a claim starts over, anything else means fenced.
+    fn lost_race(&mut self) {
+        match self.commit.take().map(|c| c.kind) {
+            Some(CommitKind::Claim) => self.start_open(),
+            _ => self.fenced(),
+        }
+    }
+
+    pub(super) fn on_manifest_put(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+        let _ = op;
+        match resp.into_put() {
+            Ok(_) => self.post_check(version, 1),
+            Err(e) if matches!(
+                e.kind,
+                StoreErrorKind::AlreadyExists | StoreErrorKind::PreconditionFailed
+            ) =>
+            {
+                // object_store may retry a create that landed and report AlreadyExists: read it.
+                let path = self.paths.manifest(version);
+                self.get(path, Purpose::ManifestReadBack { version, attempt });
+            }
+            Err(e) if e.kind == StoreErrorKind::NotSupported => self.fail(FatalError::Unsupported {
+                path: self.paths.manifest(version),
+                message: e.message,
+            }),
+            Err(_) => {
+                let path = self.paths.manifest(version);
+                self.get(path, Purpose::ManifestReadBack { version, attempt });
+            }
+        }
+    }
+
+    pub(super) fn on_manifest_read_back(
+        &mut self,
+        version: u64,
+        attempt: u32,
+        op: Op,
+        resp: Response,
+    ) {
+        let Some(body) = self.commit.as_ref().map(|c| c.body.clone()) else {
+            return;
+        };
+        match resp.into_get() {
+            Ok(got) if got.body == body => self.post_check(version, 1),
+            Ok(_) => self.lost_race(),
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                let put = Op::Put {
+                    path: self.paths.manifest(version),
+                    body,
+                    mode: crate::io::PutMode::Create,
+                };
+                let next = Purpose::ManifestPut {
+                    version,
+                    attempt: attempt + 1,
+                };
+                self.retry(put, next, attempt, &e);
+            }
+            Err(e) => {
+                let next = Purpose::ManifestReadBack {
+                    version,
+                    attempt: attempt + 1,
+                };
+                self.retry(op, next, attempt, &e);
+            }
+        }
+    }
+
+    fn post_check(&mut self, version: u64, attempt: u32) {
+        let op = Op::List {
+            prefix: self.paths.manifest_dir(),
+            after: Some(self.paths.manifest(version)),
+        };
+        self.io.send(op, Purpose::PostCheck { version, attempt });
+    }
+
+    pub(super) fn on_post_check(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+        match resp.into_list() {
+            Ok(items) => {
+                let newer = items.iter().any(|m| {
+                    self.paths
+                        .manifest_version(&m.path)
+                        .is_some_and(|v| v > version)
+                });
+                if newer {
+                    // Someone claimed after us, or our create filled a collected hole.
+                    self.commit = None;
+                    self.fenced();
+                } else {
+                    self.committed(version);
+                }
+            }
+            Err(e) => {
+                let next = Purpose::PostCheck {
+                    version,
+                    attempt: attempt + 1,
+                };
+                self.retry(op, next, attempt, &e);
+            }
+        }
+    }
+
+    fn committed(&mut self, version: u64) {
+        let Some(commit) = self.commit.take() else {
+            return;
+        };
+        self.manifest_versions.insert(version);
+        self.manifest = Some(commit.manifest);
+        match commit.kind {
+            CommitKind::Claim => self.on_claimed(),
+            CommitKind::Generation => self.on_generation_committed(),
+            CommitKind::Truncate => self.on_truncated(),
+        }
+        self.collect_manifests();
+    }
+
+    fn collect_manifests(&mut self) {
+        while self.manifest_versions.len() > self.cfg.keep_manifests as usize {
+            let Some(old) = self.manifest_versions.pop_first() else {
+                break;
+            };
+            let path = self.paths.manifest(old);
+            self.delete(path);
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! The memtable, generations, cursor commits and GC of WAL slots below the cursor.
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::time::Duration;
+
+use super::commit::CommitKind;
+use super::{Event, Phase, Purpose, Writer};
+use crate::codec::{GenerationHeader, PositionedRecords};
+use crate::crc32c::{crc32c, to_hex8};
+use crate::error::{CommandError, FatalError};
+use crate::io::{Op, PutMode, Response, StoreErrorKind};
+use crate::manifest::GenerationRecord;
+
+/// A memtable frozen into a generation, waiting for its put and its commit.
+struct Frozen {
+    entries: Vec<PositionedRecords>,
+    bytes: usize,
+    body: Bytes,
+    record: GenerationRecord,
+    written: bool,
+}
+
+/// Entries not yet in a committed generation: frozen ones (oldest first), then the active one.
+#[derive(Default)]
+pub(super) struct Memtable {
+    frozen: VecDeque<Frozen>,
+    frozen_bytes: usize,
+    active: Vec<PositionedRecords>,
+    active_bytes: usize,
+}
+
+fn size_of(e: &PositionedRecords) -> usize {
+    e.records.iter().map(|r| r.payload.len()).sum()
+}
+
+impl Memtable {
+    pub(super) fn push(&mut self, entry: PositionedRecords) {
+        self.active_bytes += size_of(&entry);
+        self.active.push(entry);
+    }
+
+    pub(super) fn bytes(&self) -> usize {
+        self.frozen_bytes + self.active_bytes
+    }
+
+    pub(super) fn active_len(&self) -> usize {
+        self.active.len()
+    }
+
+    pub(super) fn has_frozen(&self) -> bool {
+        !self.frozen.is_empty()
+    }
+
+    pub(super) fn iter(&self) -> impl Iterator<Item = &PositionedRecords> {
+        self.frozen
+            .iter()
+            .flat_map(|f| f.entries.iter())
+            .chain(self.active.iter())
+    }
+}
+
+impl Writer {
+    pub(super) fn maybe_freeze(&mut self) {
+        if !self.cfg.wal_only && self.memtable.active_bytes >= self.cfg.memtable_bytes {
+            self.freeze();
+        }
+    }
+
+    /// Freezes the active memtable and puts its generation. Returns the generation id.
+    pub(super) fn freeze(&mut self) -> Option<u64> {
+        let (Some(first), Some(last)) = (self.memtable.active.first(), self.memtable.active.last())
+        else {
+            return None;
+        };
+        let (first_position, last_position) = (first.position, last.position);
+        let committed_next = self.manifest.as_ref().map_or(0, |m| m.next_generation);
+        let id = committed_next + self.memtable.frozen.len() as u64;
+        let entries = core::mem::take(&mut self.memtable.active);
+        let bytes = core::mem::take(&mut self.memtable.active_bytes);
+        let header = GenerationHeader {
+            epoch: self.epoch,
+            id,
+        };
+        let path = self.paths.generation(self.epoch, id);
+        let body = match self.codec.encode_generation(&header, &entries) {
+            Ok(b) => b,
+            Err(e) => {
+                self.fail(self.codec_fatal(path, e));
+                return None;
+            }
+        };
+        let record = GenerationRecord {
+            id,
+            path: path.clone(),
+            first_position,
+            last_position,
+            entries: entries.len() as u64,
+            records: entries.iter().map(|e| e.records.len() as u64).sum(),
+            rows: entries
+                .iter()
+                .flat_map(|e| e.records.iter())
+                .map(|r| r.rows)
+                .sum(),
+            bytes: body.len() as u64,
+            crc32c: alloc::string::String::from_utf8_lossy(&to_hex8(crc32c(&body))).into(),
+        };
+        self.memtable.frozen_bytes += bytes;
+        self.memtable.frozen.push_back(Frozen {
+            entries,
+            bytes,
+            body: body.clone(),
+            record,
+            written: false,
+        });
+        self.put_create(path, body, Purpose::GenPut { id, attempt: 1 });
+        Some(id)
+    }
+
+    fn frozen_mut(&mut self, id: u64) -> Option<&mut Frozen> {
+        self.memtable.frozen.iter_mut().find(|f| f.record.id == id)
+    }
+
+    pub(super) fn on_gen_put(&mut self, id: u64, attempt: u32, op: Op, resp: Response) {
+        let path = Self::path_of(&op);
+        match resp.into_put() {
+            Ok(_) => {
+                if let Some(f) = self.frozen_mut(id) {
+                    f.written = true;
+                }
+            }
+            Err(e) if e.kind == StoreErrorKind::NotSupported => {
+                self.fail(FatalError::Unsupported {
+                    path,
+                    message: e.message,
+                })
+            }
+            Err(_) => {
+                self.get(path, Purpose::GenReadBack { id, attempt });
+            }
+        }
+    }
+
+    pub(super) fn on_gen_read_back(&mut self, id: u64, attempt: u32, op: Op, resp: Response) {
+        let path = Self::path_of(&op);
+        let Some(body) = self.frozen_mut(id).map(|f| f.body.clone()) else {
+            return;
+        };
+        match resp.into_get() {
+            Ok(got) if got.body == body => {
+                if let Some(f) = self.frozen_mut(id) {
+                    f.written = true;
+                }
+            }
+            Ok(_) => self.fail(FatalError::ProtocolViolation {
+                path,
+                reason: "another object holds this writer's generation name".into(),
+            }),
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                let put = Op::Put {
+                    path,
+                    body,
+                    mode: PutMode::Create,
+                };
+                let next = Purpose::GenPut {
+                    id,
+                    attempt: attempt + 1,
+                };
+                self.retry(put, next, attempt, &e);
+            }
+            Err(e) => {
+                let next = Purpose::GenReadBack {
+                    id,
+                    attempt: attempt + 1,
+                };
+                self.retry(op, next, attempt, &e);
+            }
+        }
+    }
+
+    /// Highest fence epoch below `cursor` (data of older epochs at or past it are orphans).
+    fn cursor_epoch(&self, cursor: u64) -> u64 {
+        let base = self.manifest.as_ref().map_or(0, |m| m.cursor_epoch);
+        self.fences
+            .iter()
+            .filter(|(p, _)| *p < cursor)
+            .map(|(_, e)| *e)
+            .fold(base, u64::max)
+    }
+
+    /// Starts the next manifest commit, if one is due and none is running. Generations commit
+    /// strictly in order, so a failing older flush holds the cursor back.
+    pub(super) fn try_commit(&mut self) {
+        if self.commit.is_some() || self.phase != Phase::Ready {
+            return;
+        }
+        let Some(mut m) = self.manifest.clone() else {
+            return;
+        };
+        m.version += 1;
+        if let Some(front) = self.memtable.frozen.front().filter(|f| f.written) {
+            let record = front.record.clone();
+            m.replay_cursor = record.last_position + 1;
+            m.next_generation = record.id + 1;
+            m.generations.push(record);
+            m.cursor_epoch = self.cursor_epoch(m.replay_cursor);
+            self.start_commit(m, CommitKind::Generation);
+        } else if let Some(to) = self.pending_truncate.take() {
+            // The cursor goes to the first data position at or past `to` that is not dropped.
+            let cursor = self
+                .live_positions
+                .iter()
+                .copied()
+                .find(|&p| p >= to)
+                .unwrap_or_else(|| self.pipeline.first_undurable());
+            if cursor <= m.replay_cursor {
+                return;
+            }
+            m.replay_cursor = cursor;
+            m.cursor_epoch = self.cursor_epoch(cursor);
+            self.start_commit(m, CommitKind::Truncate);
+        }
+    }
+
+    pub(super) fn on_generation_committed(&mut self) {
+        let Some(f) = self.memtable.frozen.pop_front() else {
+            return;
+        };
+        self.memtable.frozen_bytes -= f.bytes;
+        self.stats.generations_committed += 1;
+        self.collect_wal();
+        let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
+        self.events.push_back(Event::Flushed {
+            generation: f.record.id,
+            replay_cursor,
+        });
+    }
+
+    pub(super) fn on_truncated(&mut self) {
+        self.collect_wal();
+        let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
+        self.events.push_back(Event::Truncated { replay_cursor });
+    }
+
+    /// Deletes the data slots below the committed cursor. Fences are never deleted.
+    fn collect_wal(&mut self) {
+        let cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
+        while let Some(&p) = self.live_positions.front() {
+            if p >= cursor {
+                break;
+            }
+            self.live_positions.pop_front();
+            let path = self.paths.wal(p);
+            self.delete(path);
+        }
+    }
+
+    pub(super) fn delete(&mut self, path: alloc::string::String) {
+        self.io.send(Op::Delete { path }, Purpose::Delete { attempt: 1 });
+    }
+
+    pub(super) fn on_delete(&mut self, attempt: u32, op: Op, resp: Response) {
+        match resp.into_delete() {
+            Ok(()) => {}
+            Err(e) if e.kind == StoreErrorKind::NotFound => {}
+            Err(_) if attempt < self.cfg.retry.attempts => {
+                let policy = self.cfg.retry.clone();
+                let next = Purpose::Delete {
+                    attempt: attempt + 1,
+                };
+                self.io
+                    .send_after_backoff(self.now, &policy, attempt, op, next);
+            }
+            Err(_) => self.stats.gc_failures += 1,
+        }
+    }
+
+    /// WAL-only: drops every entry below `position` by moving the cursor (committed in the
+    /// manifest, then collected).
+    pub fn truncate(&mut self, position: u64, now: Duration) -> Result<(), CommandError> {
+        self.now = self.now.max(now);
+        self.command_allowed()?;
+        if !self.cfg.wal_only {
+            return Err(CommandError::WrongMode);
+        }
+        if self.phase != Phase::Ready {
+            return Err(CommandError::NotReady);
+        }
+        let min = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
+        let max = self.pipeline.first_undurable().max(min);
+        if position < min || position > max {
+            return Err(CommandError::OutOfRange {
+                requested: position,
+                min,
+                max,
+            });
+        }
+        self.pending_truncate = Some(self.pending_truncate.unwrap_or(0).max(position));
+        self.after_input();
+        Ok(())
+    }
+}

@@ -1,0 +1,578 @@
+//! The writer machine: open (claim, fence, replay), appends with group commit and pipelined
+//! puts, memtable flushes to generations, GC and close. See PROTOCOL.md §4.
+//!
+//! # Driving it
+//!
+//! After **any** input or command, drain [`Writer::poll_request`] (execute each request and
+//! answer it with [`Writer::handle_response`], in any order, at any later time), then
+//! [`Writer::poll_event`], then ask [`Writer::poll_timeout`] and call
+//! [`Writer::handle_timeout`] when it passes:
+//!
+//! ```
+//! use core::time::Duration;
+//! use tidewal_core::{Writer, WriterConfig, RawCodec, Request, Response, Event};
+//! # fn execute(_r: &Request) -> Response { unimplemented!() }
+//! let now = Duration::ZERO;
+//! let mut w = Writer::new(WriterConfig::default(), Box::new(RawCodec::new("s")), 42, now).unwrap();
+//! let mut outbox: Vec<Request> = Vec::new();
+//! while let Some(req) = w.poll_request() { outbox.push(req); }     // 1. requests
+//! while let Some(ev) = w.poll_event() { let _ = ev; }               // 2. events
+//! let _wake_at = w.poll_timeout();                                   // 3. timer
+//! // ...later: w.handle_response(req.id, execute(&req), now); w.handle_timeout(now);
+//! # let _ = outbox;
+//! ```
+
+mod append;
+mod commit;
+mod flush;
+mod open;
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::string::String;
+use alloc::vec::Vec;
+use bytes::Bytes;
+use core::time::Duration;
+
+use crate::codec::{Codec, CodecError, PositionedRecords, Record};
+use crate::config::WriterConfig;
+use crate::error::{AppendError, CommandError, ConfigError, FatalError};
+use crate::io::{Op, RequestId, Response, StoreError};
+use crate::manifest::Manifest;
+use crate::paths::Paths;
+use crate::plumbing::{IoCounters, Plumbing};
+use crate::walk::Walk;
+
+pub use append::AppendId;
+
+/// What a writer reports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Open finished: this writer owns the log.
+    Ready {
+        /// The claimed epoch.
+        epoch: u64,
+        /// Position of this writer's fence.
+        fence_position: u64,
+        /// Position of this writer's first entry.
+        first_position: u64,
+        /// WAL entries replayed into the memtable.
+        replayed_entries: u64,
+        /// Records in them.
+        replayed_records: u64,
+    },
+    /// Every append up to and including `last_append` is durable.
+    Durable {
+        /// The newest durable append.
+        last_append: AppendId,
+        /// The WAL position that made it durable.
+        position: u64,
+    },
+    /// A generation was committed; the cursor moved.
+    Flushed {
+        /// Generation id.
+        generation: u64,
+        /// New replay cursor.
+        replay_cursor: u64,
+    },
+    /// A WAL-only truncate was committed.
+    Truncated {
+        /// New replay cursor.
+        replay_cursor: u64,
+    },
+    /// Unflushed bytes fell under the budget after a [`AppendError::Backpressure`].
+    Writable,
+    /// `close` finished: everything appended is durable (and flushed, with a memtable).
+    Closed,
+    /// The writer stopped. Every append after the last [`Event::Durable`] failed.
+    Fatal(FatalError),
+}
+
+/// Which timer `poll_timeout` is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TimerReason {
+    /// The group commit interval of the pending records ends.
+    GroupCommit,
+    /// A request is retried after backoff.
+    Retry,
+}
+
+/// Counters and gauges of a writer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Appends accepted.
+    pub appends: u64,
+    /// Bytes of accepted records.
+    pub appended_bytes: u64,
+    /// Data entries put durably.
+    pub entries_written: u64,
+    /// Generations committed.
+    pub generations_committed: u64,
+    /// Requests issued, by kind.
+    pub io: IoCounters,
+    /// Requests in flight.
+    pub requests_in_flight: usize,
+    /// WAL puts in flight (entries issued, not yet acknowledged).
+    pub entries_in_flight: usize,
+    /// Bytes counted against the unflushed budget.
+    pub unflushed_bytes: usize,
+    /// The claimed epoch (0 while opening).
+    pub epoch: u64,
+    /// Next WAL position to be issued.
+    pub next_position: u64,
+    /// Last acknowledged WAL position.
+    pub durable_position: Option<u64>,
+    /// The committed replay cursor.
+    pub replay_cursor: u64,
+    /// Deletes that kept failing (garbage left behind).
+    pub gc_failures: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Phase {
+    Opening,
+    Ready,
+    Closed,
+    Failed(FatalError),
+}
+
+/// What each request was for.
+#[derive(Clone, Debug)]
+enum Purpose {
+    ListManifests { attempt: u32 },
+    GetManifest { version: u64, attempt: u32 },
+    ManifestPut { version: u64, attempt: u32 },
+    ManifestReadBack { version: u64, attempt: u32 },
+    PostCheck { version: u64, attempt: u32 },
+    WalkGet { position: u64, token: u64, attempt: u32 },
+    FencePut { position: u64, attempt: u32 },
+    FenceReadBack { position: u64, attempt: u32 },
+    EntryPut { position: u64, attempt: u32 },
+    EntryReadBack { position: u64, attempt: u32 },
+    GenPut { id: u64, attempt: u32 },
+    GenReadBack { id: u64, attempt: u32 },
+    Delete { attempt: u32 },
+}
+
+/// The sans-I/O writer of one log.
+pub struct Writer {
+    cfg: WriterConfig,
+    codec: Box<dyn Codec>,
+    paths: Paths,
+    nonce: u64,
+    io: Plumbing<Purpose>,
+    events: VecDeque<Event>,
+    phase: Phase,
+    now: Duration,
+    epoch: u64,
+    window: u32,
+    /// The newest manifest this writer read or committed.
+    manifest: Option<Manifest>,
+    manifest_versions: BTreeSet<u64>,
+    open_attempts: u32,
+    walk: Option<Walk>,
+    /// The slot where this writer's fence is being put (the walk waits on it).
+    fence_at: Option<u64>,
+    replayed: (u64, u64),
+    /// Fences walked or written: (position, epoch).
+    fences: Vec<(u64, u64)>,
+    commit: Option<commit::Commit>,
+    pipeline: append::Pipeline,
+    memtable: flush::Memtable,
+    /// Durable data positions not yet below the cursor (what GC may delete later).
+    live_positions: VecDeque<u64>,
+    pending_truncate: Option<u64>,
+    closing: bool,
+    blocked: bool,
+    stats: WriterStats,
+}
+
+impl Writer {
+    /// Creates a writer and starts opening the log. `seed` must differ between writers (it
+    /// makes the nonce and the retry jitter); `now` is the host's clock.
+    pub fn new(
+        cfg: WriterConfig,
+        codec: Box<dyn Codec>,
+        seed: u64,
+        now: Duration,
+    ) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        let mut io = Plumbing::new(seed);
+        let nonce = io.random();
+        let mut w = Writer {
+            paths: Paths::new(&cfg.prefix),
+            window: cfg.fence_window,
+            cfg,
+            codec,
+            nonce,
+            io,
+            events: VecDeque::new(),
+            phase: Phase::Opening,
+            now,
+            epoch: 0,
+            manifest: None,
+            manifest_versions: BTreeSet::new(),
+            open_attempts: 0,
+            walk: None,
+            fence_at: None,
+            replayed: (0, 0),
+            fences: Vec::new(),
+            commit: None,
+            pipeline: append::Pipeline::default(),
+            memtable: flush::Memtable::default(),
+            live_positions: VecDeque::new(),
+            pending_truncate: None,
+            closing: false,
+            blocked: false,
+            stats: WriterStats::default(),
+        };
+        w.start_open();
+        Ok(w)
+    }
+
+    // ---- outputs -------------------------------------------------------------------------
+
+    /// The next request to execute.
+    #[must_use]
+    pub fn poll_request(&mut self) -> Option<crate::io::Request> {
+        self.io.poll_request()
+    }
+
+    /// The next event.
+    #[must_use]
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When to call [`Writer::handle_timeout`] next, and why.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<(Duration, TimerReason)> {
+        let group = self
+            .pipeline
+            .deadline()
+            .filter(|_| self.is_live())
+            .map(|t| (t, TimerReason::GroupCommit));
+        let retry = self.io.next_deadline().map(|t| (t, TimerReason::Retry));
+        match (group, retry) {
+            (Some(g), Some(r)) => Some(if r.0 < g.0 { r } else { g }),
+            (g, r) => g.or(r),
+        }
+    }
+
+    // ---- inputs --------------------------------------------------------------------------
+
+    /// Feeds the outcome of a request. Unknown or already answered ids are ignored; a response
+    /// of the wrong kind counts as a failed request of that id.
+    pub fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
+        self.now = self.now.max(now);
+        if !self.is_live() {
+            return;
+        }
+        let Some((purpose, op)) = self.io.take(id) else {
+            return;
+        };
+        self.dispatch(purpose, op, response);
+        self.after_input();
+    }
+
+    /// Time has passed; fires due timers.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        if !self.is_live() {
+            return;
+        }
+        self.io.fire_due(self.now);
+        if self.pipeline.deadline().is_some_and(|d| d <= self.now) {
+            self.pipeline.seal();
+        }
+        self.after_input();
+    }
+
+    // ---- getters -------------------------------------------------------------------------
+
+    /// Whether open finished and the writer is not closed or failed.
+    pub fn is_ready(&self) -> bool {
+        self.phase == Phase::Ready
+    }
+
+    /// The terminal error, if the writer stopped.
+    pub fn failure(&self) -> Option<&FatalError> {
+        match &self.phase {
+            Phase::Failed(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// The claimed epoch (0 while opening).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// This writer's nonce.
+    pub fn nonce(&self) -> u64 {
+        self.nonce
+    }
+
+    /// The newest manifest this writer read or committed.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
+    /// Entries not yet in a committed generation (frozen ones first), in position order.
+    pub fn memtable(&self) -> impl Iterator<Item = &PositionedRecords> {
+        self.memtable.iter()
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> WriterStats {
+        let mut s = self.stats.clone();
+        s.io = self.io.counters;
+        s.requests_in_flight = self.io.in_flight();
+        s.entries_in_flight = self.pipeline.in_flight();
+        s.unflushed_bytes = self.unflushed();
+        s.epoch = self.epoch;
+        s.next_position = self.pipeline.next_position;
+        s.durable_position = self.pipeline.durable_position;
+        s.replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
+        s
+    }
+
+    // ---- shared helpers ------------------------------------------------------------------
+
+    fn is_live(&self) -> bool {
+        matches!(self.phase, Phase::Opening | Phase::Ready)
+    }
+
+    fn fail(&mut self, error: FatalError) {
+        if !self.is_live() {
+            return;
+        }
+        self.phase = Phase::Failed(error.clone());
+        self.io.shut();
+        self.walk = None;
+        self.events.push_back(Event::Fatal(error));
+    }
+
+    fn fenced(&mut self) {
+        self.fail(FatalError::Fenced { epoch: self.epoch });
+    }
+
+    fn codec_fatal(&self, path: String, e: CodecError) -> FatalError {
+        match e {
+            CodecError::SchemaMismatch(_) => FatalError::SchemaMismatch { path },
+            CodecError::Corrupt(reason) => FatalError::Corrupt { path, reason },
+            CodecError::Encode(reason) => FatalError::Encode { reason },
+        }
+    }
+
+    fn store_fatal(path: String, e: &StoreError) -> FatalError {
+        FatalError::Store {
+            path,
+            message: e.message.clone(),
+        }
+    }
+
+    fn path_of(op: &Op) -> String {
+        match op {
+            Op::Put { path, .. }
+            | Op::Get { path, .. }
+            | Op::Head { path }
+            | Op::Delete { path } => path.clone(),
+            Op::List { prefix, .. } => prefix.clone(),
+        }
+    }
+
+    /// Re-sends `op` after a backoff, or fails once the retry budget is spent.
+    fn retry(&mut self, op: Op, purpose: Purpose, attempt: u32, last: &StoreError) {
+        if attempt >= self.cfg.retry.attempts {
+            let path = Self::path_of(&op);
+            self.fail(Self::store_fatal(path, last));
+            return;
+        }
+        let policy = self.cfg.retry.clone();
+        self.io
+            .send_after_backoff(self.now, &policy, attempt, op, purpose);
+    }
+
+    fn get(&mut self, path: String, purpose: Purpose) -> RequestId {
+        self.io.send(Op::Get { path, range: None }, purpose)
+    }
+
+    fn put_create(&mut self, path: String, body: Bytes, purpose: Purpose) -> RequestId {
+        self.io.send(
+            Op::Put {
+                path,
+                body,
+                mode: crate::io::PutMode::Create,
+            },
+            purpose,
+        )
+    }
+
+    fn dispatch(&mut self, purpose: Purpose, op: Op, response: Response) {
+        match purpose {
+            Purpose::ListManifests { attempt } => self.on_list_manifests(attempt, op, response),
+            Purpose::GetManifest { version, attempt } => {
+                self.on_get_manifest(version, attempt, op, response)
+            }
+            Purpose::ManifestPut { version, attempt } => {
+                self.on_manifest_put(version, attempt, op, response)
+            }
+            Purpose::ManifestReadBack { version, attempt } => {
+                self.on_manifest_read_back(version, attempt, op, response)
+            }
+            Purpose::PostCheck { version, attempt } => {
+                self.on_post_check(version, attempt, op, response)
+            }
+            Purpose::WalkGet {
+                position,
+                token,
+                attempt,
+            } => self.on_walk_get(position, token, attempt, op, response),
+            Purpose::FencePut { position, attempt } => {
+                self.on_fence_put(position, attempt, op, response)
+            }
+            Purpose::FenceReadBack { position, attempt } => {
+                self.on_fence_read_back(position, attempt, op, response)
+            }
+            Purpose::EntryPut { position, attempt } => {
+                self.on_entry_put(position, attempt, op, response)
+            }
+            Purpose::EntryReadBack { position, attempt } => {
+                self.on_entry_read_back(position, attempt, op, response)
+            }
+            Purpose::GenPut { id, attempt } => self.on_gen_put(id, attempt, op, response),
+            Purpose::GenReadBack { id, attempt } => {
+                self.on_gen_read_back(id, attempt, op, response)
+            }
+            Purpose::Delete { attempt } => self.on_delete(attempt, op, response),
+        }
+    }
+
+    /// Work that any input may have unblocked.
+    fn after_input(&mut self) {
+        if self.phase == Phase::Ready {
+            self.pump();
+            self.maybe_freeze();
+            self.try_commit();
+            self.check_writable();
+            self.check_closed();
+        }
+    }
+
+    fn unflushed(&self) -> usize {
+        self.pipeline.unflushed() + self.memtable.bytes()
+    }
+
+    fn check_writable(&mut self) {
+        if self.blocked && self.unflushed() < self.cfg.unflushed_budget {
+            self.blocked = false;
+            self.events.push_back(Event::Writable);
+        }
+    }
+
+    /// Accepts a record: see [`AppendError`] for refusals.
+    pub fn append(&mut self, record: Record, now: Duration) -> Result<AppendId, AppendError> {
+        self.now = self.now.max(now);
+        match &self.phase {
+            Phase::Failed(e) => return Err(AppendError::Failed(e.clone())),
+            Phase::Closed => return Err(AppendError::Closed),
+            _ if self.closing => return Err(AppendError::Closed),
+            _ => {}
+        }
+        let size = record.payload.len();
+        if size == 0 {
+            return Err(AppendError::Empty);
+        }
+        if record.rows == 0 {
+            return Err(AppendError::ZeroRows);
+        }
+        if size > self.cfg.max_entry_bytes {
+            return Err(AppendError::TooLarge {
+                bytes: size,
+                limit: self.cfg.max_entry_bytes,
+            });
+        }
+        let unflushed = self.unflushed();
+        if unflushed > 0 && unflushed + size > self.cfg.unflushed_budget {
+            self.blocked = true;
+            return Err(AppendError::Backpressure {
+                unflushed,
+                budget: self.cfg.unflushed_budget,
+            });
+        }
+        self.stats.appends += 1;
+        self.stats.appended_bytes += size as u64;
+        let id = self
+            .pipeline
+            .push(record, self.now, &self.cfg.group_commit);
+        self.after_input();
+        Ok(id)
+    }
+
+    /// Seals pending records into an entry now. Returns the last append so far, whose
+    /// [`Event::Durable`] means everything before the call is durable.
+    pub fn flush(&mut self, now: Duration) -> Result<Option<AppendId>, CommandError> {
+        self.now = self.now.max(now);
+        self.command_allowed()?;
+        self.pipeline.seal();
+        self.after_input();
+        Ok(self.pipeline.last_append())
+    }
+
+    /// Freezes the memtable into a generation now. Returns its id, or `None` if empty.
+    pub fn flush_memtable(&mut self, now: Duration) -> Result<Option<u64>, CommandError> {
+        self.now = self.now.max(now);
+        self.command_allowed()?;
+        if self.cfg.wal_only {
+            return Err(CommandError::WrongMode);
+        }
+        if self.phase != Phase::Ready {
+            return Err(CommandError::NotReady);
+        }
+        let id = self.freeze();
+        self.after_input();
+        Ok(id)
+    }
+
+    /// Drains: seals pending records, waits for every entry to be durable and (with a
+    /// memtable) flushes it, then emits [`Event::Closed`]. Later appends fail with `Closed`.
+    pub fn close(&mut self, now: Duration) -> Result<(), CommandError> {
+        self.now = self.now.max(now);
+        self.command_allowed()?;
+        self.closing = true;
+        self.pipeline.seal();
+        self.after_input();
+        Ok(())
+    }
+
+    fn command_allowed(&self) -> Result<(), CommandError> {
+        match &self.phase {
+            Phase::Failed(e) => Err(CommandError::Failed(e.clone())),
+            Phase::Closed => Err(CommandError::Closed),
+            _ if self.closing => Err(CommandError::Closed),
+            _ => Ok(()),
+        }
+    }
+
+    fn check_closed(&mut self) {
+        if !self.closing || self.pipeline.has_work() {
+            return;
+        }
+        if !self.cfg.wal_only {
+            if self.memtable.active_len() > 0 {
+                self.freeze();
+            }
+            if self.memtable.has_frozen() || self.commit.is_some() {
+                return;
+            }
+        } else if self.commit.is_some() {
+            return;
+        }
+        self.phase = Phase::Closed;
+        self.events.push_back(Event::Closed);
+    }
+}
+

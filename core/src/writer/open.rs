@@ -1,0 +1,367 @@
+//! Opening: read the current manifest (or create the log), claim an epoch, walk the WAL from
+//! the cursor replaying entries, and place the fence at the first empty slot.
+
+use alloc::format;
+use alloc::string::ToString;
+
+use super::commit::CommitKind;
+use super::{Event, Phase, Purpose, Writer};
+use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
+use crate::error::FatalError;
+use crate::io::{Op, Response, StoreErrorKind};
+use crate::manifest::{encode_hex, Manifest, ManifestError, FORMAT};
+use crate::walk::{Step, Walk};
+
+impl Writer {
+    pub(super) fn start_open(&mut self) {
+        self.open_attempts += 1;
+        if self.open_attempts > self.cfg.open_attempts {
+            self.fail(FatalError::Contended);
+            return;
+        }
+        let prefix = self.paths.manifest_dir();
+        self.io.send(
+            Op::List {
+                prefix,
+                after: None,
+            },
+            Purpose::ListManifests { attempt: 1 },
+        );
+    }
+
+    pub(super) fn on_list_manifests(&mut self, attempt: u32, op: Op, response: Response) {
+        let items = match response.into_list() {
+            Ok(items) => items,
+            Err(e) => {
+                return self.retry(op, Purpose::ListManifests { attempt: attempt + 1 }, attempt, &e)
+            }
+        };
+        self.manifest_versions.clear();
+        for meta in items {
+            match self.paths.manifest_version(&meta.path) {
+                Some(v) => {
+                    self.manifest_versions.insert(v);
+                }
+                None => {
+                    return self.fail(FatalError::Corrupt {
+                        path: meta.path,
+                        reason: "unexpected object in the manifest folder".into(),
+                    })
+                }
+            }
+        }
+        match self.manifest_versions.last().copied() {
+            None => self.create_log(),
+            Some(version) => {
+                let path = self.paths.manifest(version);
+                self.get(path, Purpose::GetManifest { version, attempt: 1 });
+            }
+        }
+    }
+
+    fn create_log(&mut self) {
+        let m = Manifest {
+            format: FORMAT,
+            codec: self.codec.name().to_string(),
+            version: 1,
+            epoch: 1,
+            writer_nonce: self.nonce,
+            fence_window: self.cfg.fence_window,
+            replay_cursor: 0,
+            cursor_epoch: 0,
+            wal_only: self.cfg.wal_only,
+            schema: encode_hex(&self.codec.schema()),
+            next_generation: 0,
+            generations: alloc::vec::Vec::new(),
+        };
+        self.window = m.fence_window;
+        self.start_commit(m, CommitKind::Claim);
+    }
+
+    pub(super) fn on_get_manifest(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+        let path = self.paths.manifest(version);
+        let got = match resp.into_get() {
+            Ok(got) => got,
+            // Collected between list and get: a newer version exists, start over.
+            Err(e) if e.kind == StoreErrorKind::NotFound => return self.start_open(),
+            Err(e) => {
+                let next = Purpose::GetManifest {
+                    version,
+                    attempt: attempt + 1,
+                };
+                return self.retry(op, next, attempt, &e);
+            }
+        };
+        let m = match Manifest::decode(&got.body) {
+            Ok(m) => m,
+            Err(ManifestError::Corrupt(reason)) => {
+                return self.fail(FatalError::Corrupt { path, reason })
+            }
+            Err(ManifestError::UnsupportedFormat(format)) => {
+                return self.fail(FatalError::UnsupportedFormat { path, format })
+            }
+        };
+        if let Err(e) = self.check_compatible(&m, &path, version) {
+            return self.fail(e);
+        }
+        self.window = m.fence_window;
+        let mut claim = m.clone();
+        claim.version = version + 1;
+        claim.epoch = m.epoch + 1;
+        claim.writer_nonce = self.nonce;
+        self.manifest = Some(m);
+        self.start_commit(claim, CommitKind::Claim);
+    }
+
+    fn check_compatible(&self, m: &Manifest, path: &str, version: u64) -> Result<(), FatalError> {
+        let conflict = |reason: alloc::string::String| Err(FatalError::ConfigConflict { reason });
+        if m.version != version {
+            return Err(FatalError::Corrupt {
+                path: path.into(),
+                reason: format!("holds version {}", m.version),
+            });
+        }
+        if m.codec != self.codec.name() {
+            return conflict(format!(
+                "the log uses codec {}, this writer {}",
+                m.codec,
+                self.codec.name()
+            ));
+        }
+        let same_schema = m
+            .schema_bytes()
+            .is_some_and(|s| self.codec.schema_matches(&s));
+        if !same_schema {
+            return Err(FatalError::SchemaMismatch { path: path.into() });
+        }
+        if m.wal_only != self.cfg.wal_only {
+            return conflict(format!(
+                "the log has wal_only = {}, this writer {}",
+                m.wal_only, self.cfg.wal_only
+            ));
+        }
+        if self.cfg.max_in_flight > m.fence_window {
+            return conflict(format!(
+                "max_in_flight {} exceeds the log's fence window {}",
+                self.cfg.max_in_flight, m.fence_window
+            ));
+        }
+        Ok(())
+    }
+
+    /// The claim is committed: walk the WAL from the cursor.
+    pub(super) fn on_claimed(&mut self) {
+        let Some(m) = &self.manifest else { return };
+        self.epoch = m.epoch;
+        self.walk = Some(Walk::new(
+            m.replay_cursor,
+            m.cursor_epoch,
+            self.cfg.read_ahead,
+        ));
+        self.pipeline.next_position = m.replay_cursor;
+        self.drive_walk();
+    }
+
+    pub(super) fn on_walk_get(
+        &mut self,
+        position: u64,
+        token: u64,
+        attempt: u32,
+        op: Op,
+        resp: Response,
+    ) {
+        if !self.walk.as_ref().is_some_and(|w| w.is_live(position, token)) {
+            return;
+        }
+        let entry = match resp.into_get() {
+            Ok(got) => match self.decode_slot(position, got.body) {
+                Some(entry) => Some(entry),
+                None => return, // failed
+            },
+            Err(e) if e.kind == StoreErrorKind::NotFound => None,
+            Err(e) => {
+                let next = Purpose::WalkGet {
+                    position,
+                    token,
+                    attempt: attempt + 1,
+                };
+                return self.retry(op, next, attempt, &e);
+            }
+        };
+        if let Some(walk) = self.walk.as_mut() {
+            walk.arrived(position, token, entry);
+        }
+        self.drive_walk();
+    }
+
+    /// Decodes a WAL slot, failing the writer (and returning `None`) if it is bad.
+    pub(super) fn decode_slot(&mut self, position: u64, body: bytes::Bytes) -> Option<Entry> {
+        let path = self.paths.wal(position);
+        match self.codec.decode_entry(body) {
+            Ok(e) if e.header.position == position => Some(e),
+            Ok(e) => {
+                self.fail(FatalError::Corrupt {
+                    path,
+                    reason: format!("holds position {}", e.header.position),
+                });
+                None
+            }
+            Err(e) => {
+                let fatal = self.codec_fatal(path, e);
+                self.fail(fatal);
+                None
+            }
+        }
+    }
+
+    fn drive_walk(&mut self) {
+        loop {
+            let Some(step) = self.walk.as_mut().and_then(|w| w.step()) else {
+                break;
+            };
+            match step {
+                Step::Data(entry) if entry.header.epoch > self.epoch => return self.fenced(),
+                Step::Data(entry) => self.replay(entry),
+                Step::Orphan => {}
+                Step::Fence { epoch, .. } if epoch > self.epoch => return self.fenced(),
+                Step::Fence { position, epoch } if epoch == self.epoch => {
+                    return self.fail(FatalError::ProtocolViolation {
+                        path: self.paths.wal(position),
+                        reason: "a fence of this writer's epoch that it did not write".into(),
+                    })
+                }
+                Step::Fence { position, epoch } => self.fences.push((position, epoch)),
+                Step::End(position) => {
+                    if self.fence_at.is_none() {
+                        self.fence_at = Some(position);
+                        self.put_fence(position, 1);
+                    }
+                    return;
+                }
+            }
+        }
+        let ahead = self.cfg.read_ahead;
+        let wanted = self.walk.as_mut().map(|w| w.wanted(ahead)).unwrap_or_default();
+        for (position, token) in wanted {
+            let path = self.paths.wal(position);
+            let purpose = Purpose::WalkGet {
+                position,
+                token,
+                attempt: 1,
+            };
+            self.get(path, purpose);
+        }
+    }
+
+    fn replay(&mut self, entry: Entry) {
+        let position = entry.header.position;
+        self.replayed.0 += 1;
+        self.replayed.1 += entry.records.len() as u64;
+        self.live_positions.push_back(position);
+        if !self.cfg.wal_only {
+            self.memtable.push(PositionedRecords {
+                position,
+                records: entry.records,
+            });
+        }
+    }
+
+    fn fence_header(&self, position: u64) -> EntryHeader {
+        EntryHeader {
+            kind: EntryKind::Fence {
+                window: self.window,
+            },
+            epoch: self.epoch,
+            position,
+            nonce: self.nonce,
+        }
+    }
+
+    fn put_fence(&mut self, position: u64, attempt: u32) {
+        let body = match self.codec.encode_entry(&self.fence_header(position), &[]) {
+            Ok(b) => b,
+            Err(e) => return self.fail(self.codec_fatal(self.paths.wal(position), e)),
+        };
+        let path = self.paths.wal(position);
+        self.put_create(path, body, Purpose::FencePut { position, attempt });
+    }
+
+    pub(super) fn on_fence_put(&mut self, position: u64, attempt: u32, op: Op, resp: Response) {
+        if self.fence_at != Some(position) {
+            return;
+        }
+        match resp.into_put() {
+            Ok(_) => self.become_ready(position),
+            Err(e) if e.kind == StoreErrorKind::NotSupported => self.fail(FatalError::Unsupported {
+                path: self.paths.wal(position),
+                message: e.message,
+            }),
+            // Taken, or unknown: read the slot to learn who holds it.
+            Err(_) => {
+                let _ = op;
+                let path = self.paths.wal(position);
+                self.get(path, Purpose::FenceReadBack { position, attempt });
+            }
+        }
+    }
+
+    pub(super) fn on_fence_read_back(
+        &mut self,
+        position: u64,
+        attempt: u32,
+        op: Op,
+        resp: Response,
+    ) {
+        if self.fence_at != Some(position) {
+            return;
+        }
+        match resp.into_get() {
+            Ok(got) => {
+                let Some(entry) = self.decode_slot(position, got.body) else {
+                    return;
+                };
+                if entry.header == self.fence_header(position) {
+                    return self.become_ready(position);
+                }
+                // Someone else's entry landed first: it is part of the walk.
+                self.fence_at = None;
+                if let Some(walk) = self.walk.as_mut() {
+                    walk.fill_end(entry);
+                }
+                self.drive_walk();
+            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                if attempt >= self.cfg.retry.attempts {
+                    return self.fail(Self::store_fatal(self.paths.wal(position), &e));
+                }
+                self.put_fence(position, attempt + 1);
+            }
+            Err(e) => {
+                let next = Purpose::FenceReadBack {
+                    position,
+                    attempt: attempt + 1,
+                };
+                self.retry(op, next, attempt, &e);
+            }
+        }
+    }
+
+    fn become_ready(&mut self, fence_position: u64) {
+        if self.phase != Phase::Opening {
+            return;
+        }
+        self.walk = None;
+        self.fence_at = None;
+        self.fences.push((fence_position, self.epoch));
+        let first_position = fence_position + u64::from(self.window);
+        self.pipeline.next_position = first_position;
+        self.phase = Phase::Ready;
+        self.events.push_back(Event::Ready {
+            epoch: self.epoch,
+            fence_position,
+            first_position,
+            replayed_entries: self.replayed.0,
+            replayed_records: self.replayed.1,
+        });
+    }
+}

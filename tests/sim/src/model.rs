@@ -1,0 +1,178 @@
+//! The reference model: what the store and every observer must agree on.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+use tidewal_core::{Codec, EntryKind, Manifest, MemStore, RawCodec};
+
+/// Payload ids are the first 8 bytes of each record.
+pub fn payload_id(payload: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
+}
+
+/// The facts every run accumulates, and the checks against them.
+#[derive(Default)]
+pub struct Model {
+    /// Payload → client that appended it.
+    pub owner: Vec<usize>,
+    /// Payload → position it landed at (from the store's successful puts).
+    pub landed: BTreeMap<u64, u64>,
+    /// Acknowledged payloads → position.
+    pub acked: BTreeMap<u64, u64>,
+    /// Fences ever written: position → epoch.
+    pub fences: BTreeMap<u64, u64>,
+    /// The highest manifest version written.
+    pub high: Option<Manifest>,
+    /// Decoded generation contents by path: (position, payload) in order.
+    gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+pub type Check = Result<(), String>;
+
+impl Model {
+    /// A put landed in the store.
+    pub fn on_put(&mut self, store: &MemStore, path: &str, body: &Bytes, codec: &RawCodec) -> Check {
+        if path.contains("/wal/") || path.starts_with("wal/") {
+            let e = codec
+                .decode_entry(body.clone())
+                .map_err(|e| format!("unreadable entry written at {path}: {e}"))?;
+            match e.header.kind {
+                EntryKind::Fence { .. } => {
+                    self.fences.insert(e.header.position, e.header.epoch);
+                }
+                EntryKind::Data => {
+                    for r in &e.records {
+                        let id = payload_id(&r.payload).ok_or("short payload")?;
+                        if let Some(prev) = self.landed.insert(id, e.header.position) {
+                            if prev != e.header.position {
+                                return Err(format!(
+                                    "payload {id} landed at {prev} and at {}",
+                                    e.header.position
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        } else if path.contains("manifest/") {
+            let m = Manifest::decode(body).map_err(|e| format!("bad manifest {path}: {e:?}"))?;
+            let newer = self.high.as_ref().is_none_or(|h| m.version > h.version);
+            if newer {
+                if let Some(h) = &self.high {
+                    if m.epoch < h.epoch || m.replay_cursor < h.replay_cursor {
+                        return Err(format!(
+                            "manifest went backwards: v{} epoch {} cursor {} after v{} epoch {} cursor {}",
+                            m.version, m.epoch, m.replay_cursor, h.version, h.epoch, h.replay_cursor
+                        ));
+                    }
+                    if m.generations.get(..h.generations.len()) != Some(&h.generations[..]) {
+                        return Err(format!("manifest v{} dropped or changed generations", m.version));
+                    }
+                }
+                self.high = Some(m);
+                self.check_cursor(store, codec)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every acknowledged payload below the current cursor is in a generation.
+    pub fn check_cursor(&mut self, store: &MemStore, codec: &RawCodec) -> Check {
+        let Some(m) = self.high.clone() else { return Ok(()) };
+        if m.wal_only {
+            return Ok(());
+        }
+        let in_gens: BTreeSet<u64> = self
+            .generations(store, codec, &m)?
+            .into_iter()
+            .map(|(_, id)| id)
+            .collect();
+        for (&id, &pos) in &self.acked {
+            if pos < m.replay_cursor && !in_gens.contains(&id) {
+                return Err(format!(
+                    "cursor {} (manifest v{}) skipped acked payload {id} at {pos}",
+                    m.replay_cursor, m.version
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// A delete is about to be applied.
+    pub fn on_delete(&self, path: &str) -> Check {
+        if let Some(pos) = wal_position(path) {
+            if self.fences.contains_key(&pos) {
+                return Err(format!("fence at {pos} deleted"));
+            }
+            let cursor = self.high.as_ref().map_or(0, |m| m.replay_cursor);
+            if pos >= cursor {
+                return Err(format!("WAL slot {pos} deleted at or above the cursor {cursor}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The (position, payload) pairs of a manifest's generations.
+    pub fn generations(
+        &mut self,
+        store: &MemStore,
+        codec: &RawCodec,
+        m: &Manifest,
+    ) -> Result<Vec<(u64, u64)>, String> {
+        let mut out = Vec::new();
+        for g in &m.generations {
+            if !self.gen_cache.contains_key(&g.path) {
+                let body = store
+                    .object(&g.path)
+                    .ok_or_else(|| format!("generation {} missing", g.path))?;
+                let decoded = codec
+                    .decode_generation(body.clone())
+                    .map_err(|e| format!("generation {}: {e}", g.path))?;
+                let mut items = Vec::new();
+                for e in decoded.entries {
+                    for r in e.records {
+                        items.push((e.position, payload_id(&r.payload).ok_or("short payload")?));
+                    }
+                }
+                self.gen_cache.insert(g.path.clone(), items);
+            }
+            out.extend_from_slice(&self.gen_cache[&g.path]);
+        }
+        Ok(out)
+    }
+
+    /// One observed run of the log (a writer's view at open, or a reader's output so far):
+    /// ordered, no duplicates, consistent with the store, nothing written past a newer fence.
+    pub fn check_sequence(&self, who: &str, items: &[(u64, u64)], epochs: &[u64]) -> Check {
+        let mut seen = BTreeSet::new();
+        let mut last = None;
+        for &(pos, id) in items {
+            if last.is_some_and(|l| pos < l) {
+                return Err(format!("{who}: position {pos} after {}", last.unwrap_or(0)));
+            }
+            last = Some(pos);
+            if !seen.insert(id) {
+                return Err(format!("{who}: payload {id} read twice"));
+            }
+            let Some(&landed) = self.landed.get(&id) else {
+                return Err(format!("{who}: payload {id} was never written"));
+            };
+            if landed != pos {
+                return Err(format!("{who}: payload {id} read at {pos}, written at {landed}"));
+            }
+            let epoch = epochs[self.owner[id as usize]];
+            if let Some((fpos, fepoch)) = self.fences.range(..pos).find(|(_, &e)| e > epoch) {
+                return Err(format!(
+                    "{who}: payload {id} of epoch {epoch} at {pos} read past fence {fpos} of epoch {fepoch}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The position named by a WAL path.
+pub fn wal_position(path: &str) -> Option<u64> {
+    let name = path.rsplit_once("wal/")?.1;
+    name.strip_suffix(".arrows")?.parse().ok()
+}
