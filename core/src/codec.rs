@@ -218,7 +218,9 @@ impl Cursor {
         let n = self.u32()? as usize;
         // Each record needs at least 12 bytes: bound the allocation by what is there.
         if n > (self.buf.len() - self.at) / 12 {
-            return Err(CodecError::Corrupt("record count exceeds object size".into()));
+            return Err(CodecError::Corrupt(
+                "record count exceeds object size".into(),
+            ));
         }
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -323,7 +325,9 @@ impl Codec for RawCodec {
         let id = c.u64()?;
         let n = c.u32()? as usize;
         if n > c.buf.len() / 12 {
-            return Err(CodecError::Corrupt("entry count exceeds object size".into()));
+            return Err(CodecError::Corrupt(
+                "entry count exceeds object size".into(),
+            ));
         }
         let mut entries = Vec::with_capacity(n);
         for _ in 0..n {

@@ -132,7 +132,10 @@ impl fmt::Display for AppendError {
             AppendError::Empty => write!(f, "empty record"),
             AppendError::ZeroRows => write!(f, "record has zero rows"),
             AppendError::TooLarge { bytes, limit } => {
-                write!(f, "record of {bytes} bytes exceeds the entry limit of {limit}")
+                write!(
+                    f,
+                    "record of {bytes} bytes exceeds the entry limit of {limit}"
+                )
             }
             AppendError::Backpressure { unflushed, budget } => write!(
                 f,
@@ -174,7 +177,11 @@ impl fmt::Display for CommandError {
         match self {
             CommandError::WrongMode => write!(f, "not available in this mode"),
             CommandError::NotReady => write!(f, "writer is still opening"),
-            CommandError::OutOfRange { requested, min, max } => {
+            CommandError::OutOfRange {
+                requested,
+                min,
+                max,
+            } => {
                 write!(f, "position {requested} outside {min}..={max}")
             }
             CommandError::Closed => write!(f, "writer is closed"),

@@ -32,10 +32,11 @@ pub use codec::{
     Codec, CodecError, Entry, EntryHeader, EntryKind, Generation, GenerationHeader,
     PositionedRecords, RawCodec, Record,
 };
-pub use io::{GetResult, ObjectMeta, Op, PutMode, Request, RequestId, Response, StoreError,
-    StoreErrorKind};
 pub use config::{GroupCommit, ReaderConfig, RetryPolicy, WriterConfig};
 pub use error::{AppendError, CommandError, ConfigError, FatalError};
+pub use io::{
+    GetResult, ObjectMeta, Op, PutMode, Request, RequestId, Response, StoreError, StoreErrorKind,
+};
 pub use manifest::{GenerationRecord, Manifest};
 pub use mem::MemStore;
 pub use plumbing::IoCounters;

@@ -6,7 +6,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use crate::crc32c::{crc32c, from_hex8, to_hex8};
+use crate::crc32c::{crc32c, to_hex8};
 
 /// The protocol format this crate reads and writes.
 pub const FORMAT: u32 = 1;
@@ -99,9 +99,9 @@ impl Manifest {
         {
             return Err(corrupt("not a tidewal manifest (bad prefix)"));
         }
-        let stored = from_hex8(&bytes[11..19]).ok_or_else(|| corrupt("bad checksum digits"))?;
         let rest = &bytes[PREFIX_LEN..];
-        if crc32c(rest) != stored {
+        // Compare the digits as written: parsing would accept `A` for `a` or a leading `+`.
+        if bytes[11..19] != to_hex8(crc32c(rest)) {
             return Err(corrupt("checksum mismatch"));
         }
         let mut json = Vec::with_capacity(rest.len() + 1);
@@ -139,7 +139,7 @@ pub fn encode_hex(bytes: &[u8]) -> String {
 pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
     let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let b = s.as_bytes();
-    if b.len() % 2 != 0 {
+    if !b.len().is_multiple_of(2) {
         return None;
     }
     b.chunks(2)
@@ -212,9 +212,14 @@ mod tests {
     fn every_flipped_byte_is_refused() {
         let bytes = sample().encode();
         for i in 0..bytes.len() {
-            let mut bad = bytes.to_vec();
-            bad[i] ^= 0x01;
-            assert!(Manifest::decode(&bad).is_err(), "flip at {i} accepted");
+            for mask in [0x01, 0x20, 0x80, 0xFF] {
+                let mut bad = bytes.to_vec();
+                bad[i] ^= mask;
+                assert!(
+                    Manifest::decode(&bad).is_err(),
+                    "flip {mask:#x} at {i} accepted"
+                );
+            }
         }
         for n in 0..bytes.len() {
             assert!(Manifest::decode(&bytes[..n]).is_err());
@@ -233,7 +238,10 @@ mod tests {
 
     #[test]
     fn hex_helpers() {
-        assert_eq!(decode_hex(&encode_hex(&[0, 1, 0xab, 0xff])).unwrap(), vec![0, 1, 0xab, 0xff]);
+        assert_eq!(
+            decode_hex(&encode_hex(&[0, 1, 0xab, 0xff])).unwrap(),
+            vec![0, 1, 0xab, 0xff]
+        );
         assert_eq!(decode_hex("abc"), None);
         assert_eq!(decode_hex("zz"), None);
     }

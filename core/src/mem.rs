@@ -41,11 +41,19 @@ impl MemStore {
         }
     }
 
-    fn put(&mut self, path: &str, body: &Bytes, mode: &PutMode) -> Result<Option<String>, StoreError> {
+    fn put(
+        &mut self,
+        path: &str,
+        body: &Bytes,
+        mode: &PutMode,
+    ) -> Result<Option<String>, StoreError> {
         let current = self.objects.get(path).map(|(_, e)| *e);
         match (mode, current) {
             (PutMode::Create, Some(_)) => {
-                return Err(StoreError::new(StoreErrorKind::AlreadyExists, format!("{path} exists")))
+                return Err(StoreError::new(
+                    StoreErrorKind::AlreadyExists,
+                    format!("{path} exists"),
+                ))
             }
             (PutMode::IfMatch(want), cur) if cur.map(|e| e.to_string()).as_ref() != Some(want) => {
                 return Err(StoreError::new(
@@ -61,7 +69,11 @@ impl MemStore {
         Ok(Some(self.next_etag.to_string()))
     }
 
-    fn get(&self, path: &str, range: Option<core::ops::Range<u64>>) -> Result<GetResult, StoreError> {
+    fn get(
+        &self,
+        path: &str,
+        range: Option<core::ops::Range<u64>>,
+    ) -> Result<GetResult, StoreError> {
         let (body, etag) = self.objects.get(path).ok_or_else(|| not_found(path))?;
         let body = match range {
             None => body.clone(),
@@ -69,7 +81,10 @@ impl MemStore {
                 body.slice(r.start as usize..r.end as usize)
             }
             Some(_) => {
-                return Err(StoreError::new(StoreErrorKind::Unknown, "range out of bounds"))
+                return Err(StoreError::new(
+                    StoreErrorKind::Unknown,
+                    "range out of bounds",
+                ))
             }
         };
         Ok(GetResult {

@@ -63,7 +63,10 @@ mod tests {
         assert_eq!(p.manifest(7), "logs/a/manifest/00000000000000000007.json");
         assert_eq!(p.manifest_version(&p.manifest(u64::MAX)), Some(u64::MAX));
         assert_eq!(p.manifest_version("logs/a/manifest/7.json"), None);
-        assert_eq!(p.manifest_version("logs/a/manifest/0000000000000000000x.json"), None);
+        assert_eq!(
+            p.manifest_version("logs/a/manifest/0000000000000000000x.json"),
+            None
+        );
         assert!(p.wal(9) < p.wal(10));
         assert_eq!(Paths::new("").wal(1), "wal/00000000000000000001.arrows");
         assert_eq!(p.generation(2, 3), "logs/a/gen/0000000002-0000000003.arrow");

@@ -41,10 +41,21 @@ pub enum ReadEvent {
 
 #[derive(Clone, Debug)]
 enum Purpose {
-    List { attempt: u32 },
-    Manifest { version: u64, attempt: u32 },
-    Generation { attempt: u32 },
-    Slot { position: u64, token: u64, attempt: u32 },
+    List {
+        attempt: u32,
+    },
+    Manifest {
+        version: u64,
+        attempt: u32,
+    },
+    Generation {
+        attempt: u32,
+    },
+    Slot {
+        position: u64,
+        token: u64,
+        attempt: u32,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,7 +230,10 @@ impl Reader {
 
     fn list_manifests(&mut self) {
         self.phase = Phase::Manifest;
-        let after = self.manifest.as_ref().map(|m| self.paths.manifest(m.version));
+        let after = self
+            .manifest
+            .as_ref()
+            .map(|m| self.paths.manifest(m.version));
         let prefix = self.paths.manifest_dir();
         self.io
             .send(Op::List { prefix, after }, Purpose::List { attempt: 1 });
@@ -228,7 +242,16 @@ impl Reader {
     fn on_list(&mut self, attempt: u32, op: Op, resp: Response) {
         let items = match resp.into_list() {
             Ok(items) => items,
-            Err(e) => return self.retry(op, Purpose::List { attempt: attempt + 1 }, attempt, &e),
+            Err(e) => {
+                return self.retry(
+                    op,
+                    Purpose::List {
+                        attempt: attempt + 1,
+                    },
+                    attempt,
+                    &e,
+                )
+            }
         };
         let newest = items
             .iter()
@@ -237,7 +260,13 @@ impl Reader {
         match newest {
             Some(version) => {
                 let path = self.paths.manifest(version);
-                self.get(path, Purpose::Manifest { version, attempt: 1 });
+                self.get(
+                    path,
+                    Purpose::Manifest {
+                        version,
+                        attempt: 1,
+                    },
+                );
             }
             None => self.resume_walk(),
         }

@@ -148,10 +148,14 @@ impl Writer {
                 },
             );
             let path = self.paths.wal(position);
-            self.put_create(path, body, Purpose::EntryPut {
-                position,
-                attempt: 1,
-            });
+            self.put_create(
+                path,
+                body,
+                Purpose::EntryPut {
+                    position,
+                    attempt: 1,
+                },
+            );
         }
     }
 
@@ -159,10 +163,12 @@ impl Writer {
         let _ = op;
         match resp.into_put() {
             Ok(_) => self.mark_durable(position),
-            Err(e) if e.kind == StoreErrorKind::NotSupported => self.fail(FatalError::Unsupported {
-                path: self.paths.wal(position),
-                message: e.message,
-            }),
+            Err(e) if e.kind == StoreErrorKind::NotSupported => {
+                self.fail(FatalError::Unsupported {
+                    path: self.paths.wal(position),
+                    message: e.message,
+                })
+            }
             // Taken or unknown: the slot's content decides.
             Err(_) => {
                 let path = self.paths.wal(position);

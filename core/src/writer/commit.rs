@@ -34,10 +34,14 @@ impl Writer {
             kind,
         });
         let path = self.paths.manifest(version);
-        self.put_create(path, body, Purpose::ManifestPut {
-            version,
-            attempt: 1,
-        });
+        self.put_create(
+            path,
+            body,
+            Purpose::ManifestPut {
+                version,
+                attempt: 1,
+            },
+        );
     }
 
     /// Another writer's version is there: a claim starts over, anything else means fenced.
@@ -52,19 +56,22 @@ impl Writer {
         let _ = op;
         match resp.into_put() {
             Ok(_) => self.post_check(version, 1),
-            Err(e) if matches!(
-                e.kind,
-                StoreErrorKind::AlreadyExists | StoreErrorKind::PreconditionFailed
-            ) =>
+            Err(e)
+                if matches!(
+                    e.kind,
+                    StoreErrorKind::AlreadyExists | StoreErrorKind::PreconditionFailed
+                ) =>
             {
                 // object_store may retry a create that landed and report AlreadyExists: read it.
                 let path = self.paths.manifest(version);
                 self.get(path, Purpose::ManifestReadBack { version, attempt });
             }
-            Err(e) if e.kind == StoreErrorKind::NotSupported => self.fail(FatalError::Unsupported {
-                path: self.paths.manifest(version),
-                message: e.message,
-            }),
+            Err(e) if e.kind == StoreErrorKind::NotSupported => {
+                self.fail(FatalError::Unsupported {
+                    path: self.paths.manifest(version),
+                    message: e.message,
+                })
+            }
             Err(_) => {
                 let path = self.paths.manifest(version);
                 self.get(path, Purpose::ManifestReadBack { version, attempt });

@@ -257,7 +257,8 @@ impl Writer {
     }
 
     pub(super) fn delete(&mut self, path: alloc::string::String) {
-        self.io.send(Op::Delete { path }, Purpose::Delete { attempt: 1 });
+        self.io
+            .send(Op::Delete { path }, Purpose::Delete { attempt: 1 });
     }
 
     pub(super) fn on_delete(&mut self, attempt: u32, op: Op, resp: Response) {

@@ -141,19 +141,57 @@ enum Phase {
 /// What each request was for.
 #[derive(Clone, Debug)]
 enum Purpose {
-    ListManifests { attempt: u32 },
-    GetManifest { version: u64, attempt: u32 },
-    ManifestPut { version: u64, attempt: u32 },
-    ManifestReadBack { version: u64, attempt: u32 },
-    PostCheck { version: u64, attempt: u32 },
-    WalkGet { position: u64, token: u64, attempt: u32 },
-    FencePut { position: u64, attempt: u32 },
-    FenceReadBack { position: u64, attempt: u32 },
-    EntryPut { position: u64, attempt: u32 },
-    EntryReadBack { position: u64, attempt: u32 },
-    GenPut { id: u64, attempt: u32 },
-    GenReadBack { id: u64, attempt: u32 },
-    Delete { attempt: u32 },
+    ListManifests {
+        attempt: u32,
+    },
+    GetManifest {
+        version: u64,
+        attempt: u32,
+    },
+    ManifestPut {
+        version: u64,
+        attempt: u32,
+    },
+    ManifestReadBack {
+        version: u64,
+        attempt: u32,
+    },
+    PostCheck {
+        version: u64,
+        attempt: u32,
+    },
+    WalkGet {
+        position: u64,
+        token: u64,
+        attempt: u32,
+    },
+    FencePut {
+        position: u64,
+        attempt: u32,
+    },
+    FenceReadBack {
+        position: u64,
+        attempt: u32,
+    },
+    EntryPut {
+        position: u64,
+        attempt: u32,
+    },
+    EntryReadBack {
+        position: u64,
+        attempt: u32,
+    },
+    GenPut {
+        id: u64,
+        attempt: u32,
+    },
+    GenReadBack {
+        id: u64,
+        attempt: u32,
+    },
+    Delete {
+        attempt: u32,
+    },
 }
 
 /// The sans-I/O writer of one log.
@@ -505,9 +543,7 @@ impl Writer {
         }
         self.stats.appends += 1;
         self.stats.appended_bytes += size as u64;
-        let id = self
-            .pipeline
-            .push(record, self.now, &self.cfg.group_commit);
+        let id = self.pipeline.push(record, self.now, &self.cfg.group_commit);
         self.after_input();
         Ok(id)
     }
@@ -575,4 +611,3 @@ impl Writer {
         self.events.push_back(Event::Closed);
     }
 }
-

@@ -33,7 +33,14 @@ impl Writer {
         let items = match response.into_list() {
             Ok(items) => items,
             Err(e) => {
-                return self.retry(op, Purpose::ListManifests { attempt: attempt + 1 }, attempt, &e)
+                return self.retry(
+                    op,
+                    Purpose::ListManifests {
+                        attempt: attempt + 1,
+                    },
+                    attempt,
+                    &e,
+                )
             }
         };
         self.manifest_versions.clear();
@@ -54,7 +61,13 @@ impl Writer {
             None => self.create_log(),
             Some(version) => {
                 let path = self.paths.manifest(version);
-                self.get(path, Purpose::GetManifest { version, attempt: 1 });
+                self.get(
+                    path,
+                    Purpose::GetManifest {
+                        version,
+                        attempt: 1,
+                    },
+                );
             }
         }
     }
@@ -170,7 +183,11 @@ impl Writer {
         op: Op,
         resp: Response,
     ) {
-        if !self.walk.as_ref().is_some_and(|w| w.is_live(position, token)) {
+        if !self
+            .walk
+            .as_ref()
+            .is_some_and(|w| w.is_live(position, token))
+        {
             return;
         }
         let entry = match resp.into_get() {
@@ -241,7 +258,11 @@ impl Writer {
             }
         }
         let ahead = self.cfg.read_ahead;
-        let wanted = self.walk.as_mut().map(|w| w.wanted(ahead)).unwrap_or_default();
+        let wanted = self
+            .walk
+            .as_mut()
+            .map(|w| w.wanted(ahead))
+            .unwrap_or_default();
         for (position, token) in wanted {
             let path = self.paths.wal(position);
             let purpose = Purpose::WalkGet {
@@ -292,10 +313,12 @@ impl Writer {
         }
         match resp.into_put() {
             Ok(_) => self.become_ready(position),
-            Err(e) if e.kind == StoreErrorKind::NotSupported => self.fail(FatalError::Unsupported {
-                path: self.paths.wal(position),
-                message: e.message,
-            }),
+            Err(e) if e.kind == StoreErrorKind::NotSupported => {
+                self.fail(FatalError::Unsupported {
+                    path: self.paths.wal(position),
+                    message: e.message,
+                })
+            }
             // Taken, or unknown: read the slot to learn who holds it.
             Err(_) => {
                 let _ = op;

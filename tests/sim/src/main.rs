@@ -1,4 +1,4 @@
-//! `tidewal-sim --seeds N [--start S] [--trace SEED]`: runs seeds, prints a summary line, and
+//! `tidewal-sim --seeds N [--start S] | --trace SEED | --check-determinism N`: runs seeds, prints a summary line, and
 //! on a violation the seed and the tail of its trace.
 
 use std::process::ExitCode;
@@ -16,8 +16,26 @@ fn main() -> ExitCode {
         for line in &out.trace {
             println!("{line}");
         }
-        println!("seed {seed}: {} steps, {} acked, violation: {:?}", out.steps, out.acked, out.violation);
-        return if out.violation.is_some() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+        println!(
+            "seed {seed}: {} steps, {} acked, violation: {:?}",
+            out.steps, out.acked, out.violation
+        );
+        return if out.violation.is_some() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    if let Some(n) = arg(&args, "--check-determinism") {
+        for seed in 0..n {
+            let (a, b) = (tidewal_sim::run(seed, false), tidewal_sim::run(seed, false));
+            if a.trace_hash != b.trace_hash {
+                eprintln!("seed {seed} is not deterministic");
+                return ExitCode::FAILURE;
+            }
+        }
+        println!("{n} seeds ran twice with identical traces");
+        return ExitCode::SUCCESS;
     }
     let seeds = arg(&args, "--seeds").unwrap_or(100);
     let start = arg(&args, "--start").unwrap_or(0);
@@ -45,5 +63,9 @@ fn main() -> ExitCode {
         "{seeds} seeds, {violations} violations, {steps} steps, {acked} acked appends ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
-    if violations == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if violations == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }

@@ -31,7 +31,13 @@ pub type Check = Result<(), String>;
 
 impl Model {
     /// A put landed in the store.
-    pub fn on_put(&mut self, store: &MemStore, path: &str, body: &Bytes, codec: &RawCodec) -> Check {
+    pub fn on_put(
+        &mut self,
+        store: &MemStore,
+        path: &str,
+        body: &Bytes,
+        codec: &RawCodec,
+    ) -> Check {
         if path.contains("/wal/") || path.starts_with("wal/") {
             let e = codec
                 .decode_entry(body.clone())
@@ -66,7 +72,10 @@ impl Model {
                         ));
                     }
                     if m.generations.get(..h.generations.len()) != Some(&h.generations[..]) {
-                        return Err(format!("manifest v{} dropped or changed generations", m.version));
+                        return Err(format!(
+                            "manifest v{} dropped or changed generations",
+                            m.version
+                        ));
                     }
                 }
                 self.high = Some(m);
@@ -78,7 +87,9 @@ impl Model {
 
     /// Every acknowledged payload below the current cursor is in a generation.
     pub fn check_cursor(&mut self, store: &MemStore, codec: &RawCodec) -> Check {
-        let Some(m) = self.high.clone() else { return Ok(()) };
+        let Some(m) = self.high.clone() else {
+            return Ok(());
+        };
         if m.wal_only {
             return Ok(());
         }
@@ -106,7 +117,9 @@ impl Model {
             }
             let cursor = self.high.as_ref().map_or(0, |m| m.replay_cursor);
             if pos >= cursor {
-                return Err(format!("WAL slot {pos} deleted at or above the cursor {cursor}"));
+                return Err(format!(
+                    "WAL slot {pos} deleted at or above the cursor {cursor}"
+                ));
             }
         }
         Ok(())
@@ -158,7 +171,9 @@ impl Model {
                 return Err(format!("{who}: payload {id} was never written"));
             };
             if landed != pos {
-                return Err(format!("{who}: payload {id} read at {pos}, written at {landed}"));
+                return Err(format!(
+                    "{who}: payload {id} read at {pos}, written at {landed}"
+                ));
             }
             let epoch = epochs[self.owner[id as usize]];
             if let Some((fpos, fepoch)) = self.fences.range(..pos).find(|(_, &e)| e > epoch) {

@@ -41,10 +41,22 @@ struct Faults {
 }
 
 enum Ev {
-    Arrive { client: usize, id: RequestId, op: Op },
-    Deliver { client: usize, id: RequestId, resp: Response },
-    Timer { client: usize },
-    Act { client: usize },
+    Arrive {
+        client: usize,
+        id: RequestId,
+        op: Op,
+    },
+    Deliver {
+        client: usize,
+        id: RequestId,
+        resp: Response,
+    },
+    Timer {
+        client: usize,
+    },
+    Act {
+        client: usize,
+    },
     Spawn,
 }
 
@@ -204,7 +216,10 @@ impl World {
                 let now = self.now;
                 let ok = matches!(
                     &resp,
-                    Response::Put(Ok(_)) | Response::Get(Ok(_)) | Response::List(Ok(_)) | Response::Delete(Ok(_))
+                    Response::Put(Ok(_))
+                        | Response::Get(Ok(_))
+                        | Response::List(Ok(_))
+                        | Response::Delete(Ok(_))
                 );
                 self.note(format_args!("c{client} <- #{} ok={ok}", id.0));
                 match &mut self.clients[client].machine {
@@ -229,8 +244,16 @@ impl World {
             }
             Ev::Act { client } => self.act(client),
             Ev::Spawn => {
-                let writers = self.clients.iter().filter(|c| matches!(c.machine, Some(Machine::Writer(_)))).count();
-                let readers = self.clients.iter().filter(|c| matches!(c.machine, Some(Machine::Reader(_)))).count();
+                let writers = self
+                    .clients
+                    .iter()
+                    .filter(|c| matches!(c.machine, Some(Machine::Writer(_))))
+                    .count();
+                let readers = self
+                    .clients
+                    .iter()
+                    .filter(|c| matches!(c.machine, Some(Machine::Reader(_))))
+                    .count();
                 if readers == 0 && self.rng.chance(0.3) {
                     self.spawn_reader(true);
                 } else if writers < 3 {
@@ -248,7 +271,10 @@ impl World {
         let f = self.faults;
         let resp = if self.rng.chance(f.fail_before) {
             self.note(format_args!("c{client} #{} dropped before apply", id.0));
-            fail_response(&op, StoreError::new(StoreErrorKind::Unknown, "injected: failed before apply"))
+            fail_response(
+                &op,
+                StoreError::new(StoreErrorKind::Unknown, "injected: failed before apply"),
+            )
         } else {
             if let Op::Delete { path } = &op {
                 self.model.on_delete(path)?;
@@ -257,13 +283,23 @@ impl World {
             if let (Op::Put { path, body, .. }, Response::Put(Ok(_))) = (&op, &resp) {
                 self.model.on_put(&self.store, path, body, &self.codec)?;
             }
-            self.note(format_args!("c{client} #{} applied {}", id.0, describe(&op, &resp)));
+            self.note(format_args!(
+                "c{client} #{} applied {}",
+                id.0,
+                describe(&op, &resp)
+            ));
             let created = matches!((&op, &resp), (Op::Put { .. }, Response::Put(Ok(_))));
             if created && self.rng.chance(f.exists_after) {
                 // object_store retries a create whose answer was lost and sees its own object.
-                fail_response(&op, StoreError::new(StoreErrorKind::AlreadyExists, "injected: retried create"))
+                fail_response(
+                    &op,
+                    StoreError::new(StoreErrorKind::AlreadyExists, "injected: retried create"),
+                )
             } else if self.rng.chance(f.fail_after) {
-                fail_response(&op, StoreError::new(StoreErrorKind::Unknown, "injected: answer lost"))
+                fail_response(
+                    &op,
+                    StoreError::new(StoreErrorKind::Unknown, "injected: answer lost"),
+                )
             } else {
                 resp
             }
@@ -275,7 +311,12 @@ impl World {
 
     fn spawn_writer(&mut self) {
         let seed = self.rng.u64();
-        let machine = Writer::new(self.wcfg.clone(), Box::new(self.codec.clone()), seed, self.now);
+        let machine = Writer::new(
+            self.wcfg.clone(),
+            Box::new(self.codec.clone()),
+            seed,
+            self.now,
+        );
         let Ok(machine) = machine else { return };
         let client = self.clients.len();
         self.note(format_args!("c{client} spawn writer"));
@@ -300,7 +341,12 @@ impl World {
         let client = self.clients.len();
         self.note(format_args!("c{client} spawn reader follow={follow}"));
         self.clients.push(Client {
-            machine: Some(Machine::Reader(Box::new(Reader::new(cfg, Box::new(self.codec.clone()), seed, self.now)))),
+            machine: Some(Machine::Reader(Box::new(Reader::new(
+                cfg,
+                Box::new(self.codec.clone()),
+                seed,
+                self.now,
+            )))),
             ..Client::default()
         });
         let _ = self.drain(client);
@@ -334,7 +380,9 @@ impl World {
                     c.appends.push(id);
                     self.note(format_args!("c{client} append p{id} as a{}", aid.0));
                 }
-                Err(AppendError::Backpressure { .. }) | Err(AppendError::Closed) | Err(AppendError::Failed(_)) => {}
+                Err(AppendError::Backpressure { .. })
+                | Err(AppendError::Closed)
+                | Err(AppendError::Failed(_)) => {}
                 Err(e) => return Err(format!("c{client}: valid append refused: {e}")),
             }
         } else if roll < 850 {
@@ -342,7 +390,10 @@ impl World {
         } else if roll < 900 {
             if self.wcfg.wal_only {
                 if let Some(m) = w.manifest().cloned() {
-                    let target = w.stats().durable_position.map_or(m.replay_cursor, |d| d + 1);
+                    let target = w
+                        .stats()
+                        .durable_position
+                        .map_or(m.replay_cursor, |d| d + 1);
                     let to = self.rng.range(m.replay_cursor, target.max(m.replay_cursor));
                     let _ = w.truncate(to, now);
                 }
@@ -369,9 +420,20 @@ impl World {
                 None => None,
             };
             let Some(req) = req else { break };
-            self.note(format_args!("c{client} -> #{} {}", req.id.0, op_name(&req.op)));
+            self.note(format_args!(
+                "c{client} -> #{} {}",
+                req.id.0,
+                op_name(&req.op)
+            ));
             let at = self.now + self.latency();
-            self.schedule(at, Ev::Arrive { client, id: req.id, op: req.op });
+            self.schedule(
+                at,
+                Ev::Arrive {
+                    client,
+                    id: req.id,
+                    op: req.op,
+                },
+            );
         }
         loop {
             let ev = match &mut self.clients[client].machine {
@@ -416,13 +478,18 @@ impl World {
                 let view: BTreeSet<u64> = items.iter().map(|&(_, id)| id).collect();
                 for (&id, &pos) in &self.model.acked {
                     if pos >= cursor && !view.contains(&id) {
-                        return Err(format!("{who}: acked payload {id} at {pos} missing from replay"));
+                        return Err(format!(
+                            "{who}: acked payload {id} at {pos} missing from replay"
+                        ));
                     }
                 }
                 self.clients[client].view = view;
                 self.clients[client].view_cursor = cursor;
             }
-            Event::Durable { last_append, position } => {
+            Event::Durable {
+                last_append,
+                position,
+            } => {
                 let c = &mut self.clients[client];
                 let epoch = c.epoch;
                 let newly: Vec<u64> = c.appends[c.acked..=last_append.0 as usize].to_vec();
@@ -430,11 +497,19 @@ impl World {
                 for id in newly {
                     match self.model.landed.get(&id) {
                         Some(&p) if p == position => {}
-                        other => return Err(format!("c{client} acked p{id} at {position}, store has {other:?}")),
+                        other => {
+                            return Err(format!(
+                                "c{client} acked p{id} at {position}, store has {other:?}"
+                            ))
+                        }
                     }
                     // At most one writer acknowledges: a newer open writer must hold it.
                     for (i, other) in self.clients.iter().enumerate() {
-                        if other.ready && other.epoch > epoch && !other.view.contains(&id) && position >= other.view_cursor {
+                        if other.ready
+                            && other.epoch > epoch
+                            && !other.view.contains(&id)
+                            && position >= other.view_cursor
+                        {
                             return Err(format!(
                                 "c{client} (epoch {epoch}) acked p{id} at {position} after c{i} (epoch {}) opened without it",
                                 other.epoch
@@ -449,7 +524,10 @@ impl World {
                 self.clients[client].machine = None;
             }
             Event::Fatal(f) => {
-                let allowed = matches!(f, FatalError::Fenced { .. } | FatalError::Contended | FatalError::Store { .. });
+                let allowed = matches!(
+                    f,
+                    FatalError::Fenced { .. } | FatalError::Contended | FatalError::Store { .. }
+                );
                 if !allowed {
                     return Err(format!("c{client} failed: {f}"));
                 }
@@ -464,17 +542,22 @@ impl World {
     fn reader_event(&mut self, client: usize, e: ReadEvent) -> Result<(), String> {
         match e {
             ReadEvent::Records { position, records } => {
-                self.note(format_args!("c{client} read {position} ({} records)", records.len()));
+                self.note(format_args!(
+                    "c{client} read {position} ({} records)",
+                    records.len()
+                ));
                 let c = &mut self.clients[client];
                 for r in records {
                     let id = payload_id(&r.payload).ok_or("short payload")?;
                     c.read.push((position, id));
                     for b in position.to_le_bytes().iter().chain(r.payload.iter()) {
-                        c.read_digest = (c.read_digest ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+                        c.read_digest =
+                            (c.read_digest ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
                     }
                 }
                 let who = format!("reader c{client}");
-                self.model.check_sequence(&who, &self.clients[client].read, &self.epochs())?;
+                self.model
+                    .check_sequence(&who, &self.clients[client].read, &self.epochs())?;
             }
             ReadEvent::CaughtUp { position } => {
                 self.note(format_args!("c{client} caught up at {position}"));
@@ -525,7 +608,9 @@ impl World {
         let mut pos = m.replay_cursor;
         let mut fence_epoch = m.cursor_epoch;
         while let Some(body) = self.store.object(&format!("log/wal/{pos:020}.arrows")) {
-            let Ok(e) = self.codec.decode_entry(body.clone()) else { break };
+            let Ok(e) = self.codec.decode_entry(body.clone()) else {
+                break;
+            };
             match e.header.kind {
                 EntryKind::Fence { window } => {
                     fence_epoch = fence_epoch.max(e.header.epoch);
@@ -547,7 +632,11 @@ impl World {
     }
 
     /// Runs until `done` holds or the deadline passes.
-    fn run_until(&mut self, deadline: Duration, done: impl Fn(&World) -> bool) -> Result<bool, String> {
+    fn run_until(
+        &mut self,
+        deadline: Duration,
+        done: impl Fn(&World) -> bool,
+    ) -> Result<bool, String> {
         while !done(self) {
             let Some(((at, _), ev)) = self.queue.pop_first() else {
                 return Ok(done(self));
@@ -568,7 +657,12 @@ impl World {
     /// Faults off, every client crashes, a final writer must replay every acknowledged append,
     /// a final reader must read the same, and a flipped byte must be caught.
     fn finale(&mut self) -> Result<(), String> {
-        self.faults = Faults { fail_before: 0.0, fail_after: 0.0, exists_after: 0.0, ..self.faults };
+        self.faults = Faults {
+            fail_before: 0.0,
+            fail_after: 0.0,
+            exists_after: 0.0,
+            ..self.faults
+        };
         for (i, c) in self.clients.iter_mut().enumerate() {
             if c.machine.take().is_some() {
                 let _ = i;
@@ -578,9 +672,14 @@ impl World {
         let deadline = self.now + FINAL_DEADLINE;
         self.spawn_writer();
         let fw = self.clients.len() - 1;
-        let opened = self.run_until(deadline, |w| w.clients[fw].ready || w.clients[fw].machine.is_none())?;
+        let opened = self.run_until(deadline, |w| {
+            w.clients[fw].ready || w.clients[fw].machine.is_none()
+        })?;
         if !opened || !self.clients[fw].ready {
-            return Err(format!("final writer did not open: {:?}", self.clients[fw].failure));
+            return Err(format!(
+                "final writer did not open: {:?}",
+                self.clients[fw].failure
+            ));
         }
         let (mut expected, _) = self.writer_view(fw)?;
         // Close it: everything is flushed (or durable, WAL-only).
@@ -588,9 +687,14 @@ impl World {
             w.close(self.now).map_err(|e| format!("final close: {e}"))?;
         }
         self.drain(fw)?;
-        let closed = self.run_until(deadline, |w| w.clients[fw].closed || w.clients[fw].failure.is_some())?;
+        let closed = self.run_until(deadline, |w| {
+            w.clients[fw].closed || w.clients[fw].failure.is_some()
+        })?;
         if !closed || !self.clients[fw].closed {
-            return Err(format!("final writer did not close: {:?}", self.clients[fw].failure));
+            return Err(format!(
+                "final writer did not close: {:?}",
+                self.clients[fw].failure
+            ));
         }
         self.model.check_cursor(&self.store, &self.codec)?;
         if self.wcfg.wal_only {
@@ -628,7 +732,12 @@ impl World {
     fn check_corruption(&mut self, expected: u64) -> Result<(), String> {
         let paths: Vec<String> = self.store.paths().map(String::from).collect();
         let victim = paths[self.rng.range(0, paths.len() as u64 - 1) as usize].clone();
-        let mut body = self.store.object(&victim).cloned().unwrap_or_default().to_vec();
+        let mut body = self
+            .store
+            .object(&victim)
+            .cloned()
+            .unwrap_or_default()
+            .to_vec();
         if body.is_empty() {
             return Ok(());
         }
@@ -679,9 +788,18 @@ fn op_name(op: &Op) -> String {
 
 fn describe(op: &Op, resp: &Response) -> String {
     let outcome = match resp {
-        Response::Put(r) => r.as_ref().map(|_| "ok".to_string()).unwrap_or_else(|e| format!("{:?}", e.kind)),
-        Response::Get(r) => r.as_ref().map(|g| format!("{} bytes", g.body.len())).unwrap_or_else(|e| format!("{:?}", e.kind)),
-        Response::List(r) => r.as_ref().map(|l| format!("{} items", l.len())).unwrap_or_else(|e| format!("{:?}", e.kind)),
+        Response::Put(r) => r
+            .as_ref()
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(|e| format!("{:?}", e.kind)),
+        Response::Get(r) => r
+            .as_ref()
+            .map(|g| format!("{} bytes", g.body.len()))
+            .unwrap_or_else(|e| format!("{:?}", e.kind)),
+        Response::List(r) => r
+            .as_ref()
+            .map(|l| format!("{} items", l.len()))
+            .unwrap_or_else(|e| format!("{:?}", e.kind)),
         Response::Delete(_) => "ok".into(),
         _ => "?".into(),
     };

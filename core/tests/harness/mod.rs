@@ -1,0 +1,203 @@
+//! Drives machines against a `MemStore` with no I/O: requests are held until the test lets
+//! them through, so tests choose the order and the outcome of every request.
+
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tidewal_core::{
+    Event, GroupCommit, MemStore, Op, RawCodec, ReadEvent, Reader, ReaderConfig, Record, Request,
+    Response, Writer, WriterConfig,
+};
+
+pub fn config() -> WriterConfig {
+    WriterConfig {
+        prefix: "t".into(),
+        fence_window: 4,
+        max_in_flight: 4,
+        group_commit: GroupCommit {
+            max_bytes: 1 << 20,
+            max_records: 1,
+            interval: Duration::ZERO,
+        },
+        ..WriterConfig::default()
+    }
+}
+
+pub fn codec() -> Box<RawCodec> {
+    Box::new(RawCodec::new("schema-a"))
+}
+
+pub fn rec(n: u64) -> Record {
+    Record::new(n.to_le_bytes().to_vec(), 1)
+}
+
+pub struct Harness {
+    pub store: MemStore,
+    pub now: Duration,
+}
+
+pub struct Driven {
+    pub w: Writer,
+    pub held: VecDeque<Request>,
+    pub events: Vec<Event>,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Harness {
+            store: MemStore::new(),
+            now: Duration::ZERO,
+        }
+    }
+
+    pub fn writer(&mut self, cfg: WriterConfig, seed: u64) -> Driven {
+        let w = Writer::new(cfg, codec(), seed, self.now).expect("valid config");
+        let mut d = Driven {
+            w,
+            held: VecDeque::new(),
+            events: Vec::new(),
+        };
+        d.collect();
+        d
+    }
+
+    /// Opens a writer and runs it until quiet.
+    pub fn open(&mut self, cfg: WriterConfig, seed: u64) -> Driven {
+        let mut d = self.writer(cfg, seed);
+        self.settle(&mut d);
+        d
+    }
+
+    /// Executes one held request against the store and feeds the answer back.
+    pub fn execute(&mut self, d: &mut Driven, index: usize) -> Response {
+        let req = d.held.remove(index).expect("a held request");
+        let resp = self.store.execute(&req.op);
+        d.w.handle_response(req.id, resp.clone(), self.now);
+        d.collect();
+        resp
+    }
+
+    /// Answers a held request with `resp` without touching the store.
+    pub fn answer(&mut self, d: &mut Driven, index: usize, resp: Response) {
+        let req = d.held.remove(index).expect("a held request");
+        d.w.handle_response(req.id, resp, self.now);
+        d.collect();
+    }
+
+    /// Runs requests in order and fires timers until nothing is left.
+    pub fn settle(&mut self, d: &mut Driven) {
+        for _ in 0..100_000 {
+            if !d.held.is_empty() {
+                self.execute(d, 0);
+            } else if let Some((at, _)) = d.w.poll_timeout() {
+                self.now = self.now.max(at);
+                d.w.handle_timeout(self.now);
+                d.collect();
+            } else {
+                return;
+            }
+        }
+        panic!("writer did not settle");
+    }
+
+    /// Reads the whole log with a fresh reader: (position, records) in order, or its error.
+    pub fn read_all(&mut self) -> Result<Vec<(u64, Vec<Record>)>, tidewal_core::FatalError> {
+        let cfg = ReaderConfig {
+            prefix: "t".into(),
+            ..ReaderConfig::default()
+        };
+        let mut r = Reader::new(cfg, codec(), 7, self.now);
+        let mut out = Vec::new();
+        for _ in 0..100_000 {
+            while let Some(e) = r.poll_event() {
+                match e {
+                    ReadEvent::Records { position, records } => out.push((position, records)),
+                    ReadEvent::Fatal(f) => return Err(f),
+                    _ => {}
+                }
+            }
+            if r.is_done() {
+                return Ok(out);
+            }
+            if let Some(req) = r.poll_request() {
+                let resp = self.store.execute(&req.op);
+                r.handle_response(req.id, resp, self.now);
+            } else if let Some(at) = r.poll_timeout() {
+                self.now = self.now.max(at);
+                r.handle_timeout(self.now);
+            } else {
+                panic!("reader stuck");
+            }
+        }
+        panic!("reader did not finish");
+    }
+}
+
+impl Driven {
+    pub fn collect(&mut self) {
+        while let Some(r) = self.w.poll_request() {
+            self.held.push_back(r);
+        }
+        while let Some(e) = self.w.poll_event() {
+            self.events.push(e);
+        }
+    }
+
+    pub fn append(&mut self, h: &Harness, record: Record) -> tidewal_core::AppendId {
+        let id = self.w.append(record, h.now).expect("append accepted");
+        self.collect();
+        id
+    }
+
+    pub fn ready(&self) -> bool {
+        self.events.iter().any(|e| matches!(e, Event::Ready { .. }))
+    }
+
+    pub fn durable(&self) -> Vec<(u64, u64)> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Durable {
+                    last_append,
+                    position,
+                } => Some((last_append.0, *position)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn fatal(&self) -> Option<&tidewal_core::FatalError> {
+        self.events.iter().find_map(|e| match e {
+            Event::Fatal(f) => Some(f),
+            _ => None,
+        })
+    }
+
+    /// Index of the first held request matching `pred`.
+    pub fn find(&self, pred: impl Fn(&Op) -> bool) -> Option<usize> {
+        self.held.iter().position(|r| pred(&r.op))
+    }
+}
+
+pub fn is_wal_put(op: &Op) -> bool {
+    matches!(op, Op::Put { path, .. } if path.contains("/wal/"))
+}
+
+impl Harness {
+    pub fn writer_with(
+        h: &mut Harness,
+        codec: Box<dyn tidewal_core::Codec>,
+        cfg: WriterConfig,
+    ) -> Driven {
+        let w = Writer::new(cfg, codec, 99, h.now).expect("valid config");
+        let mut d = Driven {
+            w,
+            held: VecDeque::new(),
+            events: Vec::new(),
+        };
+        d.collect();
+        d
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets up what the tests need and runs all of them. TIDEWAL_SIM_SEEDS sets the number of
+# simulation seeds (default 2000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/toolchain.sh
+seeds="${TIDEWAL_SIM_SEEDS:-2000}"
+step() { printf '\n== %s\n' "$*"; }
+
+step "format and lints"
+if command -v rustup >/dev/null; then rustup component add rustfmt clippy >/dev/null 2>&1 || true; fi
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --features tidewal-core/arrow -- -D warnings
+
+step "unit, integration and codec tests (core with Arrow)"
+cargo test --workspace --features tidewal-core/arrow
+
+step "core builds without std (thumbv7em-none-eabihf)"
+nostd_build
+
+step "deterministic simulation: $seeds seeds, then a determinism check"
+cargo run --release -q -p tidewal-sim -- --seeds "$seeds"
+cargo run --release -q -p tidewal-sim -- --check-determinism 20
