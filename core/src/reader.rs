@@ -17,6 +17,7 @@ use crate::manifest::{GenerationRecord, Manifest, ManifestError};
 use crate::paths::Paths;
 use crate::plumbing::{IoCounters, Plumbing};
 use crate::walk::{Step, Walk};
+use crate::writer::TimerReason;
 
 /// What a reader reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,12 +130,14 @@ impl Reader {
         self.events.pop_front()
     }
 
-    /// When to call [`Reader::handle_timeout`] next.
+    /// When to call [`Reader::handle_timeout`] next, and why.
     #[must_use]
-    pub fn poll_timeout(&self) -> Option<Duration> {
-        match (self.poll_at, self.io.next_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+    pub fn poll_timeout(&self) -> Option<(Duration, TimerReason)> {
+        let poll = self.poll_at.map(|t| (t, TimerReason::Poll));
+        let retry = self.io.next_deadline().map(|t| (t, TimerReason::Retry));
+        match (poll, retry) {
+            (Some(p), Some(r)) => Some(if r.0 < p.0 { r } else { p }),
+            (p, r) => p.or(r),
         }
     }
 

@@ -159,8 +159,7 @@ impl Writer {
         }
     }
 
-    pub(super) fn on_entry_put(&mut self, position: u64, attempt: u32, op: Op, resp: Response) {
-        let _ = op;
+    pub(super) fn on_entry_put(&mut self, position: u64, attempt: u32, resp: Response) {
         match resp.into_put() {
             Ok(_) => self.mark_durable(position),
             Err(e) if e.kind == StoreErrorKind::NotSupported => {

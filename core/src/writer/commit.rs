@@ -52,26 +52,17 @@ impl Writer {
         }
     }
 
-    pub(super) fn on_manifest_put(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
-        let _ = op;
+    pub(super) fn on_manifest_put(&mut self, version: u64, attempt: u32, resp: Response) {
         match resp.into_put() {
             Ok(_) => self.post_check(version, 1),
-            Err(e)
-                if matches!(
-                    e.kind,
-                    StoreErrorKind::AlreadyExists | StoreErrorKind::PreconditionFailed
-                ) =>
-            {
-                // object_store may retry a create that landed and report AlreadyExists: read it.
-                let path = self.paths.manifest(version);
-                self.get(path, Purpose::ManifestReadBack { version, attempt });
-            }
             Err(e) if e.kind == StoreErrorKind::NotSupported => {
                 self.fail(FatalError::Unsupported {
                     path: self.paths.manifest(version),
                     message: e.message,
                 })
             }
+            // Taken, or unknown: read it. object_store may retry a create that landed and
+            // report AlreadyExists for our own object.
             Err(_) => {
                 let path = self.paths.manifest(version);
                 self.get(path, Purpose::ManifestReadBack { version, attempt });

@@ -97,6 +97,8 @@ pub enum TimerReason {
     GroupCommit,
     /// A request is retried after backoff.
     Retry,
+    /// A following reader looks for new entries.
+    Poll,
 }
 
 /// Counters and gauges of a writer.
@@ -170,6 +172,10 @@ enum Purpose {
         attempt: u32,
     },
     FenceReadBack {
+        position: u64,
+        attempt: u32,
+    },
+    FenceCheck {
         position: u64,
         attempt: u32,
     },
@@ -456,7 +462,7 @@ impl Writer {
                 self.on_get_manifest(version, attempt, op, response)
             }
             Purpose::ManifestPut { version, attempt } => {
-                self.on_manifest_put(version, attempt, op, response)
+                self.on_manifest_put(version, attempt, response)
             }
             Purpose::ManifestReadBack { version, attempt } => {
                 self.on_manifest_read_back(version, attempt, op, response)
@@ -470,13 +476,16 @@ impl Writer {
                 attempt,
             } => self.on_walk_get(position, token, attempt, op, response),
             Purpose::FencePut { position, attempt } => {
-                self.on_fence_put(position, attempt, op, response)
+                self.on_fence_put(position, attempt, response)
             }
             Purpose::FenceReadBack { position, attempt } => {
                 self.on_fence_read_back(position, attempt, op, response)
             }
+            Purpose::FenceCheck { position, attempt } => {
+                self.on_fence_check(position, attempt, op, response)
+            }
             Purpose::EntryPut { position, attempt } => {
-                self.on_entry_put(position, attempt, op, response)
+                self.on_entry_put(position, attempt, response)
             }
             Purpose::EntryReadBack { position, attempt } => {
                 self.on_entry_read_back(position, attempt, op, response)

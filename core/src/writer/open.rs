@@ -307,12 +307,12 @@ impl Writer {
         self.put_create(path, body, Purpose::FencePut { position, attempt });
     }
 
-    pub(super) fn on_fence_put(&mut self, position: u64, attempt: u32, op: Op, resp: Response) {
+    pub(super) fn on_fence_put(&mut self, position: u64, attempt: u32, resp: Response) {
         if self.fence_at != Some(position) {
             return;
         }
         match resp.into_put() {
-            Ok(_) => self.become_ready(position),
+            Ok(_) => self.check_fence(position, 1),
             Err(e) if e.kind == StoreErrorKind::NotSupported => {
                 self.fail(FatalError::Unsupported {
                     path: self.paths.wal(position),
@@ -321,7 +321,6 @@ impl Writer {
             }
             // Taken, or unknown: read the slot to learn who holds it.
             Err(_) => {
-                let _ = op;
                 let path = self.paths.wal(position);
                 self.get(path, Purpose::FenceReadBack { position, attempt });
             }
@@ -344,7 +343,7 @@ impl Writer {
                     return;
                 };
                 if entry.header == self.fence_header(position) {
-                    return self.become_ready(position);
+                    return self.check_fence(position, 1);
                 }
                 // Someone else's entry landed first: it is part of the walk.
                 self.fence_at = None;
@@ -361,6 +360,34 @@ impl Writer {
             }
             Err(e) => {
                 let next = Purpose::FenceReadBack {
+                    position,
+                    attempt: attempt + 1,
+                };
+                self.retry(op, next, attempt, &e);
+            }
+        }
+    }
+
+    /// The fence landed. A newer writer may have claimed the log and collected slots of our
+    /// walk meanwhile (a collected slot reads as empty, and our fence may then have filled it):
+    /// own the log only if no newer manifest exists now.
+    fn check_fence(&mut self, position: u64, attempt: u32) {
+        let version = self.manifest.as_ref().map_or(0, |m| m.version);
+        let op = Op::List {
+            prefix: self.paths.manifest_dir(),
+            after: Some(self.paths.manifest(version)),
+        };
+        self.io.send(op, Purpose::FenceCheck { position, attempt });
+    }
+
+    pub(super) fn on_fence_check(&mut self, position: u64, attempt: u32, op: Op, resp: Response) {
+        match resp.into_list() {
+            Ok(items) if items.iter().any(|m| self.paths.manifest_version(&m.path).is_some()) => {
+                self.fenced()
+            }
+            Ok(_) => self.become_ready(position),
+            Err(e) => {
+                let next = Purpose::FenceCheck {
                     position,
                     attempt: attempt + 1,
                 };

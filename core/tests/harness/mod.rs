@@ -124,7 +124,7 @@ impl Harness {
             if let Some(req) = r.poll_request() {
                 let resp = self.store.execute(&req.op);
                 r.handle_response(req.id, resp, self.now);
-            } else if let Some(at) = r.poll_timeout() {
+            } else if let Some((at, _)) = r.poll_timeout() {
                 self.now = self.now.max(at);
                 r.handle_timeout(self.now);
             } else {

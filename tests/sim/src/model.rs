@@ -19,8 +19,10 @@ pub struct Model {
     pub landed: BTreeMap<u64, u64>,
     /// Acknowledged payloads → position.
     pub acked: BTreeMap<u64, u64>,
-    /// Fences ever written: position → epoch.
+    /// Fences written at or above the cursor: position → epoch.
     pub fences: BTreeMap<u64, u64>,
+    /// Fences written below the cursor (by openers that lost the race).
+    pub buried_fences: BTreeSet<u64>,
     /// The highest manifest version written.
     pub high: Option<Manifest>,
     /// Decoded generation contents by path: (position, payload) in order.
@@ -44,7 +46,14 @@ impl Model {
                 .map_err(|e| format!("unreadable entry written at {path}: {e}"))?;
             match e.header.kind {
                 EntryKind::Fence { .. } => {
-                    self.fences.insert(e.header.position, e.header.epoch);
+                    // A slow opener can fence a slot that a newer writer already flushed and
+                    // collected: below the cursor nobody walks, so it fences nothing.
+                    let cursor = self.high.as_ref().map_or(0, |m| m.replay_cursor);
+                    if e.header.position < cursor {
+                        self.buried_fences.insert(e.header.position);
+                    } else {
+                        self.fences.insert(e.header.position, e.header.epoch);
+                    }
                 }
                 EntryKind::Data => {
                     for r in &e.records {
@@ -112,7 +121,7 @@ impl Model {
     /// A delete is about to be applied.
     pub fn on_delete(&self, path: &str) -> Check {
         if let Some(pos) = wal_position(path) {
-            if self.fences.contains_key(&pos) {
+            if self.fences.contains_key(&pos) || self.buried_fences.contains(&pos) {
                 return Err(format!("fence at {pos} deleted"));
             }
             let cursor = self.high.as_ref().map_or(0, |m| m.replay_cursor);

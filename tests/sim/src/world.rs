@@ -80,6 +80,8 @@ struct Client {
     /// FNV-1a over every (position, payload byte) a reader reported.
     read_digest: u64,
     timer_at: Option<Duration>,
+    /// Latency multiplier of this client's requests.
+    slowness: u64,
     /// A reader expected to fail (the corruption check).
     tolerate_failure: bool,
     closed: bool,
@@ -191,8 +193,11 @@ impl World {
         self.queue.insert((at, self.seq), ev);
     }
 
-    fn latency(&mut self) -> Duration {
-        Duration::from_micros(self.rng.range(100, self.faults.max_latency_ms * 1000))
+    /// One network hop of `client` (slow clients make the races between zombies and newer
+    /// writers that a uniform network rarely produces).
+    fn latency(&mut self, client: usize) -> Duration {
+        let hop = self.rng.range(100, self.faults.max_latency_ms * 1000);
+        Duration::from_micros(hop * self.clients[client].slowness)
     }
 
     fn main(&mut self) -> Result<(), String> {
@@ -304,9 +309,17 @@ impl World {
                 resp
             }
         };
-        let at = self.now + self.latency();
+        let at = self.now + self.latency(client);
         self.schedule(at, Ev::Deliver { client, id, resp });
         Ok(())
+    }
+
+    fn slowness(&mut self) -> u64 {
+        if self.rng.chance(0.3) {
+            self.rng.range(2, 12)
+        } else {
+            1
+        }
     }
 
     fn spawn_writer(&mut self) {
@@ -320,8 +333,10 @@ impl World {
         let Ok(machine) = machine else { return };
         let client = self.clients.len();
         self.note(format_args!("c{client} spawn writer"));
+        let slowness = self.slowness();
         self.clients.push(Client {
             machine: Some(Machine::Writer(Box::new(machine))),
+            slowness,
             ..Client::default()
         });
         let _ = self.drain(client);
@@ -340,7 +355,9 @@ impl World {
         let seed = self.rng.u64();
         let client = self.clients.len();
         self.note(format_args!("c{client} spawn reader follow={follow}"));
+        let slowness = self.slowness();
         self.clients.push(Client {
+            slowness,
             machine: Some(Machine::Reader(Box::new(Reader::new(
                 cfg,
                 Box::new(self.codec.clone()),
@@ -425,7 +442,7 @@ impl World {
                 req.id.0,
                 op_name(&req.op)
             ));
-            let at = self.now + self.latency();
+            let at = self.now + self.latency(client);
             self.schedule(
                 at,
                 Ev::Arrive {
@@ -449,7 +466,7 @@ impl World {
         }
         let timeout = match &self.clients[client].machine {
             Some(Machine::Writer(w)) => w.poll_timeout().map(|(t, _)| t),
-            Some(Machine::Reader(r)) => r.poll_timeout(),
+            Some(Machine::Reader(r)) => r.poll_timeout().map(|(t, _)| t),
             None => None,
         };
         if let Some(t) = timeout {
@@ -663,10 +680,8 @@ impl World {
             exists_after: 0.0,
             ..self.faults
         };
-        for (i, c) in self.clients.iter_mut().enumerate() {
-            if c.machine.take().is_some() {
-                let _ = i;
-            }
+        for c in &mut self.clients {
+            c.machine = None;
         }
         self.note(format_args!("finale: all clients crashed"));
         let deadline = self.now + FINAL_DEADLINE;
