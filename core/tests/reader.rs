@@ -74,7 +74,10 @@ fn a_follower_sees_new_entries_and_polls_only_the_next_slot() {
     let before = r.io_counters();
     assert!(positions(&tick(&mut h, &mut r)).is_empty());
     let after = r.io_counters();
-    assert_eq!((after.lists - before.lists, after.gets - before.gets), (1, 1));
+    assert_eq!(
+        (after.lists - before.lists, after.gets - before.gets),
+        (1, 1)
+    );
     // New data shows up on the next poll.
     w.append(&h, rec(2));
     w.append(&h, rec(3));
@@ -113,9 +116,16 @@ fn a_lagging_follower_reads_from_generations_after_gc() {
     w.w.flush_memtable(h.now).unwrap();
     w.collect();
     h.settle(&mut w);
-    assert!(h.store.object("t/wal/00000000000000000005.arrows").is_none());
+    assert!(h
+        .store
+        .object("t/wal/00000000000000000005.arrows")
+        .is_none());
     let ev = tick(&mut h, &mut r);
-    assert_eq!(positions(&ev), vec![5, 6, 7], "from the generation, 4 not repeated");
+    assert_eq!(
+        positions(&ev),
+        vec![5, 6, 7],
+        "from the generation, 4 not repeated"
+    );
     let records: Vec<Record> = ev
         .into_iter()
         .filter_map(|e| match e {

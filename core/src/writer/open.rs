@@ -382,7 +382,11 @@ impl Writer {
 
     pub(super) fn on_fence_check(&mut self, position: u64, attempt: u32, op: Op, resp: Response) {
         match resp.into_list() {
-            Ok(items) if items.iter().any(|m| self.paths.manifest_version(&m.path).is_some()) => {
+            Ok(items)
+                if items
+                    .iter()
+                    .any(|m| self.paths.manifest_version(&m.path).is_some()) =>
+            {
                 self.fenced()
             }
             Ok(_) => self.become_ready(position),

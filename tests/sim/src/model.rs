@@ -21,8 +21,6 @@ pub struct Model {
     pub acked: BTreeMap<u64, u64>,
     /// Fences written at or above the cursor: position → epoch.
     pub fences: BTreeMap<u64, u64>,
-    /// Fences written below the cursor (by openers that lost the race).
-    pub buried_fences: BTreeSet<u64>,
     /// The highest manifest version written.
     pub high: Option<Manifest>,
     /// Decoded generation contents by path: (position, payload) in order.
@@ -49,9 +47,7 @@ impl Model {
                     // A slow opener can fence a slot that a newer writer already flushed and
                     // collected: below the cursor nobody walks, so it fences nothing.
                     let cursor = self.high.as_ref().map_or(0, |m| m.replay_cursor);
-                    if e.header.position < cursor {
-                        self.buried_fences.insert(e.header.position);
-                    } else {
+                    if e.header.position >= cursor {
                         self.fences.insert(e.header.position, e.header.epoch);
                     }
                 }
@@ -121,7 +117,9 @@ impl Model {
     /// A delete is about to be applied.
     pub fn on_delete(&self, path: &str) -> Check {
         if let Some(pos) = wal_position(path) {
-            if self.fences.contains_key(&pos) || self.buried_fences.contains(&pos) {
+            // A buried fence may be deleted by a retried delete of the slot it reused: below
+            // the cursor it protects nothing.
+            if self.fences.contains_key(&pos) {
                 return Err(format!("fence at {pos} deleted"));
             }
             let cursor = self.high.as_ref().map_or(0, |m| m.replay_cursor);

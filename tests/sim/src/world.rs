@@ -493,8 +493,12 @@ impl World {
                 let who = format!("writer c{client} (epoch {epoch}) at open");
                 self.model.check_sequence(&who, &items, &self.epochs())?;
                 let view: BTreeSet<u64> = items.iter().map(|&(_, id)| id).collect();
+                // Every append acknowledged by an older epoch must be here. (A newer writer may
+                // already have acknowledged more: then this one learned of its own Ready late
+                // and is a zombie that will fail on its first put.)
                 for (&id, &pos) in &self.model.acked {
-                    if pos >= cursor && !view.contains(&id) {
+                    let acker = self.clients[self.model.owner[id as usize]].epoch;
+                    if acker < epoch && pos >= cursor && !view.contains(&id) {
                         return Err(format!(
                             "{who}: acked payload {id} at {pos} missing from replay"
                         ));
