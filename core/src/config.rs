@@ -94,8 +94,8 @@ impl WriterConfig {
     /// Checks the settings against each other.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |why: &str| Err(ConfigError(why.into()));
-        if self.fence_window == 0 {
-            return fail("fence_window must be at least 1");
+        if self.fence_window == 0 || self.fence_window > crate::manifest::MAX_FENCE_WINDOW {
+            return fail("fence_window must be between 1 and 65536");
         }
         if self.max_in_flight == 0 || self.max_in_flight > self.fence_window {
             return fail("max_in_flight must be between 1 and fence_window");

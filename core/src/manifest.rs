@@ -11,6 +11,12 @@ use crate::crc32c::{crc32c, to_hex8};
 /// The protocol format this crate reads and writes.
 pub const FORMAT: u32 = 1;
 
+/// Counters (versions, epochs, positions, ids) stay below this.
+pub const LIMIT: u64 = 1 << 62;
+
+/// The largest fence window a log may have.
+pub const MAX_FENCE_WINDOW: u32 = 1 << 16;
+
 /// `{"crc32c":"` + 8 hex digits + `",`
 const PREFIX_LEN: usize = 21;
 
@@ -116,7 +122,45 @@ impl Manifest {
         if probe.format != FORMAT {
             return Err(ManifestError::UnsupportedFormat(probe.format));
         }
-        serde_json::from_slice(&json).map_err(|e| ManifestError::Corrupt(format!("bad JSON: {e}")))
+        let m: Manifest = serde_json::from_slice(&json)
+            .map_err(|e| ManifestError::Corrupt(format!("bad JSON: {e}")))?;
+        m.check_bounds().map_err(ManifestError::Corrupt)?;
+        Ok(m)
+    }
+
+    /// Numbers stay far from overflow and generations are ordered, so machines can add to
+    /// them without checks.
+    fn check_bounds(&self) -> Result<(), String> {
+        let big = [
+            self.version,
+            self.epoch,
+            self.replay_cursor,
+            self.next_generation,
+        ];
+        if big.iter().any(|&v| v >= LIMIT) {
+            return Err("a counter is out of range".into());
+        }
+        if self.version == 0 || self.cursor_epoch > self.epoch {
+            return Err("version 0 or cursor epoch past the epoch".into());
+        }
+        if self.fence_window == 0 || self.fence_window > MAX_FENCE_WINDOW {
+            return Err(format!("fence window {} out of range", self.fence_window));
+        }
+        let mut next_position = 0;
+        let mut next_id = 0;
+        for g in &self.generations {
+            let ordered = g.first_position >= next_position
+                && g.first_position <= g.last_position
+                && g.last_position < self.replay_cursor
+                && g.id >= next_id
+                && g.id < self.next_generation;
+            if !ordered {
+                return Err(format!("generation {} out of order or range", g.id));
+            }
+            next_position = g.last_position + 1;
+            next_id = g.id + 1;
+        }
+        Ok(())
     }
 
     /// The schema bytes recorded in the manifest.
@@ -234,6 +278,28 @@ mod tests {
             Manifest::decode(&m.encode()),
             Err(ManifestError::UnsupportedFormat(2))
         );
+    }
+
+    #[test]
+    fn out_of_range_counters_and_unordered_generations_are_corrupt() {
+        let mut m = sample();
+        m.replay_cursor = LIMIT;
+        assert!(matches!(
+            Manifest::decode(&m.encode()),
+            Err(ManifestError::Corrupt(_))
+        ));
+        let mut m = sample();
+        m.generations[0].last_position = m.replay_cursor;
+        assert!(matches!(
+            Manifest::decode(&m.encode()),
+            Err(ManifestError::Corrupt(_))
+        ));
+        let mut m = sample();
+        m.fence_window = 0;
+        assert!(matches!(
+            Manifest::decode(&m.encode()),
+            Err(ManifestError::Corrupt(_))
+        ));
     }
 
     #[test]

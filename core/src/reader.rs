@@ -90,6 +90,8 @@ pub struct Reader {
     caught_up_at: Option<u64>,
     /// The end position at which the manifest was last checked.
     checked_at: Option<u64>,
+    /// The fence position at which the manifest was last checked.
+    fence_checked_at: Option<u64>,
     /// Caught up: fetch only the next slot until data flows again (no read-ahead polling).
     probing: bool,
 }
@@ -112,6 +114,7 @@ impl Reader {
             poll_at: None,
             caught_up_at: None,
             checked_at: None,
+            fence_checked_at: None,
             probing: false,
         };
         r.list_manifests();
@@ -322,7 +325,7 @@ impl Reader {
                 .filter(|g| g.last_position >= from)
                 .cloned()
                 .collect();
-            self.walk = Walk::new(m.replay_cursor, m.cursor_epoch, self.cfg.read_ahead);
+            self.walk.restart(m.replay_cursor, m.cursor_epoch);
         }
         self.manifest = Some(m);
         if first_read || moved {
@@ -377,7 +380,16 @@ impl Reader {
             Ok(g) => g,
             Err(e) => return self.fail(codec_fatal(path, e)),
         };
+        let mut previous = None;
         for entry in generation.entries {
+            let in_range = (record.first_position..=record.last_position).contains(&entry.position);
+            if !in_range || previous.is_some_and(|p| p >= entry.position) {
+                return self.fail(FatalError::Corrupt {
+                    path,
+                    reason: format!("entry position {} out of order or range", entry.position),
+                });
+            }
+            previous = Some(entry.position);
             if entry.position >= self.next_position {
                 self.next_position = entry.position + 1;
                 self.events.push_back(ReadEvent::Records {
@@ -396,7 +408,7 @@ impl Reader {
             return self.caught_up(0);
         }
         self.phase = Phase::Walking;
-        self.walk.forget_from_here();
+        self.walk.forget_empty();
         self.drive_walk();
     }
 
@@ -416,7 +428,17 @@ impl Reader {
                         });
                     }
                 }
-                Step::Orphan | Step::Fence { .. } => {}
+                Step::Orphan => {}
+                // A fence is only trusted once a manifest read after it shows the cursor has
+                // not passed it: a slow opener may have fenced a slot that was already
+                // flushed and collected (PROTOCOL.md §5).
+                Step::Fence { position, .. } if self.fence_checked_at == Some(position) => {
+                    self.walk.pass_fence()
+                }
+                Step::Fence { position, .. } => {
+                    self.fence_checked_at = Some(position);
+                    return self.list_manifests();
+                }
                 Step::End(position) => {
                     // The slot may be collected behind a newer cursor, or not written yet:
                     // look for a newer manifest once, then call it the end.

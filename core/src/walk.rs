@@ -16,7 +16,7 @@ pub(crate) enum Step {
     Data(Entry),
     /// An older epoch's entry above a newer fence: ignored.
     Orphan,
-    /// A fence; the walk continued past its window.
+    /// A fence at the current position (not consumed until `pass_fence`).
     Fence { position: u64, epoch: u64 },
     /// The slot is empty; the walk stays here.
     End(u64),
@@ -83,34 +83,53 @@ impl Walk {
         self.arrived.insert(self.next, Some(entry));
     }
 
-    /// Consumes the next slot if its content is known.
+    /// Consumes the next slot if its content is known. A fence is only reported: the owner
+    /// decides when to [`Walk::pass_fence`].
     pub(crate) fn step(&mut self) -> Option<Step> {
-        if self.arrived.get(&self.next)?.is_none() {
-            return Some(Step::End(self.next));
-        }
         let position = self.next;
-        let entry = self.arrived.remove(&position).flatten()?;
-        let step = match entry.header.kind {
-            EntryKind::Fence { window } => {
-                self.fence_epoch = self.fence_epoch.max(entry.header.epoch);
-                self.skip_to(position.saturating_add(u64::from(window)));
-                return Some(Step::Fence {
-                    position,
-                    epoch: entry.header.epoch,
-                });
-            }
-            EntryKind::Data if entry.header.epoch < self.fence_epoch => Step::Orphan,
-            EntryKind::Data => Step::Data(entry),
+        let entry = match self.arrived.get(&position)? {
+            None => return Some(Step::End(position)),
+            Some(entry) => entry,
         };
-        self.skip_to(position + 1);
-        Some(step)
+        if let EntryKind::Fence { .. } = entry.header.kind {
+            return Some(Step::Fence {
+                position,
+                epoch: entry.header.epoch,
+            });
+        }
+        let entry = self.arrived.remove(&position).flatten()?;
+        self.skip_to(position.saturating_add(1));
+        Some(if entry.header.epoch < self.fence_epoch {
+            Step::Orphan
+        } else {
+            Step::Data(entry)
+        })
     }
 
-    /// Forgets what is known from the current position on (an empty slot may fill later).
-    pub(crate) fn forget_from_here(&mut self) {
-        let next = self.next;
-        self.arrived.retain(|&p, _| p < next);
-        self.requested.retain(|&p, _| p < next);
+    /// Consumes the fence at the current position: its window is skipped.
+    pub(crate) fn pass_fence(&mut self) {
+        let Some(Some(entry)) = self.arrived.get(&self.next) else {
+            return;
+        };
+        if let EntryKind::Fence { window } = entry.header.kind {
+            self.fence_epoch = self.fence_epoch.max(entry.header.epoch);
+            self.skip_to(self.next.saturating_add(u64::from(window)));
+        }
+    }
+
+    /// Starts over at `start` (a newer cursor). Tokens keep counting, so answers to the old
+    /// walk's fetches are never taken for the new one's.
+    pub(crate) fn restart(&mut self, start: u64, fence_epoch: u64) {
+        self.next = start;
+        self.fence_epoch = fence_epoch;
+        self.arrived.clear();
+        self.requested.clear();
+    }
+
+    /// Forgets the empty slots seen from the current position on: they may fill later.
+    /// (Present slots never change; fetches in flight stay live.)
+    pub(crate) fn forget_empty(&mut self) {
+        self.arrived.retain(|_, entry| entry.is_some());
     }
 
     /// Jumps forward (after a fence, or to a newer cursor), dropping what lies behind.

@@ -5,7 +5,9 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use tidewal_core::{ReadEvent, Reader, ReaderConfig, Record, TimerReason};
+use std::collections::VecDeque;
+
+use tidewal_core::{Op, ReadEvent, Reader, ReaderConfig, Record, Request, TimerReason};
 
 fn follower(h: &Harness) -> Reader {
     let cfg = ReaderConfig {
@@ -147,4 +149,143 @@ fn stop_makes_a_follower_inert() {
     assert!(r.is_done());
     assert!(r.poll_timeout().is_none());
     assert!(r.poll_request().is_none());
+}
+
+fn is_delete_of_wal_other_than(op: &Op, keep: &str) -> bool {
+    matches!(op, Op::Delete { path } if path.contains("/wal/") && !path.ends_with(keep))
+}
+
+/// A slow opener can leave a fence in a slot that was already flushed and collected. A lagging
+/// follower that reaches it must not skip the acknowledged entries behind it (they are in a
+/// generation).
+#[test]
+fn lagging_reader_skips_acked_entries_behind_a_buried_fence() {
+    let mut h = Harness::new();
+    // W1 (epoch 1): fence at 0, data at 4..=8, all acknowledged.
+    let mut w1 = h.open(config(), 1);
+    for i in 1..=5 {
+        w1.append(&h, rec(i));
+    }
+    h.settle(&mut w1);
+    assert_eq!(w1.durable().len(), 5);
+    let acked_positions: Vec<u64> = w1.durable().iter().map(|d| d.1).collect();
+    assert_eq!(acked_positions, vec![4, 5, 6, 7, 8]);
+
+    // A following reader reads manifest v1 (cursor 0) and starts walking; its GETs are slow.
+    let rcfg = ReaderConfig {
+        prefix: "t".into(),
+        follow: true,
+        poll_interval: Duration::from_millis(50),
+        read_ahead: 4,
+        ..ReaderConfig::default()
+    };
+    let mut r = Reader::new(rcfg, codec(), 3, h.now);
+    let mut rheld: VecDeque<Request> = VecDeque::new();
+    let mut revents = Vec::new();
+    // list, get manifest, GET 0..3 (fence at 0), then it asks for 4..7: hold those.
+    for _ in 0..6 {
+        while let Some(q) = r.poll_request() {
+            rheld.push_back(q);
+        }
+        let Some(q) = rheld.pop_front() else { break };
+        if matches!(&q.op, Op::Get { path, .. } if path.contains("/wal/0000000000000000000") && !path.ends_with("00.arrows") && !path.ends_with("01.arrows") && !path.ends_with("02.arrows") && !path.ends_with("03.arrows"))
+        {
+            rheld.push_front(q);
+            break;
+        }
+        let resp = h.store.execute(&q.op);
+        r.handle_response(q.id, resp, h.now);
+    }
+    while let Some(q) = r.poll_request() {
+        rheld.push_back(q);
+    }
+    while let Some(e) = r.poll_event() {
+        revents.push(e);
+    }
+
+    // A (epoch 2) claims and issues its walk GETs, which stay in flight.
+    let mut a = h.writer(config(), 2);
+    while a
+        .find(|op| matches!(op, Op::Get { path, .. } if path.contains("/wal/")))
+        .is_none()
+    {
+        h.execute(&mut a, 0);
+    }
+    assert_eq!(a.w.epoch(), 2);
+
+    // B (epoch 3) claims after A, replays 4..=8, fences 9, flushes them into a generation and
+    // collects: only the delete of slot 5 has landed so far.
+    let mut b = h.writer(config(), 3);
+    h.settle(&mut b);
+    assert!(b.ready());
+    b.w.flush_memtable(h.now).unwrap();
+    b.collect();
+    while let Some(i) = b
+        .held
+        .iter()
+        .position(|q| !is_delete_of_wal_other_than(&q.op, "00000000000000000005.arrows"))
+    {
+        h.execute(&mut b, i);
+    }
+    assert_eq!(b.w.manifest().unwrap().replay_cursor, 9);
+    b.append(&h, rec(6));
+    while let Some(i) = b
+        .held
+        .iter()
+        .position(|q| !is_delete_of_wal_other_than(&q.op, "00000000000000000005.arrows"))
+    {
+        h.execute(&mut b, i);
+    }
+    assert_eq!(b.durable(), vec![(0, 13)]);
+
+    // A's walk: 0 fence, 4 data, 5 absent (collected) -> A fences 5, then fails its fence check.
+    h.settle(&mut a);
+    assert!(a.fatal().is_some(), "A is fenced by its fence check");
+    assert!(
+        h.store
+            .object("t/wal/00000000000000000005.arrows")
+            .is_some(),
+        "buried fence at 5"
+    );
+
+    // The reader now runs to completion against the store.
+    for _ in 0..10_000 {
+        while let Some(q) = r.poll_request() {
+            rheld.push_back(q);
+        }
+        while let Some(e) = r.poll_event() {
+            revents.push(e);
+        }
+        if let Some(q) = rheld.pop_front() {
+            let resp = h.store.execute(&q.op);
+            r.handle_response(q.id, resp, h.now);
+        } else {
+            break;
+        }
+    }
+    // One more poll, to be sure it does not recover.
+    if let Some((at, _)) = r.poll_timeout() {
+        h.now = at;
+        r.handle_timeout(at);
+        for _ in 0..10_000 {
+            while let Some(e) = r.poll_event() {
+                revents.push(e);
+            }
+            match r.poll_request() {
+                Some(q) => {
+                    let resp = h.store.execute(&q.op);
+                    r.handle_response(q.id, resp, h.now);
+                }
+                None => break,
+            }
+        }
+    }
+    let read: Vec<u64> = revents
+        .iter()
+        .filter_map(|e| match e {
+            ReadEvent::Records { position, .. } => Some(*position),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read, vec![4, 5, 6, 7, 8, 13], "acked 5..=8 must be read");
 }

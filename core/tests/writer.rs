@@ -499,3 +499,44 @@ fn appends_before_ready_are_written_after_the_fence() {
     h.settle(&mut d);
     assert_eq!(d.durable(), vec![(0, 4)]);
 }
+
+#[test]
+fn backpressure_with_a_memtable_below_its_threshold_still_makes_room() {
+    // The memtable would only freeze at 500 bytes, but the budget is 400: flushing on
+    // backpressure is the only way out.
+    let mut cfg = config();
+    cfg.memtable_bytes = 500;
+    cfg.unflushed_budget = 400;
+    let mut h = Harness::new();
+    let mut d = h.open(cfg, 1);
+    let big = |n: u8| Record::new(vec![n; 150], 1);
+    d.append(&h, big(1));
+    d.append(&h, big(2));
+    h.settle(&mut d);
+    assert!(matches!(
+        d.w.append(big(3), h.now),
+        Err(AppendError::Backpressure { .. })
+    ));
+    d.collect();
+    h.settle(&mut d);
+    assert!(d.events.contains(&Event::Writable), "room made by a flush");
+    assert!(d.events.iter().any(|e| matches!(e, Event::Flushed { .. })));
+    d.append(&h, big(3));
+}
+
+#[test]
+fn a_manifest_with_counters_near_overflow_is_corrupt() {
+    let mut h = Harness::new();
+    let d = h.open(config(), 1);
+    let mut m = d.w.manifest().unwrap().clone();
+    m.version = 2;
+    m.replay_cursor = u64::MAX - 2;
+    let path = "t/manifest/00000000000000000002.json";
+    h.store.execute(&Op::Put {
+        path: path.into(),
+        body: m.encode(),
+        mode: tidewal_core::PutMode::Create,
+    });
+    let d2 = h.open(config(), 2);
+    assert!(matches!(d2.fatal(), Some(FatalError::Corrupt { path: p, .. }) if p == path));
+}

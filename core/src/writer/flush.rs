@@ -68,6 +68,14 @@ impl Writer {
         }
     }
 
+    /// A refused append waits for room that only a flush can make (the memtable may sit below
+    /// its freeze threshold but above the budget): make it now.
+    pub(super) fn relieve_backpressure(&mut self) {
+        if self.blocked && !self.cfg.wal_only && self.memtable.active_len() > 0 {
+            self.freeze();
+        }
+    }
+
     /// Freezes the active memtable and puts its generation. Returns the generation id.
     pub(super) fn freeze(&mut self) -> Option<u64> {
         let (Some(first), Some(last)) = (self.memtable.active.first(), self.memtable.active.last())

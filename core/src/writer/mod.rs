@@ -503,6 +503,7 @@ impl Writer {
         if self.phase == Phase::Ready {
             self.pump();
             self.maybe_freeze();
+            self.relieve_backpressure();
             self.try_commit();
             self.check_writable();
             self.check_closed();
@@ -545,6 +546,7 @@ impl Writer {
         let unflushed = self.unflushed();
         if unflushed > 0 && unflushed + size > self.cfg.unflushed_budget {
             self.blocked = true;
+            self.after_input();
             return Err(AppendError::Backpressure {
                 unflushed,
                 budget: self.cfg.unflushed_budget,

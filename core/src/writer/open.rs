@@ -247,7 +247,12 @@ impl Writer {
                         reason: "a fence of this writer's epoch that it did not write".into(),
                     })
                 }
-                Step::Fence { position, epoch } => self.fences.push((position, epoch)),
+                Step::Fence { position, epoch } => {
+                    self.fences.push((position, epoch));
+                    if let Some(walk) = self.walk.as_mut() {
+                        walk.pass_fence();
+                    }
+                }
                 Step::End(position) => {
                     if self.fence_at.is_none() {
                         self.fence_at = Some(position);

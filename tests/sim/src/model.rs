@@ -23,6 +23,8 @@ pub struct Model {
     pub fences: BTreeMap<u64, u64>,
     /// The highest manifest version written.
     pub high: Option<Manifest>,
+    /// WAL-only: the highest position any writer asked to truncate to.
+    pub truncated_to: u64,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }

@@ -82,6 +82,8 @@ struct Client {
     timer_at: Option<Duration>,
     /// Latency multiplier of this client's requests.
     slowness: u64,
+    /// An append was refused with backpressure and `Writable` has not come yet.
+    blocked: bool,
     /// A reader expected to fail (the corruption check).
     tolerate_failure: bool,
     closed: bool,
@@ -99,6 +101,8 @@ struct World {
     model: Model,
     codec: RawCodec,
     wcfg: WriterConfig,
+    /// Whether the workload calls `flush_memtable` (else only thresholds and backpressure do).
+    manual_flushes: bool,
     next_payload: u64,
     steps: u64,
     hash: u64,
@@ -133,7 +137,12 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
         },
         max_entry_bytes: 4096,
         memtable_bytes: rng.range(256, 8192) as usize,
-        unflushed_budget: rng.range(8192, 65536) as usize,
+        // Sometimes below the memtable threshold: only a flush on backpressure makes room.
+        unflushed_budget: if rng.chance(0.2) {
+            rng.range(512, 4096)
+        } else {
+            rng.range(8192, 65536)
+        } as usize,
         read_ahead: rng.range(1, 8) as u32,
         keep_manifests: rng.range(1, 4) as u32,
         open_attempts: 50,
@@ -156,7 +165,9 @@ impl World {
             max_latency_ms: rng.range(2, 40),
         };
         let wcfg = writer_config(&mut rng);
+        let manual_flushes = rng.chance(0.5);
         World {
+            manual_flushes,
             rng,
             now: Duration::ZERO,
             queue: BTreeMap::new(),
@@ -397,9 +408,10 @@ impl World {
                     c.appends.push(id);
                     self.note(format_args!("c{client} append p{id} as a{}", aid.0));
                 }
-                Err(AppendError::Backpressure { .. })
-                | Err(AppendError::Closed)
-                | Err(AppendError::Failed(_)) => {}
+                Err(AppendError::Backpressure { .. }) => {
+                    self.clients[client].blocked = true;
+                }
+                Err(AppendError::Closed) | Err(AppendError::Failed(_)) => {}
                 Err(e) => return Err(format!("c{client}: valid append refused: {e}")),
             }
         } else if roll < 850 {
@@ -412,9 +424,11 @@ impl World {
                         .durable_position
                         .map_or(m.replay_cursor, |d| d + 1);
                     let to = self.rng.range(m.replay_cursor, target.max(m.replay_cursor));
-                    let _ = w.truncate(to, now);
+                    if w.truncate(to, now).is_ok() {
+                        self.model.truncated_to = self.model.truncated_to.max(to);
+                    }
                 }
-            } else {
+            } else if self.manual_flushes {
                 let _ = w.flush_memtable(now);
             }
         } else if roll < 905 {
@@ -540,6 +554,7 @@ impl World {
                     self.model.acked.insert(id, position);
                 }
             }
+            Event::Writable => self.clients[client].blocked = false,
             Event::Closed => {
                 self.clients[client].closed = true;
                 self.clients[client].machine = None;
@@ -582,6 +597,25 @@ impl World {
             }
             ReadEvent::CaughtUp { position } => {
                 self.note(format_args!("c{client} caught up at {position}"));
+                // Everything acknowledged below where it stands must have been read (WAL-only
+                // logs may have truncated what lies below the truncate point).
+                let read: BTreeSet<u64> = self.clients[client]
+                    .read
+                    .iter()
+                    .map(|&(_, id)| id)
+                    .collect();
+                let floor = if self.wcfg.wal_only {
+                    self.model.truncated_to
+                } else {
+                    0
+                };
+                for (&id, &pos) in &self.model.acked {
+                    if pos >= floor && pos < position && !read.contains(&id) {
+                        return Err(format!(
+                            "reader c{client} caught up at {position} without acked p{id} at {pos}"
+                        ));
+                    }
+                }
             }
             ReadEvent::Fatal(f) => {
                 self.note(format_args!("c{client} reader failed: {f}"));
@@ -677,7 +711,30 @@ impl World {
 
     /// Faults off, every client crashes, a final writer must replay every acknowledged append,
     /// a final reader must read the same, and a flipped byte must be caught.
+    /// Every live machine that still owes something has a request in flight or a timer: none
+    /// waits for an answer that will never come.
+    fn check_liveness(&self) -> Result<(), String> {
+        let mut busy = BTreeSet::new();
+        for ev in self.queue.values() {
+            if let Ev::Arrive { client, .. } | Ev::Deliver { client, .. } = ev {
+                busy.insert(*client);
+            }
+        }
+        for (i, c) in self.clients.iter().enumerate() {
+            let owes = match &c.machine {
+                Some(Machine::Writer(_)) => !c.ready || c.blocked || c.appends.len() > c.acked,
+                Some(Machine::Reader(r)) => !r.is_done(),
+                None => false,
+            };
+            if owes && !busy.contains(&i) && c.timer_at.is_none() {
+                return Err(format!("c{i} is stuck: nothing in flight and no timer"));
+            }
+        }
+        Ok(())
+    }
+
     fn finale(&mut self) -> Result<(), String> {
+        self.check_liveness()?;
         self.faults = Faults {
             fail_before: 0.0,
             fail_after: 0.0,
