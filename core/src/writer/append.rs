@@ -6,11 +6,11 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 use core::time::Duration;
 
-use super::{Event, Purpose, Writer};
+use super::{Event, Purpose, PutOutcome, Writer};
 use crate::codec::{EntryHeader, EntryKind, PositionedRecords, Record};
 use crate::config::GroupCommit;
 use crate::error::FatalError;
-use crate::io::{Op, PutMode, Response, StoreErrorKind};
+use crate::io::{Op, Response, StoreErrorKind};
 
 /// Identifies an append of one writer; ids grow by one per accepted append, from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -160,19 +160,13 @@ impl Writer {
     }
 
     pub(super) fn on_entry_put(&mut self, position: u64, attempt: u32, resp: Response) {
-        match resp.into_put() {
-            Ok(_) => self.mark_durable(position),
-            Err(e) if e.kind == StoreErrorKind::NotSupported => {
-                self.fail(FatalError::Unsupported {
-                    path: self.paths.wal(position),
-                    message: e.message,
-                })
-            }
-            // Taken or unknown: the slot's content decides.
-            Err(_) => {
-                let path = self.paths.wal(position);
+        let path = self.paths.wal(position);
+        match self.put_outcome(resp, &path) {
+            Some(PutOutcome::Landed) => self.mark_durable(position),
+            Some(PutOutcome::ReadBack) => {
                 self.get(path, Purpose::EntryReadBack { position, attempt });
             }
+            None => {}
         }
     }
 
@@ -207,16 +201,11 @@ impl Writer {
                 let Some(body) = self.pipeline.slots.get(&position).map(|s| s.body.clone()) else {
                     return;
                 };
-                let put = Op::Put {
-                    path,
-                    body,
-                    mode: PutMode::Create,
-                };
                 let next = Purpose::EntryPut {
                     position,
                     attempt: attempt + 1,
                 };
-                self.retry(put, next, attempt, &e);
+                self.put_again(path, body, next, attempt, &e);
             }
             Err(e) => {
                 let next = Purpose::EntryReadBack {

@@ -3,8 +3,7 @@
 
 use bytes::Bytes;
 
-use super::{Purpose, Writer};
-use crate::error::FatalError;
+use super::{Purpose, PutOutcome, Writer};
 use crate::io::{Op, Response, StoreErrorKind};
 use crate::manifest::Manifest;
 
@@ -53,20 +52,13 @@ impl Writer {
     }
 
     pub(super) fn on_manifest_put(&mut self, version: u64, attempt: u32, resp: Response) {
-        match resp.into_put() {
-            Ok(_) => self.post_check(version, 1),
-            Err(e) if e.kind == StoreErrorKind::NotSupported => {
-                self.fail(FatalError::Unsupported {
-                    path: self.paths.manifest(version),
-                    message: e.message,
-                })
-            }
-            // Taken, or unknown: read it. object_store may retry a create that landed and
-            // report AlreadyExists for our own object.
-            Err(_) => {
-                let path = self.paths.manifest(version);
+        let path = self.paths.manifest(version);
+        match self.put_outcome(resp, &path) {
+            Some(PutOutcome::Landed) => self.post_check(version, 1),
+            Some(PutOutcome::ReadBack) => {
                 self.get(path, Purpose::ManifestReadBack { version, attempt });
             }
+            None => {}
         }
     }
 
@@ -84,16 +76,11 @@ impl Writer {
             Ok(got) if got.body == body => self.post_check(version, 1),
             Ok(_) => self.lost_race(),
             Err(e) if e.kind == StoreErrorKind::NotFound => {
-                let put = Op::Put {
-                    path: self.paths.manifest(version),
-                    body,
-                    mode: crate::io::PutMode::Create,
-                };
                 let next = Purpose::ManifestPut {
                     version,
                     attempt: attempt + 1,
                 };
-                self.retry(put, next, attempt, &e);
+                self.put_again(self.paths.manifest(version), body, next, attempt, &e);
             }
             Err(e) => {
                 let next = Purpose::ManifestReadBack {

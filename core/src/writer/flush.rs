@@ -6,11 +6,11 @@ use bytes::Bytes;
 use core::time::Duration;
 
 use super::commit::CommitKind;
-use super::{Event, Phase, Purpose, Writer};
+use super::{Event, Phase, Purpose, PutOutcome, Writer};
 use crate::codec::{GenerationHeader, PositionedRecords};
 use crate::crc32c::{crc32c, to_hex8};
 use crate::error::{CommandError, FatalError};
-use crate::io::{Op, PutMode, Response, StoreErrorKind};
+use crate::io::{Op, Response, StoreErrorKind};
 use crate::manifest::GenerationRecord;
 
 /// A memtable frozen into a generation, waiting for its put and its commit.
@@ -132,21 +132,16 @@ impl Writer {
 
     pub(super) fn on_gen_put(&mut self, id: u64, attempt: u32, op: Op, resp: Response) {
         let path = Self::path_of(&op);
-        match resp.into_put() {
-            Ok(_) => {
+        match self.put_outcome(resp, &path) {
+            Some(PutOutcome::Landed) => {
                 if let Some(f) = self.frozen_mut(id) {
                     f.written = true;
                 }
             }
-            Err(e) if e.kind == StoreErrorKind::NotSupported => {
-                self.fail(FatalError::Unsupported {
-                    path,
-                    message: e.message,
-                })
-            }
-            Err(_) => {
+            Some(PutOutcome::ReadBack) => {
                 self.get(path, Purpose::GenReadBack { id, attempt });
             }
+            None => {}
         }
     }
 
@@ -166,16 +161,11 @@ impl Writer {
                 reason: "another object holds this writer's generation name".into(),
             }),
             Err(e) if e.kind == StoreErrorKind::NotFound => {
-                let put = Op::Put {
-                    path,
-                    body,
-                    mode: PutMode::Create,
-                };
                 let next = Purpose::GenPut {
                     id,
                     attempt: attempt + 1,
                 };
-                self.retry(put, next, attempt, &e);
+                self.put_again(path, body, next, attempt, &e);
             }
             Err(e) => {
                 let next = Purpose::GenReadBack {

@@ -37,7 +37,7 @@ use core::time::Duration;
 use crate::codec::{Codec, CodecError, PositionedRecords, Record};
 use crate::config::WriterConfig;
 use crate::error::{AppendError, CommandError, ConfigError, FatalError};
-use crate::io::{Op, RequestId, Response, StoreError};
+use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
 use crate::manifest::Manifest;
 use crate::paths::Paths;
 use crate::plumbing::{IoCounters, Plumbing};
@@ -138,6 +138,14 @@ enum Phase {
     Ready,
     Closed,
     Failed(FatalError),
+}
+
+/// How a create-if-absent put ended.
+enum PutOutcome {
+    /// The object is ours.
+    Landed,
+    /// Taken or unknown: read the object back.
+    ReadBack,
 }
 
 /// What each request was for.
@@ -438,6 +446,41 @@ impl Writer {
         let policy = self.cfg.retry.clone();
         self.io
             .send_after_backoff(self.now, &policy, attempt, op, purpose);
+    }
+
+    /// How a create-if-absent put ended; `None` once the writer failed (the store cannot do
+    /// conditional puts).
+    fn put_outcome(&mut self, resp: Response, path: &str) -> Option<PutOutcome> {
+        match resp.into_put() {
+            Ok(_) => Some(PutOutcome::Landed),
+            Err(e) if e.kind == StoreErrorKind::NotSupported => {
+                self.fail(FatalError::Unsupported {
+                    path: path.into(),
+                    message: e.message,
+                });
+                None
+            }
+            // Taken, or unknown: the object's content decides. (object_store may retry a
+            // create that landed and report AlreadyExists for our own object.)
+            Err(_) => Some(PutOutcome::ReadBack),
+        }
+    }
+
+    /// A read-back found nothing: put the same bytes again after a backoff.
+    fn put_again(
+        &mut self,
+        path: String,
+        body: Bytes,
+        purpose: Purpose,
+        attempt: u32,
+        last: &StoreError,
+    ) {
+        let put = Op::Put {
+            path,
+            body,
+            mode: crate::io::PutMode::Create,
+        };
+        self.retry(put, purpose, attempt, last);
     }
 
     fn get(&mut self, path: String, purpose: Purpose) -> RequestId {

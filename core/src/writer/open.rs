@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::ToString;
 
 use super::commit::CommitKind;
-use super::{Event, Phase, Purpose, Writer};
+use super::{Event, Phase, Purpose, PutOutcome, Writer};
 use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
 use crate::error::FatalError;
 use crate::io::{Op, Response, StoreErrorKind};
@@ -316,19 +316,13 @@ impl Writer {
         if self.fence_at != Some(position) {
             return;
         }
-        match resp.into_put() {
-            Ok(_) => self.check_fence(position, 1),
-            Err(e) if e.kind == StoreErrorKind::NotSupported => {
-                self.fail(FatalError::Unsupported {
-                    path: self.paths.wal(position),
-                    message: e.message,
-                })
-            }
-            // Taken, or unknown: read the slot to learn who holds it.
-            Err(_) => {
-                let path = self.paths.wal(position);
+        let path = self.paths.wal(position);
+        match self.put_outcome(resp, &path) {
+            Some(PutOutcome::Landed) => self.check_fence(position, 1),
+            Some(PutOutcome::ReadBack) => {
                 self.get(path, Purpose::FenceReadBack { position, attempt });
             }
+            None => {}
         }
     }
 
