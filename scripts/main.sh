@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job until the native host lands: the deterministic simulation of the protocol
-# (writers, zombies, crashes, faults, GC and a tailing reader over a seeded in-memory store).
+# The main job: `tidewal demo` on a local directory (default ./tidewal-demo): appends sample
+# data, fences a writer with a second one, reopens to replay, flushes a generation, prints a
+# summary. Sets up Rust if the machine has none.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/toolchain.sh
-cargo run --release -q -p tidewal-sim -- --seeds "${1:-1000}"
+cargo run --release -q -p tidewal -- demo "${1:-./tidewal-demo}"

@@ -12,7 +12,7 @@ if command -v rustup >/dev/null; then rustup component add rustfmt clippy >/dev/
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features tidewal-core/arrow -- -D warnings
 
-step "unit, integration and codec tests (core with Arrow)"
+step "unit, integration, codec and host tests"
 cargo test --workspace --features tidewal-core/arrow
 
 step "core builds without std (thumbv7em-none-eabihf)"

@@ -1,1 +1,31 @@
-//! Placeholder until its issue lands.
+//! # tidewal (native host)
+//!
+//! An Arrow-native write-ahead log on object storage, driven by tokio and `object_store`.
+//! Everything protocol-related lives in `tidewal-core`; this crate executes its requests
+//! against any `Arc<dyn ObjectStore>` (InMemory, LocalFileSystem, S3, GCS, Azure, ...).
+//!
+//! ```no_run
+//! # async fn demo(batch: arrow_array::RecordBatch) -> Result<(), tidewal::Error> {
+//! let wal = tidewal::Wal::open_url("./my-log", batch.schema(), Default::default()).await?;
+//! let ack = wal.append(&batch).await?; // durable now
+//! println!("at position {}", ack.position);
+//! wal.close().await?;
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod driver;
+mod error;
+mod read;
+mod store;
+mod url;
+mod wal;
+
+pub use driver::Ack;
+pub use error::Error;
+pub use read::read_log;
+pub use store::{execute, store_error};
+pub use tidewal_core::{AppendId, WriterConfig, WriterStats};
+pub use url::store_for;
+pub use wal::{AppendHandle, Options, Wal};

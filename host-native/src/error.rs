@@ -1,0 +1,116 @@
+//! The errors of the native API.
+
+use std::fmt;
+use std::time::Duration;
+
+use tidewal_core::{AppendError, CodecError, CommandError, FatalError};
+
+/// Anything that can go wrong with a log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// A newer writer owns the log; this writer writes nothing more.
+    Fenced {
+        /// This writer's epoch.
+        epoch: u64,
+    },
+    /// An object failed verification.
+    Corrupt {
+        /// The object.
+        path: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// A batch or the log has another schema.
+    SchemaMismatch {
+        /// What differs, or the object that holds the other schema.
+        detail: String,
+    },
+    /// Unflushed bytes stayed over budget for this long.
+    BackpressureTimeout {
+        /// How long the append waited.
+        waited: Duration,
+    },
+    /// The store kept failing, or cannot do what the log needs.
+    Store {
+        /// The object.
+        path: String,
+        /// The store's words.
+        message: String,
+    },
+    /// Bad input (empty or oversized batch, bad URL, bad option); nothing was written.
+    Invalid(String),
+    /// The writer was closed.
+    Closed,
+    /// Any other terminal condition of the log.
+    Failed(FatalError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Fenced { epoch } => {
+                write!(
+                    f,
+                    "fenced: a newer writer owns the log (this writer had epoch {epoch})"
+                )
+            }
+            Error::Corrupt { path, reason } => write!(f, "corrupt object {path}: {reason}"),
+            Error::SchemaMismatch { detail } => write!(f, "schema mismatch: {detail}"),
+            Error::BackpressureTimeout { waited } => {
+                write!(f, "backpressure: no room for the append after {waited:?}")
+            }
+            Error::Store { path, message } => write!(f, "store error at {path}: {message}"),
+            Error::Invalid(why) => write!(f, "invalid input: {why}"),
+            Error::Closed => write!(f, "the writer is closed"),
+            Error::Failed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<FatalError> for Error {
+    fn from(e: FatalError) -> Self {
+        match e {
+            FatalError::Fenced { epoch } => Error::Fenced { epoch },
+            FatalError::Corrupt { path, reason } => Error::Corrupt { path, reason },
+            FatalError::SchemaMismatch { path } => Error::SchemaMismatch {
+                detail: format!("{path} holds another schema"),
+            },
+            FatalError::Store { path, message } | FatalError::Unsupported { path, message } => {
+                Error::Store { path, message }
+            }
+            other => Error::Failed(other),
+        }
+    }
+}
+
+impl From<AppendError> for Error {
+    fn from(e: AppendError) -> Self {
+        match e {
+            AppendError::Failed(f) => f.into(),
+            AppendError::Closed => Error::Closed,
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<CommandError> for Error {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Failed(f) => f.into(),
+            CommandError::Closed => Error::Closed,
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<CodecError> for Error {
+    fn from(e: CodecError) -> Self {
+        match e {
+            CodecError::SchemaMismatch(detail) => Error::SchemaMismatch { detail },
+            other => Error::Invalid(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! The Arrow-native API of a log: open, append, flush, close, scan, stats.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use object_store::ObjectStore;
+use tidewal_core::arrow_codec::ArrowCodec;
+use tidewal_core::{Writer, WriterConfig, WriterStats};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::{Ack, Command, Driver};
+use crate::error::Error;
+use crate::read::read_log;
+
+/// How a writer behaves.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The core's settings (its `prefix` is replaced by the one given to `open`).
+    pub writer: WriterConfig,
+    /// How long an append waits for room under backpressure before it fails.
+    pub backpressure_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            writer: WriterConfig::default(),
+            backpressure_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A writer of one log. Cheap to share by reference across tasks; many logs can live on one
+/// runtime. Dropping every handle stops its task (pending appends then fail).
+pub struct Wal {
+    commands: mpsc::UnboundedSender<Command>,
+    codec: ArrowCodec,
+    store: Arc<dyn ObjectStore>,
+    prefix: String,
+    epoch: u64,
+}
+
+/// Resolves when its append is durable (or failed).
+pub struct AppendHandle(oneshot::Receiver<Result<Ack, Error>>);
+
+impl Future for AppendHandle {
+    type Output = Result<Ack, Error>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
+    }
+}
+
+impl Wal {
+    /// Opens (or creates) the log under `prefix` of `store`: claims a new epoch, fences older
+    /// writers and replays what they left. Resolves once this writer owns the log.
+    pub async fn open(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        schema: SchemaRef,
+        options: Options,
+    ) -> Result<Wal, Error> {
+        let codec = ArrowCodec::new(schema)?;
+        let mut cfg = options.writer;
+        cfg.prefix = prefix.to_string();
+        let origin = Instant::now();
+        let machine = Writer::new(cfg, Box::new(codec.clone()), rand::random(), Duration::ZERO)
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let (ready, opened) = oneshot::channel();
+        let (commands, rx) = mpsc::unbounded_channel();
+        let driver = Driver::new(
+            machine,
+            store.clone(),
+            origin,
+            ready,
+            options.backpressure_timeout,
+        );
+        tokio::spawn(driver.run(rx));
+        let epoch = opened.await.unwrap_or(Err(Error::Closed))?;
+        Ok(Wal {
+            commands,
+            codec,
+            store,
+            prefix: prefix.to_string(),
+            epoch,
+        })
+    }
+
+    /// Opens a log by URL: `memory://`, `file:///abs/dir`, or a plain directory path.
+    pub async fn open_url(url: &str, schema: SchemaRef, options: Options) -> Result<Wal, Error> {
+        let (store, prefix) = crate::url::store_for(url)?;
+        Wal::open(store, &prefix, schema, options).await
+    }
+
+    /// The epoch this writer claimed.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The log's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.codec.schema_ref()
+    }
+
+    /// Queues `batch` and returns at once; the handle resolves when it is durable. The batch
+    /// is checked against the log's schema here: a mismatch is refused with nothing written.
+    pub fn append_nowait(&self, batch: &RecordBatch) -> Result<AppendHandle, Error> {
+        let record = self.codec.encode_batch(batch)?;
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Append { record, reply })?;
+        Ok(AppendHandle(rx))
+    }
+
+    /// Appends `batch` and waits until it is durable.
+    pub async fn append(&self, batch: &RecordBatch) -> Result<Ack, Error> {
+        self.append_nowait(batch)?.await
+    }
+
+    /// Seals pending appends into an entry now and waits until all of them are durable.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Flush { reply })?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Writes the memtable (every durable entry not yet flushed) as a generation file and
+    /// commits it; returns its id, or `None` if there was nothing to flush.
+    pub async fn flush_memtable(&self) -> Result<Option<u64>, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::FlushMemtable { reply })?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Drains: every pending append becomes durable, the memtable is flushed, the writer
+    /// stops. Later calls fail with [`Error::Closed`].
+    pub async fn close(&self) -> Result<(), Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Close { reply })?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Counters and gauges of the writer.
+    pub async fn stats(&self) -> Result<WriterStats, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Stats { reply })?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Every durable row of the log, in order: generations, then the WAL.
+    pub async fn scan(&self) -> Result<Vec<RecordBatch>, Error> {
+        read_log(self.store.clone(), &self.prefix, &self.codec).await
+    }
+
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).map_err(|_| Error::Closed)
+    }
+}
