@@ -38,6 +38,14 @@ pub enum Error {
         /// The store's words.
         message: String,
     },
+    /// The store cannot create-if-absent, which the log needs (e.g. S3 with conditional puts
+    /// disabled, or plain HTTP).
+    Unsupported {
+        /// The object of the refused request.
+        path: String,
+        /// The store's words.
+        message: String,
+    },
     /// Bad input (empty or oversized batch, bad URL, bad option); nothing was written.
     Invalid(String),
     /// The writer was closed.
@@ -61,6 +69,10 @@ impl fmt::Display for Error {
                 write!(f, "backpressure: no room for the append after {waited:?}")
             }
             Error::Store { path, message } => write!(f, "store error at {path}: {message}"),
+            Error::Unsupported { path, message } => write!(
+                f,
+                "the store cannot create-if-absent ({path}: {message}); tidewal needs conditional puts"
+            ),
             Error::Invalid(why) => write!(f, "invalid input: {why}"),
             Error::Closed => write!(f, "the writer is closed"),
             Error::Failed(e) => write!(f, "{e}"),
@@ -78,9 +90,8 @@ impl From<FatalError> for Error {
             FatalError::SchemaMismatch { path } => Error::SchemaMismatch {
                 detail: format!("{path} holds another schema"),
             },
-            FatalError::Store { path, message } | FatalError::Unsupported { path, message } => {
-                Error::Store { path, message }
-            }
+            FatalError::Store { path, message } => Error::Store { path, message },
+            FatalError::Unsupported { path, message } => Error::Unsupported { path, message },
             other => Error::Failed(other),
         }
     }
