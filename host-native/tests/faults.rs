@@ -42,7 +42,7 @@ impl fmt::Display for FaultStore {
 }
 
 fn every(n: u64, count: u64) -> bool {
-    n > 0 && count % n == 0
+    n > 0 && count.is_multiple_of(n)
 }
 
 #[async_trait]
