@@ -28,6 +28,71 @@ enum Command {
         #[arg(default_value = "./tidewal-demo")]
         dir: String,
     },
+    /// Durable appends/s, MB/s, ack latency and puts per MB against InMemory with a fixed put
+    /// latency and against a local directory, beside a raw put loop at the same depth.
+    Bench {
+        /// Put latency of the throttled in-memory store, in milliseconds.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Seconds per cell.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Directory for the LocalFileSystem cells (a temporary one if absent).
+        #[arg(long)]
+        dir: Option<String>,
+        /// Entry sizes in KiB.
+        #[arg(long, value_delimiter = ',', default_value = "1,64,1024,4096")]
+        sizes_kib: Vec<usize>,
+        /// In-flight depths.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
+        depths: Vec<u32>,
+    },
+}
+
+async fn bench(
+    latency_ms: u64,
+    seconds: f64,
+    dir: Option<String>,
+    sizes_kib: Vec<usize>,
+    depths: Vec<u32>,
+) -> Result<(), Error> {
+    use object_store::memory::InMemory;
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    use tidewal::bench::{measure, print_row, Budget};
+    let budget = Budget {
+        time: std::time::Duration::from_secs_f64(seconds),
+        bytes: 512 << 20,
+    };
+    let scratch = std::env::temp_dir().join(format!("tidewal-bench-{}", std::process::id()));
+    let dir = dir.map(std::path::PathBuf::from).unwrap_or(scratch.clone());
+    let mut header = true;
+    for kind in ["throttled", "local"] {
+        for &kib in &sizes_kib {
+            for &depth in &depths {
+                let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
+                    "throttled" => {
+                        let config = ThrottleConfig {
+                            wait_put_per_call: std::time::Duration::from_millis(latency_ms),
+                            ..ThrottleConfig::default()
+                        };
+                        let store = ThrottledStore::new(InMemory::new(), config);
+                        (Arc::new(store), format!("InMemory+{latency_ms}ms put"))
+                    }
+                    _ => {
+                        let cell_dir = dir.join(format!("{kib}k-{depth}"));
+                        let _ = std::fs::remove_dir_all(&cell_dir);
+                        let (store, _) = tidewal::store_for(&cell_dir.to_string_lossy())?;
+                        (store, "LocalFileSystem".into())
+                    }
+                };
+                let cell = measure(store, &label, kib << 10, depth, budget).await?;
+                print_row(&cell, header);
+                header = false;
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    Ok(())
 }
 
 fn schema() -> SchemaRef {
@@ -135,6 +200,13 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { dir } => demo(&dir).await,
+        Command::Bench {
+            latency_ms,
+            seconds,
+            dir,
+            sizes_kib,
+            depths,
+        } => bench(latency_ms, seconds, dir, sizes_kib, depths).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
