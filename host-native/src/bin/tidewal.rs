@@ -28,6 +28,16 @@ enum Command {
         #[arg(default_value = "./tidewal-demo")]
         dir: String,
     },
+    /// Appends numbered one-row batches to DIR forever, printing `ack <id> <position>` once
+    /// each is durable (the crash test kills it at random moments).
+    #[command(hide = true)]
+    AppendForever {
+        /// Where the log lives.
+        dir: String,
+        /// First id to append.
+        #[arg(long, default_value_t = 0)]
+        start: i64,
+    },
     /// Durable appends/s, MB/s, ack latency and puts per MB against InMemory with a fixed put
     /// latency and against a local directory, beside a raw put loop at the same depth.
     Bench {
@@ -47,6 +57,31 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         depths: Vec<u32>,
     },
+}
+
+async fn append_forever(dir: &str, start: i64) -> Result<(), Error> {
+    use std::io::Write;
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, false)]));
+    let mut options = Options::default();
+    options.writer.memtable_bytes = 64 << 10; // flush generations often
+    options.writer.max_in_flight = 8;
+    let wal = Wal::open_url(dir, schema.clone(), options).await?;
+    let mut pending = std::collections::VecDeque::new();
+    let mut out = std::io::stdout().lock();
+    for id in start.. {
+        let batch =
+            RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![id]))])
+                .expect("one-row batch");
+        pending.push_back((id, wal.append_nowait(&batch)?));
+        if pending.len() >= 16 {
+            if let Some((id, handle)) = pending.pop_front() {
+                let ack = handle.await?;
+                let _ = writeln!(out, "ack {id} {}", ack.position);
+                let _ = out.flush();
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn bench(
@@ -200,6 +235,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { dir } => demo(&dir).await,
+        Command::AppendForever { dir, start } => append_forever(&dir, start).await,
         Command::Bench {
             latency_ms,
             seconds,
