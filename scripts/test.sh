@@ -12,6 +12,13 @@ if command -v rustup >/dev/null; then rustup component add rustfmt clippy >/dev/
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --features tidewal-core/arrow -- -D warnings
 
+step "python with pyarrow (for the interop test)"
+if [ ! -x .tools/venv/bin/python ]; then
+  python3 -m venv .tools/venv || { apt_install python3-venv && python3 -m venv .tools/venv; }
+fi
+.tools/venv/bin/python -c "import pyarrow" 2>/dev/null || .tools/venv/bin/pip install -q pyarrow==26.0.1
+export TIDEWAL_PYTHON="$PWD/.tools/venv/bin/python"
+
 step "unit, integration, codec and host tests"
 cargo test --workspace --features tidewal-core/arrow
 
