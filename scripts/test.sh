@@ -19,6 +19,10 @@ fi
 .tools/venv/bin/python -c "import pyarrow" 2>/dev/null || .tools/venv/bin/pip install -q pyarrow==26.0.1
 export TIDEWAL_PYTHON="$PWD/.tools/venv/bin/python"
 
+step "a real S3 server: SeaweedFS on loopback"
+. scripts/seaweedfs.sh
+seaweedfs_start "$PWD/.tools/venv"
+
 step "unit, integration, codec and host tests"
 cargo test --workspace --features tidewal-core/arrow
 

@@ -6,6 +6,7 @@ use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
 use tidewal::{Error, Options, Wal};
 
@@ -39,7 +40,9 @@ fn ids(batches: &[RecordBatch]) -> Vec<i64> {
         .collect()
 }
 
-/// Runs `test` on a fresh InMemory store and a fresh LocalFileSystem directory.
+/// Runs `test` on a fresh InMemory store, a fresh LocalFileSystem directory and, when
+/// `TIDEWAL_S3_BUCKET` names one (scripts/test.sh starts SeaweedFS), a fresh prefix of a real
+/// S3 server configured by the `AWS_*` variables.
 async fn on_each_store<F, Fut>(test: F)
 where
     F: Fn(Arc<dyn ObjectStore>) -> Fut,
@@ -51,6 +54,19 @@ where
         LocalFileSystem::new_with_prefix(dir.path()).unwrap(),
     ))
     .await;
+    if let Ok(bucket) = std::env::var("TIDEWAL_S3_BUCKET") {
+        let unique = format!("s3://{bucket}/test-{}", unique_suffix());
+        let (store, prefix) = tidewal::store_for(&unique).unwrap();
+        test(Arc::new(PrefixStore::new(store, prefix.as_str()))).await;
+    }
+}
+
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{}-{nanos}", std::process::id())
 }
 
 #[tokio::test]

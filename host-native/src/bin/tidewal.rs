@@ -28,6 +28,12 @@ enum Command {
         #[arg(default_value = "./tidewal-demo")]
         dir: String,
     },
+    /// Lists the objects under URL (exits non-zero if the store does not answer).
+    #[command(hide = true)]
+    Probe {
+        /// A store URL.
+        url: String,
+    },
     /// Appends numbered one-row batches to DIR forever, printing `ack <id> <position>` once
     /// each is durable (the crash test kills it at random moments).
     #[command(hide = true)]
@@ -57,6 +63,22 @@ enum Command {
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         depths: Vec<u32>,
     },
+}
+
+async fn probe(url: &str) -> Result<(), Error> {
+    use futures::TryStreamExt;
+    let (store, prefix) = tidewal::store_for(url)?;
+    let prefix = object_store::path::Path::from(prefix);
+    let n = store
+        .list(Some(&prefix))
+        .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+        .await
+        .map_err(|e| Error::Store {
+            path: url.to_string(),
+            message: e.to_string(),
+        })?;
+    println!("{n} objects under {url}");
+    Ok(())
 }
 
 async fn append_forever(dir: &str, start: i64) -> Result<(), Error> {
@@ -235,6 +257,7 @@ async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo { dir } => demo(&dir).await,
+        Command::Probe { url } => probe(&url).await,
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
         Command::Bench {
             latency_ms,
