@@ -25,7 +25,7 @@ mod wal;
 
 pub use driver::Ack;
 pub use error::Error;
-pub use read::read_log;
+pub use read::{read_log, Item, Tailer};
 pub use store::{execute, store_error};
 pub use tidewal_core::{AppendId, WriterConfig, WriterStats};
 pub use url::store_for;

@@ -1,34 +1,50 @@
-//! Reading a log with the core's reader machine.
+//! Reading a log with the core's reader machine: all at once ([`read_log`]) or following it
+//! ([`Tailer`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::ObjectStore;
 use tidewal_core::arrow_codec::ArrowCodec;
 use tidewal_core::{ReadEvent, Reader, ReaderConfig, RequestId, Response};
+use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::store::execute;
 
-/// Reads every durable record of the log under `prefix`, in order.
-pub async fn read_log(
+/// What a reader yields.
+#[derive(Clone, Debug)]
+pub enum Item {
+    /// A batch stored at a WAL position (several batches can share one position).
+    Batch {
+        /// WAL position.
+        position: u64,
+        /// The rows.
+        batch: RecordBatch,
+    },
+    /// Everything durable so far was yielded; the next entry would be at `position`.
+    CaughtUp {
+        /// Where the log ends for now.
+        position: u64,
+    },
+}
+
+/// Drives a reader machine, sending what it reads to `out` until it is done, fails, or
+/// nobody listens any more.
+async fn drive(
     store: Arc<dyn ObjectStore>,
-    prefix: &str,
-    codec: &ArrowCodec,
-) -> Result<Vec<RecordBatch>, Error> {
-    let cfg = ReaderConfig {
-        prefix: prefix.to_string(),
-        follow: false,
-        ..ReaderConfig::default()
-    };
+    cfg: ReaderConfig,
+    codec: ArrowCodec,
+    out: mpsc::Sender<Result<Item, Error>>,
+) {
     let origin = Instant::now();
     let mut reader = Reader::new(cfg, Box::new(codec.clone()), rand::random(), Duration::ZERO);
     let mut in_flight: FuturesUnordered<BoxFuture<'static, (RequestId, Response)>> =
         FuturesUnordered::new();
-    let mut out = Vec::new();
     loop {
         while let Some(request) = reader.poll_request() {
             let store = store.clone();
@@ -37,18 +53,29 @@ pub async fn read_log(
             }));
         }
         while let Some(event) = reader.poll_event() {
-            match event {
-                ReadEvent::Records { records, .. } => {
-                    for record in &records {
-                        out.push(codec.decode_record(record)?);
-                    }
+            let items: Vec<Result<Item, Error>> = match event {
+                ReadEvent::Records { position, records } => records
+                    .iter()
+                    .map(|r| {
+                        codec
+                            .decode_record(r)
+                            .map(|batch| Item::Batch { position, batch })
+                            .map_err(Error::from)
+                    })
+                    .collect(),
+                ReadEvent::CaughtUp { position } => vec![Ok(Item::CaughtUp { position })],
+                ReadEvent::Fatal(e) => vec![Err(e.into())],
+                _ => Vec::new(),
+            };
+            for item in items {
+                let failed = item.is_err();
+                if out.send(item).await.is_err() || failed {
+                    return;
                 }
-                ReadEvent::Fatal(e) => return Err(e.into()),
-                _ => {}
             }
         }
         if reader.is_done() {
-            return Ok(out);
+            return;
         }
         let wake = reader.poll_timeout().map(|(at, _)| origin + at);
         tokio::select! {
@@ -56,6 +83,7 @@ pub async fn read_log(
                 reader.handle_response(id, response, origin.elapsed());
             }
             _ = sleep_until(wake), if wake.is_some() => reader.handle_timeout(origin.elapsed()),
+            _ = out.closed() => return,
         }
     }
 }
@@ -63,5 +91,59 @@ pub async fn read_log(
 async fn sleep_until(at: Option<Instant>) {
     if let Some(at) = at {
         tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+    }
+}
+
+fn config(prefix: &str, follow: bool, poll_interval: Duration) -> ReaderConfig {
+    ReaderConfig {
+        prefix: prefix.to_string(),
+        follow,
+        poll_interval,
+        ..ReaderConfig::default()
+    }
+}
+
+/// Reads every durable record of the log under `prefix`, in order.
+pub async fn read_log(
+    store: Arc<dyn ObjectStore>,
+    prefix: &str,
+    codec: &ArrowCodec,
+) -> Result<Vec<RecordBatch>, Error> {
+    let (tx, mut rx) = mpsc::channel(64);
+    let cfg = config(prefix, false, Duration::ZERO);
+    let task = tokio::spawn(drive(store, cfg, codec.clone(), tx));
+    let mut out = Vec::new();
+    while let Some(item) = rx.recv().await {
+        if let Item::Batch { batch, .. } = item? {
+            out.push(batch);
+        }
+    }
+    task.await.map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(out)
+}
+
+/// Follows a log without writing: generations, then the WAL, then new entries as they
+/// become durable (polled every `poll_interval`). Dropping it stops the polling.
+pub struct Tailer {
+    items: mpsc::Receiver<Result<Item, Error>>,
+}
+
+impl Tailer {
+    /// Starts following the log under `prefix` (which must have `schema`).
+    pub fn open(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        schema: SchemaRef,
+        poll_interval: Duration,
+    ) -> Result<Tailer, Error> {
+        let codec = ArrowCodec::new(schema)?;
+        let (tx, items) = mpsc::channel(64);
+        tokio::spawn(drive(store, config(prefix, true, poll_interval), codec, tx));
+        Ok(Tailer { items })
+    }
+
+    /// The next item; `None` after a failure was yielded.
+    pub async fn next(&mut self) -> Option<Result<Item, Error>> {
+        self.items.recv().await
     }
 }

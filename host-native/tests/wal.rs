@@ -191,3 +191,39 @@ async fn flush_memtable_writes_a_generation_and_collects_the_wal() {
     assert_eq!(gens.len(), 1);
     assert_eq!(ids(&wal.scan().await.unwrap()), (0..15).collect::<Vec<_>>());
 }
+
+#[tokio::test]
+async fn a_tailer_follows_new_appends_and_a_new_writer() {
+    use tidewal::{Item, Tailer};
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let a = Wal::open(store.clone(), "t", schema(), Options::default())
+        .await
+        .unwrap();
+    a.append(&batch(0, 2)).await.unwrap();
+    let mut tail = Tailer::open(
+        store.clone(),
+        "t",
+        schema(),
+        std::time::Duration::from_millis(10),
+    )
+    .unwrap();
+    let mut seen = Vec::new();
+    loop {
+        match tail.next().await.unwrap().unwrap() {
+            Item::Batch { batch, .. } => seen.extend(ids(&[batch])),
+            Item::CaughtUp { .. } => break,
+        }
+    }
+    assert_eq!(seen, vec![0, 1]);
+    a.append(&batch(2, 2)).await.unwrap();
+    let b = Wal::open(store, "t", schema(), Options::default())
+        .await
+        .unwrap();
+    b.append(&batch(10, 1)).await.unwrap();
+    while seen.len() < 5 {
+        if let Item::Batch { batch, .. } = tail.next().await.unwrap().unwrap() {
+            seen.extend(ids(&[batch]));
+        }
+    }
+    assert_eq!(seen, vec![0, 1, 2, 3, 10]);
+}
