@@ -208,11 +208,8 @@ async fn a_tailer_follows_new_appends_and_a_new_writer() {
     )
     .unwrap();
     let mut seen = Vec::new();
-    loop {
-        match tail.next().await.unwrap().unwrap() {
-            Item::Batch { batch, .. } => seen.extend(ids(&[batch])),
-            Item::CaughtUp { .. } => break,
-        }
+    while let Item::Batch { batch, .. } = tail.next().await.unwrap().unwrap() {
+        seen.extend(ids(&[batch]));
     }
     assert_eq!(seen, vec![0, 1]);
     a.append(&batch(2, 2)).await.unwrap();
