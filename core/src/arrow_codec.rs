@@ -242,6 +242,13 @@ fn parse_index(s: &str) -> Result<Vec<(u64, usize)>, CodecError> {
     Ok(out)
 }
 
+/// Decodes schema bytes recorded in a manifest (an encoded IPC schema message).
+pub fn decode_schema(stored: &[u8]) -> Result<SchemaRef, CodecError> {
+    try_schema_from_ipc_buffer(stored)
+        .map(Arc::new)
+        .map_err(|e| corrupt(format!("schema bytes: {e}")))
+}
+
 impl ArrowCodec {
     /// A codec for a log of `schema`. Dictionary types (anywhere) are refused, since every entry
     /// would need its own dictionary batches; `tidewal.*` schema metadata is dropped.

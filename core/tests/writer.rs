@@ -540,3 +540,28 @@ fn a_manifest_with_counters_near_overflow_is_corrupt() {
     let d2 = h.open(config(), 2);
     assert!(matches!(d2.fatal(), Some(FatalError::Corrupt { path: p, .. }) if p == path));
 }
+
+#[test]
+fn close_waits_for_collection_so_a_host_may_stop_right_after() {
+    let mut h = Harness::new();
+    let mut d = h.open(config(), 1);
+    d.append(&h, rec(1));
+    h.settle(&mut d);
+    d.w.close(h.now).unwrap();
+    d.collect();
+    // Run until Closed, then drop whatever is still queued, as an exiting process would.
+    while !d.events.contains(&Event::Closed) {
+        h.execute(&mut d, 0);
+    }
+    assert!(
+        d.held.is_empty(),
+        "nothing left to execute after Closed: {:?}",
+        d.held
+    );
+    assert!(
+        h.store
+            .object("t/wal/00000000000000000004.arrows")
+            .is_none(),
+        "collected"
+    );
+}

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod bench;
 mod driver;
 mod error;
@@ -23,6 +24,7 @@ mod store;
 mod url;
 mod wal;
 
+pub use admin::{inspect, log_schema, verify, Inspection, Verified};
 pub use driver::Ack;
 pub use error::Error;
 pub use read::{read_log, Item, Tailer};

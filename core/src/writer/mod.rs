@@ -661,6 +661,10 @@ impl Writer {
         } else if self.commit.is_some() {
             return;
         }
+        // Collection too: a host may stop driving the machine once it is closed.
+        if self.io.in_flight() > 0 || self.io.next_deadline().is_some() {
+            return;
+        }
         self.phase = Phase::Closed;
         self.events.push_back(Event::Closed);
     }

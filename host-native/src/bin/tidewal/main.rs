@@ -1,5 +1,7 @@
 //! The `tidewal` command line.
 
+mod cmds;
+
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +29,67 @@ enum Command {
         /// Where the log lives (a directory, `file:///abs/dir` or `memory://`).
         #[arg(default_value = "./tidewal-demo")]
         dir: String,
+    },
+    /// Appends rows (an Arrow IPC stream or file, a CSV file, or generated rows); prints
+    /// `{"first_position":..,"last_position":..,"rows":..}` once all are durable.
+    Append {
+        /// The log (a directory, file://, memory:// or s3://bucket/prefix).
+        url: String,
+        /// An Arrow IPC stream or file.
+        #[arg(long)]
+        ipc: Option<String>,
+        /// A CSV file with a header (schema inferred).
+        #[arg(long)]
+        csv: Option<String>,
+        /// Generate this many rows of sample data.
+        #[arg(long)]
+        generate: Option<usize>,
+        /// Rows per appended batch.
+        #[arg(long, default_value_t = 8192)]
+        batch_rows: usize,
+    },
+    /// Prints every durable row, in order.
+    Cat {
+        /// The log.
+        url: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: cmds::Format,
+    },
+    /// Prints rows as they are read; with --follow, keeps printing new ones.
+    Tail {
+        /// The log.
+        url: String,
+        /// Keep following the log.
+        #[arg(long)]
+        follow: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "json")]
+        format: cmds::Format,
+    },
+    /// Shows the manifest, epoch, cursor, generations and WAL objects.
+    Inspect {
+        /// The log.
+        url: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Reads every object and checks every checksum; exits non-zero naming the bad object.
+    Verify {
+        /// The log.
+        url: String,
+    },
+    /// Takes the log over (fencing any running writer), flushes the memtable to a generation
+    /// (collecting the WAL slots it covers) and closes.
+    Flush {
+        /// The log.
+        url: String,
+    },
+    /// Same as flush: collection happens when a generation commits.
+    Gc {
+        /// The log.
+        url: String,
     },
     /// Lists the objects under URL (exits non-zero if the store does not answer).
     #[command(hide = true)]
@@ -152,7 +215,7 @@ async fn bench(
     Ok(())
 }
 
-fn schema() -> SchemaRef {
+pub(crate) fn demo_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("id", DataType::Int64, false),
         Field::new(
@@ -165,7 +228,7 @@ fn schema() -> SchemaRef {
     ]))
 }
 
-fn sample(schema: &SchemaRef, first: i64, rows: usize) -> RecordBatch {
+pub(crate) fn sample(schema: &SchemaRef, first: i64, rows: usize) -> RecordBatch {
     let ids: Vec<i64> = (first..first + rows as i64).collect();
     let names: Vec<String> = ids.iter().map(|i| format!("sensor-{}", i % 17)).collect();
     RecordBatch::try_new(
@@ -191,7 +254,7 @@ fn rows(batches: &[RecordBatch]) -> usize {
 }
 
 async fn demo(dir: &str) -> Result<(), Error> {
-    let schema = schema();
+    let schema = demo_schema();
     let (store, prefix) = tidewal::store_for(dir)?;
     println!("tidewal demo: log in {dir}");
 
@@ -258,6 +321,22 @@ async fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo { dir } => demo(&dir).await,
         Command::Probe { url } => probe(&url).await,
+        Command::Append {
+            url,
+            ipc,
+            csv,
+            generate,
+            batch_rows,
+        } => cmds::append(&url, (ipc, csv, generate), batch_rows).await,
+        Command::Cat { url, format } => cmds::cat(&url, format).await,
+        Command::Tail {
+            url,
+            follow,
+            format,
+        } => cmds::tail(&url, follow, format).await,
+        Command::Inspect { url, json } => cmds::inspect(&url, json).await,
+        Command::Verify { url } => cmds::verify(&url).await,
+        Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
         Command::Bench {
             latency_ms,

@@ -1,0 +1,252 @@
+//! The data commands: append, cat, tail, inspect, verify, flush, gc.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use clap::ValueEnum;
+use tidewal::{Error, Item, Options, Tailer, Wal};
+
+/// Output formats of `cat` and `tail`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Format {
+    /// An aligned text table.
+    Table,
+    /// CSV with a header.
+    Csv,
+    /// One JSON object per row.
+    Json,
+    /// An Arrow IPC stream (binary, to stdout).
+    Ipc,
+}
+
+fn invalid(e: impl std::fmt::Display) -> Error {
+    Error::Invalid(e.to_string())
+}
+
+/// Reads every batch of an Arrow IPC stream or file, or of a CSV file (schema inferred).
+fn read_input(path: &str, csv: bool) -> Result<(SchemaRef, Vec<RecordBatch>), Error> {
+    let bytes = std::fs::read(path).map_err(|e| invalid(format!("{path}: {e}")))?;
+    if csv {
+        let format = arrow_csv::reader::Format::default().with_header(true);
+        let (schema, _) = format
+            .infer_schema(std::io::Cursor::new(&bytes), Some(10_000))
+            .map_err(|e| invalid(format!("{path}: {e}")))?;
+        let schema = Arc::new(schema);
+        let reader = arrow_csv::ReaderBuilder::new(schema.clone())
+            .with_format(format)
+            .build(std::io::Cursor::new(bytes))
+            .map_err(|e| invalid(format!("{path}: {e}")))?;
+        let batches = reader
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(format!("{path}: {e}")))?;
+        return Ok((schema, batches));
+    }
+    let batches: Result<(SchemaRef, Vec<RecordBatch>), arrow_schema::ArrowError> =
+        if bytes.starts_with(b"ARROW1") {
+            arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(bytes), None)
+                .and_then(|r| Ok((r.schema(), r.collect::<Result<Vec<_>, _>>()?)))
+        } else {
+            arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                .and_then(|r| Ok((r.schema(), r.collect::<Result<Vec<_>, _>>()?)))
+        };
+    batches.map_err(|e| invalid(format!("{path} is not an Arrow IPC stream or file: {e}")))
+}
+
+/// `append`: every batch is read and checked before the first is written, then all are
+/// appended and the summary is printed only once all are durable.
+pub async fn append(
+    url: &str,
+    input: (Option<String>, Option<String>, Option<usize>),
+    batch_rows: usize,
+) -> Result<(), Error> {
+    if batch_rows == 0 {
+        return Err(invalid("--batch-rows must be at least 1"));
+    }
+    let (schema, batches) = match input {
+        (Some(ipc), None, None) => read_input(&ipc, false)?,
+        (None, Some(csv), None) => read_input(&csv, true)?,
+        (None, None, Some(n)) => {
+            let schema = crate::demo_schema();
+            let batch = crate::sample(&schema, 0, n);
+            (schema, vec![batch])
+        }
+        _ => return Err(invalid("give exactly one of --ipc, --csv, --generate")),
+    };
+    let mut chunks = Vec::new();
+    for b in &batches {
+        let mut offset = 0;
+        while offset < b.num_rows() {
+            let len = batch_rows.min(b.num_rows() - offset);
+            chunks.push(b.slice(offset, len));
+            offset += len;
+        }
+    }
+    if chunks.is_empty() {
+        return Err(invalid("the input holds no rows"));
+    }
+    let wal = Wal::open_url(url, schema, Options::default()).await?;
+    let handles = chunks
+        .iter()
+        .map(|c| wal.append_nowait(c))
+        .collect::<Result<Vec<_>, _>>()?;
+    let (mut first, mut last) = (u64::MAX, 0);
+    for h in handles {
+        let ack = h.await?;
+        first = first.min(ack.position);
+        last = last.max(ack.position);
+    }
+    wal.close().await?;
+    let rows: usize = chunks.iter().map(|c| c.num_rows()).sum();
+    println!(r#"{{"first_position":{first},"last_position":{last},"rows":{rows}}}"#);
+    Ok(())
+}
+
+fn write_batches(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), Error> {
+    match write_to_stdout(format, schema, batches) {
+        // A closed pipe (`| head`) is the reader's choice, not a failure.
+        Err(e) if e.to_string().contains("Broken pipe") => Ok(()),
+        other => other,
+    }
+}
+
+fn write_to_stdout(
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+) -> Result<(), Error> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match format {
+        Format::Table => {
+            let table = arrow_cast::pretty::pretty_format_batches(batches).map_err(invalid)?;
+            writeln!(out, "{table}").map_err(invalid)?;
+        }
+        Format::Csv => {
+            let mut w = arrow_csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut out);
+            for b in batches {
+                w.write(b).map_err(invalid)?;
+            }
+        }
+        Format::Json => {
+            let mut w = arrow_json::LineDelimitedWriter::new(&mut out);
+            w.write_batches(&batches.iter().collect::<Vec<_>>())
+                .map_err(invalid)?;
+            w.finish().map_err(invalid)?;
+        }
+        Format::Ipc => {
+            let mut w =
+                arrow_ipc::writer::StreamWriter::try_new(&mut out, schema).map_err(invalid)?;
+            for b in batches {
+                w.write(b).map_err(invalid)?;
+            }
+            w.finish().map_err(invalid)?;
+        }
+    }
+    out.flush().map_err(invalid)
+}
+
+/// `cat`: every durable row, in order.
+pub async fn cat(url: &str, format: Format) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let schema = tidewal::log_schema(store.clone(), &prefix).await?;
+    let codec = tidewal_core::arrow_codec::ArrowCodec::new(schema.clone())?;
+    let batches = tidewal::read_log(store, &prefix, &codec).await?;
+    write_batches(format, &schema, &batches)
+}
+
+/// `tail`: like `cat`, printing as it reads; with `follow`, keeps printing new rows.
+pub async fn tail(url: &str, follow: bool, format: Format) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let schema = tidewal::log_schema(store.clone(), &prefix).await?;
+    let mut tailer = Tailer::open(store, &prefix, schema.clone(), Duration::from_millis(200))?;
+    while let Some(item) = tailer.next().await {
+        match item? {
+            Item::Batch { batch, .. } => write_batches(format, &schema, &[batch])?,
+            Item::CaughtUp { .. } if !follow => return Ok(()),
+            Item::CaughtUp { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+/// `inspect`: manifest, epoch, positions, generations, WAL objects.
+pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let i = tidewal::inspect(store, &prefix).await?;
+    let Some(m) = &i.manifest else {
+        return Err(invalid(format!("no log at {url}")));
+    };
+    let wal_bytes: u64 = i.wal.iter().map(|(_, s)| s).sum();
+    let gen_bytes: u64 = m.generations.iter().map(|g| g.bytes).sum();
+    if json {
+        let value = serde_json::json!({
+            "manifest": m,
+            "manifest_versions": i.manifest_versions,
+            "wal": i.wal.iter().map(|(p, s)| serde_json::json!({"position": p, "bytes": s})).collect::<Vec<_>>(),
+        });
+        println!("{value}");
+        return Ok(());
+    }
+    println!("log {url}");
+    println!(
+        "  format {} codec {}, manifest version {} ({} kept)",
+        m.format,
+        m.codec,
+        m.version,
+        i.manifest_versions.len()
+    );
+    println!(
+        "  epoch {} (writer nonce {:016x}), fence window {}",
+        m.epoch, m.writer_nonce, m.fence_window
+    );
+    println!(
+        "  replay cursor {} (cursor epoch {}), wal only: {}",
+        m.replay_cursor, m.cursor_epoch, m.wal_only
+    );
+    println!(
+        "  generations: {} ({} rows, {} bytes); WAL objects: {} ({} bytes), positions {}..={}",
+        m.generations.len(),
+        m.generations.iter().map(|g| g.rows).sum::<u64>(),
+        gen_bytes,
+        i.wal.len(),
+        wal_bytes,
+        i.wal.first().map_or(0, |w| w.0),
+        i.wal.last().map_or(0, |w| w.0),
+    );
+    Ok(())
+}
+
+/// `verify`: reads every object and checks every checksum.
+pub async fn verify(url: &str) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let v = tidewal::verify(store, &prefix).await?;
+    println!(
+        "ok: {} manifests, {} generations, {} WAL objects ({} fences), {} rows stored, {} bytes read",
+        v.manifests, v.generations, v.wal_entries, v.fences, v.rows, v.bytes
+    );
+    Ok(())
+}
+
+/// `flush` and `gc`: take the log over (fencing any running writer), flush the memtable to a
+/// generation (which collects the WAL slots it covers) and close.
+pub async fn flush(url: &str) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let schema = tidewal::log_schema(store.clone(), &prefix).await?;
+    let before = tidewal::inspect(store.clone(), &prefix).await?.wal.len();
+    let wal = Wal::open(store.clone(), &prefix, schema, Options::default()).await?;
+    let generation = wal.flush_memtable().await?;
+    wal.close().await?;
+    let after = tidewal::inspect(store, &prefix).await?;
+    let cursor = after.manifest.map_or(0, |m| m.replay_cursor);
+    println!(
+        r#"{{"generation":{},"replay_cursor":{cursor},"wal_objects_before":{before},"wal_objects_after":{}}}"#,
+        generation.map_or("null".to_string(), |g| g.to_string()),
+        after.wal.len()
+    );
+    Ok(())
+}

@@ -1,0 +1,97 @@
+//! The `tidewal` command line: output, exit codes, and bad input that writes nothing.
+
+use std::process::{Command, Output};
+
+fn tidewal(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tidewal"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(o: &[u8]) -> String {
+    String::from_utf8_lossy(o).into_owned()
+}
+
+#[test]
+fn append_cat_inspect_verify_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let out = tidewal(&["append", log, "--generate", "100", "--batch-rows", "30"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    assert!(line.trim().ends_with(r#""rows":100}"#), "{line}");
+    let out = tidewal(&["cat", log, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 100);
+    let out = tidewal(&["inspect", log, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["manifest"]["epoch"], 1);
+    let out = tidewal(&["verify", log]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("100 rows stored"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn verify_names_the_corrupt_object_and_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log_str = log.to_str().unwrap();
+    assert!(tidewal(&["append", log_str, "--generate", "10"])
+        .status
+        .success());
+    // `append` closes the writer, which flushed a generation: flip a byte in it.
+    let generation = std::fs::read_dir(log.join("gen"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut bytes = std::fs::read(&generation).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&generation, bytes).unwrap();
+    let out = tidewal(&["verify", log_str]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("corrupt") && err.contains("gen/"), "{err}");
+}
+
+#[test]
+fn bad_input_fails_clearly_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let junk = dir.path().join("junk.arrows");
+    std::fs::write(&junk, b"definitely not arrow").unwrap();
+    let out = tidewal(&["append", log, "--ipc", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not an Arrow IPC"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = tidewal(&["append", log]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("exactly one of"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !std::path::Path::new(log).join("manifest").exists(),
+        "nothing written"
+    );
+    let out = tidewal(&["cat", log]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("no log"),
+        "{}",
+        text(&out.stderr)
+    );
+}
