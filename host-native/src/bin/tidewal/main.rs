@@ -125,6 +125,9 @@ enum Command {
         /// In-flight depths.
         #[arg(long, value_delimiter = ',', default_value = "1,8,32")]
         depths: Vec<u32>,
+        /// Also measure this S3 URL (e.g. s3://bucket/bench on SeaweedFS; AWS_* variables).
+        #[arg(long)]
+        s3: Option<String>,
     },
 }
 
@@ -175,6 +178,7 @@ async fn bench(
     dir: Option<String>,
     sizes_kib: Vec<usize>,
     depths: Vec<u32>,
+    s3: Option<String>,
 ) -> Result<(), Error> {
     use object_store::memory::InMemory;
     use object_store::throttle::{ThrottleConfig, ThrottledStore};
@@ -186,7 +190,12 @@ async fn bench(
     let scratch = std::env::temp_dir().join(format!("tidewal-bench-{}", std::process::id()));
     let dir = dir.map(std::path::PathBuf::from).unwrap_or(scratch.clone());
     let mut header = true;
-    for kind in ["throttled", "local"] {
+    let kinds: &[&str] = if s3.is_some() {
+        &["throttled", "local", "s3"]
+    } else {
+        &["throttled", "local"]
+    };
+    for &kind in kinds {
         for &kib in &sizes_kib {
             for &depth in &depths {
                 let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
@@ -197,6 +206,15 @@ async fn bench(
                         };
                         let store = ThrottledStore::new(InMemory::new(), config);
                         (Arc::new(store), format!("InMemory+{latency_ms}ms put"))
+                    }
+                    "s3" => {
+                        let base = s3.as_deref().unwrap_or_default().trim_end_matches('/');
+                        let (store, prefix) = tidewal::store_for(&format!(
+                            "{base}/{kib}k-{depth}-{}",
+                            std::process::id()
+                        ))?;
+                        let store = object_store::prefix::PrefixStore::new(store, prefix.as_str());
+                        (Arc::new(store), "S3 (SeaweedFS)".into())
                     }
                     _ => {
                         let cell_dir = dir.join(format!("{kib}k-{depth}"));
@@ -344,7 +362,8 @@ async fn main() -> std::process::ExitCode {
             dir,
             sizes_kib,
             depths,
-        } => bench(latency_ms, seconds, dir, sizes_kib, depths).await,
+            s3,
+        } => bench(latency_ms, seconds, dir, sizes_kib, depths, s3).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
