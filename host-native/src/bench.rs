@@ -85,7 +85,7 @@ pub async fn measure(
     options.writer.unflushed_budget = 1 << 30;
     let schema = schema();
     let wal = Wal::open(store.clone(), "bench", schema.clone(), options).await?;
-    let puts_before = wal.stats().await?.io.puts;
+    let puts_before = wal.stats().await?.writer.io.puts;
     let template = batch(&schema, 0, size);
     let started = Instant::now();
     let mut pending = FuturesUnordered::new();
@@ -105,7 +105,7 @@ pub async fn measure(
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let puts = wal.stats().await?.io.puts - puts_before;
+    let puts = wal.stats().await?.writer.io.puts - puts_before;
     wal.close().await?;
     latencies.sort();
     let n = latencies.len();

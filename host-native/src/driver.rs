@@ -33,8 +33,23 @@ pub(crate) enum Command {
     Flush { reply: Reply<()> },
     FlushMemtable { reply: Reply<Option<u64>> },
     Close { reply: Reply<()> },
-    Stats { reply: oneshot::Sender<WriterStats> },
+    Stats { reply: oneshot::Sender<Stats> },
 }
+
+/// A writer's counters and gauges, with the host's view of acknowledgement latency.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// The core's counters and gauges (appends, bytes, requests, in flight, unflushed bytes,
+    /// epoch, positions).
+    pub writer: WriterStats,
+    /// Median time from append to durable over the last acknowledged appends.
+    pub ack_p50: Option<Duration>,
+    /// 99th percentile of the same.
+    pub ack_p99: Option<Duration>,
+}
+
+/// How many recent acknowledgement latencies the percentiles cover.
+const LATENCY_WINDOW: usize = 4096;
 
 /// An append refused for backpressure, retried when the machine says `Writable`.
 struct Blocked {
@@ -49,7 +64,8 @@ pub(crate) struct Driver {
     origin: Instant,
     in_flight: FuturesUnordered<BoxFuture<'static, (RequestId, Response)>>,
     ready: Option<Reply<u64>>,
-    appends: BTreeMap<AppendId, Reply<Ack>>,
+    appends: BTreeMap<AppendId, (Reply<Ack>, Instant)>,
+    latencies: VecDeque<Duration>,
     flushes: Vec<(AppendId, Reply<()>)>,
     /// Flushes asked for while appends were blocked.
     deferred: Vec<Reply<()>>,
@@ -75,6 +91,7 @@ impl Driver {
             in_flight: FuturesUnordered::new(),
             ready: Some(ready),
             appends: BTreeMap::new(),
+            latencies: VecDeque::with_capacity(LATENCY_WINDOW),
             flushes: Vec::new(),
             deferred: Vec::new(),
             generations: Vec::new(),
@@ -135,7 +152,7 @@ impl Driver {
                 Command::Append { reply, .. } => drop(reply.send(Err(e))),
                 Command::Flush { reply } | Command::Close { reply } => drop(reply.send(Err(e))),
                 Command::FlushMemtable { reply } => drop(reply.send(Err(e))),
-                Command::Stats { reply } => drop(reply.send(self.machine.stats())),
+                Command::Stats { reply } => drop(reply.send(self.stats())),
             };
         }
         let now = self.now();
@@ -164,7 +181,22 @@ impl Driver {
                 Ok(()) => self.closing = Some(reply),
                 Err(e) => drop(reply.send(Err(e.into()))),
             },
-            Command::Stats { reply } => drop(reply.send(self.machine.stats())),
+            Command::Stats { reply } => drop(reply.send(self.stats())),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        let mut sorted: Vec<Duration> = self.latencies.iter().copied().collect();
+        sorted.sort();
+        let pick = |q: usize| {
+            sorted
+                .get((sorted.len() * q / 100).min(sorted.len().saturating_sub(1)))
+                .copied()
+        };
+        Stats {
+            writer: self.machine.stats(),
+            ack_p50: pick(50),
+            ack_p99: pick(99),
         }
     }
 
@@ -190,7 +222,7 @@ impl Driver {
         let now = self.now();
         match self.machine.append(record.clone(), now) {
             Ok(id) => {
-                self.appends.insert(id, reply);
+                self.appends.insert(id, (reply, since));
             }
             Err(AppendError::Backpressure { .. }) => self.blocked.push_front(Blocked {
                 record,
@@ -251,7 +283,11 @@ impl Driver {
                 position,
             } => {
                 let rest = self.appends.split_off(&AppendId(last_append.0 + 1));
-                for (append, reply) in std::mem::replace(&mut self.appends, rest) {
+                for (append, (reply, since)) in std::mem::replace(&mut self.appends, rest) {
+                    if self.latencies.len() == LATENCY_WINDOW {
+                        self.latencies.pop_front();
+                    }
+                    self.latencies.push_back(since.elapsed());
                     let _ = reply.send(Ok(Ack { append, position }));
                 }
                 let (done, waiting) = std::mem::take(&mut self.flushes)
@@ -287,7 +323,7 @@ impl Driver {
         if let Some(r) = self.ready.take() {
             let _ = r.send(Err(e.clone()));
         }
-        for (_, r) in std::mem::take(&mut self.appends) {
+        for (_, (r, _)) in std::mem::take(&mut self.appends) {
             let _ = r.send(Err(e.clone()));
         }
         for b in std::mem::take(&mut self.blocked) {

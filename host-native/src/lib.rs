@@ -25,7 +25,7 @@ mod url;
 mod wal;
 
 pub use admin::{inspect, log_schema, verify, Inspection, Verified};
-pub use driver::Ack;
+pub use driver::{Ack, Stats};
 pub use error::Error;
 pub use read::{read_log, Item, Tailer};
 pub use store::{execute, store_error};

@@ -10,10 +10,10 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow_codec::ArrowCodec;
-use tidewal_core::{Writer, WriterConfig, WriterStats};
+use tidewal_core::{Writer, WriterConfig};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{Ack, Command, Driver};
+use crate::driver::{Ack, Command, Driver, Stats};
 use crate::error::Error;
 use crate::read::read_log;
 
@@ -145,8 +145,8 @@ impl Wal {
         rx.await.unwrap_or(Err(Error::Closed))
     }
 
-    /// Counters and gauges of the writer.
-    pub async fn stats(&self) -> Result<WriterStats, Error> {
+    /// Counters and gauges of the writer, and its recent acknowledgement latency.
+    pub async fn stats(&self) -> Result<Stats, Error> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Stats { reply })?;
         rx.await.map_err(|_| Error::Closed)

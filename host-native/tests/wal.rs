@@ -130,7 +130,7 @@ async fn a_second_writer_fences_the_first_and_replays_its_data() {
                 .sum::<usize>(),
             10
         );
-        assert!(c.stats().await.unwrap().replay_cursor > 0);
+        assert!(c.stats().await.unwrap().writer.replay_cursor > 0);
     })
     .await;
 }
@@ -153,7 +153,7 @@ async fn bad_batches_are_refused_and_nothing_is_written() {
             Err(Error::Invalid(_))
         ));
         wal.flush().await.unwrap();
-        assert_eq!(wal.stats().await.unwrap().appends, 0);
+        assert_eq!(wal.stats().await.unwrap().writer.appends, 0);
         assert!(wal.scan().await.unwrap().is_empty());
     })
     .await;
@@ -223,4 +223,36 @@ async fn a_tailer_follows_new_appends_and_a_new_writer() {
         }
     }
     assert_eq!(seen, vec![0, 1, 2, 3, 10]);
+}
+
+#[tokio::test]
+async fn many_logs_share_one_runtime_and_report_their_stats() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut logs = Vec::new();
+    for i in 0..16 {
+        let wal = Wal::open(
+            store.clone(),
+            &format!("log-{i}"),
+            schema(),
+            Options::default(),
+        )
+        .await
+        .unwrap();
+        logs.push(wal);
+    }
+    let appends = logs.iter().enumerate().flat_map(|(i, wal)| {
+        (0..10).map(move |j| wal.append_nowait(&batch(i as i64 * 100 + j, 1)).unwrap())
+    });
+    for handle in appends.collect::<Vec<_>>() {
+        handle.await.unwrap();
+    }
+    for (i, wal) in logs.iter().enumerate() {
+        let stats = wal.stats().await.unwrap();
+        assert_eq!(stats.writer.appends, 10);
+        assert_eq!(stats.writer.epoch, 1);
+        let (p50, p99) = (stats.ack_p50.unwrap(), stats.ack_p99.unwrap());
+        assert!(p50 <= p99);
+        let expected: Vec<i64> = (0..10).map(|j| i as i64 * 100 + j).collect();
+        assert_eq!(ids(&wal.scan().await.unwrap()), expected);
+    }
 }

@@ -312,8 +312,8 @@ async fn demo(dir: &str) -> Result<(), Error> {
     println!(
         "3. writer C reopened with epoch {}: replay cursor {}, next position {}",
         c.epoch(),
-        stats.replay_cursor,
-        stats.next_position
+        stats.writer.replay_cursor,
+        stats.writer.next_position
     );
     c.append(&sample(&schema, 20_000, 100)).await?;
     c.flush().await?;
@@ -326,9 +326,9 @@ async fn demo(dir: &str) -> Result<(), Error> {
         "4. summary: {} rows in the log ({} added now), {} puts, {} gets, {} lists by C",
         rows(&all),
         rows(&all) - before,
-        stats.io.puts,
-        stats.io.gets,
-        stats.io.lists
+        stats.writer.io.puts,
+        stats.writer.io.gets,
+        stats.writer.io.lists
     );
     Ok(())
 }
