@@ -205,3 +205,118 @@ pub fn print_row(cell: &Cell, header: bool) {
         100.0 * cell.appends_per_sec / cell.raw_per_sec
     );
 }
+
+/// Replay figures for one store.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    /// Store label.
+    pub store: String,
+    /// Entry size.
+    pub entry: usize,
+    /// Bytes of WAL replayed.
+    pub bytes: usize,
+    /// Writer open (claim, walk, replay into the memtable, fence) MB/s.
+    pub open_mb_per_sec: f64,
+    /// Reader (scan) MB/s.
+    pub scan_mb_per_sec: f64,
+    /// Raw GET loop with `depth` gets in flight, MB/s.
+    pub raw_mb_per_sec: f64,
+    /// Read-ahead / raw GET depth.
+    pub depth: u32,
+}
+
+/// Writes `total` bytes of WAL in `entry`-byte entries, then times a writer's open (replay),
+/// a full scan, and a raw pipelined GET loop over the same objects.
+pub async fn measure_replay(
+    store: Arc<dyn ObjectStore>,
+    label: &str,
+    entry: usize,
+    total: usize,
+    depth: u32,
+) -> Result<Replay, Error> {
+    let mut options = Options::default();
+    options.writer.group_commit = GroupCommit {
+        max_bytes: 1,
+        max_records: 1,
+        interval: Duration::ZERO,
+    };
+    options.writer.max_entry_bytes = entry + (1 << 20);
+    options.writer.memtable_bytes = usize::MAX / 4;
+    options.writer.unflushed_budget = usize::MAX / 4;
+    options.writer.read_ahead = depth;
+    let schema = schema();
+    let writer = Wal::open(store.clone(), "replay", schema.clone(), options.clone()).await?;
+    let template = batch(&schema, 0, entry);
+    let handles = (0..total / entry)
+        .map(|_| writer.append_nowait(&template))
+        .collect::<Result<Vec<_>, _>>()?;
+    for h in handles {
+        h.await?;
+    }
+    drop(writer); // a crash: nothing flushed, everything to replay
+    let mb = total as f64 / 1e6;
+    let started = Instant::now();
+    let reopened = Wal::open(store.clone(), "replay", schema.clone(), options).await?;
+    let open_secs = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let rows: usize = reopened.scan().await?.iter().map(|b| b.num_rows()).sum();
+    let scan_secs = started.elapsed().as_secs_f64();
+    if rows != total / entry {
+        return Err(Error::Invalid(format!(
+            "replay read {rows} rows of {}",
+            total / entry
+        )));
+    }
+    let paths: Vec<Path> = {
+        use futures::TryStreamExt;
+        store
+            .list(Some(&Path::from("replay/wal")))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?
+    };
+    let started = Instant::now();
+    let mut gets = futures::stream::iter(paths.into_iter().map(|p| {
+        let store = store.clone();
+        async move {
+            use object_store::ObjectStoreExt;
+            store.get(&p).await?.bytes().await.map(|b| b.len())
+        }
+    }))
+    .buffer_unordered(depth as usize);
+    let mut raw_bytes = 0usize;
+    while let Some(n) = gets.next().await {
+        raw_bytes += n.map_err(|e| Error::Invalid(e.to_string()))?;
+    }
+    let raw_secs = started.elapsed().as_secs_f64();
+    Ok(Replay {
+        store: label.to_string(),
+        entry,
+        bytes: total,
+        open_mb_per_sec: mb / open_secs,
+        scan_mb_per_sec: mb / scan_secs,
+        raw_mb_per_sec: raw_bytes as f64 / 1e6 / raw_secs,
+        depth,
+    })
+}
+
+/// Prints one replay row (and the header first when asked).
+pub fn print_replay(r: &Replay, header: bool) {
+    if header {
+        println!(
+            "\n{:<22} {:>8} {:>8} {:>6} {:>12} {:>12} {:>13}",
+            "replay", "entry", "MiB", "depth", "open MB/s", "scan MB/s", "raw GET MB/s"
+        );
+    }
+    println!(
+        "{:<22} {:>5} KiB {:>8} {:>6} {:>12.1} {:>12.1} {:>13.1}",
+        r.store,
+        r.entry >> 10,
+        r.bytes >> 20,
+        r.depth,
+        r.open_mb_per_sec,
+        r.scan_mb_per_sec,
+        r.raw_mb_per_sec
+    );
+}

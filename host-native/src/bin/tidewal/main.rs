@@ -128,6 +128,9 @@ enum Command {
         /// Also measure this S3 URL (e.g. s3://bucket/bench on SeaweedFS; AWS_* variables).
         #[arg(long)]
         s3: Option<String>,
+        /// MiB of WAL (64 KiB entries) for the replay measurement.
+        #[arg(long, default_value_t = 64)]
+        replay_mib: usize,
     },
 }
 
@@ -172,14 +175,25 @@ async fn append_forever(dir: &str, start: i64) -> Result<(), Error> {
     Ok(())
 }
 
+/// What `bench` measures.
+struct BenchCells {
+    sizes_kib: Vec<usize>,
+    depths: Vec<u32>,
+    replay_mib: usize,
+}
+
 async fn bench(
     latency_ms: u64,
     seconds: f64,
     dir: Option<String>,
-    sizes_kib: Vec<usize>,
-    depths: Vec<u32>,
+    cells: BenchCells,
     s3: Option<String>,
 ) -> Result<(), Error> {
+    let BenchCells {
+        sizes_kib,
+        depths,
+        replay_mib,
+    } = cells;
     use object_store::memory::InMemory;
     use object_store::throttle::{ThrottleConfig, ThrottledStore};
     use tidewal::bench::{measure, print_row, Budget};
@@ -228,6 +242,36 @@ async fn bench(
                 header = false;
             }
         }
+    }
+    let mut header = true;
+    for &kind in kinds {
+        let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
+            "throttled" => {
+                let config = ThrottleConfig {
+                    wait_get_per_call: std::time::Duration::from_millis(latency_ms),
+                    ..ThrottleConfig::default()
+                };
+                let store = ThrottledStore::new(InMemory::new(), config);
+                (Arc::new(store), format!("InMemory+{latency_ms}ms get"))
+            }
+            "s3" => {
+                let base = s3.as_deref().unwrap_or_default().trim_end_matches('/');
+                let (store, prefix) =
+                    tidewal::store_for(&format!("{base}/replay-{}", std::process::id()))?;
+                let store = object_store::prefix::PrefixStore::new(store, prefix.as_str());
+                (Arc::new(store), "S3 (SeaweedFS)".into())
+            }
+            _ => {
+                let replay_dir = dir.join("replay");
+                let _ = std::fs::remove_dir_all(&replay_dir);
+                let (store, _) = tidewal::store_for(&replay_dir.to_string_lossy())?;
+                (store, "LocalFileSystem".into())
+            }
+        };
+        let r =
+            tidewal::bench::measure_replay(store, &label, 64 << 10, replay_mib << 20, 16).await?;
+        tidewal::bench::print_replay(&r, header);
+        header = false;
     }
     let _ = std::fs::remove_dir_all(&scratch);
     Ok(())
@@ -363,7 +407,15 @@ async fn main() -> std::process::ExitCode {
             sizes_kib,
             depths,
             s3,
-        } => bench(latency_ms, seconds, dir, sizes_kib, depths, s3).await,
+            replay_mib,
+        } => {
+            let cells = BenchCells {
+                sizes_kib,
+                depths,
+                replay_mib,
+            };
+            bench(latency_ms, seconds, dir, cells, s3).await
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
