@@ -138,6 +138,15 @@ pub struct Verified {
 /// Reads every object of the log and checks every checksum and name: the first problem is
 /// returned as `Corrupt { path }`.
 pub async fn verify(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Verified, Error> {
+    verify_with(store, prefix, |_| {}).await
+}
+
+/// [`verify`], calling `progress` with the bytes of each object once it is checked.
+pub async fn verify_with(
+    store: Arc<dyn ObjectStore>,
+    prefix: &str,
+    mut progress: impl FnMut(u64),
+) -> Result<Verified, Error> {
     let paths = Paths::new(prefix);
     let inspection = inspect(store.clone(), prefix).await?;
     let Some(current) = inspection.manifest else {
@@ -152,10 +161,12 @@ pub async fn verify(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Verifie
         out.bytes += body.len() as u64;
         decode_manifest(&path, &body)?;
         out.manifests += 1;
+        progress(body.len() as u64);
     }
     for g in &current.generations {
         let body = get(&store, &g.path).await?;
         out.bytes += body.len() as u64;
+        progress(body.len() as u64);
         let digest = String::from_utf8_lossy(&to_hex8(crc32c(&body))).into_owned();
         if body.len() as u64 != g.bytes || digest != g.crc32c {
             return Err(Error::Corrupt {
@@ -179,6 +190,7 @@ pub async fn verify(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Verifie
         let path = paths.wal(position);
         let body = get(&store, &path).await?;
         out.bytes += body.len() as u64;
+        progress(body.len() as u64);
         let entry = codec.decode_entry(body).map_err(|e| Error::Corrupt {
             path: path.clone(),
             reason: e.to_string(),

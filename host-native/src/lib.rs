@@ -24,7 +24,7 @@ mod store;
 mod url;
 mod wal;
 
-pub use admin::{inspect, log_schema, verify, Inspection, Verified};
+pub use admin::{inspect, log_schema, verify, verify_with, Inspection, Verified};
 pub use driver::{Ack, Stats};
 pub use error::Error;
 pub use read::{read_log, Item, Tailer};

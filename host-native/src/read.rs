@@ -136,9 +136,26 @@ impl Tailer {
         schema: SchemaRef,
         poll_interval: Duration,
     ) -> Result<Tailer, Error> {
+        Self::start(store, schema, config(prefix, true, poll_interval))
+    }
+
+    /// Reads the log once, as a stream: it ends after the first `CaughtUp`.
+    pub fn scan(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        schema: SchemaRef,
+    ) -> Result<Tailer, Error> {
+        Self::start(store, schema, config(prefix, false, Duration::ZERO))
+    }
+
+    fn start(
+        store: Arc<dyn ObjectStore>,
+        schema: SchemaRef,
+        cfg: ReaderConfig,
+    ) -> Result<Tailer, Error> {
         let codec = ArrowCodec::new(schema)?;
         let (tx, items) = mpsc::channel(64);
-        tokio::spawn(drive(store, config(prefix, true, poll_interval), codec, tx));
+        tokio::spawn(drive(store, cfg, codec, tx));
         Ok(Tailer { items })
     }
 

@@ -150,12 +150,35 @@ fn write_to_stdout(
     out.flush().map_err(invalid)
 }
 
+/// A progress bar on stderr (drawn only when stderr is a terminal).
+fn progress(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
+    let bar = match total {
+        Some(t) => indicatif::ProgressBar::new(t).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        ),
+        None => indicatif::ProgressBar::new_spinner(),
+    };
+    bar.with_message(what.to_string())
+}
+
 /// `cat`: every durable row, in order.
 pub async fn cat(url: &str, format: Format) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
-    let codec = tidewal_core::arrow_codec::ArrowCodec::new(schema.clone())?;
-    let batches = tidewal::read_log(store, &prefix, &codec).await?;
+    let mut scan = Tailer::scan(store, &prefix, schema.clone())?;
+    let bar = progress(None, "reading");
+    let mut batches = Vec::new();
+    while let Some(item) = scan.next().await {
+        if let Item::Batch { batch, .. } = item? {
+            bar.inc(batch.num_rows() as u64);
+            bar.set_message(format!("reading: {} rows", bar.position()));
+            batches.push(batch);
+        }
+    }
+    bar.finish_and_clear();
     write_batches(format, &schema, &batches)
 }
 
@@ -224,7 +247,14 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
 /// `verify`: reads every object and checks every checksum.
 pub async fn verify(url: &str) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
-    let v = tidewal::verify(store, &prefix).await?;
+    let i = tidewal::inspect(store.clone(), &prefix).await?;
+    let total = i.wal.iter().map(|(_, s)| s).sum::<u64>()
+        + i.manifest
+            .as_ref()
+            .map_or(0, |m| m.generations.iter().map(|g| g.bytes).sum());
+    let bar = progress(Some(total), "verifying");
+    let v = tidewal::verify_with(store, &prefix, |n| bar.inc(n)).await?;
+    bar.finish_and_clear();
     println!(
         "ok: {} manifests, {} generations, {} WAL objects ({} fences), {} rows stored, {} bytes read",
         v.manifests, v.generations, v.wal_entries, v.fences, v.rows, v.bytes
