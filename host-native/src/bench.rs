@@ -124,7 +124,8 @@ pub async fn measure(
     })
 }
 
-/// The limit line: `depth` workers putting `size`-byte objects with create-if-absent.
+/// The limit line: `depth` workers putting `size`-byte objects with create-if-absent, named
+/// like WAL slots in one folder (directory size matters to local file systems).
 async fn raw_puts(
     store: Arc<dyn ObjectStore>,
     size: usize,
