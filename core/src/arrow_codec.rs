@@ -27,7 +27,7 @@ use crate::codec::{
     Codec, CodecError, Entry, EntryHeader, EntryKind, Generation, GenerationHeader,
     PositionedRecords, Record,
 };
-use crate::crc32c::{crc32c, to_hex8, Crc32c};
+use crate::crc32c::{crc32c_append, to_hex8, Crc32cAppend};
 
 const PREFIX: &str = "tidewal.";
 const FORMAT: &str = "tidewal.format";
@@ -51,6 +51,8 @@ pub struct ArrowCodec {
     /// Its framed IPC schema message.
     schema_bytes: Bytes,
     options: IpcWriteOptions,
+    /// CRC-32C implementation (software unless a host plugs in a faster one).
+    crc: Crc32cAppend,
 }
 
 fn corrupt(why: impl Display) -> CodecError {
@@ -250,6 +252,12 @@ pub fn decode_schema(stored: &[u8]) -> Result<SchemaRef, CodecError> {
 }
 
 impl ArrowCodec {
+    /// Uses `crc` for entry checksums (it must compute CRC-32C, e.g. a hardware one).
+    pub fn with_crc32c(mut self, crc: Crc32cAppend) -> Self {
+        self.crc = crc;
+        self
+    }
+
     /// A codec for a log of `schema`. Dictionary types (anywhere) are refused, since every entry
     /// would need its own dictionary batches; `tidewal.*` schema metadata is dropped.
     pub fn new(schema: SchemaRef) -> Result<Self, CodecError> {
@@ -272,6 +280,7 @@ impl ArrowCodec {
             schema,
             schema_bytes: Bytes::new(),
             options,
+            crc: crc32c_append,
         };
         let mut bytes = Vec::new();
         codec.write_schema(&mut bytes, &codec.schema)?;
@@ -407,7 +416,7 @@ impl Codec for ArrowCodec {
             out.extend_from_slice(&r.payload);
         }
         out.extend_from_slice(&EOS);
-        let crc = crc32c(&out);
+        let crc = (self.crc)(0, &out);
         out[crc_at].copy_from_slice(&to_hex8(crc));
         Ok(Bytes::from(out))
     }
@@ -425,12 +434,11 @@ impl Codec for ArrowCodec {
 
         // Checksum first: everything after it parses bytes known to be what the writer wrote.
         let at = crc_range(&bytes, &md)?;
-        let mut crc = Crc32c::new();
-        crc.update(&bytes[..at.start]);
-        crc.update(CRC_PLACEHOLDER);
-        crc.update(&bytes[at.end..]);
+        let crc = (self.crc)(0, &bytes[..at.start]);
+        let crc = (self.crc)(crc, CRC_PLACEHOLDER);
+        let crc = (self.crc)(crc, &bytes[at.end..]);
         // Byte comparison, not parsing: "ABCDEF01" or "+bcdef01" must not pass for "abcdef01".
-        if to_hex8(crc.finish())[..] != bytes[at] {
+        if to_hex8(crc)[..] != bytes[at] {
             return Err(corrupt("checksum mismatch"));
         }
 

@@ -77,6 +77,17 @@ impl Crc32c {
     }
 }
 
+/// Extends `crc` (the CRC-32C of some prefix) with `data`: the CRC-32C of prefix ++ data.
+/// Codecs take a function of this shape so that a host can plug in a hardware one.
+pub type Crc32cAppend = fn(u32, &[u8]) -> u32;
+
+/// The software [`Crc32cAppend`].
+pub fn crc32c_append(crc: u32, data: &[u8]) -> u32 {
+    let mut c = Crc32c(!crc);
+    c.update(data);
+    c.finish()
+}
+
 /// CRC-32C of one buffer.
 pub fn crc32c(data: &[u8]) -> u32 {
     let mut c = Crc32c::new();
@@ -129,6 +140,14 @@ mod tests {
                 assert_ne!(crc32c(&bad), good, "flip {flip:#x} at {i} undetected");
             }
         }
+    }
+
+    #[test]
+    fn append_equals_oneshot() {
+        let data: alloc::vec::Vec<u8> = (0..777u32).map(|i| (i * 13) as u8).collect();
+        let split = crc32c_append(crc32c_append(0, &data[..300]), &data[300..]);
+        assert_eq!(split, crc32c(&data));
+        assert_eq!(crc32c_append(0, b"123456789"), 0xE306_9283);
     }
 
     #[test]

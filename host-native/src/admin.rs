@@ -6,7 +6,7 @@ use arrow_schema::SchemaRef;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tidewal_core::arrow_codec::{decode_schema, ArrowCodec};
+use tidewal_core::arrow_codec::decode_schema;
 use tidewal_core::crc32c::{crc32c, to_hex8};
 use tidewal_core::paths::Paths;
 use tidewal_core::{Codec, EntryKind, Manifest};
@@ -153,7 +153,7 @@ pub async fn verify_with(
         return Err(Error::Invalid(format!("no log under '{prefix}'")));
     };
     let schema = log_schema(store.clone(), prefix).await?;
-    let codec = ArrowCodec::new(schema)?;
+    let codec = crate::codec(schema)?;
     let mut out = Verified::default();
     for &v in &inspection.manifest_versions {
         let path = paths.manifest(v);

@@ -32,3 +32,12 @@ pub use store::{execute, store_error};
 pub use tidewal_core::{AppendId, WriterConfig, WriterStats};
 pub use url::store_for;
 pub use wal::{AppendHandle, Options, Wal};
+
+use arrow_schema::SchemaRef;
+use tidewal_core::arrow_codec::ArrowCodec;
+
+/// The Arrow codec for `schema`, with the hardware CRC-32C where the CPU has one (the same
+/// checksum as the core's software one, many times faster).
+pub fn codec(schema: SchemaRef) -> Result<ArrowCodec, Error> {
+    Ok(ArrowCodec::new(schema)?.with_crc32c(crc32c::crc32c_append))
+}

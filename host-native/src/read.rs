@@ -153,7 +153,7 @@ impl Tailer {
         schema: SchemaRef,
         cfg: ReaderConfig,
     ) -> Result<Tailer, Error> {
-        let codec = ArrowCodec::new(schema)?;
+        let codec = crate::codec(schema)?;
         let (tx, items) = mpsc::channel(64);
         tokio::spawn(drive(store, cfg, codec, tx));
         Ok(Tailer { items })

@@ -66,7 +66,7 @@ impl Wal {
         schema: SchemaRef,
         options: Options,
     ) -> Result<Wal, Error> {
-        let codec = ArrowCodec::new(schema)?;
+        let codec = crate::codec(schema)?;
         let mut cfg = options.writer;
         cfg.prefix = prefix.to_string();
         let origin = Instant::now();

@@ -182,3 +182,20 @@ async fn puts_that_land_then_fail_lose_nothing_and_duplicate_nothing() {
         (0..200).collect::<Vec<_>>()
     );
 }
+
+#[test]
+fn the_hardware_crc_is_the_protocol_crc() {
+    let mut data = vec![0u8; 100_003];
+    let mut x = 0x1234_5678u32;
+    for b in &mut data {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    for cut in [0, 1, 7, 4096, 99_999] {
+        let (a, b) = data.split_at(cut);
+        let hw = crc32c::crc32c_append(crc32c::crc32c_append(0, a), b);
+        assert_eq!(hw, tidewal_core::crc32c::crc32c(&data));
+    }
+}
