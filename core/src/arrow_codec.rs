@@ -421,6 +421,10 @@ impl Codec for ArrowCodec {
         Ok(Bytes::from(out))
     }
 
+    fn checksum(&self, data: &[u8]) -> u32 {
+        (self.crc)(0, data)
+    }
+
     fn decode_entry(&self, bytes: Bytes) -> Result<Entry, CodecError> {
         let first = read_message(&bytes, 0)?.ok_or_else(|| corrupt("empty stream"))?;
         let fb = first

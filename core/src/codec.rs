@@ -135,6 +135,11 @@ pub trait Codec: Send + Sync {
     ) -> Result<Bytes, CodecError>;
     /// Decodes a generation file (its checksum is verified by the caller against the manifest).
     fn decode_generation(&self, bytes: Bytes) -> Result<Generation, CodecError>;
+    /// CRC-32C of `data` (generation checksums in the manifest). A codec may use a faster
+    /// implementation; the result must be the same.
+    fn checksum(&self, data: &[u8]) -> u32 {
+        crc32c(data)
+    }
 }
 
 /// A compact binary codec with a trailing CRC-32C: no Arrow, for tests and the simulation.

@@ -10,7 +10,7 @@ use core::time::Duration;
 
 use crate::codec::{Codec, CodecError, Record};
 use crate::config::ReaderConfig;
-use crate::crc32c::{crc32c, to_hex8};
+use crate::crc32c::to_hex8;
 use crate::error::FatalError;
 use crate::io::{Op, Request, RequestId, Response, StoreError, StoreErrorKind};
 use crate::manifest::{GenerationRecord, Manifest, ManifestError};
@@ -369,7 +369,8 @@ impl Reader {
                 return self.retry(op, next, attempt, &e);
             }
         };
-        let digest = alloc::string::String::from_utf8_lossy(&to_hex8(crc32c(&body))).into_owned();
+        let digest = alloc::string::String::from_utf8_lossy(&to_hex8(self.codec.checksum(&body)))
+            .into_owned();
         if body.len() as u64 != record.bytes || digest != record.crc32c {
             return self.fail(FatalError::Corrupt {
                 path,

@@ -7,7 +7,7 @@ use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tidewal_core::arrow_codec::decode_schema;
-use tidewal_core::crc32c::{crc32c, to_hex8};
+use tidewal_core::crc32c::to_hex8;
 use tidewal_core::paths::Paths;
 use tidewal_core::{Codec, EntryKind, Manifest};
 
@@ -167,7 +167,7 @@ pub async fn verify_with(
         let body = get(&store, &g.path).await?;
         out.bytes += body.len() as u64;
         progress(body.len() as u64);
-        let digest = String::from_utf8_lossy(&to_hex8(crc32c(&body))).into_owned();
+        let digest = String::from_utf8_lossy(&to_hex8(codec.checksum(&body))).into_owned();
         if body.len() as u64 != g.bytes || digest != g.crc32c {
             return Err(Error::Corrupt {
                 path: g.path.clone(),

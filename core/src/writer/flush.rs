@@ -8,7 +8,7 @@ use core::time::Duration;
 use super::commit::CommitKind;
 use super::{Event, Phase, Purpose, PutOutcome, Writer};
 use crate::codec::{GenerationHeader, PositionedRecords};
-use crate::crc32c::{crc32c, to_hex8};
+use crate::crc32c::to_hex8;
 use crate::error::{CommandError, FatalError};
 use crate::io::{Op, Response, StoreErrorKind};
 use crate::manifest::GenerationRecord;
@@ -112,7 +112,8 @@ impl Writer {
                 .map(|r| r.rows)
                 .sum(),
             bytes: body.len() as u64,
-            crc32c: alloc::string::String::from_utf8_lossy(&to_hex8(crc32c(&body))).into(),
+            crc32c: alloc::string::String::from_utf8_lossy(&to_hex8(self.codec.checksum(&body)))
+                .into(),
         };
         self.memtable.frozen_bytes += bytes;
         self.memtable.frozen.push_back(Frozen {
