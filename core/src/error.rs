@@ -98,6 +98,18 @@ impl fmt::Display for FatalError {
 
 impl core::error::Error for FatalError {}
 
+impl FatalError {
+    /// The terminal error for a codec failure on the object at `path`.
+    pub(crate) fn from_codec(path: String, e: crate::codec::CodecError) -> FatalError {
+        use crate::codec::CodecError;
+        match e {
+            CodecError::SchemaMismatch(_) => FatalError::SchemaMismatch { path },
+            CodecError::Corrupt(reason) => FatalError::Corrupt { path, reason },
+            CodecError::Encode(reason) => FatalError::Encode { reason },
+        }
+    }
+}
+
 /// Why an append was refused. Nothing of a refused append is kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]

@@ -8,7 +8,7 @@ use alloc::format;
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use crate::codec::{Codec, CodecError, Record};
+use crate::codec::{Codec, Record};
 use crate::config::ReaderConfig;
 use crate::crc32c::to_hex8;
 use crate::error::FatalError;
@@ -16,7 +16,7 @@ use crate::io::{Op, Request, RequestId, Response, StoreError, StoreErrorKind};
 use crate::manifest::{GenerationRecord, Manifest, ManifestError};
 use crate::paths::Paths;
 use crate::plumbing::{IoCounters, Plumbing};
-use crate::walk::{Step, Walk};
+use crate::walk::{decode_slot, Step, Walk};
 use crate::writer::TimerReason;
 
 /// What a reader reports.
@@ -379,7 +379,7 @@ impl Reader {
         }
         let generation = match self.codec.decode_generation(body) {
             Ok(g) => g,
-            Err(e) => return self.fail(codec_fatal(path, e)),
+            Err(e) => return self.fail(FatalError::from_codec(path, e)),
         };
         let mut previous = None;
         for entry in generation.entries {
@@ -487,15 +487,9 @@ impl Reader {
         }
         let path = self.paths.wal(position);
         let entry = match resp.into_get() {
-            Ok(got) => match self.codec.decode_entry(got.body) {
-                Ok(e) if e.header.position == position => Some(e),
-                Ok(e) => {
-                    return self.fail(FatalError::Corrupt {
-                        path,
-                        reason: format!("holds position {}", e.header.position),
-                    })
-                }
-                Err(e) => return self.fail(codec_fatal(path, e)),
+            Ok(got) => match decode_slot(self.codec.as_ref(), path, position, got.body) {
+                Ok(e) => Some(e),
+                Err(fatal) => return self.fail(fatal),
             },
             Err(e) if e.kind == StoreErrorKind::NotFound => None,
             Err(e) => {
@@ -511,13 +505,5 @@ impl Reader {
         if self.phase == Phase::Walking {
             self.drive_walk();
         }
-    }
-}
-
-fn codec_fatal(path: alloc::string::String, e: CodecError) -> FatalError {
-    match e {
-        CodecError::SchemaMismatch(_) => FatalError::SchemaMismatch { path },
-        CodecError::Corrupt(reason) => FatalError::Corrupt { path, reason },
-        CodecError::Encode(reason) => FatalError::Encode { reason },
     }
 }

@@ -7,7 +7,30 @@
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
-use crate::codec::{Entry, EntryKind};
+use alloc::format;
+use alloc::string::String;
+use bytes::Bytes;
+
+use crate::codec::{Codec, Entry, EntryKind};
+use crate::error::FatalError;
+
+/// Decodes the object in WAL slot `position` (at `path`): undecodable, or naming another
+/// position, is corrupt.
+pub(crate) fn decode_slot(
+    codec: &dyn Codec,
+    path: String,
+    position: u64,
+    body: Bytes,
+) -> Result<Entry, FatalError> {
+    match codec.decode_entry(body) {
+        Ok(e) if e.header.position == position => Ok(e),
+        Ok(e) => Err(FatalError::Corrupt {
+            path,
+            reason: format!("holds position {}", e.header.position),
+        }),
+        Err(e) => Err(FatalError::from_codec(path, e)),
+    }
+}
 
 /// What the next slot of the walk holds.
 #[derive(Debug)]

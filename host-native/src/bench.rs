@@ -65,6 +65,18 @@ pub struct Budget {
     pub bytes: usize,
 }
 
+/// Options under which every append of `size` bytes becomes its own WAL entry.
+fn one_entry_per_append(size: usize) -> Options {
+    let mut options = Options::default();
+    options.writer.group_commit = GroupCommit {
+        max_bytes: 1,
+        max_records: 1,
+        interval: Duration::ZERO,
+    };
+    options.writer.max_entry_bytes = size + (1 << 20);
+    options
+}
+
 /// Measures tidewal: `depth` appends outstanding (closed loop), one append per WAL entry.
 pub async fn measure(
     store: Arc<dyn ObjectStore>,
@@ -73,15 +85,9 @@ pub async fn measure(
     depth: u32,
     budget: Budget,
 ) -> Result<Cell, Error> {
-    let mut options = Options::default();
+    let mut options = one_entry_per_append(size);
     options.writer.wal_only = true;
     options.writer.max_in_flight = depth;
-    options.writer.group_commit = GroupCommit {
-        max_bytes: 1,
-        max_records: 1,
-        interval: Duration::ZERO,
-    };
-    options.writer.max_entry_bytes = size + (1 << 20);
     options.writer.unflushed_budget = 1 << 30;
     let schema = schema();
     let wal = Wal::open(store.clone(), "bench", schema.clone(), options).await?;
@@ -235,13 +241,7 @@ pub async fn measure_replay(
     total: usize,
     depth: u32,
 ) -> Result<Replay, Error> {
-    let mut options = Options::default();
-    options.writer.group_commit = GroupCommit {
-        max_bytes: 1,
-        max_records: 1,
-        interval: Duration::ZERO,
-    };
-    options.writer.max_entry_bytes = entry + (1 << 20);
+    let mut options = one_entry_per_append(entry);
     options.writer.memtable_bytes = usize::MAX / 4;
     options.writer.unflushed_budget = usize::MAX / 4;
     options.writer.read_ahead = depth;

@@ -136,7 +136,7 @@ impl Writer {
                 .encode_entry(&self.entry_header(position), &batch.records)
             {
                 Ok(b) => b,
-                Err(e) => return self.fail(self.codec_fatal(self.paths.wal(position), e)),
+                Err(e) => return self.fail(FatalError::from_codec(self.paths.wal(position), e)),
             };
             self.pipeline.slot_bytes += batch.bytes;
             self.pipeline.slots.insert(

@@ -95,7 +95,7 @@ impl Writer {
         let body = match self.codec.encode_generation(&header, &entries) {
             Ok(b) => b,
             Err(e) => {
-                self.fail(self.codec_fatal(path, e));
+                self.fail(FatalError::from_codec(path, e));
                 return None;
             }
         };

@@ -34,7 +34,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 use core::time::Duration;
 
-use crate::codec::{Codec, CodecError, PositionedRecords, Record};
+use crate::codec::{Codec, PositionedRecords, Record};
 use crate::config::WriterConfig;
 use crate::error::{AppendError, CommandError, ConfigError, FatalError};
 use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
@@ -409,14 +409,6 @@ impl Writer {
 
     fn fenced(&mut self) {
         self.fail(FatalError::Fenced { epoch: self.epoch });
-    }
-
-    fn codec_fatal(&self, path: String, e: CodecError) -> FatalError {
-        match e {
-            CodecError::SchemaMismatch(_) => FatalError::SchemaMismatch { path },
-            CodecError::Corrupt(reason) => FatalError::Corrupt { path, reason },
-            CodecError::Encode(reason) => FatalError::Encode { reason },
-        }
     }
 
     fn store_fatal(path: String, e: &StoreError) -> FatalError {

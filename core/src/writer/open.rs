@@ -10,7 +10,7 @@ use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
 use crate::error::FatalError;
 use crate::io::{Op, Response, StoreErrorKind};
 use crate::manifest::{encode_hex, Manifest, ManifestError, FORMAT};
-use crate::walk::{Step, Walk};
+use crate::walk::{decode_slot, Step, Walk};
 
 impl Writer {
     pub(super) fn start_open(&mut self) {
@@ -214,17 +214,9 @@ impl Writer {
     /// Decodes a WAL slot, failing the writer (and returning `None`) if it is bad.
     pub(super) fn decode_slot(&mut self, position: u64, body: bytes::Bytes) -> Option<Entry> {
         let path = self.paths.wal(position);
-        match self.codec.decode_entry(body) {
-            Ok(e) if e.header.position == position => Some(e),
-            Ok(e) => {
-                self.fail(FatalError::Corrupt {
-                    path,
-                    reason: format!("holds position {}", e.header.position),
-                });
-                None
-            }
-            Err(e) => {
-                let fatal = self.codec_fatal(path, e);
+        match decode_slot(self.codec.as_ref(), path, position, body) {
+            Ok(e) => Some(e),
+            Err(fatal) => {
                 self.fail(fatal);
                 None
             }
@@ -306,7 +298,7 @@ impl Writer {
     fn put_fence(&mut self, position: u64, attempt: u32) {
         let body = match self.codec.encode_entry(&self.fence_header(position), &[]) {
             Ok(b) => b,
-            Err(e) => return self.fail(self.codec_fatal(self.paths.wal(position), e)),
+            Err(e) => return self.fail(FatalError::from_codec(self.paths.wal(position), e)),
         };
         let path = self.paths.wal(position);
         self.put_create(path, body, Purpose::FencePut { position, attempt });
