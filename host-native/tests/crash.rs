@@ -1,13 +1,15 @@
 //! A child process appends in a loop and is killed with SIGKILL at random moments; after each
 //! kill a new writer opens and every acknowledged row must be there exactly once, in order.
 
+mod common;
+
+use common::ids;
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::Int64Array;
 use arrow_schema::{DataType, Field, Schema};
 use tidewal::{Options, Wal};
 
@@ -85,17 +87,7 @@ async fn kill_and_check(path: &str) {
             .await
             .unwrap();
         let batches = wal.scan().await.unwrap();
-        let ids: Vec<i64> = batches
-            .iter()
-            .flat_map(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<Int64Array>()
-                    .unwrap()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let ids = ids(&batches);
         let unique: BTreeSet<i64> = ids.iter().copied().collect();
         assert_eq!(
             unique.len(),

@@ -2,6 +2,9 @@
 //! store clients retry 5xx even for conditional puts, so a create that landed can come back
 //! as an error or as AlreadyExists).
 
+mod common;
+
+use common::ids;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -122,20 +125,6 @@ fn schema() -> SchemaRef {
 
 fn batch(id: i64) -> RecordBatch {
     RecordBatch::try_new(schema(), vec![Arc::new(Int64Array::from(vec![id]))]).unwrap()
-}
-
-fn ids(batches: &[RecordBatch]) -> Vec<i64> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .unwrap()
-                .values()
-                .to_vec()
-        })
-        .collect()
 }
 
 #[tokio::test]

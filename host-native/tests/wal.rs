@@ -1,5 +1,8 @@
 //! The native API against InMemory and LocalFileSystem.
 
+mod common;
+
+use common::ids;
 use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
@@ -28,16 +31,6 @@ fn batch(first: i64, rows: usize) -> RecordBatch {
         ],
     )
     .unwrap()
-}
-
-fn ids(batches: &[RecordBatch]) -> Vec<i64> {
-    batches
-        .iter()
-        .flat_map(|b| {
-            let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
-            col.values().to_vec()
-        })
-        .collect()
 }
 
 /// Runs `test` on a fresh InMemory store, a fresh LocalFileSystem directory and, when
