@@ -26,6 +26,13 @@ seaweedfs_start "$PWD/.tools/venv"
 step "unit, integration, codec and host tests"
 cargo test --workspace --features tidewal-core/arrow
 
+step "WebAssembly host: headless Chromium tests, package size, imports"
+. scripts/wasm.sh
+wasm_setup
+wasm_cargo clippy -q -p tidewal-wasm --all-targets -- -D warnings
+wasm_test
+wasm_package
+
 step "core builds without std (thumbv7em-none-eabihf)"
 nostd_build
 

@@ -21,6 +21,7 @@ pub mod codec;
 pub mod config;
 pub mod crc32c;
 pub mod error;
+pub mod host_error;
 pub mod io;
 pub mod manifest;
 pub mod mem;
@@ -36,6 +37,7 @@ pub use codec::{
 };
 pub use config::{GroupCommit, ReaderConfig, RetryPolicy, WriterConfig};
 pub use error::{AppendError, CommandError, ConfigError, FatalError};
+pub use host_error::Error;
 pub use io::{
     GetResult, ObjectMeta, Op, PutMode, Request, RequestId, Response, StoreError, StoreErrorKind,
 };

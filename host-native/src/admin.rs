@@ -11,8 +11,8 @@ use tidewal_core::crc32c::to_hex8;
 use tidewal_core::paths::Paths;
 use tidewal_core::{Codec, EntryKind, Manifest};
 
-use crate::error::Error;
 use crate::store::store_error;
+use tidewal_core::Error;
 
 /// What a log holds, from its objects.
 #[derive(Clone, Debug)]

@@ -14,8 +14,8 @@ use tidewal_core::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::Error;
 use crate::store::execute;
+use tidewal_core::Error;
 
 /// An acknowledged append.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -18,7 +18,6 @@
 pub mod admin;
 pub mod bench;
 mod driver;
-mod error;
 mod read;
 mod store;
 mod url;
@@ -26,9 +25,9 @@ mod wal;
 
 pub use admin::{inspect, log_schema, verify, verify_with, Inspection, Verified};
 pub use driver::{Ack, Stats};
-pub use error::Error;
 pub use read::{read_log, Item, Tailer};
 pub use store::{execute, store_error};
+pub use tidewal_core::Error;
 pub use tidewal_core::{AppendId, WriterConfig, WriterStats};
 pub use url::store_for;
 pub use wal::{AppendHandle, Options, Wal};

@@ -13,8 +13,8 @@ use tidewal_core::arrow_codec::ArrowCodec;
 use tidewal_core::{ReadEvent, Reader, ReaderConfig, RequestId, Response};
 use tokio::sync::mpsc;
 
-use crate::error::Error;
 use crate::store::execute;
+use tidewal_core::Error;
 
 /// What a reader yields.
 #[derive(Clone, Debug)]

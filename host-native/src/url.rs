@@ -6,7 +6,7 @@ use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 
-use crate::error::Error;
+use tidewal_core::Error;
 
 /// The store and the prefix inside it that `url` names: `memory://[prefix]`,
 /// `file:///abs/dir`, a plain directory path (created if missing), or `s3://bucket/prefix`

@@ -14,8 +14,8 @@ use tidewal_core::{Writer, WriterConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{Ack, Command, Driver, Stats};
-use crate::error::Error;
 use crate::read::read_log;
+use tidewal_core::Error;
 
 /// How a writer behaves.
 #[derive(Clone, Debug)]

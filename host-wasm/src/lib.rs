@@ -1,1 +1,27 @@
-//! Placeholder until its issue lands.
+//! # tidewal-wasm
+//!
+//! tidewal for browsers, Web Workers and edge runtimes: the `tidewal-core` machines driven from
+//! JavaScript through wasm-bindgen. No protocol logic lives here (see `DESIGN.md` beside this
+//! crate): requests go to a JS store object, answers come back, events settle Promises.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod clock;
+mod driver;
+mod error;
+mod memory;
+mod options;
+mod reader;
+mod store;
+mod wal;
+
+pub use memory::MemoryStore;
+pub use wal::Wal;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// The version of this package.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").into()
+}

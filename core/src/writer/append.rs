@@ -46,15 +46,21 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(super) fn push(&mut self, record: Record, now: Duration, gc: &GroupCommit) -> AppendId {
-        let size = record.payload.len();
+    /// Queues `records` as one append: they land in the same entry, in order.
+    pub(super) fn push(
+        &mut self,
+        records: Vec<Record>,
+        now: Duration,
+        gc: &GroupCommit,
+    ) -> AppendId {
+        let size: usize = records.iter().map(|r| r.payload.len()).sum();
         if !self.open.is_empty() && self.open_bytes + size > gc.max_bytes {
             self.seal();
         }
         if self.open.is_empty() {
             self.deadline = Some(now + gc.interval);
         }
-        self.open.push(record);
+        self.open.extend(records);
         self.open_bytes += size;
         let id = AppendId(self.next_append);
         self.next_append += 1;

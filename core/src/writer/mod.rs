@@ -558,6 +558,17 @@ impl Writer {
 
     /// Accepts a record: see [`AppendError`] for refusals.
     pub fn append(&mut self, record: Record, now: Duration) -> Result<AppendId, AppendError> {
+        self.append_group(alloc::vec![record], now)
+    }
+
+    /// Accepts several records as one append: they go into the same entry, in order, so a
+    /// reader sees all of them or none. Refused as a whole like [`Writer::append`] (sizes
+    /// add up; an empty group or any empty or zero-row record is refused).
+    pub fn append_group(
+        &mut self,
+        records: Vec<Record>,
+        now: Duration,
+    ) -> Result<AppendId, AppendError> {
         self.now = self.now.max(now);
         match &self.phase {
             Phase::Failed(e) => return Err(AppendError::Failed(e.clone())),
@@ -565,13 +576,13 @@ impl Writer {
             _ if self.closing => return Err(AppendError::Closed),
             _ => {}
         }
-        let size = record.payload.len();
-        if size == 0 {
+        if records.is_empty() || records.iter().any(|r| r.payload.is_empty()) {
             return Err(AppendError::Empty);
         }
-        if record.rows == 0 {
+        if records.iter().any(|r| r.rows == 0) {
             return Err(AppendError::ZeroRows);
         }
+        let size: usize = records.iter().map(|r| r.payload.len()).sum();
         if size > self.cfg.max_entry_bytes {
             return Err(AppendError::TooLarge {
                 bytes: size,
@@ -589,7 +600,9 @@ impl Writer {
         }
         self.stats.appends += 1;
         self.stats.appended_bytes += size as u64;
-        let id = self.pipeline.push(record, self.now, &self.cfg.group_commit);
+        let id = self
+            .pipeline
+            .push(records, self.now, &self.cfg.group_commit);
         self.after_input();
         Ok(id)
     }

@@ -69,7 +69,8 @@ enum Machine {
 struct Client {
     machine: Option<Machine>,
     epoch: u64,
-    appends: Vec<u64>,
+    /// Payload ids of each accepted append (a group holds several).
+    appends: Vec<Vec<u64>>,
     acked: usize,
     ready: bool,
     /// Payloads of the log when this writer opened.
@@ -394,19 +395,37 @@ impl World {
             return Ok(());
         }
         if roll < 750 {
-            let id = self.next_payload;
-            let filler = (id % 97) as usize;
-            let mut payload = id.to_le_bytes().to_vec();
-            payload.resize(8 + filler, (id % 251) as u8);
-            let rows = 1 + id % 4;
-            match w.append(Record::new(payload, rows), now) {
+            // One in five appends is a group of 2-3 records that must share an entry.
+            let count = if roll.is_multiple_of(5) {
+                2 + roll % 2
+            } else {
+                1
+            };
+            let ids: Vec<u64> = (self.next_payload..self.next_payload + count).collect();
+            let records: Vec<Record> = ids
+                .iter()
+                .map(|&id| {
+                    let filler = (id % 97) as usize;
+                    let mut payload = id.to_le_bytes().to_vec();
+                    payload.resize(8 + filler, (id % 251) as u8);
+                    Record::new(payload, 1 + id % 4)
+                })
+                .collect();
+            let result = if count == 1 {
+                w.append(records.into_iter().next().expect("one record"), now)
+            } else {
+                w.append_group(records, now)
+            };
+            match result {
                 Ok(aid) => {
-                    self.next_payload += 1;
-                    self.model.owner.push(client);
+                    self.next_payload += count;
                     let c = &mut self.clients[client];
                     debug_assert_eq!(aid.0 as usize, c.appends.len());
-                    c.appends.push(id);
-                    self.note(format_args!("c{client} append p{id} as a{}", aid.0));
+                    c.appends.push(ids.clone());
+                    for _ in &ids {
+                        self.model.owner.push(client);
+                    }
+                    self.note(format_args!("c{client} append {ids:?} as a{}", aid.0));
                 }
                 Err(AppendError::Backpressure { .. }) => {
                     self.clients[client].blocked = true;
@@ -527,7 +546,7 @@ impl World {
             } => {
                 let c = &mut self.clients[client];
                 let epoch = c.epoch;
-                let newly: Vec<u64> = c.appends[c.acked..=last_append.0 as usize].to_vec();
+                let newly: Vec<u64> = c.appends[c.acked..=last_append.0 as usize].concat();
                 c.acked = last_append.0 as usize + 1;
                 for id in newly {
                     match self.model.landed.get(&id) {

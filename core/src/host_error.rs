@@ -1,9 +1,13 @@
-//! The errors of the native API.
+//! The error type of the hosts' public APIs (shared so native and WebAssembly users see the
+//! same kinds): the machines' errors, plus what only a host can tell (timeouts, bad input).
 
-use std::fmt;
-use std::time::Duration;
+use alloc::format;
+use alloc::string::{String, ToString};
+use core::fmt;
+use core::time::Duration;
 
-use tidewal_core::{AppendError, CodecError, CommandError, FatalError};
+use crate::codec::CodecError;
+use crate::error::{AppendError, CommandError, FatalError};
 
 /// Anything that can go wrong with a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,7 +84,7 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {}
+impl core::error::Error for Error {}
 
 impl From<FatalError> for Error {
     fn from(e: FatalError) -> Self {

@@ -1,0 +1,152 @@
+// OpfsStore: a tidewal store in the Origin Private File System of a page or worker.
+//
+// Paths map to nested directories ("logs/a/wal/0001.arrows" -> logs/ a/ wal/ 0001.arrows).
+// Conditional puts are atomic across the tabs and workers of one origin: each put holds a Web
+// Lock named after its path while it checks and writes, and createWritable() replaces the file
+// only on close(), so nobody sees a half-written object. Etags are "<lastModified>-<size>".
+
+function storeError(name, message) {
+  const e = new Error(message);
+  e.name = name;
+  return e;
+}
+
+function parts(path) {
+  const p = path.split('/').filter((s) => s.length > 0);
+  if (p.length === 0 || p.some((s) => s === '.' || s === '..')) {
+    throw storeError('InvalidPath', `bad object path ${JSON.stringify(path)}`);
+  }
+  return p;
+}
+
+function etagOf(file) {
+  return `${file.lastModified}-${file.size}`;
+}
+
+export class OpfsStore {
+  /** A store rooted at `root` (a FileSystemDirectoryHandle; default: the OPFS root). */
+  constructor(root) {
+    this.root = root;
+    this.lockPrefix = 'tidewal-opfs:';
+  }
+
+  /** The store at `navigator.storage.getDirectory()`, or a folder under it. */
+  static async open(folder) {
+    let dir = await navigator.storage.getDirectory();
+    for (const p of folder ? parts(folder) : []) {
+      dir = await dir.getDirectoryHandle(p, { create: true });
+    }
+    return new OpfsStore(dir);
+  }
+
+  async dir(names, create) {
+    let dir = this.root;
+    for (const n of names) {
+      try {
+        dir = await dir.getDirectoryHandle(n, { create });
+      } catch (e) {
+        if (e.name === 'NotFoundError' || e.name === 'TypeMismatchError') return null;
+        throw e;
+      }
+    }
+    return dir;
+  }
+
+  async file(path) {
+    const p = parts(path);
+    const dir = await this.dir(p.slice(0, -1), false);
+    if (!dir) return null;
+    try {
+      return await dir.getFileHandle(p[p.length - 1]);
+    } catch (e) {
+      if (e.name === 'NotFoundError' || e.name === 'TypeMismatchError') return null;
+      throw e;
+    }
+  }
+
+  async get(path, range) {
+    const handle = await this.file(path);
+    if (!handle) throw storeError('NotFound', `${path} not found`);
+    const file = await handle.getFile();
+    const blob = range ? file.slice(range.start, range.end) : file;
+    const body = new Uint8Array(await blob.arrayBuffer());
+    return { body, size: file.size, etag: etagOf(file) };
+  }
+
+  async head(path) {
+    const handle = await this.file(path);
+    if (!handle) throw storeError('NotFound', `${path} not found`);
+    const file = await handle.getFile();
+    return { path, size: file.size, etag: etagOf(file) };
+  }
+
+  async put(path, bytes, opts = {}) {
+    const mode = opts.mode || 'overwrite';
+    const p = parts(path);
+    return navigator.locks.request(this.lockPrefix + p.join('/'), async () => {
+      const existing = await this.file(path);
+      if (mode === 'create' && existing) {
+        throw storeError('AlreadyExists', `${path} already exists`);
+      }
+      if (mode === 'ifMatch') {
+        const current = existing ? etagOf(await existing.getFile()) : null;
+        if (current !== opts.etag) {
+          throw storeError('PreconditionFailed', `${path} has etag ${current}, not ${opts.etag}`);
+        }
+      }
+      const dir = await this.dir(p.slice(0, -1), true);
+      const handle = await dir.getFileHandle(p[p.length - 1], { create: true });
+      const writable = await handle.createWritable();
+      try {
+        await writable.write(bytes);
+        await writable.close();
+      } catch (e) {
+        await writable.abort().catch(() => {});
+        throw e;
+      }
+      return { etag: etagOf(await handle.getFile()) };
+    });
+  }
+
+  async list(prefix, after) {
+    // Walk from the deepest folder the prefix names completely.
+    const all = prefix.split('/');
+    const folders = all.slice(0, -1).filter((s) => s.length > 0);
+    const start = await this.dir(folders, false);
+    const out = [];
+    const walk = async (dir, base) => {
+      for await (const [name, handle] of dir.entries()) {
+        const path = base + name;
+        if (handle.kind === 'directory') {
+          if ((path + '/').startsWith(prefix) || prefix.startsWith(path + '/')) {
+            await walk(handle, path + '/');
+          }
+        } else if (path.startsWith(prefix) && (after === undefined || after === null || path > after)) {
+          const file = await handle.getFile();
+          out.push({ path, size: file.size, etag: etagOf(file) });
+        }
+      }
+    };
+    if (start) await walk(start, folders.length ? folders.join('/') + '/' : '');
+    out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return out;
+  }
+
+  async delete(path) {
+    const p = parts(path);
+    const dir = await this.dir(p.slice(0, -1), false);
+    if (!dir) return;
+    try {
+      await dir.removeEntry(p[p.length - 1]);
+    } catch (e) {
+      if (e.name !== 'NotFoundError') throw e;
+    }
+  }
+
+  /** Removes everything under this store's root (for tests and the demo's reset). */
+  async clear() {
+    for await (const [name] of this.root.entries()) {
+      await this.root.removeEntry(name, { recursive: true });
+    }
+  }
+}

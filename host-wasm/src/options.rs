@@ -1,0 +1,99 @@
+//! Reads `Wal.open`'s options object into the core's settings.
+
+use core::time::Duration;
+
+use js_sys::{Reflect, Uint8Array};
+use tidewal_core::WriterConfig;
+use wasm_bindgen::{JsCast, JsValue};
+
+use crate::error::invalid;
+
+/// What `Wal.open` was given.
+pub(crate) struct OpenOptions {
+    pub(crate) writer: WriterConfig,
+    pub(crate) schema: Vec<u8>,
+    pub(crate) backpressure_timeout_ms: f64,
+}
+
+fn field(obj: &JsValue, key: &str) -> Result<Option<JsValue>, JsValue> {
+    let v = Reflect::get(obj, &key.into())?;
+    Ok((!v.is_undefined() && !v.is_null()).then_some(v))
+}
+
+/// A whole number option within `min..=max`.
+fn number(obj: &JsValue, key: &str, min: f64, max: f64) -> Result<Option<f64>, JsValue> {
+    let Some(v) = field(obj, key)? else {
+        return Ok(None);
+    };
+    match v.as_f64() {
+        Some(n) if n.fract() == 0.0 && (min..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(invalid(format!(
+            "option {key} must be a whole number from {min} to {max}"
+        ))),
+    }
+}
+
+fn set_usize(target: &mut usize, obj: &JsValue, key: &str) -> Result<(), JsValue> {
+    if let Some(n) = number(obj, key, 1.0, 2f64.powi(52))? {
+        *target = n as usize;
+    }
+    Ok(())
+}
+
+fn set_u32(target: &mut u32, obj: &JsValue, key: &str) -> Result<(), JsValue> {
+    if let Some(n) = number(obj, key, 1.0, u32::MAX as f64)? {
+        *target = n as u32;
+    }
+    Ok(())
+}
+
+/// Parses the options object (every field but `schema` is optional).
+pub(crate) fn parse(options: &JsValue) -> Result<OpenOptions, JsValue> {
+    if !options.is_object() {
+        return Err(invalid("options must be an object with at least `schema`"));
+    }
+    let mut w = WriterConfig::default();
+    if let Some(p) = field(options, "prefix")? {
+        let p = p
+            .as_string()
+            .ok_or_else(|| invalid("option prefix must be a string"))?;
+        w.prefix = if p.is_empty() || p.ends_with('/') {
+            p
+        } else {
+            format!("{p}/")
+        };
+    }
+    set_u32(&mut w.fence_window, options, "window")?;
+    set_u32(&mut w.max_in_flight, options, "maxInFlight")?;
+    set_usize(&mut w.group_commit.max_bytes, options, "groupCommitBytes")?;
+    set_usize(
+        &mut w.group_commit.max_records,
+        options,
+        "groupCommitRecords",
+    )?;
+    if let Some(ms) = number(options, "groupCommitIntervalMs", 0.0, 3.6e6)? {
+        w.group_commit.interval = Duration::from_millis(ms as u64);
+    }
+    set_usize(&mut w.max_entry_bytes, options, "maxEntryBytes")?;
+    set_usize(&mut w.memtable_bytes, options, "memtableBytes")?;
+    set_usize(&mut w.unflushed_budget, options, "maxUnflushedBytes")?;
+    set_u32(&mut w.keep_manifests, options, "keepManifests")?;
+    if let Some(v) = field(options, "walOnly")? {
+        w.wal_only = v
+            .as_bool()
+            .ok_or_else(|| invalid("option walOnly must be a boolean"))?;
+    }
+    let backpressure_timeout_ms =
+        number(options, "backpressureTimeoutMs", 0.0, 8.64e7)?.unwrap_or(30_000.0);
+    w.validate().map_err(|e| invalid(e.to_string()))?;
+    let schema = field(options, "schema")?
+        .and_then(|s| s.dyn_into::<Uint8Array>().ok())
+        .ok_or_else(|| {
+            invalid("option schema must be a Uint8Array holding an Arrow IPC stream (its schema is the log's)")
+        })?;
+    Ok(OpenOptions {
+        writer: w,
+        schema: schema.to_vec(),
+        backpressure_timeout_ms,
+    })
+}

@@ -1,0 +1,221 @@
+//! The JS store contract (DESIGN.md): any object with `get`, `put`, `head`, `list` and `delete`
+//! returning Promises. Converts the core's operations to calls and the answers back; error
+//! `name`s pick the kinds the protocol distinguishes, anything else is "unknown".
+
+use bytes::Bytes;
+use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
+use tidewal_core::{GetResult, ObjectMeta, Op, PutMode, Response, StoreError, StoreErrorKind};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+
+use crate::error::invalid;
+
+/// A JS store object with its five methods looked up once.
+#[derive(Clone)]
+pub(crate) struct JsStore {
+    this: JsValue,
+    get: Function,
+    put: Function,
+    head: Function,
+    list: Function,
+    delete: Function,
+}
+
+/// Sets `key` on a plain object (cannot fail on one).
+pub(crate) fn set(obj: &Object, key: &str, value: impl Into<JsValue>) {
+    let _ = Reflect::set(obj, &key.into(), &value.into());
+}
+
+fn get_field(obj: &JsValue, key: &str) -> JsValue {
+    Reflect::get(obj, &key.into()).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// The kind a store error `name` stands for.
+pub(crate) fn kind_of(name: &str) -> StoreErrorKind {
+    match name {
+        "NotFound" | "NotFoundError" => StoreErrorKind::NotFound,
+        "AlreadyExists" => StoreErrorKind::AlreadyExists,
+        "PreconditionFailed" => StoreErrorKind::PreconditionFailed,
+        "NotSupported" | "NotSupportedError" => StoreErrorKind::NotSupported,
+        _ => StoreErrorKind::Unknown,
+    }
+}
+
+/// The `name` a store gives an error of `kind`.
+pub(crate) fn name_of(kind: StoreErrorKind) -> &'static str {
+    match kind {
+        StoreErrorKind::NotFound => "NotFound",
+        StoreErrorKind::AlreadyExists => "AlreadyExists",
+        StoreErrorKind::PreconditionFailed => "PreconditionFailed",
+        StoreErrorKind::NotSupported => "NotSupported",
+        _ => "StoreError",
+    }
+}
+
+fn store_error(e: JsValue) -> StoreError {
+    let name = get_field(&e, "name").as_string().unwrap_or_default();
+    let message = get_field(&e, "message")
+        .as_string()
+        .or_else(|| e.as_string())
+        .unwrap_or_else(|| format!("{e:?}"));
+    StoreError::new(kind_of(&name), format!("{name}: {message}"))
+}
+
+fn bad_answer(what: &str) -> StoreError {
+    StoreError::new(StoreErrorKind::Unknown, format!("store answered {what}"))
+}
+
+fn etag(v: &JsValue) -> Option<String> {
+    let e = get_field(v, "etag");
+    e.as_string().or_else(|| e.as_f64().map(|n| n.to_string()))
+}
+
+fn meta(v: &JsValue, path: Option<&str>) -> Result<ObjectMeta, StoreError> {
+    let path = match path {
+        Some(p) => p.to_string(),
+        None => get_field(v, "path")
+            .as_string()
+            .ok_or_else(|| bad_answer("a list item without a string `path`"))?,
+    };
+    let size = get_field(v, "size")
+        .as_f64()
+        .filter(|s| *s >= 0.0 && s.fract() == 0.0)
+        .ok_or_else(|| bad_answer("an object without a whole `size`"))?;
+    Ok(ObjectMeta {
+        etag: etag(v),
+        path,
+        size: size as u64,
+    })
+}
+
+impl JsStore {
+    /// Checks that `this` has the five methods.
+    pub(crate) fn new(this: JsValue) -> Result<JsStore, JsValue> {
+        let method = |name: &str| {
+            get_field(&this, name)
+                .dyn_into::<Function>()
+                .map_err(|_| invalid(format!("the store has no `{name}` method")))
+        };
+        Ok(JsStore {
+            get: method("get")?,
+            put: method("put")?,
+            head: method("head")?,
+            list: method("list")?,
+            delete: method("delete")?,
+            this,
+        })
+    }
+
+    /// Calls a method and waits for its Promise (or plain value).
+    async fn call(&self, f: &Function, args: &[JsValue]) -> Result<JsValue, StoreError> {
+        let array: Array = args.iter().collect();
+        let returned = f.apply(&self.this, &array).map_err(store_error)?;
+        JsFuture::from(Promise::resolve(&returned))
+            .await
+            .map_err(store_error)
+    }
+
+    /// Runs one operation.
+    pub(crate) async fn execute(&self, op: Op) -> Response {
+        match op {
+            Op::Put { path, body, mode } => {
+                let opts = Object::new();
+                let mode = match mode {
+                    PutMode::Create => "create",
+                    PutMode::IfMatch(tag) => {
+                        set(&opts, "etag", tag);
+                        "ifMatch"
+                    }
+                    _ => "overwrite",
+                };
+                set(&opts, "mode", mode);
+                let bytes = Uint8Array::from(&body[..]);
+                let r = self
+                    .call(&self.put, &[path.into(), bytes.into(), opts.into()])
+                    .await;
+                Response::Put(r.map(|v| etag(&v)))
+            }
+            Op::Get { path, range } => {
+                let range = match range {
+                    Some(r) => {
+                        let o = Object::new();
+                        set(&o, "start", r.start as f64);
+                        set(&o, "end", r.end as f64);
+                        o.into()
+                    }
+                    None => JsValue::UNDEFINED,
+                };
+                let r = self.call(&self.get, &[path.as_str().into(), range]).await;
+                Response::Get(r.and_then(|v| {
+                    let body = get_field(&v, "body")
+                        .dyn_into::<Uint8Array>()
+                        .map_err(|_| bad_answer("a get without a Uint8Array `body`"))?;
+                    let body = Bytes::from(body.to_vec());
+                    let mut m = meta(&v, Some(&path)).unwrap_or(ObjectMeta {
+                        path: path.clone(),
+                        size: 0,
+                        etag: etag(&v),
+                    });
+                    m.size = m.size.max(body.len() as u64);
+                    Ok(GetResult { body, meta: m })
+                }))
+            }
+            Op::Head { path } => {
+                let r = self.call(&self.head, &[path.as_str().into()]).await;
+                Response::Head(r.and_then(|v| meta(&v, Some(&path))))
+            }
+            Op::List { prefix, after } => {
+                let after_js = after.as_deref().map_or(JsValue::UNDEFINED, JsValue::from);
+                let r = self
+                    .call(&self.list, &[prefix.as_str().into(), after_js])
+                    .await;
+                Response::List(r.and_then(|v| {
+                    if !Array::is_array(&v) {
+                        return Err(bad_answer("a list that is not an array"));
+                    }
+                    let mut items = Array::from(&v)
+                        .iter()
+                        .map(|item| meta(&item, None))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    // The contract, enforced here rather than trusted: under `prefix`, after
+                    // `after`, sorted.
+                    items.retain(|m| {
+                        m.path.starts_with(&prefix)
+                            && after.as_deref().is_none_or(|a| m.path.as_str() > a)
+                    });
+                    items.sort_by(|a, b| a.path.cmp(&b.path));
+                    Ok(items)
+                }))
+            }
+            Op::Delete { path } => {
+                let r = self.call(&self.delete, &[path.into()]).await;
+                Response::Delete(match r {
+                    Err(e) if e.kind == StoreErrorKind::NotFound => Ok(()),
+                    other => other.map(|_| ()),
+                })
+            }
+            _ => Response::Put(Err(StoreError::new(
+                StoreErrorKind::NotSupported,
+                "operation unknown to this host",
+            ))),
+        }
+    }
+}
+
+/// A JS `Error` with `name` for a store failure (what a store written in Rust rejects with).
+pub(crate) fn js_store_error(e: &StoreError) -> JsValue {
+    let js = js_sys::Error::new(&e.message);
+    js.set_name(name_of(e.kind));
+    js.into()
+}
+
+/// The JS value a store resolves `meta` to.
+pub(crate) fn js_meta(m: &ObjectMeta) -> Object {
+    let o = Object::new();
+    set(&o, "path", m.path.as_str());
+    set(&o, "size", m.size as f64);
+    if let Some(e) = &m.etag {
+        set(&o, "etag", e.as_str());
+    }
+    o
+}

@@ -1,0 +1,218 @@
+//! `Wal`, the class JS code uses: open, append, flush, flushMemtable, close, scan, stats.
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use js_sys::{Function, Object, Promise, Uint8Array};
+use tidewal_core::arrow_codec::{stream_schema, ArrowCodec};
+use tidewal_core::{Error, Reader, ReaderConfig, Writer};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::clock::now_ms;
+use crate::driver::{Driver, Reply, Shared};
+use crate::error::{invalid, to_js};
+use crate::store::{set, JsStore};
+
+/// A writer of one log. Opening it fences every older writer of the log; a newer writer
+/// opening fences this one (pending and later calls reject with a `FencedError`).
+#[wasm_bindgen]
+pub struct Wal {
+    driver: Shared,
+    codec: ArrowCodec,
+    store: JsStore,
+    prefix: String,
+    epoch: u64,
+}
+
+fn random_seed() -> u64 {
+    let half = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    (half() << 32) | half()
+}
+
+/// Waits for a driver reply; a dropped reply means the writer is gone.
+async fn answer<T>(rx: oneshot::Receiver<Result<T, Error>>) -> Result<T, JsValue> {
+    match rx.await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(to_js(&e)),
+        Err(_) => Err(to_js(&Error::Closed)),
+    }
+}
+
+#[wasm_bindgen]
+impl Wal {
+    /// Opens (or creates) the log under `options.prefix` of `store`: claims a new epoch,
+    /// fences older writers and replays what they left. `options.schema` is an Arrow IPC
+    /// stream whose schema is the log's (e.g. `tableToIPC(emptyTable, 'stream')`); the other
+    /// options are in DESIGN.md.
+    pub async fn open(store: JsValue, options: JsValue) -> Result<Wal, JsValue> {
+        let store = JsStore::new(store)?;
+        let opts = crate::options::parse(&options)?;
+        let schema = stream_schema(&opts.schema).map_err(|e| to_js(&e.into()))?;
+        let codec = ArrowCodec::new(schema).map_err(|e| to_js(&e.into()))?;
+        let prefix = opts.writer.prefix.clone();
+        let origin_ms = now_ms();
+        let machine = Writer::new(
+            opts.writer,
+            Box::new(codec.clone()),
+            random_seed(),
+            core::time::Duration::ZERO,
+        )
+        .map_err(|e| invalid(e.to_string()))?;
+        let (ready, opened) = oneshot::channel();
+        let driver = Driver::start(
+            machine,
+            store.clone(),
+            origin_ms,
+            ready,
+            opts.backpressure_timeout_ms,
+        );
+        let epoch = answer(opened).await?;
+        Ok(Wal {
+            driver,
+            codec,
+            store,
+            prefix,
+            epoch,
+        })
+    }
+
+    /// The epoch this writer claimed.
+    #[wasm_bindgen(getter)]
+    pub fn epoch(&self) -> f64 {
+        self.epoch as f64
+    }
+
+    /// The log's prefix in its store.
+    #[wasm_bindgen(getter)]
+    pub fn prefix(&self) -> String {
+        self.prefix.clone()
+    }
+
+    /// Called once, with the `FencedError`, when a newer writer takes the log over.
+    #[wasm_bindgen(setter)]
+    pub fn set_onfenced(&self, callback: Option<Function>) {
+        self.driver.borrow_mut().onfenced = callback;
+    }
+
+    /// Appends an Arrow IPC stream of the log schema (e.g. `tableToIPC(table, 'stream')`).
+    /// Resolves to `{ position, append, rows }` once durable. All its batches go into one
+    /// entry. Bad input rejects (`InvalidInputError`, `SchemaMismatchError`) with nothing
+    /// queued.
+    pub fn append(&self, ipc: &Uint8Array) -> Promise {
+        let records = match self.codec.split_stream(Bytes::from(ipc.to_vec())) {
+            Ok(records) => records,
+            Err(e) => return Promise::reject(&to_js(&e.into())),
+        };
+        // Zero-row batches hold nothing; a stream of nothing but them is refused.
+        let records: Vec<_> = records.into_iter().filter(|r| r.rows > 0).collect();
+        let rows: u64 = records.iter().map(|r| r.rows).sum();
+        if rows == 0 {
+            return Promise::reject(&invalid("the stream holds no rows"));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.driver.borrow_mut().append(records, reply);
+        crate::driver::pump(&self.driver);
+        future_to_promise(async move {
+            let ack = answer(rx).await?;
+            let o = Object::new();
+            set(&o, "position", ack.position as f64);
+            set(&o, "append", ack.append.0 as f64);
+            set(&o, "rows", rows as f64);
+            Ok(o.into())
+        })
+    }
+
+    /// Seals pending appends into an entry now and resolves once all of them are durable.
+    pub fn flush(&self) -> Promise {
+        self.command(|d, r| d.flush(r), |()| JsValue::UNDEFINED)
+    }
+
+    /// Writes every durable entry not yet in a generation as a generation file and commits
+    /// it; resolves to its id, or `null` if there was nothing to flush.
+    #[wasm_bindgen(js_name = flushMemtable)]
+    pub fn flush_memtable(&self) -> Promise {
+        self.command(
+            |d, r| d.flush_memtable(r),
+            |id| id.map_or(JsValue::NULL, |id| JsValue::from(id as f64)),
+        )
+    }
+
+    /// Drains: pending appends become durable, the memtable is flushed, the writer stops.
+    pub fn close(&self) -> Promise {
+        self.command(|d, r| d.close(r), |()| JsValue::UNDEFINED)
+    }
+
+    /// Counters and gauges: appends, bytes, entries, generations, requests, in flight,
+    /// unflushed bytes, epoch, positions, and acknowledgement latency p50/p99 in ms.
+    pub fn stats(&self) -> Object {
+        let s = self.driver.borrow().stats();
+        let w = &s.writer;
+        let o = Object::new();
+        set(&o, "appends", w.appends as f64);
+        set(&o, "appendedBytes", w.appended_bytes as f64);
+        set(&o, "entriesWritten", w.entries_written as f64);
+        set(&o, "generationsCommitted", w.generations_committed as f64);
+        set(&o, "puts", w.io.puts as f64);
+        set(&o, "gets", w.io.gets as f64);
+        set(&o, "lists", w.io.lists as f64);
+        set(&o, "deletes", w.io.deletes as f64);
+        set(&o, "requestsInFlight", w.requests_in_flight as f64);
+        set(&o, "entriesInFlight", w.entries_in_flight as f64);
+        set(&o, "unflushedBytes", w.unflushed_bytes as f64);
+        set(&o, "epoch", w.epoch as f64);
+        set(&o, "nextPosition", w.next_position as f64);
+        let durable = w
+            .durable_position
+            .map_or(JsValue::NULL, |p| JsValue::from(p as f64));
+        set(&o, "durablePosition", durable);
+        set(&o, "replayCursor", w.replay_cursor as f64);
+        let ms = |v: Option<f64>| v.map_or(JsValue::NULL, JsValue::from);
+        set(&o, "ackP50Ms", ms(s.ack_p50_ms));
+        set(&o, "ackP99Ms", ms(s.ack_p99_ms));
+        o
+    }
+
+    /// Every durable row of the log, in order (generations, then the WAL), as one Arrow IPC
+    /// stream (`tableFromIPC(bytes)` reads it).
+    pub fn scan(&self) -> Promise {
+        let store = self.store.clone();
+        let codec = self.codec.clone();
+        let prefix = self.prefix.clone();
+        future_to_promise(async move {
+            let stream = scan_log(store, codec, prefix)
+                .await
+                .map_err(|e| to_js(&e))?;
+            Ok(Uint8Array::from(&stream[..]).into())
+        })
+    }
+
+    /// Runs a driver command whose reply maps to a JS value.
+    fn command<T: 'static>(
+        &self,
+        run: impl FnOnce(&mut Driver, Reply<T>),
+        to_value: impl FnOnce(T) -> JsValue + 'static,
+    ) -> Promise {
+        let (reply, rx) = oneshot::channel();
+        run(&mut self.driver.borrow_mut(), reply);
+        crate::driver::pump(&self.driver);
+        future_to_promise(async move { answer(rx).await.map(to_value) })
+    }
+}
+
+/// Reads every durable record of the log into one IPC stream.
+async fn scan_log(store: JsStore, codec: ArrowCodec, prefix: String) -> Result<Vec<u8>, Error> {
+    let cfg = ReaderConfig {
+        prefix,
+        ..ReaderConfig::default()
+    };
+    let origin_ms = now_ms();
+    let reader = Reader::new(
+        cfg,
+        Box::new(codec.clone()),
+        random_seed(),
+        Default::default(),
+    );
+    let mut records = Vec::new();
+    crate::reader::drive(reader, store, origin_ms, |_, mut r| records.append(&mut r)).await?;
+    Ok(codec.join_stream(&records))
+}

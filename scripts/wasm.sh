@@ -1,0 +1,74 @@
+# Sourced by the scripts: sets up the WebAssembly toolchain and browser, and runs the wasm tests.
+#   wasm_setup   wasm32 target (rustup, else Debian's rustc-web + rust-web-src with
+#                -Zbuild-std), wasm-bindgen-cli at exactly the version in Cargo.lock,
+#                chromium + chromium-driver, binaryen (wasm-opt)
+#   wasm_cargo   cargo for wasm32 with whatever wasm_setup chose (same arguments as cargo)
+#   wasm_test    the wasm-bindgen tests in headless Chromium
+
+WASM_TARGET=wasm32-unknown-unknown
+
+wasm_setup() {
+  if command -v rustup >/dev/null && rustup target add "$WASM_TARGET" >/dev/null 2>&1; then
+    WASM_BUILD_STD=()
+  else
+    echo "rustup cannot add $WASM_TARGET: using Debian's rustc-web, rust-web-src and lld" >&2
+    apt_install rustc-web cargo-web rust-web-src lld-22
+    export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$PWD/target/debian"
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld
+    WASM_BUILD_STD=(-Zbuild-std=std,panic_abort)
+  fi
+  local version
+  version=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print}' Cargo.lock)
+  WASM_BINDGEN_ROOT="$PWD/.tools/wasm-bindgen-$version"
+  if [ ! -x "$WASM_BINDGEN_ROOT/bin/wasm-bindgen-test-runner" ]; then
+    echo "installing wasm-bindgen-cli $version (a few minutes, once)" >&2
+    cargo install -q wasm-bindgen-cli --version "$version" --root "$WASM_BINDGEN_ROOT"
+  fi
+  export PATH="$WASM_BINDGEN_ROOT/bin:$PATH"
+  command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+    || apt_install chromium chromium-driver
+  command -v wasm-opt >/dev/null || apt_install binaryen
+}
+
+wasm_cargo() {
+  local cargo=cargo
+  [ ${#WASM_BUILD_STD[@]} -eq 0 ] || cargo=/usr/bin/cargo
+  local sub=$1
+  shift
+  "$cargo" "$sub" --target "$WASM_TARGET" "${WASM_BUILD_STD[@]}" "$@"
+}
+
+wasm_test() {
+  # webdriver.json (Chromium's flags: headless, no sandbox as root, no background network) is
+  # read from the crate directory.
+  (
+    cd host-wasm
+    export CHROMEDRIVER=/usr/bin/chromedriver
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+    export WASM_BINDGEN_TEST_TIMEOUT=120
+    wasm_cargo test -p tidewal-wasm "$@"
+  )
+}
+
+# Builds the npm-style package into target/wasm-pkg (wasm-bindgen --target web, then
+# wasm-opt -Oz from npm's binaryen: Debian's binaryen 108 cannot parse what Rust emits now),
+# prints its size raw and gzipped, and fails if the module imports anything from `env`.
+wasm_package() {
+  local binaryen=132.0.0 out=target/wasm-pkg
+  [ -x .tools/npm/node_modules/.bin/wasm-opt ] \
+    || npm install --silent --no-audit --no-fund --prefix .tools/npm "binaryen@$binaryen" >/dev/null
+  wasm_cargo build -q -p tidewal-wasm --profile wasm-release
+  local built=${CARGO_TARGET_DIR:-target}/$WASM_TARGET/wasm-release/tidewal_wasm.wasm
+  rm -rf "$out"
+  wasm-bindgen --target web --out-dir "$out" "$built"
+  local wasm=$out/tidewal_wasm_bg.wasm before after
+  before=$(stat -c %s "$wasm")
+  .tools/npm/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-sign-ext \
+    --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types \
+    --enable-multivalue "$wasm" -o "$wasm.opt"
+  mv "$wasm.opt" "$wasm"
+  after=$(stat -c %s "$wasm")
+  echo "tidewal_wasm_bg.wasm: $before bytes after wasm-bindgen, $after after wasm-opt -Oz," \
+    "$(gzip -9c "$wasm" | wc -c) gzipped"
+  python3 scripts/wasm_imports.py "$wasm"
+}
