@@ -337,7 +337,7 @@ async fn bad_input_is_refused_with_nothing_written() {
             .unwrap();
         assert!(get(&e, "message").as_string().unwrap().contains("`get`"));
         let e = Wal::open(
-            store.clone().into(),
+            store.clone(),
             options("x", &[("maxInFlight", JsValue::from(-1))]),
         )
         .await
