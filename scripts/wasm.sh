@@ -1,20 +1,26 @@
 # Sourced by the scripts: sets up the WebAssembly toolchain and browser, and runs the wasm tests.
 #   wasm_setup   wasm32 target (rustup, else Debian's rustc-web + rust-web-src with
 #                -Zbuild-std), wasm-bindgen-cli at exactly the version in Cargo.lock,
-#                chromium + chromium-driver, binaryen (wasm-opt)
+#                chromium + chromium-driver, node + npm
 #   wasm_cargo   cargo for wasm32 with whatever wasm_setup chose (same arguments as cargo)
 #   wasm_test    the wasm-bindgen tests in headless Chromium
+#   wasm_package the web package in target/wasm-pkg, its size, the `env` import check
+#   wasm_cross_host  native CLI <-> wasm (Node.js) on one directory
 
 WASM_TARGET=wasm32-unknown-unknown
 
 wasm_setup() {
   if command -v rustup >/dev/null && rustup target add "$WASM_TARGET" >/dev/null 2>&1; then
     WASM_BUILD_STD=()
+    WASM_ENV=()
+    WASM_TARGET_DIR=$PWD/target
   else
     echo "rustup cannot add $WASM_TARGET: using Debian's rustc-web, rust-web-src and lld" >&2
     apt_install rustc-web cargo-web rust-web-src lld-22
-    export RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$PWD/target/debian"
-    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld
+    # Only for the wasm builds (wasm_cargo), so the native steps keep their toolchain.
+    WASM_TARGET_DIR=$PWD/target/debian
+    WASM_ENV=(RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_TARGET_DIR="$WASM_TARGET_DIR"
+      CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=/usr/lib/llvm-22/bin/wasm-ld)
     WASM_BUILD_STD=(-Zbuild-std=std,panic_abort)
   fi
   local version
@@ -27,7 +33,7 @@ wasm_setup() {
   export PATH="$WASM_BINDGEN_ROOT/bin:$PATH"
   command -v chromium >/dev/null && command -v chromedriver >/dev/null \
     || apt_install chromium chromium-driver
-  command -v wasm-opt >/dev/null || apt_install binaryen
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
 }
 
 wasm_cargo() {
@@ -35,7 +41,7 @@ wasm_cargo() {
   [ ${#WASM_BUILD_STD[@]} -eq 0 ] || cargo=/usr/bin/cargo
   local sub=$1
   shift
-  "$cargo" "$sub" --target "$WASM_TARGET" "${WASM_BUILD_STD[@]}" "$@"
+  env "${WASM_ENV[@]}" "$cargo" "$sub" --target "$WASM_TARGET" "${WASM_BUILD_STD[@]}" "$@"
 }
 
 wasm_test() {
@@ -58,7 +64,7 @@ wasm_package() {
   [ -x .tools/npm/node_modules/.bin/wasm-opt ] \
     || npm install --silent --no-audit --no-fund --prefix .tools/npm "binaryen@$binaryen" >/dev/null
   wasm_cargo build -q -p tidewal-wasm --profile wasm-release
-  local built=${CARGO_TARGET_DIR:-target}/$WASM_TARGET/wasm-release/tidewal_wasm.wasm
+  local built=$WASM_TARGET_DIR/$WASM_TARGET/wasm-release/tidewal_wasm.wasm
   rm -rf "$out"
   wasm-bindgen --target web --out-dir "$out" "$built"
   local wasm=$out/tidewal_wasm_bg.wasm before after
@@ -71,4 +77,14 @@ wasm_package() {
   echo "tidewal_wasm_bg.wasm: $before bytes after wasm-bindgen, $after after wasm-opt -Oz," \
     "$(gzip -9c "$wasm" | wc -c) gzipped"
   python3 scripts/wasm_imports.py "$wasm"
+}
+
+# The cross-host test: the native CLI writes a log in a directory, the wasm module (in Node.js,
+# on FsStore) reads and extends it, the CLI reads and verifies it. Needs wasm_package first.
+wasm_cross_host() {
+  cargo build -q -p tidewal --bin tidewal
+  rm -rf target/wasm-node
+  wasm-bindgen --target nodejs --out-dir target/wasm-node \
+    "$WASM_TARGET_DIR/$WASM_TARGET/wasm-release/tidewal_wasm.wasm"
+  node host-wasm/tests/cross_host.mjs "${CARGO_TARGET_DIR:-target}/debug/tidewal" target/wasm-node
 }

@@ -1,0 +1,121 @@
+// FsStore: a tidewal store in a directory, for Node.js (the same layout as the native host's
+// LocalFileSystem, so both hosts can open one log). Create-if-absent is atomic: the bytes go to
+// a temporary file that is then hard-linked into place (link fails if the name exists), so no
+// reader sees a half-written object. Etags are "<mtimeMs>-<size>".
+import { promises as fs } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+
+const TMP = '.tidewal-tmp';
+
+function storeError(name, message) {
+  const e = new Error(message);
+  e.name = name;
+  return e;
+}
+
+const etagOf = (st) => `${Math.trunc(st.mtimeMs * 1000)}-${st.size}`;
+
+export class FsStore {
+  constructor(root) {
+    this.root = path.resolve(root);
+  }
+
+  file(p) {
+    const parts = p.split('/').filter((s) => s.length > 0);
+    if (parts.length === 0 || parts.some((s) => s === '.' || s === '..' || s === TMP)) {
+      throw storeError('InvalidPath', `bad object path ${JSON.stringify(p)}`);
+    }
+    return path.join(this.root, ...parts);
+  }
+
+  async get(p, range) {
+    const f = this.file(p);
+    let handle;
+    try {
+      handle = await fs.open(f, 'r');
+    } catch (e) {
+      if (e.code === 'ENOENT') throw storeError('NotFound', `${p} not found`);
+      throw e;
+    }
+    try {
+      const st = await handle.stat();
+      const start = range ? range.start : 0;
+      const end = range ? Math.min(range.end, st.size) : st.size;
+      const body = new Uint8Array(Math.max(0, end - start));
+      await handle.read(body, 0, body.length, start);
+      return { body, size: st.size, etag: etagOf(st) };
+    } finally {
+      await handle.close();
+    }
+  }
+
+  async head(p) {
+    try {
+      const st = await fs.stat(this.file(p));
+      return { path: p, size: st.size, etag: etagOf(st) };
+    } catch (e) {
+      if (e.code === 'ENOENT') throw storeError('NotFound', `${p} not found`);
+      throw e;
+    }
+  }
+
+  async put(p, bytes, opts = {}) {
+    const mode = opts.mode || 'overwrite';
+    if (mode === 'ifMatch') {
+      throw storeError('NotSupported', 'FsStore does not do ifMatch puts');
+    }
+    const f = this.file(p);
+    await fs.mkdir(path.dirname(f), { recursive: true });
+    await fs.mkdir(path.join(this.root, TMP), { recursive: true });
+    const tmp = path.join(this.root, TMP, randomBytes(8).toString('hex'));
+    await fs.writeFile(tmp, bytes);
+    try {
+      if (mode === 'create') {
+        try {
+          await fs.link(tmp, f);
+        } catch (e) {
+          if (e.code === 'EEXIST') throw storeError('AlreadyExists', `${p} already exists`);
+          throw e;
+        }
+      } else {
+        await fs.rename(tmp, f);
+      }
+    } finally {
+      await fs.rm(tmp, { force: true });
+    }
+    return { etag: etagOf(await fs.stat(f)) };
+  }
+
+  async list(prefix, after) {
+    const out = [];
+    const walk = async (dir, base) => {
+      let entries;
+      try {
+        entries = await fs.readdir(dir, { withFileTypes: true });
+      } catch (e) {
+        if (e.code === 'ENOENT') return;
+        throw e;
+      }
+      for (const ent of entries) {
+        if (ent.name === TMP) continue;
+        const p = base + ent.name;
+        if (ent.isDirectory()) {
+          if ((p + '/').startsWith(prefix) || prefix.startsWith(p + '/')) {
+            await walk(path.join(dir, ent.name), p + '/');
+          }
+        } else if (p.startsWith(prefix) && (after == null || p > after)) {
+          const st = await fs.stat(path.join(dir, ent.name));
+          out.push({ path: p, size: st.size, etag: etagOf(st) });
+        }
+      }
+    };
+    await walk(this.root, '');
+    out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+    return out;
+  }
+
+  async delete(p) {
+    await fs.rm(this.file(p), { force: true });
+  }
+}
