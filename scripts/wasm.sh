@@ -4,6 +4,7 @@
 #                chromium + chromium-driver, node + npm
 #   wasm_cargo   cargo for wasm32 with whatever wasm_setup chose (same arguments as cargo)
 #   wasm_test    the wasm-bindgen tests in headless Chromium
+#   wasm_bench   appends/s and MB/s in headless Chromium (printed)
 #   wasm_package the web package in target/wasm-pkg, its size, the `env` import check
 #   wasm_cross_host  native CLI <-> wasm (Node.js) on one directory
 
@@ -52,7 +53,19 @@ wasm_test() {
     export CHROMEDRIVER=/usr/bin/chromedriver
     export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
     export WASM_BINDGEN_TEST_TIMEOUT=120
-    wasm_cargo test -p tidewal-wasm "$@"
+    wasm_cargo test -p tidewal-wasm --test web "$@"
+  )
+}
+
+# Throughput in headless Chromium on MemoryStore (release build), printed as a table; compare
+# with `cargo run --release -p tidewal -- bench --latency-ms 0 --seconds 0.5 --sizes-kib 1,64,1024`.
+wasm_bench() {
+  (
+    cd host-wasm
+    export CHROMEDRIVER=/usr/bin/chromedriver
+    export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+    export WASM_BINDGEN_TEST_TIMEOUT=300
+    wasm_cargo test --release -p tidewal-wasm --test bench -- --nocapture
   )
 }
 

@@ -1,0 +1,102 @@
+//! Throughput of the wasm host in headless Chromium on `MemoryStore`: durable appends/s and
+//! MB/s, one append per WAL entry, `depth` appends outstanding — the same workload as the
+//! native `tidewal bench --latency-ms 0`. Prints a table (run with `-- --nocapture`); asserts
+//! nothing about speed.
+#![cfg(target_arch = "wasm32")]
+
+use std::sync::Arc;
+
+use arrow_array::{BinaryArray, Int64Array, RecordBatch};
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{DataType, Field, Schema};
+use futures::stream::{FuturesUnordered, StreamExt};
+use js_sys::{Object, Reflect, Uint8Array};
+use tidewal_wasm::{MemoryStore, Wal};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SECONDS_PER_CELL: f64 = 0.5;
+const BYTES_PER_CELL: usize = 256 << 20;
+
+fn stream(size: usize) -> Uint8Array {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("payload", DataType::Binary, false),
+    ]));
+    let payload = vec![7u8; size];
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![1])),
+            Arc::new(BinaryArray::from(vec![payload.as_slice()])),
+        ],
+    )
+    .unwrap();
+    let mut w = StreamWriter::try_new(Vec::new(), &schema).unwrap();
+    w.write(&batch).unwrap();
+    w.finish().unwrap();
+    Uint8Array::from(&w.into_inner().unwrap()[..])
+}
+
+fn options(bytes: &Uint8Array, depth: u32, size: usize) -> JsValue {
+    let o = Object::new();
+    let set = |k: &str, v: JsValue| Reflect::set(&o, &k.into(), &v).unwrap();
+    set("prefix", "bench".into());
+    set("schema", bytes.into());
+    set("walOnly", true.into());
+    set("window", JsValue::from(depth.max(64)));
+    set("maxInFlight", depth.into());
+    set("groupCommitBytes", 1.into());
+    set("groupCommitRecords", 1.into());
+    set("groupCommitIntervalMs", 0.into());
+    set("maxEntryBytes", JsValue::from((size + (1 << 20)) as f64));
+    set("maxUnflushedBytes", JsValue::from((1u64 << 30) as f64));
+    o.into()
+}
+
+#[wasm_bindgen_test]
+async fn throughput_on_memory_store() {
+    console_log!("size      depth  appends/s     MB/s  ack p50 ms");
+    for size in [1usize << 10, 64 << 10, 1 << 20] {
+        for depth in [1u32, 8, 32] {
+            let bytes = stream(size);
+            let store = MemoryStore::new();
+            let wal = Wal::open(store.into(), options(&bytes, depth, size))
+                .await
+                .unwrap();
+            let started = js_sys::Date::now();
+            let mut pending = FuturesUnordered::new();
+            let (mut issued, mut done) = (0usize, 0usize);
+            loop {
+                let elapsed = (js_sys::Date::now() - started) / 1000.0;
+                let more = elapsed < SECONDS_PER_CELL && issued * size < BYTES_PER_CELL;
+                while more && pending.len() < depth as usize {
+                    pending.push(JsFuture::from(wal.append(&bytes)));
+                    issued += 1;
+                }
+                match pending.next().await {
+                    Some(r) => {
+                        r.unwrap();
+                        done += 1;
+                    }
+                    None => break,
+                }
+            }
+            let secs = (js_sys::Date::now() - started) / 1000.0;
+            let stats: JsValue = wal.stats().into();
+            let p50 = Reflect::get(&stats, &"ackP50Ms".into()).unwrap();
+            JsFuture::from(wal.close()).await.unwrap();
+            console_log!(
+                "{:>5} KiB {:>5} {:>10.0} {:>8.1} {:>10.2}",
+                size >> 10,
+                depth,
+                done as f64 / secs,
+                (done * size) as f64 / 1e6 / secs,
+                p50.as_f64().unwrap_or(f64::NAN)
+            );
+        }
+    }
+}
