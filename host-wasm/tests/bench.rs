@@ -100,3 +100,50 @@ async fn throughput_on_memory_store() {
         }
     }
 }
+
+/// Where an append's time goes, per 1 MiB entry: the steps the host and core run for it.
+#[wasm_bindgen_test]
+fn cost_of_each_step_for_one_mib() {
+    use bytes::Bytes;
+    use tidewal_core::arrow_codec::{stream_schema, ArrowCodec};
+    use tidewal_core::{Codec, EntryHeader, EntryKind};
+    let size = 1 << 20;
+    let js = stream(size);
+    let codec = ArrowCodec::new(stream_schema(&js.to_vec()).unwrap()).unwrap();
+    let time = |label: &str, f: &mut dyn FnMut()| {
+        let n = 50;
+        let started = js_sys::Date::now();
+        for _ in 0..n {
+            f();
+        }
+        let ms = (js_sys::Date::now() - started) / n as f64;
+        console_log!(
+            "{label:<40} {ms:>8.3} ms  {:>8.0} MB/s",
+            size as f64 / 1e3 / ms
+        );
+    };
+    time("copy JS -> wasm (Uint8Array::to_vec)", &mut || {
+        drop(std::hint::black_box(js.to_vec()))
+    });
+    let bytes = Bytes::from(js.to_vec());
+    time("split_stream (parse + validate)", &mut || {
+        drop(codec.split_stream(bytes.clone()).unwrap())
+    });
+    let records = codec.split_stream(bytes.clone()).unwrap();
+    let header = EntryHeader {
+        kind: EntryKind::Data,
+        epoch: 2,
+        position: 64,
+        nonce: 1,
+    };
+    time("encode_entry (copy + CRC-32C)", &mut || {
+        drop(codec.encode_entry(&header, &records).unwrap())
+    });
+    let entry = codec.encode_entry(&header, &records).unwrap();
+    time("CRC-32C alone (software)", &mut || {
+        std::hint::black_box(codec.checksum(&entry));
+    });
+    time("copy wasm -> JS (Uint8Array::from)", &mut || {
+        drop(std::hint::black_box(Uint8Array::from(&entry[..])))
+    });
+}
