@@ -2,8 +2,9 @@
 //
 // Paths map to nested directories ("logs/a/wal/0001.arrows" -> logs/ a/ wal/ 0001.arrows).
 // Conditional puts are atomic across the tabs and workers of one origin: each put holds a Web
-// Lock named after its path while it checks and writes, and createWritable() replaces the file
-// only on close(), so nobody sees a half-written object. Etags are "<lastModified>-<size>".
+// Lock named after its path while it checks and writes, and the bytes are written under a
+// temporary name and moved into place, so nobody sees a half-written object.
+// Etags are "<lastModified>-<size>".
 
 function storeError(name, message) {
   const e = new Error(message);
@@ -13,11 +14,13 @@ function storeError(name, message) {
 
 function parts(path) {
   const p = path.split('/').filter((s) => s.length > 0);
-  if (p.length === 0 || p.some((s) => s === '.' || s === '..')) {
+  if (p.length === 0 || p.some((s) => s === '.' || s === '..' || s === TMP)) {
     throw storeError('InvalidPath', `bad object path ${JSON.stringify(path)}`);
   }
   return p;
 }
+
+const TMP = '.tidewal-tmp';
 
 function etagOf(file) {
   return `${file.lastModified}-${file.size}`;
@@ -94,16 +97,23 @@ export class OpfsStore {
           throw storeError('PreconditionFailed', `${path} has etag ${current}, not ${opts.etag}`);
         }
       }
+      // Written under a temporary name, then moved into place: a reader never sees the
+      // empty file that creating a handle leaves before the bytes arrive.
       const dir = await this.dir(p.slice(0, -1), true);
-      const handle = await dir.getFileHandle(p[p.length - 1], { create: true });
-      const writable = await handle.createWritable();
+      const tmpDir = await this.root.getDirectoryHandle(TMP, { create: true });
+      const tmp = await tmpDir.getFileHandle(crypto.randomUUID(), { create: true });
+      const writable = await tmp.createWritable();
       try {
         await writable.write(bytes);
         await writable.close();
       } catch (e) {
         await writable.abort().catch(() => {});
+        await tmpDir.removeEntry(tmp.name).catch(() => {});
         throw e;
       }
+      if (existing) await dir.removeEntry(p[p.length - 1]);
+      await tmp.move(dir, p[p.length - 1]);
+      const handle = await dir.getFileHandle(p[p.length - 1]);
       return { etag: etagOf(await handle.getFile()) };
     });
   }
@@ -116,6 +126,7 @@ export class OpfsStore {
     const out = [];
     const walk = async (dir, base) => {
       for await (const [name, handle] of dir.entries()) {
+        if (name === TMP) continue;
         const path = base + name;
         if (handle.kind === 'directory') {
           if ((path + '/').startsWith(prefix) || prefix.startsWith(path + '/')) {
@@ -145,8 +156,12 @@ export class OpfsStore {
 
   /** Removes everything under this store's root (for tests and the demo's reset). */
   async clear() {
-    for await (const [name] of this.root.entries()) {
-      await this.root.removeEntry(name, { recursive: true });
+    const names = [];
+    for await (const [name] of this.root.entries()) names.push(name);
+    for (const name of names) {
+      await this.root.removeEntry(name, { recursive: true }).catch((e) => {
+        if (e.name !== 'NotFoundError') throw e;
+      });
     }
   }
 }

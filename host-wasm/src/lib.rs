@@ -16,7 +16,7 @@ mod store;
 mod wal;
 
 pub use memory::MemoryStore;
-pub use wal::Wal;
+pub use wal::{Tail, Wal};
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

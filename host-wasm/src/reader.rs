@@ -8,15 +8,21 @@ use tidewal_core::{Error, ReadEvent, Reader, Record};
 use crate::clock::{now_ms, since, sleep};
 use crate::store::JsStore;
 
-/// Runs `reader` to its end, handing each position's records to `on_records` in log order.
+/// Runs `reader` to its end (or until `stopped()`), handing each position's records to
+/// `on_records` in log order.
 pub(crate) async fn drive(
     mut reader: Reader,
     store: JsStore,
     origin_ms: f64,
+    stopped: impl Fn() -> bool,
     mut on_records: impl FnMut(u64, Vec<Record>),
 ) -> Result<(), Error> {
     let mut in_flight = FuturesUnordered::new();
     loop {
+        if stopped() {
+            reader.stop();
+            return Ok(());
+        }
         while let Some(r) = reader.poll_request() {
             let store = store.clone();
             in_flight.push(async move { (r.id, store.execute(r.op).await) });

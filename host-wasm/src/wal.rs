@@ -1,5 +1,8 @@
 //! `Wal`, the class JS code uses: open, append, flush, flushMemtable, close, scan, stats.
 
+use std::cell::Cell;
+use std::rc::Rc;
+
 use bytes::Bytes;
 use futures::channel::oneshot;
 use js_sys::{Function, Object, Promise, Uint8Array};
@@ -186,6 +189,40 @@ impl Wal {
         })
     }
 
+    /// Follows the log: calls `callback(ipc, position)` for every durable position in order
+    /// (from the start of the log, then each new entry as it lands, checking every
+    /// `pollMs`, default 100), with that position's rows as an Arrow IPC stream. Returns a
+    /// handle whose `stop()` ends it; `handle.done` settles when it ends (rejects on error).
+    pub fn tail(&self, callback: Function, poll_ms: Option<f64>) -> Tail {
+        let stop = Rc::new(Cell::new(false));
+        let cfg = ReaderConfig {
+            prefix: self.prefix.clone(),
+            follow: true,
+            poll_interval: core::time::Duration::from_millis(
+                poll_ms.unwrap_or(100.0).max(1.0) as u64
+            ),
+            ..ReaderConfig::default()
+        };
+        let reader = Reader::new(
+            cfg,
+            Box::new(self.codec.clone()),
+            random_seed(),
+            Default::default(),
+        );
+        let (store, codec, flag) = (self.store.clone(), self.codec.clone(), stop.clone());
+        let done = future_to_promise(async move {
+            let deliver = |position: u64, records: Vec<_>| {
+                let ipc = Uint8Array::from(&codec.join_stream(&records)[..]);
+                let _ = callback.call2(&JsValue::NULL, &ipc, &JsValue::from(position as f64));
+            };
+            crate::reader::drive(reader, store, now_ms(), || flag.get(), deliver)
+                .await
+                .map_err(|e| to_js(&e))?;
+            Ok(JsValue::UNDEFINED)
+        });
+        Tail { stop, done }
+    }
+
     /// Runs a driver command whose reply maps to a JS value.
     fn command<T: 'static>(
         &self,
@@ -196,6 +233,27 @@ impl Wal {
         run(&mut self.driver.borrow_mut(), reply);
         crate::driver::pump(&self.driver);
         future_to_promise(async move { answer(rx).await.map(to_value) })
+    }
+}
+
+/// A running `tail`.
+#[wasm_bindgen]
+pub struct Tail {
+    stop: Rc<Cell<bool>>,
+    done: Promise,
+}
+
+#[wasm_bindgen]
+impl Tail {
+    /// Stops following (within one poll interval).
+    pub fn stop(&self) {
+        self.stop.set(true);
+    }
+
+    /// Settles when the tail ends: resolves after `stop()`, rejects if reading failed.
+    #[wasm_bindgen(getter)]
+    pub fn done(&self) -> Promise {
+        self.done.clone()
     }
 }
 
@@ -213,6 +271,7 @@ async fn scan_log(store: JsStore, codec: ArrowCodec, prefix: String) -> Result<V
         Default::default(),
     );
     let mut records = Vec::new();
-    crate::reader::drive(reader, store, origin_ms, |_, mut r| records.append(&mut r)).await?;
+    let collect = |_, mut r: Vec<_>| records.append(&mut r);
+    crate::reader::drive(reader, store, origin_ms, || false, collect).await?;
     Ok(codec.join_stream(&records))
 }

@@ -432,3 +432,58 @@ async fn conditional_puts_are_atomic_between_store_instances() {
         assert_eq!(name(&missing), "NotFound");
     }
 }
+
+#[wasm_bindgen_test]
+async fn tail_delivers_every_position_in_order_then_stops() {
+    for (kind, store) in stores("tail").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "tail").await;
+        wait(wal.append(&ipc(&schema(), &[batch(0..2)])))
+            .await
+            .unwrap();
+        let seen: Rc<std::cell::RefCell<Vec<(f64, usize)>>> = Rc::default();
+        let sink = seen.clone();
+        let callback = Closure::<dyn Fn(Uint8Array, f64)>::new(move |ipc: Uint8Array, pos| {
+            let reader = StreamReader::try_new(Cursor::new(ipc.to_vec()), None).unwrap();
+            let rows = reader.map(|b| b.unwrap().num_rows()).sum();
+            sink.borrow_mut().push((pos, rows));
+        });
+        let tail = wal.tail(
+            callback
+                .as_ref()
+                .unchecked_ref::<js_sys::Function>()
+                .clone(),
+            Some(5.0),
+        );
+        for k in 1..4 {
+            let rows = (k * 10)..(k * 10 + k);
+            wait(wal.append(&ipc(&schema(), &[batch(rows)])))
+                .await
+                .unwrap();
+        }
+        // Wait (bounded) for the follower to see all four entries.
+        for _ in 0..400 {
+            if seen.borrow().len() >= 4 {
+                break;
+            }
+            wait(Promise::new(&mut |resolve, _| {
+                let global = js_sys::global();
+                let set_timeout: js_sys::Function = get(&global, "setTimeout").unchecked_into();
+                set_timeout
+                    .call2(&global, &resolve, &JsValue::from(5))
+                    .unwrap();
+            }))
+            .await
+            .unwrap();
+        }
+        tail.stop();
+        wait(tail.done()).await.unwrap();
+        let seen = seen.borrow().clone();
+        let rows: Vec<usize> = seen.iter().map(|&(_, r)| r).collect();
+        assert_eq!(rows, vec![2, 1, 2, 3], "{seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0),
+            "positions grow: {seen:?}"
+        );
+    }
+}
