@@ -105,8 +105,11 @@ export class FsStore {
             await walk(path.join(dir, ent.name), p + '/');
           }
         } else if (p.startsWith(prefix) && (after == null || p > after)) {
-          const st = await fs.stat(path.join(dir, ent.name));
-          out.push({ path: p, size: st.size, etag: etagOf(st) });
+          // An object deleted while the walk runs is left out, not an error.
+          const st = await fs.stat(path.join(dir, ent.name)).catch((e) => {
+            if (e.code !== 'ENOENT') throw e;
+          });
+          if (st) out.push({ path: p, size: st.size, etag: etagOf(st) });
         }
       }
     };

@@ -124,8 +124,18 @@ export class OpfsStore {
     const folders = all.slice(0, -1).filter((s) => s.length > 0);
     const start = await this.dir(folders, false);
     const out = [];
+    // Objects deleted while the walk runs (GC by a writer) are left out, not an error.
+    const gone = (e) => {
+      if (e.name !== 'NotFoundError') throw e;
+    };
     const walk = async (dir, base) => {
-      for await (const [name, handle] of dir.entries()) {
+      const entries = [];
+      try {
+        for await (const entry of dir.entries()) entries.push(entry);
+      } catch (e) {
+        return gone(e);
+      }
+      for (const [name, handle] of entries) {
         if (name === TMP) continue;
         const path = base + name;
         if (handle.kind === 'directory') {
@@ -133,8 +143,12 @@ export class OpfsStore {
             await walk(handle, path + '/');
           }
         } else if (path.startsWith(prefix) && (after === undefined || after === null || path > after)) {
-          const file = await handle.getFile();
-          out.push({ path, size: file.size, etag: etagOf(file) });
+          try {
+            const file = await handle.getFile();
+            out.push({ path, size: file.size, etag: etagOf(file) });
+          } catch (e) {
+            gone(e);
+          }
         }
       }
     };
