@@ -71,7 +71,7 @@ impl Writer {
     /// A refused append waits for room that only a flush can make (the memtable may sit below
     /// its freeze threshold but above the budget): make it now.
     pub(super) fn relieve_backpressure(&mut self) {
-        if self.blocked && !self.cfg.wal_only && self.memtable.active_len() > 0 {
+        if self.blocked.is_some() && !self.cfg.wal_only && self.memtable.active_len() > 0 {
             self.freeze();
         }
     }

@@ -81,7 +81,7 @@ pub enum Event {
         /// New replay cursor.
         replay_cursor: u64,
     },
-    /// Unflushed bytes fell under the budget after a [`AppendError::Backpressure`].
+    /// There is room for the append last refused with [`AppendError::Backpressure`].
     Writable,
     /// `close` finished: everything appended is durable (and flushed, with a memtable).
     Closed,
@@ -237,7 +237,8 @@ pub struct Writer {
     live_positions: VecDeque<u64>,
     pending_truncate: Option<u64>,
     closing: bool,
-    blocked: bool,
+    /// Bytes of the last append refused for backpressure, until there is room for them.
+    blocked: Option<usize>,
     stats: WriterStats,
 }
 
@@ -277,7 +278,7 @@ impl Writer {
             live_positions: VecDeque::new(),
             pending_truncate: None,
             closing: false,
-            blocked: false,
+            blocked: None,
             stats: WriterStats::default(),
         };
         w.start_open();
@@ -549,9 +550,13 @@ impl Writer {
         self.pipeline.unflushed() + self.memtable.bytes()
     }
 
+    /// Says `Writable` once the refused append would be accepted (the rule in `append_group`):
+    /// a retry on `Writable` must not be refused again, or a host retrying at once would spin.
     fn check_writable(&mut self) {
-        if self.blocked && self.unflushed() < self.cfg.unflushed_budget {
-            self.blocked = false;
+        let Some(size) = self.blocked else { return };
+        let unflushed = self.unflushed();
+        if unflushed == 0 || unflushed + size <= self.cfg.unflushed_budget {
+            self.blocked = None;
             self.events.push_back(Event::Writable);
         }
     }
@@ -591,7 +596,7 @@ impl Writer {
         }
         let unflushed = self.unflushed();
         if unflushed > 0 && unflushed + size > self.cfg.unflushed_budget {
-            self.blocked = true;
+            self.blocked = Some(size);
             self.after_input();
             return Err(AppendError::Backpressure {
                 unflushed,

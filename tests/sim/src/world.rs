@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tidewal_core::{
-    AppendError, Event, FatalError, GroupCommit, MemStore, Op, RawCodec, ReadEvent, Reader,
-    ReaderConfig, Record, RequestId, Response, RetryPolicy, StoreError, StoreErrorKind, Writer,
-    WriterConfig,
+    AppendError, AppendId, Event, FatalError, GroupCommit, MemStore, Op, RawCodec, ReadEvent,
+    Reader, ReaderConfig, Record, RequestId, Response, RetryPolicy, StoreError, StoreErrorKind,
+    Writer, WriterConfig,
 };
 
 use crate::model::{payload_id, Model};
@@ -72,6 +72,9 @@ struct Client {
     /// Payload ids of each accepted append (a group holds several).
     appends: Vec<Vec<u64>>,
     acked: usize,
+    /// An append refused for backpressure (payload ids, records), retried at `Writable` as
+    /// hosts do; the client appends nothing else meanwhile.
+    refused: Option<(Vec<u64>, Vec<Record>)>,
     ready: bool,
     /// Payloads of the log when this writer opened.
     view: BTreeSet<u64>,
@@ -386,6 +389,7 @@ impl World {
     fn act(&mut self, client: usize) -> Result<(), String> {
         let now = self.now;
         let roll = self.rng.range(0, 999);
+        let waiting = self.clients[client].refused.is_some();
         let Some(Machine::Writer(w)) = &mut self.clients[client].machine else {
             return Ok(());
         };
@@ -394,7 +398,7 @@ impl World {
             self.note(format_args!("c{client} CRASH"));
             return Ok(());
         }
-        if roll < 750 {
+        if roll < 750 && !waiting {
             // One in five appends is a group of 2-3 records that must share an entry.
             let count = if roll.is_multiple_of(5) {
                 2 + roll % 2
@@ -402,6 +406,10 @@ impl World {
                 1
             };
             let ids: Vec<u64> = (self.next_payload..self.next_payload + count).collect();
+            self.next_payload += count;
+            for _ in &ids {
+                self.model.owner.push(client);
+            }
             let records: Vec<Record> = ids
                 .iter()
                 .map(|&id| {
@@ -412,27 +420,13 @@ impl World {
                 })
                 .collect();
             let result = if count == 1 {
-                w.append(records.into_iter().next().expect("one record"), now)
+                w.append(records[0].clone(), now)
             } else {
-                w.append_group(records, now)
+                w.append_group(records.clone(), now)
             };
-            match result {
-                Ok(aid) => {
-                    self.next_payload += count;
-                    let c = &mut self.clients[client];
-                    debug_assert_eq!(aid.0 as usize, c.appends.len());
-                    c.appends.push(ids.clone());
-                    for _ in &ids {
-                        self.model.owner.push(client);
-                    }
-                    self.note(format_args!("c{client} append {ids:?} as a{}", aid.0));
-                }
-                Err(AppendError::Backpressure { .. }) => {
-                    self.clients[client].blocked = true;
-                }
-                Err(AppendError::Closed) | Err(AppendError::Failed(_)) => {}
-                Err(e) => return Err(format!("c{client}: valid append refused: {e}")),
-            }
+            self.appended(client, ids, records, result, false)?;
+        } else if roll < 750 {
+            // Waiting for `Writable`.
         } else if roll < 850 {
             let _ = w.flush(now);
         } else if roll < 900 {
@@ -516,6 +510,38 @@ impl World {
         self.clients.iter().map(|c| c.epoch).collect()
     }
 
+    /// Records an append's outcome; `retry` marks a retry at `Writable`, which must not be
+    /// refused for backpressure again (a host retrying at once would spin).
+    fn appended(
+        &mut self,
+        client: usize,
+        ids: Vec<u64>,
+        records: Vec<Record>,
+        result: Result<AppendId, AppendError>,
+        retry: bool,
+    ) -> Result<(), String> {
+        match result {
+            Ok(aid) => {
+                let c = &mut self.clients[client];
+                debug_assert_eq!(aid.0 as usize, c.appends.len());
+                self.note(format_args!("c{client} append {ids:?} as a{}", aid.0));
+                self.clients[client].appends.push(ids);
+            }
+            Err(AppendError::Backpressure { .. }) if retry => {
+                return Err(format!(
+                    "c{client}: append {ids:?} refused again right after Writable"
+                ))
+            }
+            Err(AppendError::Backpressure { .. }) => {
+                self.clients[client].blocked = true;
+                self.clients[client].refused = Some((ids, records));
+            }
+            Err(AppendError::Closed) | Err(AppendError::Failed(_)) => {}
+            Err(e) => return Err(format!("c{client}: valid append refused: {e}")),
+        }
+        Ok(())
+    }
+
     fn writer_event(&mut self, client: usize, e: Event) -> Result<(), String> {
         self.note(format_args!("c{client} event {e:?}"));
         match e {
@@ -573,7 +599,16 @@ impl World {
                     self.model.acked.insert(id, position);
                 }
             }
-            Event::Writable => self.clients[client].blocked = false,
+            Event::Writable => {
+                self.clients[client].blocked = false;
+                if let Some((ids, records)) = self.clients[client].refused.take() {
+                    let now = self.now;
+                    if let Some(Machine::Writer(w)) = &mut self.clients[client].machine {
+                        let result = w.append_group(records.clone(), now);
+                        self.appended(client, ids, records, result, true)?;
+                    }
+                }
+            }
             Event::Closed => {
                 self.clients[client].closed = true;
                 self.clients[client].machine = None;
