@@ -28,6 +28,7 @@ pub mod mem;
 pub mod paths;
 mod plumbing;
 pub mod reader;
+pub mod session;
 mod walk;
 pub mod writer;
 
@@ -45,4 +46,5 @@ pub use manifest::{GenerationRecord, Manifest};
 pub use mem::MemStore;
 pub use plumbing::IoCounters;
 pub use reader::{ReadEvent, Reader};
+pub use session::{Ack, Reply, Session, Stats};
 pub use writer::{AppendId, Event, TimerReason, Writer, WriterStats};

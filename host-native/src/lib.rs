@@ -24,11 +24,10 @@ mod url;
 mod wal;
 
 pub use admin::{inspect, log_schema, verify, verify_with, Inspection, Verified};
-pub use driver::{Ack, Stats};
 pub use read::{read_log, Item, Tailer};
 pub use store::{execute, store_error};
 pub use tidewal_core::Error;
-pub use tidewal_core::{AppendId, WriterConfig, WriterStats};
+pub use tidewal_core::{Ack, AppendId, Stats, WriterConfig, WriterStats};
 pub use url::store_for;
 pub use wal::{AppendHandle, Options, Wal};
 

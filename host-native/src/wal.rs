@@ -10,10 +10,10 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow_codec::ArrowCodec;
-use tidewal_core::{Writer, WriterConfig};
+use tidewal_core::{Ack, Session, Stats, Writer, WriterConfig};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{Ack, Command, Driver, Stats};
+use crate::driver::{reply, Command, Driver};
 use crate::read::read_log;
 use tidewal_core::Error;
 
@@ -74,13 +74,8 @@ impl Wal {
             .map_err(|e| Error::Invalid(e.to_string()))?;
         let (ready, opened) = oneshot::channel();
         let (commands, rx) = mpsc::unbounded_channel();
-        let driver = Driver::new(
-            machine,
-            store.clone(),
-            origin,
-            ready,
-            options.backpressure_timeout,
-        );
+        let session = Session::new(machine, reply(ready), options.backpressure_timeout);
+        let driver = Driver::new(session, store.clone(), origin);
         tokio::spawn(driver.run(rx));
         let epoch = opened.await.unwrap_or(Err(Error::Closed))?;
         Ok(Wal {

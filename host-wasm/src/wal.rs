@@ -7,12 +7,12 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use js_sys::{Function, Object, Promise, Uint8Array};
 use tidewal_core::arrow_codec::{stream_schema, ArrowCodec};
-use tidewal_core::{Error, Reader, ReaderConfig, Writer};
+use tidewal_core::{Error, Reader, ReaderConfig, Session, Writer};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::clock::now_ms;
-use crate::driver::{Driver, Reply, Shared};
+use crate::driver::{pump, Driver, Shared};
 use crate::error::{invalid, to_js};
 use crate::store::{set, JsStore};
 
@@ -32,7 +32,13 @@ fn random_seed() -> u64 {
     (half() << 32) | half()
 }
 
-/// Waits for a driver reply; a dropped reply means the writer is gone.
+/// A reply for the session and the receiver to await it on.
+fn channel<T: Send + 'static>() -> (tidewal_core::Reply<T>, oneshot::Receiver<Result<T, Error>>) {
+    let (tx, rx) = oneshot::channel();
+    (Box::new(move |r| drop(tx.send(r))), rx)
+}
+
+/// Waits for a session reply; a dropped reply means the writer is gone.
 async fn answer<T>(rx: oneshot::Receiver<Result<T, Error>>) -> Result<T, JsValue> {
     match rx.await {
         Ok(Ok(v)) => Ok(v),
@@ -61,13 +67,12 @@ impl Wal {
             core::time::Duration::ZERO,
         )
         .map_err(|e| invalid(e.to_string()))?;
-        let (ready, opened) = oneshot::channel();
+        let (ready, opened) = channel();
+        let timeout = core::time::Duration::from_secs_f64(opts.backpressure_timeout_ms / 1000.0);
         let driver = Driver::start(
-            machine,
+            Session::new(machine, ready, timeout),
             store.clone(),
             origin_ms,
-            ready,
-            opts.backpressure_timeout_ms,
         );
         let epoch = answer(opened).await?;
         Ok(Wal {
@@ -112,9 +117,13 @@ impl Wal {
         if rows == 0 {
             return Promise::reject(&invalid("the stream holds no rows"));
         }
-        let (reply, rx) = oneshot::channel();
-        self.driver.borrow_mut().append(records, reply);
-        crate::driver::pump(&self.driver);
+        let (reply, rx) = channel();
+        {
+            let mut d = self.driver.borrow_mut();
+            let now = d.now();
+            d.session.append(records, reply, now);
+        }
+        pump(&self.driver);
         future_to_promise(async move {
             let ack = answer(rx).await?;
             let o = Object::new();
@@ -127,7 +136,7 @@ impl Wal {
 
     /// Seals pending appends into an entry now and resolves once all of them are durable.
     pub fn flush(&self) -> Promise {
-        self.command(|d, r| d.flush(r), |()| JsValue::UNDEFINED)
+        self.command(|s, r, now| s.flush(r, now), |()| JsValue::UNDEFINED)
     }
 
     /// Writes every durable entry not yet in a generation as a generation file and commits
@@ -135,20 +144,20 @@ impl Wal {
     #[wasm_bindgen(js_name = flushMemtable)]
     pub fn flush_memtable(&self) -> Promise {
         self.command(
-            |d, r| d.flush_memtable(r),
+            |s, r, now| s.flush_memtable(r, now),
             |id| id.map_or(JsValue::NULL, |id| JsValue::from(id as f64)),
         )
     }
 
     /// Drains: pending appends become durable, the memtable is flushed, the writer stops.
     pub fn close(&self) -> Promise {
-        self.command(|d, r| d.close(r), |()| JsValue::UNDEFINED)
+        self.command(|s, r, now| s.close(r, now), |()| JsValue::UNDEFINED)
     }
 
     /// Counters and gauges: appends, bytes, entries, generations, requests, in flight,
     /// unflushed bytes, epoch, positions, and acknowledgement latency p50/p99 in ms.
     pub fn stats(&self) -> Object {
-        let s = self.driver.borrow().stats();
+        let s = self.driver.borrow().session.stats();
         let w = &s.writer;
         let o = Object::new();
         set(&o, "appends", w.appends as f64);
@@ -169,9 +178,11 @@ impl Wal {
             .map_or(JsValue::NULL, |p| JsValue::from(p as f64));
         set(&o, "durablePosition", durable);
         set(&o, "replayCursor", w.replay_cursor as f64);
-        let ms = |v: Option<f64>| v.map_or(JsValue::NULL, JsValue::from);
-        set(&o, "ackP50Ms", ms(s.ack_p50_ms));
-        set(&o, "ackP99Ms", ms(s.ack_p99_ms));
+        let ms = |v: Option<core::time::Duration>| {
+            v.map_or(JsValue::NULL, |d| JsValue::from(d.as_secs_f64() * 1000.0))
+        };
+        set(&o, "ackP50Ms", ms(s.ack_p50));
+        set(&o, "ackP99Ms", ms(s.ack_p99));
         o
     }
 
@@ -224,14 +235,18 @@ impl Wal {
     }
 
     /// Runs a driver command whose reply maps to a JS value.
-    fn command<T: 'static>(
+    fn command<T: Send + 'static>(
         &self,
-        run: impl FnOnce(&mut Driver, Reply<T>),
+        run: impl FnOnce(&mut Session, tidewal_core::Reply<T>, core::time::Duration),
         to_value: impl FnOnce(T) -> JsValue + 'static,
     ) -> Promise {
-        let (reply, rx) = oneshot::channel();
-        run(&mut self.driver.borrow_mut(), reply);
-        crate::driver::pump(&self.driver);
+        let (reply, rx) = channel();
+        {
+            let mut d = self.driver.borrow_mut();
+            let now = d.now();
+            run(&mut d.session, reply, now);
+        }
+        pump(&self.driver);
         future_to_promise(async move { answer(rx).await.map(to_value) })
     }
 }

@@ -1,0 +1,353 @@
+//! The caller-facing layer every host needs on top of a [`Writer`]: who waits for what.
+//!
+//! Hosts differ in how they run requests, sleep and hand answers back, not in which caller an
+//! event answers. A [`Session`] owns the writer, takes commands with a one-shot [`Reply`],
+//! and settles the replies from the writer's events: appends in id order once durable, flushes
+//! once their last append is, memtable flushes once their generation is committed, everything
+//! with the writer's terminal error. Appends refused for backpressure wait here, in order, until
+//! the writer is writable or `backpressure_timeout` passes. No I/O and no clock: `now` comes in.
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use crate::codec::Record;
+use crate::host_error::Error;
+use crate::io::{Request, RequestId, Response};
+use crate::writer::{AppendId, Event, Writer, WriterStats};
+use crate::AppendError;
+
+/// Answers one caller, once.
+pub type Reply<T> = Box<dyn FnOnce(Result<T, Error>) + Send>;
+
+/// An acknowledged append.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ack {
+    /// The append's id (grows by one per append of this writer).
+    pub append: AppendId,
+    /// The WAL position that holds it.
+    pub position: u64,
+}
+
+/// A writer's counters and gauges, with the acknowledgement latency callers saw.
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// The core's counters and gauges (appends, bytes, requests, in flight, unflushed bytes,
+    /// epoch, positions).
+    pub writer: WriterStats,
+    /// Median time from append to durable over the last acknowledged appends.
+    pub ack_p50: Option<Duration>,
+    /// 99th percentile of the same.
+    pub ack_p99: Option<Duration>,
+}
+
+/// How many recent acknowledgement latencies the percentiles cover.
+const LATENCY_WINDOW: usize = 4096;
+
+/// An append refused for backpressure, retried when the writer says `Writable`.
+struct Blocked {
+    records: Vec<Record>,
+    reply: Reply<Ack>,
+    since: Duration,
+}
+
+/// A writer and the callers waiting on it.
+pub struct Session {
+    machine: Writer,
+    ready: Option<Reply<u64>>,
+    appends: BTreeMap<AppendId, (Reply<Ack>, Duration)>,
+    latencies: VecDeque<Duration>,
+    flushes: Vec<(AppendId, Reply<()>)>,
+    /// Flushes asked for while appends were blocked: they run once none is.
+    deferred: Vec<Reply<()>>,
+    generations: Vec<(u64, Reply<Option<u64>>)>,
+    closing: Option<Reply<()>>,
+    blocked: VecDeque<Blocked>,
+    backpressure_timeout: Duration,
+    failed: Option<Error>,
+    /// Set when the writer was fenced, until the host takes it (to tell its users once).
+    fenced: Option<Error>,
+    /// The latest time a call brought (acknowledgement latency is measured against it).
+    now: Duration,
+}
+
+impl Session {
+    /// Wraps a writer that was just created; `ready` is answered with the epoch once it owns
+    /// the log (or with the error that stopped it).
+    pub fn new(machine: Writer, ready: Reply<u64>, backpressure_timeout: Duration) -> Self {
+        let mut s = Session {
+            machine,
+            ready: Some(ready),
+            appends: BTreeMap::new(),
+            latencies: VecDeque::new(),
+            flushes: Vec::new(),
+            deferred: Vec::new(),
+            generations: Vec::new(),
+            closing: None,
+            blocked: VecDeque::new(),
+            backpressure_timeout,
+            failed: None,
+            fenced: None,
+            now: Duration::ZERO,
+        };
+        s.settle();
+        s
+    }
+
+    /// The next request to run (run every one after each call into the session).
+    pub fn poll_request(&mut self) -> Option<Request> {
+        self.machine.poll_request()
+    }
+
+    /// Feeds a request's outcome.
+    pub fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
+        self.now = self.now.max(now);
+        self.machine.handle_response(id, response, now);
+        self.settle();
+    }
+
+    /// Time has passed: the writer's timers and the backpressure deadline.
+    pub fn handle_timeout(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        self.machine.handle_timeout(now);
+        self.settle();
+        self.expire_blocked(now);
+    }
+
+    /// When to call [`Session::handle_timeout`] next.
+    pub fn wake_at(&self) -> Option<Duration> {
+        let machine = self.machine.poll_timeout().map(|(at, _)| at);
+        let blocked = self
+            .blocked
+            .front()
+            .map(|b| b.since + self.backpressure_timeout);
+        match (machine, blocked) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The fence error, once, the first time it is asked for after the writer was fenced.
+    pub fn take_fenced(&mut self) -> Option<Error> {
+        self.fenced.take()
+    }
+
+    /// Appends `records` as one append (one entry); `reply` gets its [`Ack`] once durable.
+    pub fn append(&mut self, records: Vec<Record>, reply: Reply<Ack>, now: Duration) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.failed.clone() {
+            return reply(Err(e));
+        }
+        if self.blocked.is_empty() {
+            self.try_append(records, reply, now, now);
+        } else {
+            // Keep order behind appends already waiting for room.
+            self.blocked.push_back(Blocked {
+                records,
+                reply,
+                since: now,
+            });
+        }
+        self.settle();
+    }
+
+    /// Seals pending appends; `reply` once all appends so far are durable.
+    pub fn flush(&mut self, reply: Reply<()>, now: Duration) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.failed.clone() {
+            return reply(Err(e));
+        }
+        if self.blocked.is_empty() {
+            self.flush_now(reply, now);
+        } else {
+            self.deferred.push(reply);
+        }
+        self.settle();
+    }
+
+    /// Freezes the memtable; `reply` with the generation id once committed (`None`: empty).
+    pub fn flush_memtable(&mut self, reply: Reply<Option<u64>>, now: Duration) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.failed.clone() {
+            return reply(Err(e));
+        }
+        match self.machine.flush_memtable(now) {
+            Ok(Some(id)) => self.generations.push((id, reply)),
+            Ok(None) => reply(Ok(None)),
+            Err(e) => reply(Err(e.into())),
+        }
+        self.settle();
+    }
+
+    /// Drains and stops the writer; `reply` once it is closed.
+    pub fn close(&mut self, reply: Reply<()>, now: Duration) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.failed.clone() {
+            return reply(Err(e));
+        }
+        match self.machine.close(now) {
+            Ok(()) => self.closing = Some(reply),
+            Err(e) => reply(Err(e.into())),
+        }
+        self.settle();
+    }
+
+    /// Counters, gauges and acknowledgement latency percentiles.
+    pub fn stats(&self) -> Stats {
+        let mut sorted: Vec<Duration> = self.latencies.iter().copied().collect();
+        sorted.sort();
+        let pick = |q: usize| {
+            sorted
+                .get((sorted.len() * q / 100).min(sorted.len().saturating_sub(1)))
+                .copied()
+        };
+        Stats {
+            writer: self.machine.stats(),
+            ack_p50: pick(50),
+            ack_p99: pick(99),
+        }
+    }
+
+    fn try_append(
+        &mut self,
+        records: Vec<Record>,
+        reply: Reply<Ack>,
+        since: Duration,
+        now: Duration,
+    ) {
+        match self.machine.append_group(records.clone(), now) {
+            Ok(id) => {
+                self.appends.insert(id, (reply, since));
+            }
+            Err(AppendError::Backpressure { .. }) => self.blocked.push_front(Blocked {
+                records,
+                reply,
+                since,
+            }),
+            Err(e) => reply(Err(e.into())),
+        }
+    }
+
+    fn flush_now(&mut self, reply: Reply<()>, now: Duration) {
+        match self.machine.flush(now) {
+            Ok(Some(last)) if self.appends.contains_key(&last) => self.flushes.push((last, reply)),
+            Ok(_) => reply(Ok(())),
+            Err(e) => reply(Err(e.into())),
+        }
+    }
+
+    /// Retries blocked appends in order until one is refused again.
+    fn unblock(&mut self, now: Duration) {
+        while let Some(b) = self.blocked.pop_front() {
+            let before = self.blocked.len();
+            self.try_append(b.records, b.reply, b.since, now);
+            if self.blocked.len() > before {
+                break;
+            }
+        }
+        self.run_deferred(now);
+    }
+
+    fn run_deferred(&mut self, now: Duration) {
+        if self.blocked.is_empty() {
+            for reply in core::mem::take(&mut self.deferred) {
+                self.flush_now(reply, now);
+            }
+        }
+    }
+
+    fn expire_blocked(&mut self, now: Duration) {
+        while let Some(b) = self.blocked.front() {
+            let waited = now.saturating_sub(b.since);
+            if waited < self.backpressure_timeout {
+                break;
+            }
+            if let Some(b) = self.blocked.pop_front() {
+                (b.reply)(Err(Error::BackpressureTimeout { waited }));
+            }
+        }
+        self.run_deferred(now);
+        self.settle();
+    }
+
+    /// Turns every pending event into replies.
+    fn settle(&mut self) {
+        while let Some(event) = self.machine.poll_event() {
+            self.event(event);
+        }
+    }
+
+    fn event(&mut self, event: Event) {
+        let now = self.now;
+        match event {
+            Event::Ready { epoch, .. } => {
+                if let Some(r) = self.ready.take() {
+                    r(Ok(epoch));
+                }
+            }
+            Event::Durable {
+                last_append,
+                position,
+            } => {
+                let rest = self.appends.split_off(&AppendId(last_append.0 + 1));
+                for (append, (reply, since)) in core::mem::replace(&mut self.appends, rest) {
+                    if self.latencies.len() == LATENCY_WINDOW {
+                        self.latencies.pop_front();
+                    }
+                    self.latencies.push_back(now.saturating_sub(since));
+                    reply(Ok(Ack { append, position }));
+                }
+                let (done, waiting) = core::mem::take(&mut self.flushes)
+                    .into_iter()
+                    .partition(|(id, _)| *id <= last_append);
+                self.flushes = waiting;
+                done.into_iter()
+                    .for_each(|(_, r): (_, Reply<()>)| r(Ok(())));
+            }
+            Event::Flushed { generation, .. } => {
+                let (done, waiting) = core::mem::take(&mut self.generations)
+                    .into_iter()
+                    .partition(|(id, _)| *id <= generation);
+                self.generations = waiting;
+                done.into_iter()
+                    .for_each(|(id, r): (_, Reply<Option<u64>>)| r(Ok(Some(id))));
+            }
+            Event::Writable => self.unblock(now),
+            Event::Closed => {
+                self.failed = Some(Error::Closed);
+                if let Some(r) = self.closing.take() {
+                    r(Ok(()));
+                }
+            }
+            Event::Fatal(f) => self.fail_all(f.into()),
+            _ => {}
+        }
+    }
+
+    fn fail_all(&mut self, e: Error) {
+        if let Some(r) = self.ready.take() {
+            r(Err(e.clone()));
+        }
+        for (_, (r, _)) in core::mem::take(&mut self.appends) {
+            r(Err(e.clone()));
+        }
+        for b in core::mem::take(&mut self.blocked) {
+            (b.reply)(Err(e.clone()));
+        }
+        let done = core::mem::take(&mut self.flushes)
+            .into_iter()
+            .map(|(_, r)| r);
+        let deferred = core::mem::take(&mut self.deferred);
+        for r in done.chain(deferred).chain(self.closing.take()) {
+            r(Err(e.clone()));
+        }
+        for (_, r) in core::mem::take(&mut self.generations) {
+            r(Err(e.clone()));
+        }
+        if matches!(e, Error::Fenced { .. }) {
+            self.fenced = Some(e.clone());
+        }
+        self.failed = Some(e);
+    }
+}

@@ -1,0 +1,149 @@
+//! The session layer hosts share: replies settled by events, backpressure waits and timeouts,
+//! the fence told once. Driven with no I/O against a `MemStore`.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tidewal_core::{
+    Ack, Error, GroupCommit, MemStore, RawCodec, Record, Reply, Request, Session, Writer,
+    WriterConfig,
+};
+
+type Log<T> = Arc<Mutex<Vec<Result<T, Error>>>>;
+
+/// A reply that records what it was answered with.
+fn recorder<T: Send + 'static>() -> (Reply<T>, Log<T>) {
+    let log: Log<T> = Arc::default();
+    let sink = log.clone();
+    (Box::new(move |r| sink.lock().unwrap().push(r)), log)
+}
+
+fn taken<T: Clone>(log: &Log<T>) -> Vec<Result<T, Error>> {
+    log.lock().unwrap().clone()
+}
+
+fn config() -> WriterConfig {
+    WriterConfig {
+        prefix: "s".into(),
+        fence_window: 4,
+        max_in_flight: 4,
+        group_commit: GroupCommit {
+            max_bytes: 1 << 20,
+            max_records: 1,
+            interval: Duration::ZERO,
+        },
+        ..WriterConfig::default()
+    }
+}
+
+fn rec(n: u64) -> Record {
+    Record::new(n.to_le_bytes().to_vec(), 1)
+}
+
+/// Opens a session on `store` and runs requests until it is ready.
+fn open(store: &mut MemStore, cfg: WriterConfig, seed: u64, timeout: Duration) -> Session {
+    let w = Writer::new(cfg, Box::new(RawCodec::new("x")), seed, Duration::ZERO).unwrap();
+    let (ready, epoch) = recorder();
+    let mut s = Session::new(w, ready, timeout);
+    run(&mut s, store, Duration::ZERO);
+    assert!(matches!(taken(&epoch)[..], [Ok(_)]), "{:?}", taken(&epoch));
+    s
+}
+
+/// Runs every request the session has, and the ones they lead to.
+fn run(s: &mut Session, store: &mut MemStore, now: Duration) {
+    let mut steps = 0;
+    while let Some(Request { id, op }) = s.poll_request() {
+        steps += 1;
+        assert!(steps < 10_000, "requests never stop: {op:?}");
+        let response = store.execute(&op);
+        s.handle_response(id, response, now);
+    }
+}
+
+#[test]
+fn appends_and_flushes_are_answered_once_durable_in_order() {
+    let mut store = MemStore::new();
+    let mut s = open(&mut store, config(), 1, Duration::from_secs(1));
+    let logs: Vec<Log<Ack>> = (0..3)
+        .map(|n| {
+            let (reply, log) = recorder();
+            s.append(vec![rec(n)], reply, Duration::from_millis(10));
+            log
+        })
+        .collect();
+    let (flush, flushed) = recorder();
+    s.flush(flush, Duration::from_millis(10));
+    assert!(
+        logs.iter().all(|l| taken(l).is_empty()),
+        "nothing is durable yet"
+    );
+    assert!(taken(&flushed).is_empty());
+    run(&mut s, &mut store, Duration::from_millis(30));
+    let acks: Vec<Ack> = logs.iter().map(|l| taken(l)[0].clone().unwrap()).collect();
+    assert!(acks
+        .windows(2)
+        .all(|w| w[0].append < w[1].append && w[0].position < w[1].position));
+    assert_eq!(taken(&flushed).len(), 1);
+    assert_eq!(s.stats().ack_p50, Some(Duration::from_millis(20)));
+    assert_eq!(s.stats().writer.appends, 3);
+}
+
+#[test]
+fn blocked_appends_wait_in_order_then_time_out_and_deferred_flushes_follow() {
+    let mut store = MemStore::new();
+    let cfg = WriterConfig {
+        unflushed_budget: 20,
+        ..config()
+    };
+    let timeout = Duration::from_secs(2);
+    let mut s = open(&mut store, cfg, 2, timeout);
+    let t0 = Duration::from_secs(1);
+    let (r0, a0) = recorder();
+    let (r1, a1) = recorder();
+    let (r2, a2) = recorder();
+    s.append(vec![rec(0)], r0, t0);
+    s.append(vec![rec(1)], r1, t0);
+    // 8 + 8 + 8 bytes > 20: the third waits; the flush waits behind it.
+    s.append(vec![rec(2)], r2, t0);
+    let (f, flushed) = recorder();
+    s.flush(f, t0);
+    assert_eq!(s.wake_at().map(|at| at <= t0 + timeout), Some(true));
+    s.handle_timeout(t0 + timeout);
+    match &taken(&a2)[..] {
+        [Err(Error::BackpressureTimeout { waited })] => assert_eq!(*waited, timeout),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        taken(&flushed).is_empty(),
+        "the flush waits for the accepted appends"
+    );
+    run(&mut s, &mut store, t0 + timeout);
+    assert!(matches!(taken(&a0)[..], [Ok(_)]));
+    assert!(matches!(taken(&a1)[..], [Ok(_)]));
+    assert!(matches!(taken(&flushed)[..], [Ok(())]));
+    assert_eq!(
+        s.stats().writer.appends,
+        2,
+        "the timed-out append was never accepted"
+    );
+}
+
+#[test]
+fn a_fenced_session_fails_everything_and_tells_the_host_once() {
+    let mut store = MemStore::new();
+    let mut first = open(&mut store, config(), 3, Duration::from_secs(1));
+    let (r, pending) = recorder();
+    first.append(vec![rec(0)], r, Duration::ZERO);
+    let _second = open(&mut store, config(), 4, Duration::from_secs(1));
+    run(&mut first, &mut store, Duration::ZERO);
+    let epoch = match &taken(&pending)[..] {
+        [Err(Error::Fenced { epoch })] => *epoch,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.take_fenced(), Some(Error::Fenced { epoch }));
+    assert_eq!(first.take_fenced(), None, "told once");
+    let (c, closed) = recorder();
+    first.close(c, Duration::ZERO);
+    assert_eq!(taken(&closed), vec![Err(Error::Fenced { epoch })]);
+}
