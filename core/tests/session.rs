@@ -1,13 +1,13 @@
 //! The session layer hosts share: replies settled by events, backpressure waits and timeouts,
 //! the fence told once. Driven with no I/O against a `MemStore`.
 
+mod harness;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tidewal_core::{
-    Ack, Error, GroupCommit, MemStore, RawCodec, Record, Reply, Request, Session, Writer,
-    WriterConfig,
-};
+use harness::{codec, config, rec};
+use tidewal_core::{Ack, Error, MemStore, Reply, Request, Session, Writer, WriterConfig};
 
 type Log<T> = Arc<Mutex<Vec<Result<T, Error>>>>;
 
@@ -22,27 +22,9 @@ fn taken<T: Clone>(log: &Log<T>) -> Vec<Result<T, Error>> {
     log.lock().unwrap().clone()
 }
 
-fn config() -> WriterConfig {
-    WriterConfig {
-        prefix: "s".into(),
-        fence_window: 4,
-        max_in_flight: 4,
-        group_commit: GroupCommit {
-            max_bytes: 1 << 20,
-            max_records: 1,
-            interval: Duration::ZERO,
-        },
-        ..WriterConfig::default()
-    }
-}
-
-fn rec(n: u64) -> Record {
-    Record::new(n.to_le_bytes().to_vec(), 1)
-}
-
 /// Opens a session on `store` and runs requests until it is ready.
 fn open(store: &mut MemStore, cfg: WriterConfig, seed: u64, timeout: Duration) -> Session {
-    let w = Writer::new(cfg, Box::new(RawCodec::new("x")), seed, Duration::ZERO).unwrap();
+    let w = Writer::new(cfg, codec(), seed, Duration::ZERO).unwrap();
     let (ready, epoch) = recorder();
     let mut s = Session::new(w, ready, timeout);
     run(&mut s, store, Duration::ZERO);
