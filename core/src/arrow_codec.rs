@@ -100,6 +100,21 @@ fn fields_diff(want: &Fields, got: &Fields) -> Option<String> {
     })
 }
 
+/// Names the first field of `got` the log cannot take, if any: input may be stricter than the
+/// log (a non-nullable field into a nullable one, as apache-arrow JS declares columns without
+/// nulls), never looser. Names, types and order must match.
+fn input_fields_diff(want: &Fields, got: &Fields) -> Option<String> {
+    if want.len() != got.len() {
+        return Some(format!("{} fields, expected {}", got.len(), want.len()));
+    }
+    let (i, (w, g)) = want
+        .iter()
+        .zip(got.iter())
+        .enumerate()
+        .find(|(_, (w, g))| !w.contains(g))?;
+    Some(format!("field {i} is {g:?}, expected {w:?}"))
+}
+
 /// One framed IPC message inside a buffer.
 struct Framed<'a> {
     msg: Message<'a>,
@@ -331,7 +346,7 @@ impl ArrowCodec {
 
     /// Encodes one batch of the log schema as a record (one IPC record batch message).
     pub fn encode_batch(&self, batch: &RecordBatch) -> Result<Record, CodecError> {
-        if let Some(diff) = fields_diff(self.schema.fields(), batch.schema_ref().fields()) {
+        if let Some(diff) = input_fields_diff(self.schema.fields(), batch.schema_ref().fields()) {
             return Err(CodecError::SchemaMismatch(diff));
         }
         let (dictionaries, encoded) = IpcDataGenerator::default()
@@ -380,7 +395,7 @@ impl ArrowCodec {
     /// Any error means nothing in `stream` may be appended.
     pub fn split_stream(&self, stream: Bytes) -> Result<Vec<Record>, CodecError> {
         let schema = stream_schema(&stream)?;
-        if let Some(diff) = fields_diff(self.schema.fields(), schema.fields()) {
+        if let Some(diff) = input_fields_diff(self.schema.fields(), schema.fields()) {
             return Err(CodecError::SchemaMismatch(diff));
         }
         let first = read_message(&stream, 0).map_err(as_input)?;
@@ -1179,5 +1194,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn input_may_be_stricter_than_the_log_never_looser() {
+        let field = |nullable| Field::new("id", DataType::Int64, nullable);
+        let stream_of = |nullable| {
+            let schema = Arc::new(Schema::new(vec![field(nullable)]));
+            let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1]))])
+                .unwrap();
+            (ipc_stream(&schema, &[b.clone()]), b)
+        };
+        let nullable_log = ArrowCodec::new(Arc::new(Schema::new(vec![field(true)]))).unwrap();
+        let strict_log = ArrowCodec::new(Arc::new(Schema::new(vec![field(false)]))).unwrap();
+        let (strict_stream, strict_batch) = stream_of(false);
+        let (loose_stream, loose_batch) = stream_of(true);
+        let records = nullable_log.split_stream(strict_stream.into()).unwrap();
+        assert_eq!(
+            nullable_log.decode_record(&records[0]).unwrap().num_rows(),
+            1
+        );
+        assert!(nullable_log.encode_batch(&strict_batch).is_ok());
+        assert!(matches!(
+            strict_log.split_stream(loose_stream.into()),
+            Err(CodecError::SchemaMismatch(_))
+        ));
+        assert!(matches!(
+            strict_log.encode_batch(&loose_batch),
+            Err(CodecError::SchemaMismatch(_))
+        ));
     }
 }
