@@ -33,6 +33,7 @@ wasm_cargo clippy -q -p tidewal-wasm --all-targets -- -D warnings
 wasm_test
 wasm_package
 wasm_cross_host
+wasm_workerd
 
 step "core builds without std (thumbv7em-none-eabihf)"
 nostd_build

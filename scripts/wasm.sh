@@ -7,6 +7,7 @@
 #   wasm_bench   appends/s and MB/s in headless Chromium (printed)
 #   wasm_package the web package in target/wasm-pkg, its size, the `env` import check
 #   wasm_cross_host  native CLI <-> wasm (Node.js) on one directory
+#   wasm_workerd the module in workerd (miniflare) on an R2 bucket binding
 
 WASM_TARGET=wasm32-unknown-unknown
 
@@ -35,6 +36,10 @@ wasm_setup() {
   command -v chromium >/dev/null && command -v chromedriver >/dev/null \
     || apt_install chromium chromium-driver
   command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  # binaryen (wasm-opt), miniflare (workerd), apache-arrow, playwright-core: pinned in
+  # host-wasm/package-lock.json.
+  [ host-wasm/node_modules/.package-lock.json -nt host-wasm/package-lock.json ] \
+    || (cd host-wasm && npm ci --silent --no-audit --no-fund)
 }
 
 wasm_cargo() {
@@ -73,16 +78,14 @@ wasm_bench() {
 # wasm-opt -Oz from npm's binaryen: Debian's binaryen 108 cannot parse what Rust emits now),
 # prints its size raw and gzipped, and fails if the module imports anything from `env`.
 wasm_package() {
-  local binaryen=132.0.0 out=target/wasm-pkg
-  [ -x .tools/npm/node_modules/.bin/wasm-opt ] \
-    || npm install --silent --no-audit --no-fund --prefix .tools/npm "binaryen@$binaryen" >/dev/null
+  local out=target/wasm-pkg
   wasm_cargo build -q -p tidewal-wasm --profile wasm-release
   local built=$WASM_TARGET_DIR/$WASM_TARGET/wasm-release/tidewal_wasm.wasm
   rm -rf "$out"
   wasm-bindgen --target web --out-dir "$out" "$built"
   local wasm=$out/tidewal_wasm_bg.wasm before after
   before=$(stat -c %s "$wasm")
-  .tools/npm/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-sign-ext \
+  host-wasm/node_modules/.bin/wasm-opt -Oz --enable-bulk-memory --enable-sign-ext \
     --enable-nontrapping-float-to-int --enable-mutable-globals --enable-reference-types \
     --enable-multivalue "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
@@ -100,4 +103,10 @@ wasm_cross_host() {
   wasm-bindgen --target nodejs --out-dir target/wasm-node \
     "$WASM_TARGET_DIR/$WASM_TARGET/wasm-release/tidewal_wasm.wasm"
   node host-wasm/tests/cross_host.mjs "${CARGO_TARGET_DIR:-target}/debug/tidewal" target/wasm-node
+}
+
+# The module inside workerd (miniflare) on an R2 bucket: append, fence, reopen and replay.
+# Needs wasm_package first.
+wasm_workerd() {
+  node host-wasm/tests/workerd/run.mjs target/wasm-pkg host-wasm/node_modules
 }
