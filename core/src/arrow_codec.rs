@@ -1203,7 +1203,7 @@ mod tests {
             let schema = Arc::new(Schema::new(vec![field(nullable)]));
             let b = RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![1]))])
                 .unwrap();
-            (ipc_stream(&schema, &[b.clone()]), b)
+            (ipc_stream(&schema, core::slice::from_ref(&b)), b)
         };
         let nullable_log = ArrowCodec::new(Arc::new(Schema::new(vec![field(true)]))).unwrap();
         let strict_log = ArrowCodec::new(Arc::new(Schema::new(vec![field(false)]))).unwrap();
