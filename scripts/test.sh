@@ -34,6 +34,7 @@ wasm_test
 wasm_package
 wasm_cross_host
 wasm_workerd
+www_test
 
 step "core builds without std (thumbv7em-none-eabihf)"
 nostd_build

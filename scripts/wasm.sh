@@ -8,6 +8,7 @@
 #   wasm_package the web package in target/wasm-pkg, its size, the `env` import check
 #   wasm_cross_host  native CLI <-> wasm (Node.js) on one directory
 #   wasm_workerd the module in workerd (miniflare) on an R2 bucket binding
+#   www_assets, www_test  the demo page's files; the page in Chromium via Playwright
 
 WASM_TARGET=wasm32-unknown-unknown
 
@@ -109,4 +110,20 @@ wasm_cross_host() {
 # Needs wasm_package first.
 wasm_workerd() {
   node host-wasm/tests/workerd/run.mjs target/wasm-pkg host-wasm/node_modules
+}
+
+# Copies what the demo page loads next to it (ignored by git): the wasm package, OpfsStore,
+# and apache-arrow's single-file build. Needs wasm_package first.
+www_assets() {
+  rm -rf www/pkg www/vendor
+  mkdir -p www/pkg www/vendor
+  cp target/wasm-pkg/tidewal_wasm.js target/wasm-pkg/tidewal_wasm_bg.wasm host-wasm/js/opfs_store.js www/pkg/
+  cp host-wasm/node_modules/apache-arrow/Arrow.esnext.min.js www/vendor/
+}
+
+# The demo page in Chromium driven by Playwright: fencing across tabs, replay after reload.
+# Screenshots go to target/www-demo*.png.
+www_test() {
+  www_assets
+  node www/tests/demo.mjs host-wasm/node_modules target/www-demo.png
 }
