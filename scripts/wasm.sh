@@ -59,7 +59,7 @@ wasm_test() {
     export CHROMEDRIVER=/usr/bin/chromedriver
     export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
     export WASM_BINDGEN_TEST_TIMEOUT=120
-    wasm_cargo test -p tidewal-wasm --test web "$@"
+    wasm_cargo test -p tidewal-wasm --test web --test worker "$@"
   )
 }
 

@@ -1,0 +1,487 @@
+//! The scenarios every JS context runs (`web.rs`: a page, `worker.rs`: a dedicated Web
+//! Worker), each on `MemoryStore` and on `OpfsStore` (the Origin Private File System,
+//! `js/opfs_store.js`).
+
+use std::cell::Cell;
+use std::io::Cursor;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use arrow_array::{Int64Array, RecordBatch, StringArray};
+use arrow_ipc::reader::StreamReader;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use js_sys::{Object, Promise, Reflect, Uint8Array};
+use tidewal_wasm::{MemoryStore, Wal};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+
+#[wasm_bindgen(module = "/js/opfs_store.js")]
+extern "C" {
+    type OpfsStore;
+    #[wasm_bindgen(static_method_of = OpfsStore, js_name = open)]
+    fn open_folder(folder: &str) -> Promise;
+    #[wasm_bindgen(method)]
+    fn clear(this: &OpfsStore) -> Promise;
+}
+
+/// The stores every scenario runs on: a fresh `MemoryStore` and an emptied OPFS folder.
+async fn stores(test: &str) -> Vec<(&'static str, JsValue)> {
+    let opfs: OpfsStore = wait(OpfsStore::open_folder(&format!("tidewal-test-{test}")))
+        .await
+        .unwrap()
+        .unchecked_into();
+    wait(opfs.clear()).await.unwrap();
+    vec![("memory", MemoryStore::new().into()), ("opfs", opfs.into())]
+}
+
+/// Calls a store method by name and waits for its Promise.
+async fn call(store: &JsValue, method: &str, args: &[JsValue]) -> Result<JsValue, JsValue> {
+    let f: js_sys::Function = get(store, method).unchecked_into();
+    let args: js_sys::Array = args.iter().collect();
+    wait(Promise::resolve(&f.apply(store, &args)?)).await
+}
+
+/// Every path in the store, in order.
+async fn paths(store: &JsValue) -> Vec<String> {
+    let listed = call(store, "list", &["".into()]).await.unwrap();
+    js_sys::Array::from(&listed)
+        .iter()
+        .map(|m| get(&m, "path").as_string().unwrap())
+        .collect()
+}
+
+fn schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]))
+}
+
+fn batch(ids: std::ops::Range<i64>) -> RecordBatch {
+    let names: Vec<String> = ids.clone().map(|i| format!("row-{i}")).collect();
+    RecordBatch::try_new(
+        schema(),
+        vec![
+            Arc::new(Int64Array::from_iter_values(ids)),
+            Arc::new(StringArray::from(names)),
+        ],
+    )
+    .unwrap()
+}
+
+fn ipc(schema: &Schema, batches: &[RecordBatch]) -> Uint8Array {
+    let mut w = StreamWriter::try_new(Vec::new(), schema).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+    Uint8Array::from(&w.into_inner().unwrap()[..])
+}
+
+fn options(prefix: &str, extra: &[(&str, JsValue)]) -> JsValue {
+    let o = Object::new();
+    Reflect::set(&o, &"prefix".into(), &prefix.into()).unwrap();
+    Reflect::set(&o, &"schema".into(), &ipc(&schema(), &[])).unwrap();
+    for (k, v) in extra {
+        Reflect::set(&o, &(*k).into(), v).unwrap();
+    }
+    o.into()
+}
+
+async fn open(store: &JsValue, prefix: &str) -> Wal {
+    Wal::open(store.clone(), options(prefix, &[]))
+        .await
+        .unwrap()
+}
+
+async fn wait(p: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
+fn get(v: &JsValue, key: &str) -> JsValue {
+    Reflect::get(v, &key.into()).unwrap()
+}
+
+fn num(v: &JsValue, key: &str) -> f64 {
+    get(v, key)
+        .as_f64()
+        .unwrap_or_else(|| panic!("{key} of {v:?}"))
+}
+
+fn name(e: &JsValue) -> String {
+    get(e, "name").as_string().unwrap_or_default()
+}
+
+/// Every id the log holds, in order, read back through `scan`.
+async fn scanned_ids(wal: &Wal) -> Vec<i64> {
+    let bytes = Uint8Array::new(&wait(wal.scan()).await.unwrap()).to_vec();
+    let reader = StreamReader::try_new(Cursor::new(bytes), None).unwrap();
+    let mut ids = Vec::new();
+    for b in reader {
+        let b = b.unwrap();
+        let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+        ids.extend(col.values().iter().copied());
+    }
+    ids
+}
+
+#[wasm_bindgen_test]
+async fn append_is_durable_and_replays_after_reopen() {
+    for (kind, store) in stores("append_is_durable_and_replays_after_reopen").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "logs/a").await;
+        assert_eq!(wal.prefix(), "logs/a/");
+        let mut last = -1.0;
+        for k in 0..5 {
+            let ack = wait(wal.append(&ipc(&schema(), &[batch(k * 10..k * 10 + 10)])))
+                .await
+                .unwrap();
+            assert!(num(&ack, "position") > last, "positions grow");
+            assert_eq!(num(&ack, "rows"), 10.0);
+            last = num(&ack, "position");
+        }
+        assert_eq!(scanned_ids(&wal).await, (0..50).collect::<Vec<_>>());
+        // A second log in the same store stays apart.
+        let other = open(&store, "logs/b").await;
+        wait(other.append(&ipc(&schema(), &[batch(100..101)])))
+            .await
+            .unwrap();
+        wait(wal.close()).await.unwrap();
+
+        let again = open(&store, "logs/a").await;
+        assert!(again.epoch() > wal.epoch());
+        assert_eq!(scanned_ids(&again).await, (0..50).collect::<Vec<_>>());
+        wait(again.append(&ipc(&schema(), &[batch(50..51)])))
+            .await
+            .unwrap();
+        assert_eq!(scanned_ids(&again).await, (0..51).collect::<Vec<_>>());
+        assert_eq!(scanned_ids(&other).await, vec![100]);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn one_append_of_many_batches_lands_in_one_entry() {
+    for (kind, store) in stores("one_append_of_many_batches_lands_in_one_entry").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "multi").await;
+        let stream = ipc(&schema(), &[batch(0..3), batch(3..3), batch(3..9)]);
+        let ack = wait(wal.append(&stream)).await.unwrap();
+        assert_eq!(num(&ack, "rows"), 9.0);
+        assert_eq!(num(&wal.stats().into(), "entriesWritten"), 1.0);
+        assert_eq!(scanned_ids(&wal).await, (0..9).collect::<Vec<_>>());
+    }
+}
+
+#[wasm_bindgen_test]
+async fn concurrent_appends_share_entries_by_group_commit() {
+    for (kind, store) in stores("concurrent_appends_share_entries_by_group_commit").await {
+        console_log!("store: {kind}");
+        let extra = [("groupCommitIntervalMs", JsValue::from(20))];
+        let wal = Wal::open(store.clone(), options("gc", &extra))
+            .await
+            .unwrap();
+        let pending: Vec<Promise> = (0..40)
+            .map(|k| wal.append(&ipc(&schema(), &[batch(k..k + 1)])))
+            .collect();
+        let mut positions = Vec::new();
+        for p in pending {
+            positions.push(num(&wait(p).await.unwrap(), "position"));
+        }
+        assert!(positions.windows(2).all(|w| w[0] <= w[1]), "{positions:?}");
+        let stats: JsValue = wal.stats().into();
+        assert_eq!(num(&stats, "appends"), 40.0);
+        let entries = num(&stats, "entriesWritten");
+        assert!(entries < 40.0, "40 appends in {entries} entries");
+        assert!(get(&stats, "ackP50Ms").as_f64().is_some());
+        assert_eq!(scanned_ids(&wal).await, (0..40).collect::<Vec<_>>());
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_second_writer_fences_the_first() {
+    for (kind, store) in stores("a_second_writer_fences_the_first").await {
+        console_log!("store: {kind}");
+        let first = open(&store, "fence").await;
+        wait(first.append(&ipc(&schema(), &[batch(0..1)])))
+            .await
+            .unwrap();
+        let fired = Rc::new(Cell::new(0));
+        let seen = fired.clone();
+        let callback = Closure::<dyn Fn(JsValue)>::new(move |e: JsValue| {
+            assert_eq!(name(&e), "FencedError");
+            seen.set(seen.get() + 1);
+        });
+        first.set_onfenced(Some(
+            callback
+                .as_ref()
+                .unchecked_ref::<js_sys::Function>()
+                .clone(),
+        ));
+
+        let second = open(&store, "fence").await;
+        assert!(second.epoch() > first.epoch());
+        let e = wait(first.append(&ipc(&schema(), &[batch(1..2)])))
+            .await
+            .unwrap_err();
+        assert_eq!(name(&e), "FencedError", "{e:?}");
+        assert_eq!(num(&e, "epoch"), first.epoch());
+        assert_eq!(fired.get(), 1);
+        // Later calls reject the same way; the callback fires once.
+        let e = wait(first.flush()).await.unwrap_err();
+        assert_eq!(name(&e), "FencedError");
+        assert_eq!(fired.get(), 1);
+
+        wait(second.append(&ipc(&schema(), &[batch(2..3)])))
+            .await
+            .unwrap();
+        assert_eq!(scanned_ids(&second).await, vec![0, 2]);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn flush_memtable_writes_a_generation_that_replays() {
+    for (kind, store) in stores("flush_memtable_writes_a_generation_that_replays").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "flush").await;
+        for k in 0..4 {
+            wait(wal.append(&ipc(&schema(), &[batch(k * 5..k * 5 + 5)])))
+                .await
+                .unwrap();
+        }
+        let id = wait(wal.flush_memtable()).await.unwrap();
+        assert!(id.as_f64().is_some(), "a generation id, got {id:?}");
+        let generations = paths(&store)
+            .await
+            .into_iter()
+            .filter(|p| p.starts_with("flush/gen/"));
+        assert_eq!(generations.count(), 1, "{:?}", paths(&store).await);
+        assert!(
+            wait(wal.flush_memtable()).await.unwrap().is_null(),
+            "nothing left to flush"
+        );
+        wait(wal.append(&ipc(&schema(), &[batch(20..22)])))
+            .await
+            .unwrap();
+        wait(wal.close()).await.unwrap();
+        let again = open(&store, "flush").await;
+        assert_eq!(scanned_ids(&again).await, (0..22).collect::<Vec<_>>());
+        assert_eq!(num(&again.stats().into(), "generationsCommitted"), 0.0);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn bad_input_is_refused_with_nothing_written() {
+    for (kind, store) in stores("bad_input_is_refused_with_nothing_written").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "bad").await;
+        wait(wal.append(&ipc(&schema(), &[batch(0..2)])))
+            .await
+            .unwrap();
+        let before = paths(&store).await;
+
+        let other = Schema::new(vec![Field::new("id", DataType::Int32, false)]);
+        let drift = RecordBatch::try_new(
+            Arc::new(other.clone()),
+            vec![Arc::new(arrow_array::Int32Array::from(vec![1]))],
+        )
+        .unwrap();
+        let cases: [(Uint8Array, &str, &str); 5] = [
+            (
+                Uint8Array::new_with_length(0),
+                "InvalidInputError",
+                "empty input",
+            ),
+            (
+                Uint8Array::from(&b"not arrow at all"[..]),
+                "InvalidInputError",
+                "Arrow IPC",
+            ),
+            (ipc(&other, &[drift]), "SchemaMismatchError", "field"),
+            (ipc(&schema(), &[]), "InvalidInputError", "no rows"),
+            (
+                ipc(&schema(), &[batch(0..0)]),
+                "InvalidInputError",
+                "no rows",
+            ),
+        ];
+        for (bytes, want, words) in cases {
+            let e = wait(wal.append(&bytes)).await.unwrap_err();
+            assert_eq!(name(&e), want, "{e:?}");
+            let message = get(&e, "message").as_string().unwrap();
+            assert!(message.contains(words), "{message:?} lacks {words:?}");
+        }
+        wait(wal.flush()).await.unwrap();
+        assert_eq!(paths(&store).await, before, "bad input wrote something");
+        assert_eq!(num(&wal.stats().into(), "appends"), 1.0);
+        assert_eq!(scanned_ids(&wal).await, vec![0, 1]);
+
+        // Bad options and stores.
+        let e = Wal::open(store.clone(), JsValue::from(3))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(name(&e), "InvalidInputError");
+        let no_schema = Object::new();
+        let e = Wal::open(store.clone(), no_schema.into())
+            .await
+            .err()
+            .unwrap();
+        assert!(get(&e, "message").as_string().unwrap().contains("schema"));
+        let e = Wal::open(Object::new().into(), options("x", &[]))
+            .await
+            .err()
+            .unwrap();
+        assert!(get(&e, "message").as_string().unwrap().contains("`get`"));
+        let e = Wal::open(
+            store.clone(),
+            options("x", &[("maxInFlight", JsValue::from(-1))]),
+        )
+        .await
+        .err()
+        .unwrap();
+        assert!(get(&e, "message")
+            .as_string()
+            .unwrap()
+            .contains("maxInFlight"));
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_damaged_entry_is_reported_with_its_path() {
+    for (kind, store) in stores("a_damaged_entry_is_reported_with_its_path").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "bits").await;
+        wait(wal.append(&ipc(&schema(), &[batch(0..4)])))
+            .await
+            .unwrap();
+        let entries: Vec<String> = paths(&store)
+            .await
+            .into_iter()
+            .filter(|p| p.contains("/wal/"))
+            .collect();
+        // The data entry is the newest slot (the oldest is this writer's fence).
+        let data = entries.last().unwrap().clone();
+        let got = call(&store, "get", &[data.clone().into()]).await.unwrap();
+        let mut bytes = Uint8Array::new(&get(&got, "body")).to_vec();
+        let n = bytes.len();
+        bytes[n - 20] ^= 0x40;
+        call(
+            &store,
+            "put",
+            &[data.clone().into(), Uint8Array::from(&bytes[..]).into()],
+        )
+        .await
+        .unwrap();
+        let e = wait(wal.scan()).await.unwrap_err();
+        assert_eq!(name(&e), "CorruptError", "{e:?}");
+        assert_eq!(get(&e, "path").as_string().unwrap(), data);
+    }
+}
+
+#[wasm_bindgen_test]
+async fn conditional_puts_are_atomic_between_store_instances() {
+    // Two OpfsStore objects on one folder stand in for two tabs: Web Locks serialize them.
+    for (kind, store) in stores("conditional_puts").await {
+        console_log!("store: {kind}");
+        let twin = match kind {
+            "opfs" => wait(OpfsStore::open_folder("tidewal-test-conditional_puts"))
+                .await
+                .unwrap(),
+            _ => store.clone(),
+        };
+        let create = || {
+            let o = Object::new();
+            Reflect::set(&o, &"mode".into(), &"create".into()).unwrap();
+            JsValue::from(o)
+        };
+        let mut racing = Vec::new();
+        for i in 0..16u8 {
+            let s = if i % 2 == 0 { &store } else { &twin };
+            let body = Uint8Array::from(&[i; 64][..]);
+            let f: js_sys::Function = get(s, "put").unchecked_into();
+            let args: js_sys::Array = [JsValue::from("race/obj"), body.into(), create()]
+                .iter()
+                .collect();
+            racing.push(wait(Promise::resolve(&f.apply(s, &args).unwrap())));
+        }
+        let (mut won, mut lost) = (0, 0);
+        for r in racing {
+            match r.await {
+                Ok(_) => won += 1,
+                Err(e) => {
+                    assert_eq!(name(&e), "AlreadyExists", "{e:?}");
+                    lost += 1;
+                }
+            }
+        }
+        assert_eq!((won, lost), (1, 15));
+        let got = call(&store, "get", &["race/obj".into()]).await.unwrap();
+        let body = Uint8Array::new(&get(&got, "body")).to_vec();
+        assert_eq!(body.len(), 64);
+        assert!(
+            body.iter().all(|b| *b == body[0]),
+            "one writer's bytes, whole"
+        );
+        let missing = call(&store, "get", &["race/none".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(name(&missing), "NotFound");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn tail_delivers_every_position_in_order_then_stops() {
+    for (kind, store) in stores("tail").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "tail").await;
+        wait(wal.append(&ipc(&schema(), &[batch(0..2)])))
+            .await
+            .unwrap();
+        let seen: Rc<std::cell::RefCell<Vec<(f64, usize)>>> = Rc::default();
+        let sink = seen.clone();
+        let callback = Closure::<dyn Fn(Uint8Array, f64)>::new(move |ipc: Uint8Array, pos| {
+            let reader = StreamReader::try_new(Cursor::new(ipc.to_vec()), None).unwrap();
+            let rows = reader.map(|b| b.unwrap().num_rows()).sum();
+            sink.borrow_mut().push((pos, rows));
+        });
+        let tail = wal.tail(
+            callback
+                .as_ref()
+                .unchecked_ref::<js_sys::Function>()
+                .clone(),
+            Some(5.0),
+        );
+        for k in 1..4 {
+            let rows = (k * 10)..(k * 10 + k);
+            wait(wal.append(&ipc(&schema(), &[batch(rows)])))
+                .await
+                .unwrap();
+        }
+        // Wait (bounded) for the follower to see all four entries.
+        for _ in 0..400 {
+            if seen.borrow().len() >= 4 {
+                break;
+            }
+            wait(Promise::new(&mut |resolve, _| {
+                let global = js_sys::global();
+                let set_timeout: js_sys::Function = get(&global, "setTimeout").unchecked_into();
+                set_timeout
+                    .call2(&global, &resolve, &JsValue::from(5))
+                    .unwrap();
+            }))
+            .await
+            .unwrap();
+        }
+        tail.stop();
+        wait(tail.done()).await.unwrap();
+        let seen = seen.borrow().clone();
+        let rows: Vec<usize> = seen.iter().map(|&(_, r)| r).collect();
+        assert_eq!(rows, vec![2, 1, 2, 3], "{seen:?}");
+        assert!(
+            seen.windows(2).all(|w| w[0].0 < w[1].0),
+            "positions grow: {seen:?}"
+        );
+    }
+}
