@@ -12,11 +12,11 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::spawn_local;
 
 use crate::clock::{now_ms, since, sleep};
-use crate::store::JsStore;
+use crate::store::Store;
 
 pub(crate) struct Driver {
     pub(crate) session: Session,
-    store: JsStore,
+    store: Store,
     origin_ms: f64,
     /// The deadline (ms, on `now_ms`) of the armed timer, if any.
     timer_at: Option<f64>,
@@ -27,7 +27,7 @@ pub(crate) struct Driver {
 pub(crate) type Shared = Rc<RefCell<Driver>>;
 
 impl Driver {
-    pub(crate) fn start(session: Session, store: JsStore, origin_ms: f64) -> Shared {
+    pub(crate) fn start(session: Session, store: Store, origin_ms: f64) -> Shared {
         let shared = Rc::new(RefCell::new(Driver {
             session,
             store,

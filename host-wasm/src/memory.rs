@@ -2,7 +2,8 @@
 //! contract, for pages, tests and benchmarks.
 
 use std::cell::RefCell;
-use std::rc::Rc;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
@@ -12,11 +13,48 @@ use wasm_bindgen::prelude::*;
 use crate::error::invalid;
 use crate::store::{js_meta, js_store_error, set};
 
-/// An object store in memory, shared by every `Wal` given it (clones share it too).
+/// An object store in memory, shared by every `Wal` given it (clones share it too). A `Wal`
+/// reaches it directly, not through its JS methods (see `registered`).
 #[wasm_bindgen]
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct MemoryStore {
     inner: Rc<RefCell<MemStore>>,
+    id: u32,
+}
+
+/// The JS property a `MemoryStore` answers with its registry id.
+const ID_KEY: &str = "__tidewalMemoryStoreId";
+
+/// The last id given out, and the live stores by id.
+type Registry = (u32, HashMap<u32, Weak<RefCell<MemStore>>>);
+
+thread_local! {
+    /// Every live `MemoryStore` by id: a JS object only hands us a handle, so this is how a
+    /// `Wal` finds the Rust store behind one (without unsafe code).
+    static REGISTRY: RefCell<Registry> = RefCell::default();
+}
+
+/// The Rust store behind `obj`, if it is a live `MemoryStore` of this module.
+pub(crate) fn registered(obj: &JsValue) -> Option<Rc<RefCell<MemStore>>> {
+    let f: js_sys::Function = Reflect::get(obj, &ID_KEY.into()).ok()?.dyn_into().ok()?;
+    let id = f.call0(obj).ok()?.as_f64()? as u32;
+    REGISTRY.with(|r| r.borrow().1.get(&id).and_then(Weak::upgrade))
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        let inner = Rc::new(RefCell::new(MemStore::new()));
+        let id = REGISTRY.with(|r| {
+            let mut r = r.borrow_mut();
+            r.0 += 1;
+            let id = r.0;
+            // Forget stores that are gone, so the map stays as small as the live set.
+            r.1.retain(|_, w| w.strong_count() > 0);
+            r.1.insert(id, Rc::downgrade(&inner));
+            id
+        });
+        MemoryStore { inner, id }
+    }
 }
 
 fn settle(r: Result<JsValue, JsValue>) -> Promise {
@@ -36,6 +74,12 @@ impl MemoryStore {
     #[wasm_bindgen(constructor)]
     pub fn new() -> MemoryStore {
         MemoryStore::default()
+    }
+
+    /// This store's registry id (how a `Wal` recognises it).
+    #[wasm_bindgen(js_name = __tidewalMemoryStoreId)]
+    pub fn registry_id(&self) -> u32 {
+        self.id
     }
 
     fn run(&self, op: Op) -> Response {

@@ -6,13 +6,13 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tidewal_core::{Error, ReadEvent, Reader, Record};
 
 use crate::clock::{now_ms, since, sleep};
-use crate::store::JsStore;
+use crate::store::Store;
 
 /// Runs `reader` to its end (or until `stopped()`), handing each position's records to
 /// `on_records` in log order.
 pub(crate) async fn drive(
     mut reader: Reader,
-    store: JsStore,
+    store: Store,
     origin_ms: f64,
     stopped: impl Fn() -> bool,
     mut on_records: impl FnMut(u64, Vec<Record>),

@@ -2,17 +2,29 @@
 //! returning Promises. Converts the core's operations to calls and the answers back; error
 //! `name`s pick the kinds the protocol distinguishes, anything else is "unknown".
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use bytes::Bytes;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use tidewal_core::{GetResult, ObjectMeta, Op, PutMode, Response, StoreError, StoreErrorKind};
+use tidewal_core::{
+    GetResult, MemStore, ObjectMeta, Op, PutMode, Response, StoreError, StoreErrorKind,
+};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
 use crate::error::invalid;
 
-/// A JS store object with its five methods looked up once.
+/// Where a log's objects live: a JS store object, or a `MemoryStore` reached directly (its
+/// objects are in wasm memory already: no copies across the JS boundary, no Promise per call).
 #[derive(Clone)]
-pub(crate) struct JsStore {
+pub(crate) enum Store {
+    Js(Rc<JsMethods>),
+    Memory(Rc<RefCell<MemStore>>),
+}
+
+/// A JS store object with its five methods looked up once.
+pub(crate) struct JsMethods {
     this: JsValue,
     get: Function,
     put: Function,
@@ -88,15 +100,32 @@ fn meta(v: &JsValue, path: Option<&str>) -> Result<ObjectMeta, StoreError> {
     })
 }
 
-impl JsStore {
-    /// Checks that `this` has the five methods.
-    pub(crate) fn new(this: JsValue) -> Result<JsStore, JsValue> {
+impl Store {
+    /// A `MemoryStore` directly, any other object through its five methods (checked here).
+    pub(crate) fn new(this: JsValue) -> Result<Store, JsValue> {
+        if let Some(mem) = crate::memory::registered(&this) {
+            return Ok(Store::Memory(mem));
+        }
+        JsMethods::new(this).map(|m| Store::Js(Rc::new(m)))
+    }
+
+    /// Runs one operation.
+    pub(crate) async fn execute(&self, op: Op) -> Response {
+        match self {
+            Store::Js(js) => js.execute(op).await,
+            Store::Memory(mem) => mem.borrow_mut().execute(&op),
+        }
+    }
+}
+
+impl JsMethods {
+    fn new(this: JsValue) -> Result<JsMethods, JsValue> {
         let method = |name: &str| {
             get_field(&this, name)
                 .dyn_into::<Function>()
                 .map_err(|_| invalid(format!("the store has no `{name}` method")))
         };
-        Ok(JsStore {
+        Ok(JsMethods {
             get: method("get")?,
             put: method("put")?,
             head: method("head")?,
@@ -115,8 +144,7 @@ impl JsStore {
             .map_err(store_error)
     }
 
-    /// Runs one operation.
-    pub(crate) async fn execute(&self, op: Op) -> Response {
+    async fn execute(&self, op: Op) -> Response {
         match op {
             Op::Put { path, body, mode } => {
                 let opts = Object::new();

@@ -14,7 +14,7 @@ use wasm_bindgen_futures::future_to_promise;
 use crate::clock::now_ms;
 use crate::driver::{pump, Driver, Shared};
 use crate::error::{invalid, to_js};
-use crate::store::{set, JsStore};
+use crate::store::{set, Store};
 
 /// A writer of one log. Opening it fences every older writer of the log; a newer writer
 /// opening fences this one (pending and later calls reject with a `FencedError`).
@@ -22,7 +22,7 @@ use crate::store::{set, JsStore};
 pub struct Wal {
     driver: Shared,
     codec: ArrowCodec,
-    store: JsStore,
+    store: Store,
     prefix: String,
     epoch: u64,
 }
@@ -54,7 +54,7 @@ impl Wal {
     /// stream whose schema is the log's (e.g. `tableToIPC(emptyTable, 'stream')`); the other
     /// options are in DESIGN.md.
     pub async fn open(store: JsValue, options: JsValue) -> Result<Wal, JsValue> {
-        let store = JsStore::new(store)?;
+        let store = Store::new(store)?;
         let opts = crate::options::parse(&options)?;
         let schema = stream_schema(&opts.schema).map_err(|e| to_js(&e.into()))?;
         let codec = ArrowCodec::new(schema).map_err(|e| to_js(&e.into()))?;
@@ -273,7 +273,7 @@ impl Tail {
 }
 
 /// Reads every durable record of the log into one IPC stream.
-async fn scan_log(store: JsStore, codec: ArrowCodec, prefix: String) -> Result<Vec<u8>, Error> {
+async fn scan_log(store: Store, codec: ArrowCodec, prefix: String) -> Result<Vec<u8>, Error> {
     let cfg = ReaderConfig {
         prefix,
         ..ReaderConfig::default()

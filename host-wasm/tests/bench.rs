@@ -1,7 +1,9 @@
-//! Throughput of the wasm host in headless Chromium on `MemoryStore`: durable appends/s and
-//! MB/s, one append per WAL entry, `depth` appends outstanding — the same workload as the
-//! native `tidewal bench --latency-ms 0`. Prints a table (run with `-- --nocapture`); asserts
-//! nothing about speed.
+//! Throughput of the wasm host in headless Chromium: durable appends/s and MB/s, one append
+//! per WAL entry, `depth` appends outstanding — the same workload as the native
+//! `tidewal bench --latency-ms 0` — on `MemoryStore` (reached directly, like native InMemory)
+//! and on a plain-JS in-memory store (the JS store contract's cost, what OPFS and R2 users
+//! pay on top of their storage). Prints tables (run with `-- --nocapture`); asserts nothing
+//! about speed.
 #![cfg(target_arch = "wasm32")]
 
 use std::sync::Arc;
@@ -12,11 +14,48 @@ use arrow_schema::{DataType, Field, Schema};
 use futures::stream::{FuturesUnordered, StreamExt};
 use js_sys::{Object, Reflect, Uint8Array};
 use tidewal_wasm::{MemoryStore, Wal};
-use wasm_bindgen::JsValue;
+use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
+
+#[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
+export function js_map_store() {
+  const objects = new Map();
+  let next = 0;
+  const fail = (name) => { const e = new Error(name); e.name = name; return e; };
+  return {
+    async get(path, range) {
+      const o = objects.get(path);
+      if (!o) throw fail('NotFound');
+      const body = range ? o.body.subarray(range.start, range.end) : o.body;
+      return { body, size: o.body.length, etag: o.etag };
+    },
+    async head(path) {
+      const o = objects.get(path);
+      if (!o) throw fail('NotFound');
+      return { path, size: o.body.length, etag: o.etag };
+    },
+    async put(path, body, opts) {
+      const o = objects.get(path);
+      if (opts.mode === 'create' && o) throw fail('AlreadyExists');
+      if (opts.mode === 'ifMatch' && (!o || o.etag !== opts.etag)) throw fail('PreconditionFailed');
+      const etag = String(++next);
+      objects.set(path, { body, etag });
+      return { etag };
+    },
+    async list(prefix, after) {
+      return [...objects.keys()].filter((p) => p.startsWith(prefix) && (after == null || p > after))
+        .sort().map((path) => ({ path, size: objects.get(path).body.length, etag: objects.get(path).etag }));
+    },
+    async delete(path) { objects.delete(path); },
+  };
+}
+"#)]
+extern "C" {
+    fn js_map_store() -> JsValue;
+}
 
 const SECONDS_PER_CELL: f64 = 0.5;
 const BYTES_PER_CELL: usize = 256 << 20;
@@ -58,13 +97,25 @@ fn options(bytes: &Uint8Array, depth: u32, size: usize) -> JsValue {
 }
 
 #[wasm_bindgen_test]
-async fn throughput_on_memory_store() {
-    console_log!("size      depth  appends/s     MB/s  ack p50 ms");
+async fn throughput_on_memory_store_and_a_js_store() {
+    for (label, make) in [
+        (
+            "MemoryStore",
+            (|| MemoryStore::new().into()) as fn() -> JsValue,
+        ),
+        ("plain-JS store", js_map_store as fn() -> JsValue),
+    ] {
+        cells(label, make).await;
+    }
+}
+
+async fn cells(label: &str, make: fn() -> JsValue) {
+    console_log!("{label}\nsize      depth  appends/s     MB/s  ack p50 ms");
     for size in [1usize << 10, 64 << 10, 1 << 20] {
         for depth in [1u32, 8, 32] {
             let bytes = stream(size);
-            let store = MemoryStore::new();
-            let wal = Wal::open(store.into(), options(&bytes, depth, size))
+            let store = make();
+            let wal = Wal::open(store.clone(), options(&bytes, depth, size))
                 .await
                 .unwrap();
             let started = js_sys::Date::now();
@@ -89,6 +140,14 @@ async fn throughput_on_memory_store() {
             let stats: JsValue = wal.stats().into();
             let p50 = Reflect::get(&stats, &"ackP50Ms".into()).unwrap();
             JsFuture::from(wal.close()).await.unwrap();
+            drop(wal);
+            // Free a MemoryStore now: wasm-bindgen objects are not garbage collected, and a
+            // heap holding every earlier cell's entries would slow the later cells.
+            if let Ok(free) = Reflect::get(&store, &"free".into()) {
+                if let Ok(free) = free.dyn_into::<js_sys::Function>() {
+                    free.call0(&store).unwrap();
+                }
+            }
             console_log!(
                 "{:>5} KiB {:>5} {:>10.0} {:>8.1} {:>10.2}",
                 size >> 10,
