@@ -77,7 +77,8 @@ wasm_bench() {
 
 # Builds the npm-style package into target/wasm-pkg (wasm-bindgen --target web, then
 # wasm-opt -Oz from npm's binaryen: Debian's binaryen 108 cannot parse what Rust emits now),
-# prints its size raw and gzipped, and fails if the module imports anything from `env`.
+# prints its size raw and gzipped and by crate, and fails if the module imports anything from
+# `env`.
 wasm_package() {
   local out=target/wasm-pkg
   wasm_cargo build -q -p tidewal-wasm --profile wasm-release
@@ -94,6 +95,8 @@ wasm_package() {
   echo "tidewal_wasm_bg.wasm: $before bytes after wasm-bindgen, $after after wasm-opt -Oz," \
     "$(gzip -9c "$wasm" | wc -c) gzipped"
   python3 scripts/wasm_imports.py "$wasm"
+  echo "what the code is (before wasm-opt, by crate; generics count where instantiated from):"
+  python3 scripts/wasm_sizes.py "$built" 10
 }
 
 # The cross-host test: the native CLI writes a log in a directory, the wasm module (in Node.js,

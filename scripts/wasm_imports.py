@@ -52,11 +52,12 @@ def imports(buf):
         at += size
 
 
-modules = {}
-for module, field in imports(open(sys.argv[1], "rb").read()):
-    modules.setdefault(module, []).append(field)
-for module, fields in sorted(modules.items()):
-    print(f"imports from {module!r}: {len(fields)}")
-if "env" in modules:
-    print(f"FAIL: imports from 'env': {modules['env']}")
-    sys.exit(1)
+if __name__ == "__main__":
+    modules = {}
+    for module, field in imports(open(sys.argv[1], "rb").read()):
+        modules.setdefault(module, []).append(field)
+    for module, fields in sorted(modules.items()):
+        print(f"imports from {module!r}: {len(fields)}")
+    if "env" in modules:
+        print(f"FAIL: imports from 'env': {modules['env']}")
+        sys.exit(1)
