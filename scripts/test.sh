@@ -32,6 +32,7 @@ wasm_setup
 wasm_cargo clippy -q -p tidewal-wasm --all-targets -- -D warnings
 wasm_test
 wasm_package
+wasm_types
 wasm_cross_host
 wasm_workerd
 www_test

@@ -6,6 +6,7 @@
 #   wasm_test    the wasm-bindgen tests in headless Chromium
 #   wasm_bench   appends/s and MB/s in headless Chromium (printed)
 #   wasm_package the web package in target/wasm-pkg, its size, the `env` import check
+#   wasm_types   tsc --strict over a usage file against the generated and hand-written typings
 #   wasm_cross_host  native CLI <-> wasm (Node.js) on one directory
 #   wasm_workerd the module in workerd (miniflare) on an R2 bucket binding
 #   www_assets, www_test  the demo page's files; the page in Chromium via Playwright
@@ -129,4 +130,18 @@ www_assets() {
 www_test() {
   www_assets
   node www/tests/demo.mjs host-wasm/node_modules target/www-demo.png
+}
+
+# Type-checks host-wasm/tests/types.ts (the API as a user writes it, and misuse that must fail)
+# against the generated typings and the hand-written ones of the JS stores. Needs wasm_package.
+wasm_types() {
+  local dir=target/wasm-types
+  rm -rf "$dir"
+  mkdir -p "$dir/js"
+  cp target/wasm-pkg/tidewal_wasm.js target/wasm-pkg/tidewal_wasm.d.ts host-wasm/tests/types.ts "$dir/"
+  cp host-wasm/js/opfs_store.js host-wasm/js/opfs_store.d.ts host-wasm/js/r2_store.js \
+    host-wasm/js/r2_store.d.ts "$dir/js/"
+  host-wasm/node_modules/.bin/tsc --noEmit --strict --target es2022 --module es2022 \
+    --moduleResolution bundler --lib esnext,dom --skipLibCheck false "$dir/types.ts" || return 1
+  echo "typings check: ok"
 }

@@ -13,6 +13,7 @@ mod memory;
 mod options;
 mod reader;
 mod store;
+mod typings;
 mod wal;
 
 pub use memory::MemoryStore;

@@ -77,7 +77,7 @@ impl MemoryStore {
     }
 
     /// This store's registry id (how a `Wal` recognises it).
-    #[wasm_bindgen(js_name = __tidewalMemoryStoreId)]
+    #[wasm_bindgen(js_name = __tidewalMemoryStoreId, skip_typescript)]
     pub fn registry_id(&self) -> u32 {
         self.id
     }
@@ -87,7 +87,14 @@ impl MemoryStore {
     }
 
     /// Reads an object, or `range` (`{start, end}`, end exclusive) of it.
-    pub fn get(&self, path: String, range: JsValue) -> Promise {
+    #[wasm_bindgen(
+        unchecked_return_type = "Promise<{ body: Uint8Array; path: string; size: number; etag?: string }>"
+    )]
+    pub fn get(
+        &self,
+        path: String,
+        #[wasm_bindgen(unchecked_param_type = "{ start: number; end: number } | undefined")] range: JsValue,
+    ) -> Promise {
         let range = if range.is_undefined() || range.is_null() {
             None
         } else {
@@ -113,7 +120,16 @@ impl MemoryStore {
 
     /// Writes an object: `opts.mode` is `'create'` (fails with `AlreadyExists`), `'ifMatch'`
     /// with `opts.etag` (fails with `PreconditionFailed`), or `'overwrite'` (the default).
-    pub fn put(&self, path: String, body: Uint8Array, opts: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<{ etag?: string }>")]
+    pub fn put(
+        &self,
+        path: String,
+        body: Uint8Array,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ mode?: 'create' | 'ifMatch' | 'overwrite'; etag?: string } | undefined"
+        )]
+        opts: JsValue,
+    ) -> Promise {
         let mode = match field(&opts, "mode").as_string().as_deref() {
             Some("create") => PutMode::Create,
             Some("ifMatch") => match field(&opts, "etag").as_string() {
@@ -138,6 +154,7 @@ impl MemoryStore {
     }
 
     /// An object's `{path, size, etag}`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ObjectMeta>")]
     pub fn head(&self, path: String) -> Promise {
         settle(match self.run(Op::Head { path }) {
             Response::Head(Ok(m)) => Ok(js_meta(&m).into()),
@@ -147,6 +164,7 @@ impl MemoryStore {
     }
 
     /// Every object under `prefix` sorting after `after`, in order.
+    #[wasm_bindgen(unchecked_return_type = "Promise<ObjectMeta[]>")]
     pub fn list(&self, prefix: String, after: Option<String>) -> Promise {
         settle(match self.run(Op::List { prefix, after }) {
             Response::List(Ok(items)) => Ok(items.iter().map(js_meta).collect::<Array>().into()),
@@ -156,6 +174,7 @@ impl MemoryStore {
     }
 
     /// Deletes an object (a missing one is a success).
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn delete(&self, path: String) -> Promise {
         settle(match self.run(Op::Delete { path }) {
             Response::Delete(Ok(())) => Ok(JsValue::UNDEFINED),

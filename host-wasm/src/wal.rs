@@ -53,7 +53,10 @@ impl Wal {
     /// fences older writers and replays what they left. `options.schema` is an Arrow IPC
     /// stream whose schema is the log's (e.g. `tableToIPC(emptyTable, 'stream')`); the other
     /// options are in DESIGN.md.
-    pub async fn open(store: JsValue, options: JsValue) -> Result<Wal, JsValue> {
+    pub async fn open(
+        #[wasm_bindgen(unchecked_param_type = "Store")] store: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "WalOptions")] options: JsValue,
+    ) -> Result<Wal, JsValue> {
         let store = Store::new(store)?;
         let opts = crate::options::parse(&options)?;
         let schema = stream_schema(&opts.schema).map_err(|e| to_js(&e.into()))?;
@@ -98,7 +101,11 @@ impl Wal {
 
     /// Called once, with the `FencedError`, when a newer writer takes the log over.
     #[wasm_bindgen(setter)]
-    pub fn set_onfenced(&self, callback: Option<Function>) {
+    pub fn set_onfenced(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "((error: WalError) => void) | null")]
+        callback: Option<Function>,
+    ) {
         self.driver.borrow_mut().onfenced = callback;
     }
 
@@ -106,6 +113,7 @@ impl Wal {
     /// Resolves to `{ position, append, rows }` once durable. All its batches go into one
     /// entry. Bad input rejects (`InvalidInputError`, `SchemaMismatchError`) with nothing
     /// queued.
+    #[wasm_bindgen(unchecked_return_type = "Promise<AppendAck>")]
     pub fn append(&self, ipc: &Uint8Array) -> Promise {
         let records = match self.codec.split_stream(Bytes::from(ipc.to_vec())) {
             Ok(records) => records,
@@ -135,13 +143,14 @@ impl Wal {
     }
 
     /// Seals pending appends into an entry now and resolves once all of them are durable.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn flush(&self) -> Promise {
         self.command(|s, r, now| s.flush(r, now), |()| JsValue::UNDEFINED)
     }
 
     /// Writes every durable entry not yet in a generation as a generation file and commits
     /// it; resolves to its id, or `null` if there was nothing to flush.
-    #[wasm_bindgen(js_name = flushMemtable)]
+    #[wasm_bindgen(js_name = flushMemtable, unchecked_return_type = "Promise<number | null>")]
     pub fn flush_memtable(&self) -> Promise {
         self.command(
             |s, r, now| s.flush_memtable(r, now),
@@ -150,12 +159,14 @@ impl Wal {
     }
 
     /// Drains: pending appends become durable, the memtable is flushed, the writer stops.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&self) -> Promise {
         self.command(|s, r, now| s.close(r, now), |()| JsValue::UNDEFINED)
     }
 
     /// Counters and gauges: appends, bytes, entries, generations, requests, in flight,
     /// unflushed bytes, epoch, positions, and acknowledgement latency p50/p99 in ms.
+    #[wasm_bindgen(unchecked_return_type = "WalStats")]
     pub fn stats(&self) -> Object {
         let s = self.driver.borrow().session.stats();
         let w = &s.writer;
@@ -188,6 +199,7 @@ impl Wal {
 
     /// Every durable row of the log, in order (generations, then the WAL), as one Arrow IPC
     /// stream (`tableFromIPC(bytes)` reads it).
+    #[wasm_bindgen(unchecked_return_type = "Promise<Uint8Array>")]
     pub fn scan(&self) -> Promise {
         let store = self.store.clone();
         let codec = self.codec.clone();
@@ -204,7 +216,12 @@ impl Wal {
     /// (from the start of the log, then each new entry as it lands, checking every
     /// `pollMs`, default 100), with that position's rows as an Arrow IPC stream. Returns a
     /// handle whose `stop()` ends it; `handle.done` settles when it ends (rejects on error).
-    pub fn tail(&self, callback: Function, poll_ms: Option<f64>) -> Tail {
+    pub fn tail(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(ipc: Uint8Array, position: number) => void")]
+        callback: Function,
+        #[wasm_bindgen(js_name = pollMs)] poll_ms: Option<f64>,
+    ) -> Tail {
         let stop = Rc::new(Cell::new(false));
         let cfg = ReaderConfig {
             prefix: self.prefix.clone(),
@@ -266,7 +283,7 @@ impl Tail {
     }
 
     /// Settles when the tail ends: resolves after `stop()`, rejects if reading failed.
-    #[wasm_bindgen(getter)]
+    #[wasm_bindgen(getter, unchecked_return_type = "Promise<void>")]
     pub fn done(&self) -> Promise {
         self.done.clone()
     }

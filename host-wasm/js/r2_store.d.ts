@@ -1,0 +1,12 @@
+import type { ObjectMeta, Store } from '../tidewal_wasm.js';
+
+/** A store on a Cloudflare R2 bucket binding (conditional puts by R2's `onlyIf`). */
+export declare class R2Store implements Store {
+  /** `bucket`: an R2Bucket binding (`env.MY_BUCKET`). */
+  constructor(bucket: unknown);
+  get(path: string, range?: { start: number; end: number }): Promise<{ body: Uint8Array; size: number; etag: string }>;
+  put(path: string, body: Uint8Array, opts?: { mode?: 'create' | 'ifMatch' | 'overwrite'; etag?: string }): Promise<{ etag: string }>;
+  head(path: string): Promise<ObjectMeta>;
+  list(prefix: string, after?: string): Promise<ObjectMeta[]>;
+  delete(path: string): Promise<void>;
+}

@@ -1,0 +1,34 @@
+// Compiled (never run) against the generated typings by `wasm_types`: the API as a user
+// writes it must type-check, and misuse must not (each @ts-expect-error line must be an error).
+import init, { MemoryStore, Wal } from './tidewal_wasm.js';
+import type { AppendAck, Store, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
+import { OpfsStore } from './js/opfs_store.js';
+import { R2Store } from './js/r2_store.js';
+
+declare const ipc: Uint8Array;
+
+export async function usage(): Promise<number> {
+  await init();
+  const stores: Store[] = [new MemoryStore(), await OpfsStore.open('x'), new R2Store({})];
+  const options: WalOptions = { schema: ipc, prefix: 'logs/a', groupCommitIntervalMs: 5 };
+  const wal: Wal = await Wal.open(stores[0], options);
+  wal.onfenced = (e: WalError) => console.log(e.name === 'FencedError', e.epoch);
+  const ack: AppendAck = await wal.append(ipc);
+  const generation: number | null = await wal.flushMemtable();
+  const rows: Uint8Array = await wal.scan();
+  const stats: WalStats = wal.stats();
+  const tail = wal.tail((bytes: Uint8Array, position: number) => console.log(bytes.length, position), 50);
+  tail.stop();
+  await tail.done;
+  await wal.flush();
+  await wal.close();
+  // @ts-expect-error append takes Arrow IPC bytes, not a string
+  await wal.append('rows');
+  // @ts-expect-error the schema option is required
+  await Wal.open(stores[0], { prefix: 'p' });
+  // @ts-expect-error a store needs all five methods
+  await Wal.open({ get: async () => ({ body: ipc }) }, options);
+  // @ts-expect-error stats are numbers
+  const wrong: string = stats.appends;
+  return ack.position + (generation ?? 0) + rows.length + stats.epoch + wrong.length;
+}
