@@ -14,7 +14,9 @@
 WASM_TARGET=wasm32-unknown-unknown
 
 wasm_setup() {
-  if command -v rustup >/dev/null && rustup target add "$WASM_TARGET" >/dev/null 2>&1; then
+  # TIDEWAL_DEBIAN_RUST=1 takes the fallback even where rustup works (to test it).
+  if [ -z "${TIDEWAL_DEBIAN_RUST:-}" ] && command -v rustup >/dev/null \
+    && rustup target add "$WASM_TARGET" >/dev/null 2>&1; then
     WASM_BUILD_STD=()
     WASM_ENV=()
     WASM_TARGET_DIR=$PWD/target
