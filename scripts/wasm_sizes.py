@@ -18,7 +18,12 @@ def sections(buf):
 
 
 def crate_of(symbol):
-    # Legacy mangling: _ZN<len><segment>... ; v0 and plain names fall back to the text.
+    # v0 mangling (_R...): the first crate root `C[s<hash>_]<len><name>` names the crate.
+    if symbol.startswith("_R"):
+        m = re.search(r"C(?:s[0-9A-Za-z]*_)?(\d+)", symbol)
+        if m:
+            return symbol[m.end():m.end() + int(m.group(1))]
+    # Legacy mangling: _ZN<len><segment>... ; plain names fall back to the text.
     m = re.match(r"_ZN(\d+)", symbol)
     if m:
         n = int(m.group(1))
