@@ -50,7 +50,17 @@ impl Driver {
 pub(crate) fn pump(shared: &Shared) {
     let (requests, store, timer, fenced) = {
         let mut d = shared.borrow_mut();
-        let requests: Vec<_> = std::iter::from_fn(|| d.session.poll_request()).collect();
+        let mut requests = Vec::new();
+        while let Some(request) = d.session.poll_request() {
+            match d.store.run_now(&request.op) {
+                // A store in wasm memory answers at once: no task, no JS round trip.
+                Some(response) => {
+                    let now = d.now();
+                    d.session.handle_response(request.id, response, now);
+                }
+                None => requests.push(request),
+            }
+        }
         let wake = d
             .session
             .wake_at()

@@ -109,6 +109,14 @@ impl Store {
         JsMethods::new(this).map(|m| Store::Js(Rc::new(m)))
     }
 
+    /// The answer at once, where the store is in wasm memory; `None`: use `execute`.
+    pub(crate) fn run_now(&self, op: &Op) -> Option<Response> {
+        match self {
+            Store::Memory(mem) => Some(mem.borrow_mut().execute(op)),
+            Store::Js(_) => None,
+        }
+    }
+
     /// Runs one operation.
     pub(crate) async fn execute(&self, op: Op) -> Response {
         match self {
