@@ -1,0 +1,407 @@
+//! Each system behind the same three workloads: `durable` (one durable write per call,
+//! `depth` outstanding), `group` (many small writes, 10 ms flush interval) and `replay`
+//! (reopen a log of `total` bytes; MB/s of the reopen). Each uses its own best settings for
+//! the workload, named here.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+
+use crate::bench::{closed_loop, Run};
+use crate::payload;
+use crate::store::Counting;
+
+/// Group commit workload: writes of this size from this many writers.
+pub const GROUP_WRITE: usize = 1 << 10;
+pub const GROUP_WRITERS: usize = 64;
+pub const GROUP_INTERVAL: Duration = Duration::from_millis(10);
+
+pub const SYSTEMS: &[&str] = &["tidewal", "raw", "slatedb", "lance"];
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+pub async fn durable(
+    system: &str,
+    store: Arc<Counting>,
+    size: usize,
+    depth: usize,
+    secs: f64,
+    max: usize,
+) -> Result<Run, String> {
+    match system {
+        "tidewal" => tidewal_wal::durable(store, size, depth, secs, max).await,
+        "raw" => raw_durable(store, size, depth, secs, max).await,
+        #[cfg(feature = "slatedb")]
+        "slatedb" => peers_slatedb::durable(store, size, depth, secs, max).await,
+        #[cfg(feature = "lance")]
+        "lance" => peers_lance::durable(store, size, depth, secs, max).await,
+        other => Err(format!("system {other} not built in")),
+    }
+}
+
+pub async fn group(system: &str, store: Arc<Counting>, secs: f64) -> Result<Run, String> {
+    match system {
+        "tidewal" => tidewal_wal::group(store, secs).await,
+        #[cfg(feature = "slatedb")]
+        "slatedb" => peers_slatedb::group(store, secs).await,
+        #[cfg(feature = "lance")]
+        "lance" => peers_lance::group(store, secs).await,
+        other => Err(format!("system {other} has no group commit workload")),
+    }
+}
+
+/// Seconds to reopen (and replay) a log of `total` bytes written in 64 KiB writes.
+pub async fn replay(system: &str, store: Arc<Counting>, total: usize) -> Result<f64, String> {
+    match system {
+        "tidewal" => tidewal_wal::replay(store, total).await,
+        "raw" => raw_replay(store, total).await,
+        #[cfg(feature = "slatedb")]
+        "slatedb" => peers_slatedb::replay(store, total).await,
+        #[cfg(feature = "lance")]
+        "lance" => peers_lance::replay(store, total).await,
+        other => Err(format!("system {other} not built in")),
+    }
+}
+
+/// The limit line: create-if-absent puts of the payload's bytes, `depth` at a time.
+async fn raw_durable(
+    store: Arc<Counting>,
+    size: usize,
+    depth: usize,
+    secs: f64,
+    max: usize,
+) -> Result<Run, String> {
+    let body = Bytes::from(payload::ipc(&payload::batch(0, size)));
+    closed_loop(depth, secs, size, max, move |i| {
+        let (store, body) = (store.clone(), body.clone());
+        async move {
+            let path = Path::from(format!("raw/{i:020}"));
+            store
+                .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
+                .await
+                .map(drop)
+                .map_err(err)
+        }
+    })
+    .await
+}
+
+/// The limit line for replay: pipelined GETs of every object, 16 at a time.
+async fn raw_replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
+    use futures::{StreamExt, TryStreamExt};
+    let write = 64 << 10;
+    raw_durable(store.clone(), write, 16, f64::MAX, total).await?;
+    let started = Instant::now();
+    let paths: Vec<Path> = store
+        .list(Some(&Path::from("raw")))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await
+        .map_err(err)?;
+    let bytes: usize = futures::stream::iter(paths.into_iter().map(|p| {
+        let store = store.clone();
+        async move { store.get(&p).await?.bytes().await.map(|b| b.len()) }
+    }))
+    .buffer_unordered(16)
+    .try_fold(0, |acc, n| async move { Ok(acc + n) })
+    .await
+    .map_err(err)?;
+    Ok(bytes as f64 / 1e6 / started.elapsed().as_secs_f64())
+}
+
+mod tidewal_wal {
+    use super::*;
+    use ::tidewal::{Options, Wal};
+
+    fn options() -> Options {
+        let mut o = Options::default();
+        o.writer.max_entry_bytes = 64 << 20;
+        o.writer.unflushed_budget = 8 << 30;
+        o.writer.memtable_bytes = 4 << 30;
+        o
+    }
+
+    /// One WAL entry per write (no batching), `depth` entries in flight.
+    pub async fn durable(
+        store: Arc<Counting>,
+        size: usize,
+        depth: usize,
+        secs: f64,
+        max: usize,
+    ) -> Result<Run, String> {
+        let mut o = options();
+        o.writer.wal_only = true;
+        o.writer.max_in_flight = depth as u32;
+        o.writer.group_commit.max_bytes = 1;
+        o.writer.group_commit.max_records = 1;
+        o.writer.group_commit.interval = Duration::ZERO;
+        let batch = payload::batch(0, size);
+        let wal = Arc::new(
+            Wal::open(store, "tidewal", payload::schema(), o)
+                .await
+                .map_err(err)?,
+        );
+        let w = wal.clone();
+        let run = closed_loop(depth, secs, size, max, move |_| {
+            let handle = w.append_nowait(&batch);
+            async move { handle.map_err(err)?.await.map(drop).map_err(err) }
+        })
+        .await?;
+        wal.close().await.map_err(err)?;
+        Ok(run)
+    }
+
+    /// Many writers, entries sealed every 10 ms (or at 1 MiB).
+    pub async fn group(store: Arc<Counting>, secs: f64) -> Result<Run, String> {
+        let mut o = options();
+        o.writer.wal_only = true;
+        o.writer.group_commit.interval = GROUP_INTERVAL;
+        let batch = payload::batch(0, GROUP_WRITE);
+        let wal = Arc::new(
+            Wal::open(store, "tidewal", payload::schema(), o)
+                .await
+                .map_err(err)?,
+        );
+        let w = wal.clone();
+        let run = closed_loop(GROUP_WRITERS, secs, GROUP_WRITE, usize::MAX, move |_| {
+            let handle = w.append_nowait(&batch);
+            async move { handle.map_err(err)?.await.map(drop).map_err(err) }
+        })
+        .await?;
+        wal.close().await.map_err(err)?;
+        Ok(run)
+    }
+
+    /// Writes `total` bytes, leaves them unflushed (a crash), times a new writer's open.
+    pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
+        let write = 64 << 10;
+        let mut o = options();
+        o.writer.group_commit.max_records = 1;
+        o.writer.group_commit.interval = Duration::ZERO;
+        let batch = payload::batch(0, write);
+        let wal = Wal::open(store.clone(), "tidewal", payload::schema(), o.clone())
+            .await
+            .map_err(err)?;
+        let handles = (0..total / write)
+            .map(|_| wal.append_nowait(&batch))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        for h in handles {
+            h.await.map_err(err)?;
+        }
+        drop(wal);
+        let started = Instant::now();
+        let reopened = Wal::open(store, "tidewal", payload::schema(), o)
+            .await
+            .map_err(err)?;
+        let secs = started.elapsed().as_secs_f64();
+        drop(reopened);
+        Ok(total as f64 / 1e6 / secs)
+    }
+}
+
+#[cfg(feature = "slatedb")]
+mod peers_slatedb {
+    use super::*;
+    use slatedb::config::{CloseOptions, FlushType, Settings};
+    use slatedb::Db;
+
+    async fn open(store: Arc<Counting>, flush_interval: Duration) -> Result<Db, String> {
+        let settings = Settings {
+            flush_interval: Some(flush_interval),
+            l0_sst_size_bytes: 1 << 30,
+            max_unflushed_bytes: 8 << 30,
+            compactor_options: None,
+            garbage_collector_options: None,
+            ..Settings::default()
+        };
+        Db::builder("slatedb", store as Arc<dyn ObjectStore>)
+            .with_settings(settings)
+            .build()
+            .await
+            .map_err(err)
+    }
+
+    /// `put` + `await_durable`, `depth` outstanding; the WAL flushes every 1 ms (its shortest
+    /// practical interval: a flush uploads what the outstanding writes put in the buffer).
+    pub async fn durable(
+        store: Arc<Counting>,
+        size: usize,
+        depth: usize,
+        secs: f64,
+        max: usize,
+    ) -> Result<Run, String> {
+        let db = open(store, Duration::from_millis(1)).await?;
+        let value = Bytes::from(payload::ipc(&payload::batch(0, size)));
+        let d = db.clone();
+        let run = closed_loop(depth, secs, size, max, move |i| {
+            let (db, value) = (d.clone(), value.clone());
+            async move {
+                let handle = db.put(i.to_be_bytes(), value).await.map_err(err)?;
+                handle.await_durable().await.map_err(err)
+            }
+        })
+        .await?;
+        db.close().await.map_err(err)?;
+        Ok(run)
+    }
+
+    pub async fn group(store: Arc<Counting>, secs: f64) -> Result<Run, String> {
+        let db = open(store, GROUP_INTERVAL).await?;
+        let value = Bytes::from(payload::ipc(&payload::batch(0, GROUP_WRITE)));
+        let d = db.clone();
+        let run = closed_loop(GROUP_WRITERS, secs, GROUP_WRITE, usize::MAX, move |i| {
+            let (db, value) = (d.clone(), value.clone());
+            async move {
+                let handle = db.put(i.to_be_bytes(), value).await.map_err(err)?;
+                handle.await_durable().await.map_err(err)
+            }
+        })
+        .await?;
+        db.close().await.map_err(err)?;
+        Ok(run)
+    }
+
+    /// Writes `total` bytes, closes leaving them in the WAL, times the reopen (WAL replay).
+    pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
+        let write = 64 << 10;
+        let db = open(store.clone(), Duration::from_millis(10)).await?;
+        let value = Bytes::from(payload::ipc(&payload::batch(0, write)));
+        let mut last = None;
+        for i in 0..(total / write) as u64 {
+            last = Some(db.put(i.to_be_bytes(), value.clone()).await.map_err(err)?);
+        }
+        if let Some(h) = last {
+            h.await_durable().await.map_err(err)?;
+        }
+        db.close_with_options(CloseOptions {
+            flush_type: Some(FlushType::Wal),
+        })
+        .await
+        .map_err(err)?;
+        let started = Instant::now();
+        let reopened = open(store, Duration::from_millis(10)).await?;
+        let secs = started.elapsed().as_secs_f64();
+        reopened
+            .close_with_options(CloseOptions { flush_type: None })
+            .await
+            .map_err(err)?;
+        Ok(total as f64 / 1e6 / secs)
+    }
+}
+
+#[cfg(feature = "lance")]
+mod peers_lance {
+    use super::*;
+    use arrow_array_58::RecordBatch as Batch58;
+    use lance::dataset::mem_wal::{ShardWriter, ShardWriterConfig, WalAppender};
+
+    fn lance_store(store: Arc<Counting>) -> Arc<lance::io::ObjectStore> {
+        let url = url::Url::parse("bench:///lance").expect("static url");
+        Arc::new(lance::io::ObjectStore::new(
+            store as Arc<dyn ObjectStore>,
+            url,
+            None,
+            None,
+            false,
+            false,
+            64,
+            3,
+            None,
+        ))
+    }
+
+    fn batch58(size: usize) -> Result<Batch58, String> {
+        let bytes = payload::ipc(&payload::batch(0, size));
+        let mut reader =
+            arrow_ipc_58::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
+                .map_err(err)?;
+        reader.next().ok_or("no batch")?.map_err(err)
+    }
+
+    /// `WalAppender::append` (one WAL object per call; the appender serializes calls).
+    pub async fn durable(
+        store: Arc<Counting>,
+        size: usize,
+        depth: usize,
+        secs: f64,
+        max: usize,
+    ) -> Result<Run, String> {
+        let shard = uuid::Uuid::new_v4();
+        let appender = Arc::new(
+            WalAppender::open(lance_store(store), Path::from("lance"), shard, 0)
+                .await
+                .map_err(err)?,
+        );
+        let batch = batch58(size)?;
+        closed_loop(depth, secs, size, max, move |_| {
+            let (appender, batch) = (appender.clone(), batch.clone());
+            async move { appender.append(vec![batch]).await.map(drop).map_err(err) }
+        })
+        .await
+    }
+
+    fn config(shard: uuid::Uuid, interval: Duration) -> ShardWriterConfig {
+        let mut c = ShardWriterConfig::new(shard);
+        c.durable_write = true;
+        c.max_wal_flush_interval = Some(interval);
+        c.max_memtable_size = 4 << 30;
+        c.max_memtable_rows = usize::MAX / 4;
+        c.max_memtable_batches = usize::MAX / 4;
+        c
+    }
+
+    async fn writer(
+        store: Arc<Counting>,
+        shard: uuid::Uuid,
+        interval: Duration,
+    ) -> Result<ShardWriter, String> {
+        let schema = Arc::new(batch58(1)?.schema().as_ref().clone());
+        ShardWriter::open(
+            lance_store(store),
+            Path::from("lance"),
+            "bench:///lance",
+            config(shard, interval),
+            schema,
+            vec![],
+        )
+        .await
+        .map_err(err)
+    }
+
+    /// `ShardWriter::put` with durable writes; the WAL flushes every 10 ms.
+    pub async fn group(store: Arc<Counting>, secs: f64) -> Result<Run, String> {
+        let w = Arc::new(writer(store, uuid::Uuid::new_v4(), GROUP_INTERVAL).await?);
+        let batch = batch58(GROUP_WRITE)?;
+        let ww = w.clone();
+        let run = closed_loop(GROUP_WRITERS, secs, GROUP_WRITE, usize::MAX, move |_| {
+            let (w, batch) = (ww.clone(), batch.clone());
+            async move { w.put(vec![batch]).await.map(drop).map_err(err) }
+        })
+        .await?;
+        Ok(run)
+    }
+
+    /// Writes `total` bytes through a ShardWriter, abandons it, times the reopen (replay into
+    /// the memtable).
+    pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
+        let write = 64 << 10;
+        let shard = uuid::Uuid::new_v4();
+        let w = writer(store.clone(), shard, Duration::from_millis(10)).await?;
+        let batch = batch58(write)?;
+        for _ in 0..total / write {
+            w.put(vec![batch.clone()]).await.map_err(err)?;
+        }
+        drop(w);
+        let started = Instant::now();
+        let reopened = writer(store, shard, Duration::from_millis(10)).await?;
+        let secs = started.elapsed().as_secs_f64();
+        drop(reopened);
+        Ok(total as f64 / 1e6 / secs)
+    }
+}
