@@ -350,9 +350,12 @@ mod peers_lance {
         let mut c = ShardWriterConfig::new(shard);
         c.durable_write = true;
         c.max_wal_flush_interval = Some(interval);
-        c.max_memtable_size = 4 << 30;
-        c.max_memtable_rows = usize::MAX / 4;
-        c.max_memtable_batches = usize::MAX / 4;
+        // Large enough that nothing freezes during a run (replay stays a WAL replay); Lance
+        // checks the memtable fits under its backpressure ceiling.
+        c.max_memtable_size = 512 << 20;
+        c.max_memtable_rows = 1 << 20;
+        c.max_memtable_batches = 1 << 17;
+        c.max_unflushed_memtable_bytes = 2 << 30;
         c
     }
 
