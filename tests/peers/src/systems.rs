@@ -18,6 +18,9 @@ use crate::store::Counting;
 pub const GROUP_WRITE: usize = 1 << 10;
 pub const GROUP_WRITERS: usize = 64;
 pub const GROUP_INTERVAL: Duration = Duration::from_millis(10);
+/// Replay workload: the log is written in writes of this size, `GROUP_WRITERS` outstanding,
+/// each system group-committing them every `GROUP_INTERVAL` (as a busy writer would).
+pub const REPLAY_WRITE: usize = 64 << 10;
 
 pub const SYSTEMS: &[&str] = &["tidewal", "raw", "slatedb", "lance"];
 
@@ -55,7 +58,7 @@ pub async fn group(system: &str, store: Arc<Counting>, secs: f64) -> Result<Run,
     }
 }
 
-/// Seconds to reopen (and replay) a log of `total` bytes written in 64 KiB writes.
+/// MB/s of reopening (and replaying) a log of `total` bytes written in `REPLAY_WRITE` writes.
 pub async fn replay(system: &str, store: Arc<Counting>, total: usize) -> Result<f64, String> {
     match system {
         "tidewal" => tidewal_wal::replay(store, total).await,
@@ -66,6 +69,17 @@ pub async fn replay(system: &str, store: Arc<Counting>, total: usize) -> Result<
         "lance" => peers_lance::replay(store, total).await,
         other => Err(format!("system {other} not built in")),
     }
+}
+
+/// Writes the replay workload's log: `total` bytes, `GROUP_WRITERS` writes outstanding.
+async fn write_log<F, Fut>(total: usize, write: F) -> Result<(), String>
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), String>> + Send,
+{
+    closed_loop(GROUP_WRITERS, f64::INFINITY, REPLAY_WRITE, total, write)
+        .await
+        .map(drop)
 }
 
 /// The limit line: create-if-absent puts of the payload's bytes, `depth` at a time.
@@ -91,11 +105,10 @@ async fn raw_durable(
     .await
 }
 
-/// The limit line for replay: pipelined GETs of every object, 16 at a time.
+/// The limit line for replay: pipelined GETs of one object per write, 16 at a time.
 async fn raw_replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
     use futures::{StreamExt, TryStreamExt};
-    let write = 64 << 10;
-    raw_durable(store.clone(), write, 16, f64::MAX, total).await?;
+    raw_durable(store.clone(), REPLAY_WRITE, 16, f64::MAX, total).await?;
     let started = Instant::now();
     let paths: Vec<Path> = store
         .list(Some(&Path::from("raw")))
@@ -177,23 +190,23 @@ mod tidewal_wal {
         Ok(run)
     }
 
-    /// Writes `total` bytes, leaves them unflushed (a crash), times a new writer's open.
+    /// Writes `total` bytes (group commit every 10 ms), leaves them unflushed (a crash),
+    /// times a new writer's open.
     pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
-        let write = 64 << 10;
         let mut o = options();
-        o.writer.group_commit.max_records = 1;
-        o.writer.group_commit.interval = Duration::ZERO;
-        let batch = payload::batch(0, write);
-        let wal = Wal::open(store.clone(), "tidewal", payload::schema(), o.clone())
-            .await
-            .map_err(err)?;
-        let handles = (0..total / write)
-            .map(|_| wal.append_nowait(&batch))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        for h in handles {
-            h.await.map_err(err)?;
-        }
+        o.writer.group_commit.interval = GROUP_INTERVAL;
+        let batch = payload::batch(0, REPLAY_WRITE);
+        let wal = Arc::new(
+            Wal::open(store.clone(), "tidewal", payload::schema(), o.clone())
+                .await
+                .map_err(err)?,
+        );
+        let w = wal.clone();
+        write_log(total, move |_| {
+            let handle = w.append_nowait(&batch);
+            async move { handle.map_err(err)?.await.map(drop).map_err(err) }
+        })
+        .await?;
         drop(wal);
         let started = Instant::now();
         let reopened = Wal::open(store, "tidewal", payload::schema(), o)
@@ -269,23 +282,24 @@ mod peers_slatedb {
 
     /// Writes `total` bytes, closes leaving them in the WAL, times the reopen (WAL replay).
     pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
-        let write = 64 << 10;
-        let db = open(store.clone(), Duration::from_millis(10)).await?;
-        let value = Bytes::from(payload::ipc(&payload::batch(0, write)));
-        let mut last = None;
-        for i in 0..(total / write) as u64 {
-            last = Some(db.put(i.to_be_bytes(), value.clone()).await.map_err(err)?);
-        }
-        if let Some(h) = last {
-            h.await_durable().await.map_err(err)?;
-        }
+        let db = open(store.clone(), GROUP_INTERVAL).await?;
+        let value = Bytes::from(payload::ipc(&payload::batch(0, REPLAY_WRITE)));
+        let d = db.clone();
+        write_log(total, move |i| {
+            let (db, value) = (d.clone(), value.clone());
+            async move {
+                let handle = db.put(i.to_be_bytes(), value).await.map_err(err)?;
+                handle.await_durable().await.map_err(err)
+            }
+        })
+        .await?;
         db.close_with_options(CloseOptions {
             flush_type: Some(FlushType::Wal),
         })
         .await
         .map_err(err)?;
         let started = Instant::now();
-        let reopened = open(store, Duration::from_millis(10)).await?;
+        let reopened = open(store, GROUP_INTERVAL).await?;
         let secs = started.elapsed().as_secs_f64();
         reopened
             .close_with_options(CloseOptions { flush_type: None })
@@ -393,16 +407,18 @@ mod peers_lance {
     /// Writes `total` bytes through a ShardWriter, abandons it, times the reopen (replay into
     /// the memtable).
     pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
-        let write = 64 << 10;
         let shard = uuid::Uuid::new_v4();
-        let w = writer(store.clone(), shard, Duration::from_millis(10)).await?;
-        let batch = batch58(write)?;
-        for _ in 0..total / write {
-            w.put(vec![batch.clone()]).await.map_err(err)?;
-        }
+        let w = Arc::new(writer(store.clone(), shard, GROUP_INTERVAL).await?);
+        let batch = batch58(REPLAY_WRITE)?;
+        let ww = w.clone();
+        write_log(total, move |_| {
+            let (w, batch) = (ww.clone(), batch.clone());
+            async move { w.put(vec![batch]).await.map(drop).map_err(err) }
+        })
+        .await?;
         drop(w);
         let started = Instant::now();
-        let reopened = writer(store, shard, Duration::from_millis(10)).await?;
+        let reopened = writer(store, shard, GROUP_INTERVAL).await?;
         let secs = started.elapsed().as_secs_f64();
         drop(reopened);
         Ok(total as f64 / 1e6 / secs)
