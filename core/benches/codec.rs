@@ -98,7 +98,10 @@ fn main() {
         let b = batch(rows);
         let record = codec.encode_batch(&b).expect("encode");
         let records = [record];
-        let entry = codec.encode_entry(&header, &records).expect("entry");
+        let entry = codec
+            .encode_entry(&header, &records)
+            .expect("entry")
+            .to_bytes();
         let size = entry.len();
 
         let ops: [(&str, Duration); 3] = [

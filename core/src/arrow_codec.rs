@@ -28,6 +28,7 @@ use crate::codec::{
     PositionedRecords, Record,
 };
 use crate::crc32c::{crc32c_append, to_hex8, Crc32cAppend};
+use crate::io::Body;
 
 const PREFIX: &str = "tidewal.";
 const FORMAT: &str = "tidewal.format";
@@ -481,7 +482,7 @@ impl Codec for ArrowCodec {
             .is_ok_and(|s| fields_diff(self.schema.fields(), s.fields()).is_none())
     }
 
-    fn encode_entry(&self, header: &EntryHeader, records: &[Record]) -> Result<Bytes, CodecError> {
+    fn encode_entry(&self, header: &EntryHeader, records: &[Record]) -> Result<Body, CodecError> {
         let mut pairs = Vec::with_capacity(6);
         let kind = match header.kind {
             EntryKind::Data => "data",
@@ -498,7 +499,6 @@ impl Codec for ArrowCodec {
         pairs.push((POSITION, header.position.to_string()));
         pairs.push((NONCE, format!("{:016x}", header.nonce)));
         pairs.push((CRC, "00000000".into()));
-        let mut size = EOS.len() + 1024;
         for (i, r) in records.iter().enumerate() {
             // A record the decoder would reject must not reach the store.
             let (_, _, rows) =
@@ -508,25 +508,30 @@ impl Codec for ArrowCodec {
                     "record {i}: bad row count or alignment"
                 )));
             }
-            size += r.payload.len();
         }
-        let mut out = Vec::with_capacity(size);
-        self.write_schema(&mut out, &self.schema_with(&pairs))?;
+        let mut head = Vec::with_capacity(1024);
+        self.write_schema(&mut head, &self.schema_with(&pairs))?;
         let crc_at = {
-            let m = read_message(&out, 0)?.ok_or_else(|| encode_err("no schema message"))?;
+            let m = read_message(&head, 0)?.ok_or_else(|| encode_err("no schema message"))?;
             let fb = m
                 .msg
                 .header_as_schema()
                 .ok_or_else(|| encode_err("no schema"))?;
-            crc_range(&out, &tidewal_metadata(fb)?)?
+            crc_range(&head, &tidewal_metadata(fb)?)?
         };
+        // The checksum covers the whole stream with the placeholder in place; the records'
+        // bytes go out as they are (no copy into one buffer).
+        let mut crc = (self.crc)(0, &head);
         for r in records {
-            out.extend_from_slice(&r.payload);
+            crc = (self.crc)(crc, &r.payload);
         }
-        out.extend_from_slice(&EOS);
-        let crc = (self.crc)(0, &out);
-        out[crc_at].copy_from_slice(&to_hex8(crc));
-        Ok(Bytes::from(out))
+        crc = (self.crc)(crc, &EOS);
+        head[crc_at].copy_from_slice(&to_hex8(crc));
+        let mut chunks = Vec::with_capacity(records.len() + 2);
+        chunks.push(Bytes::from(head));
+        chunks.extend(records.iter().map(|r| r.payload.clone()));
+        chunks.push(Bytes::from_static(&EOS));
+        Ok(Body::from_chunks(chunks))
     }
 
     fn checksum(&self, data: &[u8]) -> u32 {
@@ -785,7 +790,10 @@ mod tests {
         let c = codec();
         let batches = [batch(5, 1), batch(0, 2), batch(17, 3)];
         let recs: Vec<Record> = batches.iter().map(|b| c.encode_batch(b).unwrap()).collect();
-        let bytes = c.encode_entry(&header(EntryKind::Data), &recs).unwrap();
+        let bytes = c
+            .encode_entry(&header(EntryKind::Data), &recs)
+            .unwrap()
+            .to_bytes();
         let e = c.decode_entry(bytes).unwrap();
         assert_eq!(e.header, header(EntryKind::Data));
         assert_eq!(e.records, recs);
@@ -795,10 +803,30 @@ mod tests {
     }
 
     #[test]
+    fn entry_body_shares_the_records_bytes() {
+        let c = codec();
+        let recs = [
+            c.encode_batch(&batch(3, 1)).unwrap(),
+            c.encode_batch(&batch(5, 2)).unwrap(),
+        ];
+        let body = c.encode_entry(&header(EntryKind::Data), &recs).unwrap();
+        let shared = body
+            .chunks()
+            .iter()
+            .filter(|chunk| recs.iter().any(|r| r.payload.as_ptr() == chunk.as_ptr()))
+            .count();
+        assert_eq!(shared, 2, "each record's bytes go out as they are");
+        let e = c.decode_entry(body.to_bytes()).unwrap();
+        assert_eq!(e.records, recs);
+    }
+
+    #[test]
     fn fence_round_trip_and_rules() {
         let c = codec();
         let h = header(EntryKind::Fence { window: 64 });
-        let e = c.decode_entry(c.encode_entry(&h, &[]).unwrap()).unwrap();
+        let e = c
+            .decode_entry(c.encode_entry(&h, &[]).unwrap().to_bytes())
+            .unwrap();
         assert_eq!(e.header, h);
         assert!(e.records.is_empty());
         let rec = c.encode_batch(&batch(1, 1)).unwrap();
@@ -823,10 +851,14 @@ mod tests {
     fn every_flipped_byte_and_truncation_is_an_error() {
         let c = codec();
         let rec = c.encode_batch(&batch(2, 7)).unwrap();
-        let data = c.encode_entry(&header(EntryKind::Data), &[rec]).unwrap();
+        let data = c
+            .encode_entry(&header(EntryKind::Data), &[rec])
+            .unwrap()
+            .to_bytes();
         let fence = c
             .encode_entry(&header(EntryKind::Fence { window: 8 }), &[])
-            .unwrap();
+            .unwrap()
+            .to_bytes();
         for bytes in [data, fence] {
             for i in 0..bytes.len() {
                 for mask in [0x01u8, 0x20, 0x80, 0xFF] {
@@ -906,7 +938,10 @@ mod tests {
         }
         let oc = ArrowCodec::new(other).unwrap();
         let rec = oc.encode_batch(&b).unwrap();
-        let entry = oc.encode_entry(&header(EntryKind::Data), &[rec]).unwrap();
+        let entry = oc
+            .encode_entry(&header(EntryKind::Data), &[rec])
+            .unwrap()
+            .to_bytes();
         assert!(matches!(
             c.decode_entry(entry),
             Err(CodecError::SchemaMismatch(_))
@@ -953,7 +988,10 @@ mod tests {
         let c = codec();
         let batches = [batch(4, 1), batch(6, 2)];
         let recs: Vec<Record> = batches.iter().map(|b| c.encode_batch(b).unwrap()).collect();
-        let bytes = c.encode_entry(&header(EntryKind::Data), &recs).unwrap();
+        let bytes = c
+            .encode_entry(&header(EntryKind::Data), &recs)
+            .unwrap()
+            .to_bytes();
         let reader = StreamReader::try_new(Cursor::new(bytes.to_vec()), None).unwrap();
         let md = reader.schema().metadata().clone();
         assert_eq!(md.get("tidewal.kind").map(String::as_str), Some("data"));
@@ -1058,7 +1096,10 @@ mod tests {
             let offset = r.payload.as_ptr() as usize - stream.as_ptr() as usize;
             assert!(offset + r.payload.len() <= stream.len());
         }
-        let entry = c.encode_entry(&header(EntryKind::Data), &records).unwrap();
+        let entry = c
+            .encode_entry(&header(EntryKind::Data), &records)
+            .unwrap()
+            .to_bytes();
         assert_eq!(c.decode_entry(entry).unwrap().records, records);
         let joined = c.join_stream(&records);
         let reader = StreamReader::try_new(Cursor::new(joined), None).unwrap();
@@ -1180,7 +1221,9 @@ mod tests {
                     for r in &records {
                         c.decode_record(r).unwrap();
                     }
-                    c.encode_entry(&header(EntryKind::Data), &records).unwrap();
+                    c.encode_entry(&header(EntryKind::Data), &records)
+                        .unwrap()
+                        .to_bytes();
                 }
             };
             for cut in 0..stream.len() {

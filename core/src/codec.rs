@@ -10,6 +10,7 @@ use bytes::Bytes;
 use core::fmt;
 
 use crate::crc32c::crc32c;
+use crate::io::Body;
 
 /// One appended unit: for the Arrow codec one encoded record batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,8 +124,9 @@ pub trait Codec: Send + Sync {
     fn schema_matches(&self, stored: &[u8]) -> bool {
         stored == &self.schema()[..]
     }
-    /// Encodes a WAL entry (a fence has no records).
-    fn encode_entry(&self, header: &EntryHeader, records: &[Record]) -> Result<Bytes, CodecError>;
+    /// Encodes a WAL entry (a fence has no records), in pieces that may share the records'
+    /// bytes.
+    fn encode_entry(&self, header: &EntryHeader, records: &[Record]) -> Result<Body, CodecError>;
     /// Decodes and verifies a WAL entry.
     fn decode_entry(&self, bytes: Bytes) -> Result<Entry, CodecError>;
     /// Encodes a generation file holding `entries` (in position order).
@@ -256,7 +258,7 @@ impl Codec for RawCodec {
         self.schema.clone()
     }
 
-    fn encode_entry(&self, header: &EntryHeader, records: &[Record]) -> Result<Bytes, CodecError> {
+    fn encode_entry(&self, header: &EntryHeader, records: &[Record]) -> Result<Body, CodecError> {
         let size: usize = records.iter().map(|r| r.payload.len() + 12).sum();
         let mut out = Vec::with_capacity(48 + size);
         out.extend_from_slice(RAW_ENTRY_MAGIC);
@@ -270,7 +272,7 @@ impl Codec for RawCodec {
         out.extend_from_slice(&header.nonce.to_le_bytes());
         out.extend_from_slice(&window.to_le_bytes());
         put_records(&mut out, records);
-        Ok(seal(out))
+        Ok(seal(out).into())
     }
 
     fn decode_entry(&self, bytes: Bytes) -> Result<Entry, CodecError> {
@@ -368,13 +370,17 @@ mod tests {
     fn entry_round_trip() {
         let codec = RawCodec::new("s");
         let recs = vec![Record::new(&b"abc"[..], 2), Record::new(&b""[..], 0)];
-        let bytes = codec.encode_entry(&header(EntryKind::Data), &recs).unwrap();
+        let bytes = codec
+            .encode_entry(&header(EntryKind::Data), &recs)
+            .unwrap()
+            .to_bytes();
         let e = codec.decode_entry(bytes).unwrap();
         assert_eq!(e.header, header(EntryKind::Data));
         assert_eq!(e.records, recs);
         let f = codec
             .encode_entry(&header(EntryKind::Fence { window: 8 }), &[])
-            .unwrap();
+            .unwrap()
+            .to_bytes();
         assert_eq!(
             codec.decode_entry(f).unwrap().header.kind,
             EntryKind::Fence { window: 8 }
@@ -385,7 +391,10 @@ mod tests {
     fn every_flipped_byte_and_truncation_is_corrupt() {
         let codec = RawCodec::new("s");
         let recs = vec![Record::new(&b"hello world"[..], 1)];
-        let bytes = codec.encode_entry(&header(EntryKind::Data), &recs).unwrap();
+        let bytes = codec
+            .encode_entry(&header(EntryKind::Data), &recs)
+            .unwrap()
+            .to_bytes();
         for i in 0..bytes.len() {
             let mut bad = bytes.to_vec();
             bad[i] ^= 0x10;

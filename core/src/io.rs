@@ -30,7 +30,7 @@ pub enum Op {
         /// Object path.
         path: String,
         /// Object bytes.
-        body: Bytes,
+        body: Body,
         /// Conditional semantics.
         mode: PutMode,
     },
@@ -60,6 +60,80 @@ pub enum Op {
         path: String,
     },
 }
+
+/// The bytes of a put, in pieces: a WAL entry carries its records' bytes as they are, without
+/// copying them into one buffer (a host hands the pieces to the store as they are, or joins
+/// them if the store wants one buffer). Equality compares the bytes, not the pieces.
+#[derive(Clone, Debug, Default)]
+pub struct Body(Vec<Bytes>);
+
+impl Body {
+    /// A body made of these pieces, in order.
+    pub fn from_chunks(chunks: Vec<Bytes>) -> Self {
+        Body(chunks)
+    }
+
+    /// The pieces, in order.
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.0
+    }
+
+    /// The pieces, in order.
+    pub fn into_chunks(self) -> Vec<Bytes> {
+        self.0
+    }
+
+    /// Total length in bytes.
+    pub fn len(&self) -> usize {
+        self.0.iter().map(Bytes::len).sum()
+    }
+
+    /// Whether there are no bytes.
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Bytes::is_empty)
+    }
+
+    /// The bytes in one buffer (no copy if there is one piece).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.0.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => {
+                let mut out = Vec::with_capacity(self.len());
+                for c in many {
+                    out.extend_from_slice(c);
+                }
+                out.into()
+            }
+        }
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Body(alloc::vec![bytes])
+    }
+}
+
+impl From<Vec<u8>> for Body {
+    fn from(bytes: Vec<u8>) -> Self {
+        Body::from(Bytes::from(bytes))
+    }
+}
+
+impl PartialEq for Body {
+    fn eq(&self, other: &Self) -> bool {
+        let bytes = |b: &Body| {
+            b.0.iter()
+                .flat_map(|c| c.iter())
+                .copied()
+                .collect::<Vec<u8>>()
+        };
+        self.len() == other.len() && bytes(self) == bytes(other)
+    }
+}
+
+impl Eq for Body {}
 
 /// Conditional put semantics.
 #[derive(Clone, Debug, PartialEq, Eq)]

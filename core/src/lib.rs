@@ -40,7 +40,8 @@ pub use config::{GroupCommit, ReaderConfig, RetryPolicy, WriterConfig};
 pub use error::{AppendError, CommandError, ConfigError, FatalError};
 pub use host_error::Error;
 pub use io::{
-    GetResult, ObjectMeta, Op, PutMode, Request, RequestId, Response, StoreError, StoreErrorKind,
+    Body, GetResult, ObjectMeta, Op, PutMode, Request, RequestId, Response, StoreError,
+    StoreErrorKind,
 };
 pub use manifest::{GenerationRecord, Manifest};
 pub use mem::MemStore;

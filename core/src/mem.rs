@@ -7,7 +7,7 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use bytes::Bytes;
 
-use crate::io::{GetResult, ObjectMeta, Op, PutMode, Response, StoreError, StoreErrorKind};
+use crate::io::{Body, GetResult, ObjectMeta, Op, PutMode, Response, StoreError, StoreErrorKind};
 
 /// A map of path → (bytes, etag). Etags are unique for the store's lifetime.
 #[derive(Clone, Debug, Default)]
@@ -44,7 +44,7 @@ impl MemStore {
     fn put(
         &mut self,
         path: &str,
-        body: &Bytes,
+        body: &Body,
         mode: &PutMode,
     ) -> Result<Option<String>, StoreError> {
         let current = self.objects.get(path).map(|(_, e)| *e);
@@ -65,7 +65,7 @@ impl MemStore {
         }
         self.next_etag += 1;
         self.objects
-            .insert(path.to_string(), (body.clone(), self.next_etag));
+            .insert(path.to_string(), (body.to_bytes(), self.next_etag));
         Ok(Some(self.next_etag.to_string()))
     }
 

@@ -534,7 +534,7 @@ fn a_manifest_with_counters_near_overflow_is_corrupt() {
     let path = "t/manifest/00000000000000000002.json";
     h.store.execute(&Op::Put {
         path: path.into(),
-        body: m.encode(),
+        body: m.encode().into(),
         mode: tidewal_core::PutMode::Create,
     });
     let d2 = h.open(config(), 2);

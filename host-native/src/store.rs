@@ -47,7 +47,11 @@ pub async fn execute(store: Arc<dyn ObjectStore>, op: Op) -> Response {
                 _ => object_store::PutMode::Overwrite,
             };
             let result = store
-                .put_opts(&Path::from(path), body.into(), PutOptions::from(mode))
+                .put_opts(
+                    &Path::from(path),
+                    body.into_chunks().into_iter().collect(),
+                    PutOptions::from(mode),
+                )
                 .await;
             Response::Put(result.map(|r| r.e_tag).map_err(store_error))
         }

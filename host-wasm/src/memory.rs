@@ -140,17 +140,23 @@ impl MemoryStore {
             Some(other) => return settle(Err(invalid(format!("unknown put mode {other:?}")))),
         };
         let body = Bytes::from(body.to_vec());
-        settle(match self.run(Op::Put { path, body, mode }) {
-            Response::Put(Ok(tag)) => {
-                let o = Object::new();
-                if let Some(t) = tag {
-                    set(&o, "etag", t);
+        settle(
+            match self.run(Op::Put {
+                path,
+                body: body.into(),
+                mode,
+            }) {
+                Response::Put(Ok(tag)) => {
+                    let o = Object::new();
+                    if let Some(t) = tag {
+                        set(&o, "etag", t);
+                    }
+                    Ok(o.into())
                 }
-                Ok(o.into())
-            }
-            Response::Put(Err(e)) => Err(js_store_error(&e)),
-            _ => Err(invalid("unexpected answer")),
-        })
+                Response::Put(Err(e)) => Err(js_store_error(&e)),
+                _ => Err(invalid("unexpected answer")),
+            },
+        )
     }
 
     /// An object's `{path, size, etag}`.

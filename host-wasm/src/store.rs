@@ -165,7 +165,14 @@ impl JsMethods {
                     _ => "overwrite",
                 };
                 set(&opts, "mode", mode);
-                let bytes = Uint8Array::from(&body[..]);
+                // One copy out of wasm memory, piece by piece.
+                let bytes = Uint8Array::new_with_length(body.len() as u32);
+                let mut at = 0u32;
+                for chunk in body.chunks() {
+                    let end = at + chunk.len() as u32;
+                    bytes.subarray(at, end).copy_from(chunk);
+                    at = end;
+                }
                 let r = self
                     .call(&self.put, &[path.into(), bytes.into(), opts.into()])
                     .await;

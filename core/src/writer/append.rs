@@ -3,14 +3,13 @@
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
-use bytes::Bytes;
 use core::time::Duration;
 
 use super::{Event, Purpose, PutOutcome, Writer};
 use crate::codec::{EntryHeader, EntryKind, PositionedRecords, Record};
 use crate::config::GroupCommit;
 use crate::error::FatalError;
-use crate::io::{Op, Response, StoreErrorKind};
+use crate::io::{Body, Op, Response, StoreErrorKind};
 
 /// Identifies an append of one writer; ids grow by one per accepted append, from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,7 +25,7 @@ pub(super) struct Batch {
 /// An entry put (or being put) at a position.
 struct Slot {
     batch: Batch,
-    body: Bytes,
+    body: Body,
     durable: bool,
 }
 

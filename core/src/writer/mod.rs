@@ -31,13 +31,12 @@ use alloc::boxed::Box;
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
-use bytes::Bytes;
 use core::time::Duration;
 
 use crate::codec::{Codec, PositionedRecords, Record};
 use crate::config::WriterConfig;
 use crate::error::{AppendError, CommandError, ConfigError, FatalError};
-use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
+use crate::io::{Body, Op, RequestId, Response, StoreError, StoreErrorKind};
 use crate::manifest::Manifest;
 use crate::paths::Paths;
 use crate::plumbing::{IoCounters, Plumbing};
@@ -463,14 +462,14 @@ impl Writer {
     fn put_again(
         &mut self,
         path: String,
-        body: Bytes,
+        body: impl Into<Body>,
         purpose: Purpose,
         attempt: u32,
         last: &StoreError,
     ) {
         let put = Op::Put {
             path,
-            body,
+            body: body.into(),
             mode: crate::io::PutMode::Create,
         };
         self.retry(put, purpose, attempt, last);
@@ -480,11 +479,11 @@ impl Writer {
         self.io.send(Op::Get { path, range: None }, purpose)
     }
 
-    fn put_create(&mut self, path: String, body: Bytes, purpose: Purpose) -> RequestId {
+    fn put_create(&mut self, path: String, body: impl Into<Body>, purpose: Purpose) -> RequestId {
         self.io.send(
             Op::Put {
                 path,
-                body,
+                body: body.into(),
                 mode: crate::io::PutMode::Create,
             },
             purpose,

@@ -301,7 +301,8 @@ impl World {
             }
             let resp = self.store.execute(&op);
             if let (Op::Put { path, body, .. }, Response::Put(Ok(_))) = (&op, &resp) {
-                self.model.on_put(&self.store, path, body, &self.codec)?;
+                self.model
+                    .on_put(&self.store, path, &body.to_bytes(), &self.codec)?;
             }
             self.note(format_args!(
                 "c{client} #{} applied {}",

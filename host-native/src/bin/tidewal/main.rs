@@ -128,9 +128,12 @@ enum Command {
         /// Also measure this S3 URL (e.g. s3://bucket/bench on SeaweedFS; AWS_* variables).
         #[arg(long)]
         s3: Option<String>,
-        /// MiB of WAL (64 KiB entries) for the replay measurement.
+        /// MiB of WAL (64 KiB entries) for the replay measurement (0: none).
         #[arg(long, default_value_t = 64)]
         replay_mib: usize,
+        /// Measure only these stores (throttled, local, s3); default: all given.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
     },
 }
 
@@ -180,6 +183,7 @@ struct BenchCells {
     sizes_kib: Vec<usize>,
     depths: Vec<u32>,
     replay_mib: usize,
+    only: Vec<String>,
 }
 
 async fn bench(
@@ -193,6 +197,7 @@ async fn bench(
         sizes_kib,
         depths,
         replay_mib,
+        only,
     } = cells;
     use object_store::memory::InMemory;
     use object_store::throttle::{ThrottleConfig, ThrottledStore};
@@ -204,12 +209,23 @@ async fn bench(
     let scratch = std::env::temp_dir().join(format!("tidewal-bench-{}", std::process::id()));
     let dir = dir.map(std::path::PathBuf::from).unwrap_or(scratch.clone());
     let mut header = true;
-    let kinds: &[&str] = if s3.is_some() {
+    let all: &[&str] = if s3.is_some() {
         &["throttled", "local", "s3"]
     } else {
         &["throttled", "local"]
     };
-    for &kind in kinds {
+    if let Some(unknown) = only.iter().find(|k| !all.contains(&k.as_str())) {
+        return Err(Error::Invalid(format!(
+            "--only {unknown}: expected one of {}",
+            all.join(", ")
+        )));
+    }
+    let kinds: Vec<&str> = all
+        .iter()
+        .copied()
+        .filter(|k| only.is_empty() || only.iter().any(|o| o == k))
+        .collect();
+    for &kind in &kinds {
         for &kib in &sizes_kib {
             for &depth in &depths {
                 let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
@@ -244,7 +260,7 @@ async fn bench(
         }
     }
     let mut header = true;
-    for &kind in kinds {
+    for &kind in kinds.iter().filter(|_| replay_mib > 0) {
         let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
             "throttled" => {
                 let config = ThrottleConfig {
@@ -408,11 +424,13 @@ async fn main() -> std::process::ExitCode {
             depths,
             s3,
             replay_mib,
+            only,
         } => {
             let cells = BenchCells {
                 sizes_kib,
                 depths,
                 replay_mib,
+                only,
             };
             bench(latency_ms, seconds, dir, cells, s3).await
         }
