@@ -14,10 +14,16 @@ fi
 .tools/venv/bin/python -c "import matplotlib" 2>/dev/null || .tools/venv/bin/pip install -q matplotlib==3.10.7
 . scripts/seaweedfs.sh
 seaweedfs_start "$PWD/.tools/venv"
-{
-  echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)"
-  echo "command: scripts/peers.sh $*"
-  echo "date: $(date -u +%Y-%m-%dT%H:%MZ), tidewal $(git rev-parse --short HEAD)"
-} > docs/benchmarks/machine.txt
+if [[ " $* " == *" --merge "* ]]; then
+  # Some cells measured again into the earlier results: say so under the first command.
+  echo "then: scripts/peers.sh $* ($(date -u +%Y-%m-%dT%H:%MZ), tidewal $(git rev-parse --short HEAD))" \
+    >> docs/benchmarks/machine.txt
+else
+  {
+    echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GiB, $(uname -sr)"
+    echo "command: scripts/peers.sh $*"
+    echo "date: $(date -u +%Y-%m-%dT%H:%MZ), tidewal $(git rev-parse --short HEAD)"
+  } > docs/benchmarks/machine.txt
+fi
 target/peers/release/tidewal-peers run --out docs/benchmarks "$@"
 .tools/venv/bin/python docs/benchmarks/plot.py docs/benchmarks/results.json docs/benchmarks

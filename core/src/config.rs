@@ -12,7 +12,9 @@ pub struct GroupCommit {
     pub max_bytes: usize,
     /// Seal once this many records are pending.
     pub max_records: usize,
-    /// Seal this long after the first pending record arrived (zero: at once).
+    /// Seal this long after the first pending record arrived (zero: at once). While every
+    /// in-flight slot is busy, a due batch waits for a free one and keeps taking appends (up
+    /// to the thresholds above), so appends queued behind a full window share an entry.
     pub interval: Duration,
 }
 

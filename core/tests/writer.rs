@@ -94,6 +94,39 @@ fn group_commit_by_count_bytes_interval_and_flush() {
 }
 
 #[test]
+fn appends_queued_behind_a_full_window_share_one_entry() {
+    let mut cfg = config();
+    cfg.max_in_flight = 2;
+    cfg.group_commit = GroupCommit {
+        max_bytes: 1 << 20,
+        max_records: 3,
+        interval: Duration::ZERO,
+    };
+    let mut h = Harness::new();
+    let mut d = h.open(cfg, 1);
+    // Two slots: the first two appends go out at once, one entry each.
+    for i in 0..2 {
+        d.append(&h, rec(i));
+    }
+    assert_eq!(d.held.len(), 2);
+    // The window is full: the next appends wait together, up to max_records (3), then the
+    // fourth starts another batch. No timer is due while they wait (a host must not spin).
+    for i in 2..6 {
+        d.append(&h, rec(i));
+    }
+    assert_eq!(d.held.len(), 2);
+    assert_eq!(d.w.poll_timeout(), None);
+    // A free slot takes the first waiting batch (appends 2..=4), the next takes append 5.
+    h.execute(&mut d, 0);
+    assert_eq!(d.held.len(), 2);
+    h.settle(&mut d);
+    assert_eq!(d.durable(), vec![(0, 4), (1, 5), (4, 6), (5, 7)]);
+    let entries = h.read_all().unwrap();
+    let sizes: Vec<usize> = entries.iter().map(|(_, r)| r.len()).collect();
+    assert_eq!(sizes, vec![1, 1, 3, 1]);
+}
+
+#[test]
 fn group_commit_by_count() {
     let mut cfg = config();
     cfg.group_commit = GroupCommit {

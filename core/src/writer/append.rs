@@ -63,13 +63,17 @@ impl Pipeline {
         self.open_bytes += size;
         let id = AppendId(self.next_append);
         self.next_append += 1;
-        if self.open_bytes >= gc.max_bytes
-            || self.open.len() >= gc.max_records
-            || gc.interval.is_zero()
-        {
+        if self.open_bytes >= gc.max_bytes || self.open.len() >= gc.max_records {
             self.seal();
         }
         id
+    }
+
+    /// Whether the open batch is due (its interval has passed). A due batch goes out when an
+    /// in-flight slot is free; until then it keeps taking appends, so appends that queue
+    /// behind a full window share one entry instead of one entry each.
+    fn open_due(&self, now: Duration) -> bool {
+        !self.open.is_empty() && self.deadline.is_some_and(|d| d <= now)
     }
 
     pub(super) fn seal(&mut self) {
@@ -127,9 +131,13 @@ impl Writer {
         }
     }
 
-    /// Issues sealed batches while the in-flight window has room.
+    /// Issues sealed batches, then the open batch if it is due, while the in-flight window
+    /// has room.
     pub(super) fn pump(&mut self) {
         while self.pipeline.slots.len() < self.cfg.max_in_flight as usize {
+            if self.pipeline.sealed.is_empty() && self.pipeline.open_due(self.now) {
+                self.pipeline.seal();
+            }
             let Some(batch) = self.pipeline.sealed.pop_front() else {
                 break;
             };

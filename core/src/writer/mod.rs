@@ -301,10 +301,13 @@ impl Writer {
     /// When to call [`Writer::handle_timeout`] next, and why.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<(Duration, TimerReason)> {
+        // Only a batch that can go out when due needs a timer: with the window full, the
+        // next answer frees a slot (and a due deadline must not make a host spin).
         let group = self
             .pipeline
             .deadline()
-            .filter(|_| self.is_live())
+            .filter(|_| self.phase == Phase::Ready)
+            .filter(|_| self.pipeline.in_flight() < self.cfg.max_in_flight as usize)
             .map(|t| (t, TimerReason::GroupCommit));
         let retry = self.io.next_deadline().map(|t| (t, TimerReason::Retry));
         match (group, retry) {
@@ -336,9 +339,7 @@ impl Writer {
             return;
         }
         self.io.fire_due(self.now);
-        if self.pipeline.deadline().is_some_and(|d| d <= self.now) {
-            self.pipeline.seal();
-        }
+        // A due open batch goes out in `pump`.
         self.after_input();
     }
 

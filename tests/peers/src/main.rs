@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 
 fn usage() -> String {
     "usage: tidewal-peers run [--quick] [--stores throttled-5,throttled-20,throttled-50,local,s3] \
-     [--systems tidewal,raw,slatedb,lance] [--repeats 3] [--seconds 3] [--replay-mib 256] [--out DIR]\n\
+     [--systems tidewal,raw,slatedb,lance] [--workloads durable,group,replay] [--repeats 3] [--seconds 3] \
+     [--replay-mib 256] [--out DIR] [--merge]\n\
      \x20      tidewal-peers cell SYSTEM STORE WORKLOAD SIZE DEPTH SECONDS"
         .into()
 }
@@ -101,6 +102,9 @@ fn cell(args: &[String]) -> Result<(), String> {
 struct RunArgs {
     stores: Vec<String>,
     systems: Vec<String>,
+    workloads: Vec<String>,
+    /// Keep the cells of an existing results.json that this run does not measure.
+    merge: bool,
     repeats: usize,
     seconds: f64,
     replay_mib: usize,
@@ -113,6 +117,8 @@ fn parse_run(args: &[String]) -> Result<RunArgs, String> {
             .map(String::from)
             .to_vec(),
         systems: systems::SYSTEMS.iter().map(|s| s.to_string()).collect(),
+        workloads: ["durable", "group", "replay"].map(String::from).to_vec(),
+        merge: false,
         repeats: 3,
         seconds: 3.0,
         replay_mib: 256,
@@ -132,6 +138,8 @@ fn parse_run(args: &[String]) -> Result<RunArgs, String> {
             }
             "--stores" => a.stores = value()?.split(',').map(String::from).collect(),
             "--systems" => a.systems = value()?.split(',').map(String::from).collect(),
+            "--workloads" => a.workloads = value()?.split(',').map(String::from).collect(),
+            "--merge" => a.merge = true,
             "--repeats" => a.repeats = value()?.parse().map_err(|_| "bad --repeats")?,
             "--seconds" => a.seconds = value()?.parse().map_err(|_| "bad --seconds")?,
             "--replay-mib" => a.replay_mib = value()?.parse().map_err(|_| "bad --replay-mib")?,
@@ -172,6 +180,7 @@ fn run(args: &[String]) -> Result<(), String> {
             ));
         }
     }
+    cells.retain(|(_, _, workload, _, _)| a.workloads.contains(workload));
     let mut results = Vec::new();
     for (n, (system, store, workload, size, depth)) in cells.iter().enumerate() {
         let mut runs: Vec<Value> = Vec::new();
@@ -209,6 +218,9 @@ fn run(args: &[String]) -> Result<(), String> {
         results.push(row);
     }
     std::fs::create_dir_all(&a.out).map_err(|e| e.to_string())?;
+    if a.merge {
+        results = merged(&a.out.join("results.json"), results)?;
+    }
     let json = serde_json::to_string_pretty(
         &json!({ "repeats": a.repeats, "seconds": a.seconds, "cells": results }),
     )
@@ -217,6 +229,27 @@ fn run(args: &[String]) -> Result<(), String> {
     std::fs::write(a.out.join("results.md"), markdown(&results)).map_err(|e| e.to_string())?;
     println!("{}", markdown(&results));
     Ok(())
+}
+
+/// The cells of an earlier results.json with `fresh` in place of the ones measured again
+/// (same system, store, workload, size and depth), in the earlier order.
+fn merged(path: &std::path::Path, fresh: Vec<Value>) -> Result<Vec<Value>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--merge: {e}"))?;
+    let old: Value = serde_json::from_str(&text).map_err(|e| format!("--merge: {e}"))?;
+    let id = |c: &Value| ["system", "store", "workload", "size", "depth"].map(|k| c[k].to_string());
+    let mut fresh: Vec<Option<Value>> = fresh.into_iter().map(Some).collect();
+    let mut out = Vec::new();
+    for cell in old["cells"].as_array().into_iter().flatten() {
+        let again = fresh
+            .iter_mut()
+            .find(|f| f.as_ref().is_some_and(|f| id(f) == id(cell)));
+        out.push(match again {
+            Some(f) => f.take().unwrap_or_else(|| cell.clone()),
+            None => cell.clone(),
+        });
+    }
+    out.extend(fresh.into_iter().flatten());
+    Ok(out)
 }
 
 /// The median of every metric over the runs that succeeded (errors kept as text).

@@ -139,7 +139,8 @@ mod tidewal_wal {
         o
     }
 
-    /// One WAL entry per write (no batching), `depth` entries in flight.
+    /// No group commit interval, `depth` entry puts in flight: a write goes out at once in its
+    /// own entry (it would join the writes waiting for a free slot only if all were busy).
     pub async fn durable(
         store: Arc<Counting>,
         size: usize,
@@ -150,8 +151,7 @@ mod tidewal_wal {
         let mut o = options();
         o.writer.wal_only = true;
         o.writer.max_in_flight = depth as u32;
-        o.writer.group_commit.max_bytes = 1;
-        o.writer.group_commit.max_records = 1;
+        o.writer.group_commit.max_bytes = 8 << 20;
         o.writer.group_commit.interval = Duration::ZERO;
         let batch = payload::batch(0, size);
         let wal = Arc::new(
@@ -367,7 +367,7 @@ mod peers_lance {
         // Large enough that nothing freezes during a run (replay stays a WAL replay); Lance
         // checks the memtable fits under its backpressure ceiling.
         c.max_memtable_size = 512 << 20;
-        c.max_memtable_rows = 1 << 20;
+        c.max_memtable_rows = 1 << 23;
         c.max_memtable_batches = 1 << 17;
         c.max_unflushed_memtable_bytes = 2 << 30;
         c
