@@ -59,7 +59,9 @@ pub struct WriterConfig {
     pub memtable_bytes: usize,
     /// Budget of bytes not yet in a committed generation (or, WAL-only, not yet durable).
     pub unflushed_budget: usize,
-    /// WAL entries read ahead during replay.
+    /// WAL entries read ahead during replay (at 1 MiB entries and 20 ms per GET, 16 ahead
+    /// caps replay near 800 MB/s, 64 ahead near 3 GB/s; the cost is memory for that many
+    /// entries and as many GETs past the end of the log).
     pub read_ahead: u32,
     /// Manifest versions kept by GC (at least 1).
     pub keep_manifests: u32,
@@ -84,7 +86,7 @@ impl Default for WriterConfig {
             max_entry_bytes: 32 << 20,
             memtable_bytes: 64 << 20,
             unflushed_budget: 512 << 20,
-            read_ahead: 16,
+            read_ahead: 64,
             keep_manifests: 8,
             open_attempts: 8,
             retry: RetryPolicy::default(),
@@ -139,7 +141,7 @@ impl Default for ReaderConfig {
             prefix: String::new(),
             follow: false,
             poll_interval: Duration::from_millis(100),
-            read_ahead: 16,
+            read_ahead: 64,
             retry: RetryPolicy::default(),
         }
     }
