@@ -123,13 +123,10 @@ impl From<Vec<u8>> for Body {
 
 impl PartialEq for Body {
     fn eq(&self, other: &Self) -> bool {
-        let bytes = |b: &Body| {
-            b.0.iter()
-                .flat_map(|c| c.iter())
-                .copied()
-                .collect::<Vec<u8>>()
-        };
-        self.len() == other.len() && bytes(self) == bytes(other)
+        fn bytes(b: &Body) -> impl Iterator<Item = &u8> {
+            b.0.iter().flat_map(|c| c.iter())
+        }
+        self.len() == other.len() && bytes(self).eq(bytes(other))
     }
 }
 
@@ -254,5 +251,21 @@ impl Response {
             Response::Delete(r) => r,
             _ => Err(wrong_kind()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_is_its_bytes_however_it_is_cut() {
+        let cut = Body::from_chunks(alloc::vec![Bytes::from("ab"), Bytes::new(), "cd".into()]);
+        assert_eq!(cut, Body::from(Bytes::from("abcd")));
+        assert_ne!(cut, Body::from(Bytes::from("abce")));
+        assert_ne!(cut, Body::from(Bytes::from("abc")));
+        assert_eq!(cut.len(), 4);
+        assert_eq!(cut.to_bytes(), Bytes::from("abcd"));
+        assert!(Body::default().is_empty() && Body::default().to_bytes().is_empty());
     }
 }
