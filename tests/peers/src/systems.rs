@@ -71,15 +71,42 @@ pub async fn replay(system: &str, store: Arc<Counting>, total: usize) -> Result<
     }
 }
 
-/// Writes the replay workload's log: `total` bytes, `GROUP_WRITERS` writes outstanding.
-async fn write_log<F, Fut>(total: usize, write: F) -> Result<(), String>
-where
-    F: Fn(u64) -> Fut + Send + Sync + 'static,
-    Fut: std::future::Future<Output = Result<(), String>> + Send,
-{
-    closed_loop(GROUP_WRITERS, f64::INFINITY, REPLAY_WRITE, total, write)
-        .await
-        .map(drop)
+/// What a timed loop of writes does: `writers` outstanding writes of `size` bytes until
+/// `secs` pass or `max_bytes` are written.
+#[derive(Clone, Copy)]
+struct Load {
+    writers: usize,
+    size: usize,
+    secs: f64,
+    max_bytes: usize,
+}
+
+impl Load {
+    fn durable(size: usize, depth: usize, secs: f64, max_bytes: usize) -> Self {
+        Load {
+            writers: depth,
+            size,
+            secs,
+            max_bytes,
+        }
+    }
+
+    fn group(secs: f64) -> Self {
+        Load::durable(GROUP_WRITE, GROUP_WRITERS, secs, usize::MAX)
+    }
+
+    /// The replay workload's log: `total` bytes.
+    fn replay_log(total: usize) -> Self {
+        Load::durable(REPLAY_WRITE, GROUP_WRITERS, f64::INFINITY, total)
+    }
+
+    async fn run<F, Fut>(self, write: F) -> Result<Run, String>
+    where
+        F: Fn(u64) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<(), String>> + Send,
+    {
+        closed_loop(self.writers, self.secs, self.size, self.max_bytes, write).await
+    }
 }
 
 /// The limit line: create-if-absent puts of the payload's bytes, `depth` at a time.
@@ -91,18 +118,19 @@ async fn raw_durable(
     max: usize,
 ) -> Result<Run, String> {
     let body = Bytes::from(payload::ipc(&payload::batch(0, size)));
-    closed_loop(depth, secs, size, max, move |i| {
-        let (store, body) = (store.clone(), body.clone());
-        async move {
-            let path = Path::from(format!("raw/{i:020}"));
-            store
-                .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
-                .await
-                .map(drop)
-                .map_err(err)
-        }
-    })
-    .await
+    Load::durable(size, depth, secs, max)
+        .run(move |i| {
+            let (store, body) = (store.clone(), body.clone());
+            async move {
+                let path = Path::from(format!("raw/{i:020}"));
+                store
+                    .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
+                    .await
+                    .map(drop)
+                    .map_err(err)
+            }
+        })
+        .await
 }
 
 /// The limit line for replay: pipelined GETs of one object per write, 16 at a time.
@@ -139,6 +167,16 @@ mod tidewal_wal {
         o
     }
 
+    /// Durable appends of a batch of `load.size` bytes.
+    async fn appends(wal: Arc<Wal>, load: Load) -> Result<Run, String> {
+        let batch = payload::batch(0, load.size);
+        load.run(move |_| {
+            let handle = wal.append_nowait(&batch);
+            async move { handle.map_err(err)?.await.map(drop).map_err(err) }
+        })
+        .await
+    }
+
     /// No group commit interval, `depth` entry puts in flight: a write goes out at once in its
     /// own entry (it would join the writes waiting for a free slot only if all were busy).
     pub async fn durable(
@@ -150,21 +188,24 @@ mod tidewal_wal {
     ) -> Result<Run, String> {
         let mut o = options();
         o.writer.wal_only = true;
-        o.writer.max_in_flight = depth as u32;
+        // TIDEWAL_WINDOW: a smaller window than the depth, so writes share entries
+        // (docs/benchmarks/README.md measures it by hand; the matrix keeps window = depth).
+        o.writer.max_in_flight = std::env::var("TIDEWAL_WINDOW")
+            .ok()
+            .and_then(|w| w.parse().ok())
+            .unwrap_or(depth as u32);
         o.writer.group_commit.max_bytes = 8 << 20;
         o.writer.group_commit.interval = Duration::ZERO;
-        let batch = payload::batch(0, size);
+        timed(store, o, Load::durable(size, depth, secs, max)).await
+    }
+
+    async fn timed(store: Arc<Counting>, o: Options, load: Load) -> Result<Run, String> {
         let wal = Arc::new(
             Wal::open(store, "tidewal", payload::schema(), o)
                 .await
                 .map_err(err)?,
         );
-        let w = wal.clone();
-        let run = closed_loop(depth, secs, size, max, move |_| {
-            let handle = w.append_nowait(&batch);
-            async move { handle.map_err(err)?.await.map(drop).map_err(err) }
-        })
-        .await?;
+        let run = appends(wal.clone(), load).await?;
         wal.close().await.map_err(err)?;
         Ok(run)
     }
@@ -174,20 +215,7 @@ mod tidewal_wal {
         let mut o = options();
         o.writer.wal_only = true;
         o.writer.group_commit.interval = GROUP_INTERVAL;
-        let batch = payload::batch(0, GROUP_WRITE);
-        let wal = Arc::new(
-            Wal::open(store, "tidewal", payload::schema(), o)
-                .await
-                .map_err(err)?,
-        );
-        let w = wal.clone();
-        let run = closed_loop(GROUP_WRITERS, secs, GROUP_WRITE, usize::MAX, move |_| {
-            let handle = w.append_nowait(&batch);
-            async move { handle.map_err(err)?.await.map(drop).map_err(err) }
-        })
-        .await?;
-        wal.close().await.map_err(err)?;
-        Ok(run)
+        timed(store, o, Load::group(secs)).await
     }
 
     /// Writes `total` bytes (group commit every 10 ms), leaves them unflushed (a crash),
@@ -195,19 +223,12 @@ mod tidewal_wal {
     pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
         let mut o = options();
         o.writer.group_commit.interval = GROUP_INTERVAL;
-        let batch = payload::batch(0, REPLAY_WRITE);
         let wal = Arc::new(
             Wal::open(store.clone(), "tidewal", payload::schema(), o.clone())
                 .await
                 .map_err(err)?,
         );
-        let w = wal.clone();
-        write_log(total, move |_| {
-            let handle = w.append_nowait(&batch);
-            async move { handle.map_err(err)?.await.map(drop).map_err(err) }
-        })
-        .await?;
-        drop(wal);
+        appends(wal, Load::replay_log(total)).await?;
         let started = Instant::now();
         let reopened = Wal::open(store, "tidewal", payload::schema(), o)
             .await
@@ -240,6 +261,27 @@ mod peers_slatedb {
             .map_err(err)
     }
 
+    /// `put` + `await_durable` of the batch's IPC bytes (key: the write's number).
+    async fn puts(db: &Db, load: Load) -> Result<Run, String> {
+        let value = Bytes::from(payload::ipc(&payload::batch(0, load.size)));
+        let db = db.clone();
+        load.run(move |i| {
+            let (db, value) = (db.clone(), value.clone());
+            async move {
+                let handle = db.put(i.to_be_bytes(), value).await.map_err(err)?;
+                handle.await_durable().await.map_err(err)
+            }
+        })
+        .await
+    }
+
+    async fn timed(store: Arc<Counting>, flush: Duration, load: Load) -> Result<Run, String> {
+        let db = open(store, flush).await?;
+        let run = puts(&db, load).await?;
+        db.close().await.map_err(err)?;
+        Ok(run)
+    }
+
     /// `put` + `await_durable`, `depth` outstanding; the WAL flushes every 1 ms (its shortest
     /// practical interval: a flush uploads what the outstanding writes put in the buffer).
     pub async fn durable(
@@ -249,50 +291,18 @@ mod peers_slatedb {
         secs: f64,
         max: usize,
     ) -> Result<Run, String> {
-        let db = open(store, Duration::from_millis(1)).await?;
-        let value = Bytes::from(payload::ipc(&payload::batch(0, size)));
-        let d = db.clone();
-        let run = closed_loop(depth, secs, size, max, move |i| {
-            let (db, value) = (d.clone(), value.clone());
-            async move {
-                let handle = db.put(i.to_be_bytes(), value).await.map_err(err)?;
-                handle.await_durable().await.map_err(err)
-            }
-        })
-        .await?;
-        db.close().await.map_err(err)?;
-        Ok(run)
+        let load = Load::durable(size, depth, secs, max);
+        timed(store, Duration::from_millis(1), load).await
     }
 
     pub async fn group(store: Arc<Counting>, secs: f64) -> Result<Run, String> {
-        let db = open(store, GROUP_INTERVAL).await?;
-        let value = Bytes::from(payload::ipc(&payload::batch(0, GROUP_WRITE)));
-        let d = db.clone();
-        let run = closed_loop(GROUP_WRITERS, secs, GROUP_WRITE, usize::MAX, move |i| {
-            let (db, value) = (d.clone(), value.clone());
-            async move {
-                let handle = db.put(i.to_be_bytes(), value).await.map_err(err)?;
-                handle.await_durable().await.map_err(err)
-            }
-        })
-        .await?;
-        db.close().await.map_err(err)?;
-        Ok(run)
+        timed(store, GROUP_INTERVAL, Load::group(secs)).await
     }
 
     /// Writes `total` bytes, closes leaving them in the WAL, times the reopen (WAL replay).
     pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
         let db = open(store.clone(), GROUP_INTERVAL).await?;
-        let value = Bytes::from(payload::ipc(&payload::batch(0, REPLAY_WRITE)));
-        let d = db.clone();
-        write_log(total, move |i| {
-            let (db, value) = (d.clone(), value.clone());
-            async move {
-                let handle = db.put(i.to_be_bytes(), value).await.map_err(err)?;
-                handle.await_durable().await.map_err(err)
-            }
-        })
-        .await?;
+        puts(&db, Load::replay_log(total)).await?;
         db.close_with_options(CloseOptions {
             flush_type: Some(FlushType::Wal),
         })
@@ -353,11 +363,12 @@ mod peers_lance {
                 .map_err(err)?,
         );
         let batch = batch58(size)?;
-        closed_loop(depth, secs, size, max, move |_| {
-            let (appender, batch) = (appender.clone(), batch.clone());
-            async move { appender.append(vec![batch]).await.map(drop).map_err(err) }
-        })
-        .await
+        Load::durable(size, depth, secs, max)
+            .run(move |_| {
+                let (appender, batch) = (appender.clone(), batch.clone());
+                async move { appender.append(vec![batch]).await.map(drop).map_err(err) }
+            })
+            .await
     }
 
     fn config(shard: uuid::Uuid, interval: Duration) -> ShardWriterConfig {
@@ -391,17 +402,20 @@ mod peers_lance {
         .map_err(err)
     }
 
+    /// Durable `ShardWriter::put`s of a batch of `load.size` bytes.
+    async fn puts(w: Arc<ShardWriter>, load: Load) -> Result<Run, String> {
+        let batch = batch58(load.size)?;
+        load.run(move |_| {
+            let (w, batch) = (w.clone(), batch.clone());
+            async move { w.put(vec![batch]).await.map(drop).map_err(err) }
+        })
+        .await
+    }
+
     /// `ShardWriter::put` with durable writes; the WAL flushes every 10 ms.
     pub async fn group(store: Arc<Counting>, secs: f64) -> Result<Run, String> {
         let w = Arc::new(writer(store, uuid::Uuid::new_v4(), GROUP_INTERVAL).await?);
-        let batch = batch58(GROUP_WRITE)?;
-        let ww = w.clone();
-        let run = closed_loop(GROUP_WRITERS, secs, GROUP_WRITE, usize::MAX, move |_| {
-            let (w, batch) = (ww.clone(), batch.clone());
-            async move { w.put(vec![batch]).await.map(drop).map_err(err) }
-        })
-        .await?;
-        Ok(run)
+        puts(w, Load::group(secs)).await
     }
 
     /// Writes `total` bytes through a ShardWriter, abandons it, times the reopen (replay into
@@ -409,14 +423,7 @@ mod peers_lance {
     pub async fn replay(store: Arc<Counting>, total: usize) -> Result<f64, String> {
         let shard = uuid::Uuid::new_v4();
         let w = Arc::new(writer(store.clone(), shard, GROUP_INTERVAL).await?);
-        let batch = batch58(REPLAY_WRITE)?;
-        let ww = w.clone();
-        write_log(total, move |_| {
-            let (w, batch) = (ww.clone(), batch.clone());
-            async move { w.put(vec![batch]).await.map(drop).map_err(err) }
-        })
-        .await?;
-        drop(w);
+        puts(w, Load::replay_log(total)).await?;
         let started = Instant::now();
         let reopened = writer(store, shard, GROUP_INTERVAL).await?;
         let secs = started.elapsed().as_secs_f64();
