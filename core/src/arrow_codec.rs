@@ -16,8 +16,7 @@ use arrow_array::RecordBatch;
 use arrow_ipc::convert::{try_fb_to_schema, try_schema_from_ipc_buffer};
 use arrow_ipc::reader::read_record_batch;
 use arrow_ipc::writer::{
-    write_message, DictionaryTracker, FileWriter, IpcDataGenerator, IpcWriteContext,
-    IpcWriteOptions,
+    write_message, DictionaryTracker, FileWriter, IpcDataGenerator, IpcWriteOptions, StreamEncoder,
 };
 use arrow_ipc::{root_as_footer, root_as_message, Message, MetadataVersion};
 use arrow_schema::{DataType, Fields, Schema, SchemaRef};
@@ -116,6 +115,56 @@ fn input_fields_diff(want: &Fields, got: &Fields) -> Option<String> {
     Some(format!("field {i} is {g:?}, expected {w:?}"))
 }
 
+/// Pieces at least this long (column buffers) are shared as they are; shorter ones are copied
+/// together, so a record is a few pieces however many columns it has.
+const SHARE_FROM: usize = 16 << 10;
+
+/// `pieces` without the leading bytes `prefix`, or `None` if they do not start with it.
+fn strip_prefix(pieces: Vec<Bytes>, mut prefix: &[u8]) -> Option<Vec<Bytes>> {
+    let mut rest = Vec::with_capacity(pieces.len());
+    for piece in pieces {
+        let n = prefix.len().min(piece.len());
+        if piece[..n] != prefix[..n] {
+            return None;
+        }
+        prefix = &prefix[n..];
+        if n < piece.len() {
+            rest.push(piece.slice(n..));
+        }
+    }
+    prefix.is_empty().then_some(rest)
+}
+
+/// The length of a framed message's prefix and metadata, once `buf` holds the 8-byte prefix.
+fn header_len(buf: &[u8]) -> usize {
+    match buf.get(4..8) {
+        Some(&[a, b, c, d]) => 8 + usize::try_from(i32::from_le_bytes([a, b, c, d])).unwrap_or(0),
+        _ => usize::MAX,
+    }
+}
+
+/// One message's pieces as a body: its header and short pieces copied together (a decoder
+/// finds the whole header in the first piece), long pieces (column buffers) shared.
+fn share_large_pieces(pieces: Vec<Bytes>) -> Body {
+    let mut chunks = Vec::new();
+    let mut small = Vec::with_capacity(512);
+    for piece in pieces {
+        let in_header = chunks.is_empty() && small.len() < header_len(&small);
+        if in_header || piece.len() < SHARE_FROM {
+            small.extend_from_slice(&piece);
+        } else {
+            if !small.is_empty() {
+                chunks.push(Bytes::from(core::mem::take(&mut small)));
+            }
+            chunks.push(piece);
+        }
+    }
+    if !small.is_empty() {
+        chunks.push(small.into());
+    }
+    Body::from_chunks(chunks)
+}
+
 /// One framed IPC message inside a buffer.
 struct Framed<'a> {
     msg: Message<'a>,
@@ -125,6 +174,16 @@ struct Framed<'a> {
 
 /// Reads the framed message at `at`, bounds-checked; `None` is the end-of-stream marker.
 fn read_message(buf: &[u8], at: usize) -> Result<Option<Framed<'_>>, CodecError> {
+    read_message_within(buf, at, buf.len())
+}
+
+/// [`read_message`] where `buf` holds the message's metadata and the stream goes on to
+/// `total` bytes (the body may be in later pieces).
+fn read_message_within(
+    buf: &[u8],
+    at: usize,
+    total: usize,
+) -> Result<Option<Framed<'_>>, CodecError> {
     let meta_start = at
         .checked_add(8)
         .filter(|&e| e <= buf.len())
@@ -148,7 +207,7 @@ fn read_message(buf: &[u8], at: usize) -> Result<Option<Framed<'_>>, CodecError>
     let end = usize::try_from(msg.bodyLength())
         .ok()
         .and_then(|l| meta_end.checked_add(l))
-        .filter(|&e| e <= buf.len())
+        .filter(|&e| e <= total)
         .ok_or_else(|| corrupt("bad message body length"))?;
     Ok(Some(Framed {
         msg,
@@ -187,8 +246,17 @@ fn batch_header<'a>(m: &Framed<'a>) -> Result<(arrow_ipc::RecordBatch<'a>, u64),
 
 /// Parses `buf` as exactly one record batch message.
 fn batch_message(buf: &[u8]) -> Result<(Framed<'_>, arrow_ipc::RecordBatch<'_>, u64), CodecError> {
-    let m = read_message(buf, 0)?.ok_or_else(|| corrupt("end-of-stream, not a record batch"))?;
-    if m.body.end != buf.len() {
+    batch_message_within(buf, buf.len())
+}
+
+/// [`batch_message`] of a message `total` bytes long whose metadata is in `buf`.
+fn batch_message_within(
+    buf: &[u8],
+    total: usize,
+) -> Result<(Framed<'_>, arrow_ipc::RecordBatch<'_>, u64), CodecError> {
+    let m = read_message_within(buf, 0, total)?
+        .ok_or_else(|| corrupt("end-of-stream, not a record batch"))?;
+    if m.body.end != total {
         return Err(corrupt("trailing bytes after the record batch message"));
     }
     let (rb, rows) = batch_header(&m)?;
@@ -350,27 +418,29 @@ impl ArrowCodec {
         if let Some(diff) = input_fields_diff(self.schema.fields(), batch.schema_ref().fields()) {
             return Err(CodecError::SchemaMismatch(diff));
         }
-        let (dictionaries, encoded) = IpcDataGenerator::default()
-            .encode(
-                batch,
-                &mut DictionaryTracker::new(false),
-                &self.options,
-                &mut IpcWriteContext::default(),
-            )
+        // The encoder hands out the batch's own buffers (zero copy) after a schema message.
+        let pieces = StreamEncoder::try_new_with_options(&self.schema, self.options.clone())
+            .and_then(|mut encoder| encoder.encode(batch))
             .map_err(encode_err)?;
-        if !dictionaries.is_empty() {
-            return Err(encode_err("unexpected dictionary batch"));
+        let pieces = pieces.into_iter().map(Bytes::from).collect();
+        let pieces = strip_prefix(pieces, &self.schema_bytes)
+            .ok_or_else(|| encode_err("the encoder's schema message differs from the log's"))?;
+        let payload = share_large_pieces(pieces);
+        let head = payload.chunks().first().map_or(&[][..], |c| &c[..]);
+        let (_, _, rows) = batch_message_within(head, payload.len())?;
+        if rows != batch.num_rows() as u64 {
+            return Err(encode_err("encoded row count differs from the batch"));
         }
-        let mut out = Vec::with_capacity(encoded.ipc_message.len() + encoded.arrow_data.len() + 16);
-        write_message(&mut out, encoded, &self.options).map_err(encode_err)?;
-        Ok(Record::new(out, batch.num_rows() as u64))
+        Ok(Record::new(payload, rows))
     }
 
     /// Decodes a record (as made by [`ArrowCodec::encode_batch`] or returned by a decode) into a
     /// batch of the log schema, validating its buffers.
     pub fn decode_record(&self, record: &Record) -> Result<RecordBatch, CodecError> {
-        let buf = &record.payload;
-        let (m, rb, rows) = batch_message(buf)?;
+        // A record straight from encode_batch shares its batch's buffers in pieces; arrow's
+        // reader wants one buffer.
+        let buf = record.payload.to_bytes();
+        let (m, rb, rows) = batch_message(&buf)?;
         crate::arrow_buffers::check_buffer_lengths(self.schema.fields(), rb).map_err(corrupt)?;
         // Zero-copy when the body is aligned; arrow copies it otherwise.
         let body = buf.slice(m.body.clone()).into();
@@ -419,7 +489,7 @@ impl ArrowCodec {
                 )));
             }
             let record = Record {
-                payload: stream.slice(at..m.body.end),
+                payload: stream.slice(at..m.body.end).into(),
                 rows,
             };
             if !record.payload.len().is_multiple_of(8) {
@@ -439,7 +509,9 @@ impl ArrowCodec {
     pub fn join_stream<'a>(&self, records: impl IntoIterator<Item = &'a Record>) -> Vec<u8> {
         let mut out = self.schema_bytes.to_vec();
         for r in records {
-            out.extend_from_slice(&r.payload);
+            for chunk in r.payload.chunks() {
+                out.extend_from_slice(chunk);
+            }
         }
         out.extend_from_slice(&EOS);
         out
@@ -501,8 +573,9 @@ impl Codec for ArrowCodec {
         pairs.push((CRC, "00000000".into()));
         for (i, r) in records.iter().enumerate() {
             // A record the decoder would reject must not reach the store.
-            let (_, _, rows) =
-                batch_message(&r.payload).map_err(|e| encode_err(format!("record {i}: {e}")))?;
+            let head = r.payload.chunks().first().map_or(&[][..], |c| &c[..]);
+            let (_, _, rows) = batch_message_within(head, r.payload.len())
+                .map_err(|e| encode_err(format!("record {i}: {e}")))?;
             if rows != r.rows || r.payload.len() % 8 != 0 {
                 return Err(encode_err(format!(
                     "record {i}: bad row count or alignment"
@@ -522,14 +595,14 @@ impl Codec for ArrowCodec {
         // The checksum covers the whole stream with the placeholder in place; the records'
         // bytes go out as they are (no copy into one buffer).
         let mut crc = (self.crc)(0, &head);
-        for r in records {
-            crc = (self.crc)(crc, &r.payload);
+        for chunk in records.iter().flat_map(|r| r.payload.chunks()) {
+            crc = (self.crc)(crc, chunk);
         }
         crc = (self.crc)(crc, &EOS);
         head[crc_at].copy_from_slice(&to_hex8(crc));
         let mut chunks = Vec::with_capacity(records.len() + 2);
         chunks.push(Bytes::from(head));
-        chunks.extend(records.iter().map(|r| r.payload.clone()));
+        chunks.extend(records.iter().flat_map(|r| r.payload.chunks()).cloned());
         chunks.push(Bytes::from_static(&EOS));
         Ok(Body::from_chunks(chunks))
     }
@@ -590,7 +663,7 @@ impl Codec for ArrowCodec {
         while let Some(m) = read_message(&bytes, at)? {
             let (_, rows) = batch_header(&m)?;
             records.push(Record {
-                payload: bytes.slice(at..m.body.end),
+                payload: bytes.slice(at..m.body.end).into(),
                 rows,
             });
             at = m.body.end;
@@ -713,7 +786,7 @@ impl Codec for ArrowCodec {
                     .by_ref()
                     .take(n)
                     .map(|(range, _, rows)| Record {
-                        payload: bytes.slice(range),
+                        payload: bytes.slice(range).into(),
                         rows,
                     })
                     .collect(),
@@ -729,7 +802,9 @@ mod tests {
     use alloc::boxed::Box;
     use alloc::vec;
     use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
-    use arrow_array::{ArrayRef, Int64Array, StringArray, TimestampMicrosecondArray};
+    use arrow_array::{
+        Array, ArrayRef, BinaryArray, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
     use arrow_ipc::reader::{FileReader, StreamReader};
     use arrow_schema::{Field, TimeUnit};
     use std::io::Cursor;
@@ -802,6 +877,57 @@ mod tests {
         }
     }
 
+    /// A batch with one `size`-byte binary value per row.
+    fn blob_batch(rows: usize, size: usize) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int64, false),
+            Field::new("blob", DataType::Binary, true),
+        ]));
+        let blobs: Vec<Option<Vec<u8>>> = (0..rows)
+            .map(|i| (i % 4 != 3).then(|| vec![i as u8; size]))
+            .collect();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(0..rows as i64)),
+            Arc::new(BinaryArray::from_iter(blobs)),
+        ];
+        RecordBatch::try_new(schema, columns).unwrap()
+    }
+
+    /// What arrow's contiguous writer makes of `batch`.
+    fn contiguous_encoding(c: &ArrowCodec, batch: &RecordBatch) -> Vec<u8> {
+        let (_, encoded) = IpcDataGenerator::default()
+            .encode(
+                batch,
+                &mut DictionaryTracker::new(false),
+                &c.options,
+                &mut arrow_ipc::writer::IpcWriteContext::default(),
+            )
+            .unwrap();
+        let mut out = Vec::new();
+        write_message(&mut out, encoded, &c.options).unwrap();
+        out
+    }
+
+    #[test]
+    fn encode_batch_shares_large_column_buffers() {
+        let big = blob_batch(8, 20 << 10);
+        let c = ArrowCodec::new(big.schema()).unwrap();
+        for batch in [big.clone(), big.slice(3, 4), blob_batch(5, 10)] {
+            let rec = c.encode_batch(&batch).unwrap();
+            assert_eq!(rec.payload.to_bytes(), contiguous_encoding(&c, &batch));
+            assert_eq!(c.decode_record(&rec).unwrap(), batch);
+            let head = &rec.payload.chunks()[0];
+            assert!(batch_message_within(head, rec.payload.len()).is_ok());
+        }
+        // The values buffer goes out as it is, not copied.
+        let rec = c.encode_batch(&big).unwrap();
+        let values = big.column(1).to_data().buffers()[1].as_ptr();
+        assert!(rec.payload.chunks().iter().any(|p| p.as_ptr() == values));
+        // Small batches stay one piece.
+        let small = c.encode_batch(&blob_batch(5, 10)).unwrap();
+        assert_eq!(small.payload.chunks().len(), 1);
+    }
+
     #[test]
     fn entry_body_shares_the_records_bytes() {
         let c = codec();
@@ -810,12 +936,17 @@ mod tests {
             c.encode_batch(&batch(5, 2)).unwrap(),
         ];
         let body = c.encode_entry(&header(EntryKind::Data), &recs).unwrap();
+        let pieces: Vec<&Bytes> = recs.iter().flat_map(|r| r.payload.chunks()).collect();
         let shared = body
             .chunks()
             .iter()
-            .filter(|chunk| recs.iter().any(|r| r.payload.as_ptr() == chunk.as_ptr()))
+            .filter(|chunk| pieces.iter().any(|p| p.as_ptr() == chunk.as_ptr()))
             .count();
-        assert_eq!(shared, 2, "each record's bytes go out as they are");
+        assert_eq!(
+            shared,
+            pieces.len(),
+            "each record's bytes go out as they are"
+        );
         let e = c.decode_entry(body.to_bytes()).unwrap();
         assert_eq!(e.records, recs);
     }
@@ -906,8 +1037,9 @@ mod tests {
         assert!(c.decode_generation(Bytes::from(file)).is_err());
         // Buffers outside the body are refused before arrow's reader slices them.
         let rec = c.encode_batch(&batch(3, 9)).unwrap();
-        let body = read_message(&rec.payload, 0).unwrap().unwrap().body;
-        let mut bad = rec.payload.to_vec();
+        let payload = rec.payload.to_bytes();
+        let body = read_message(&payload, 0).unwrap().unwrap().body;
+        let mut bad = payload.to_vec();
         let declared = (body.len() as i64).to_le_bytes();
         let at = (8..body.start - 8)
             .find(|&i| bad[i..i + 8] == declared)
@@ -1093,7 +1225,10 @@ mod tests {
             assert_eq!(r.rows, b.num_rows() as u64);
             assert_eq!(c.decode_record(r).unwrap(), *b);
             // A slice of the input, not a copy.
-            let offset = r.payload.as_ptr() as usize - stream.as_ptr() as usize;
+            let [piece] = r.payload.chunks() else {
+                panic!("a record of a stream is one slice of it");
+            };
+            let offset = piece.as_ptr() as usize - stream.as_ptr() as usize;
             assert!(offset + r.payload.len() <= stream.len());
         }
         let entry = c

@@ -15,15 +15,16 @@ use crate::io::Body;
 /// One appended unit: for the Arrow codec one encoded record batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
-    /// Encoded bytes (opaque to the machines).
-    pub payload: Bytes,
+    /// Encoded bytes (opaque to the machines), in pieces: an encoder may share its input's
+    /// buffers instead of copying them.
+    pub payload: Body,
     /// Rows it holds.
     pub rows: u64,
 }
 
 impl Record {
     /// A record of `rows` rows.
-    pub fn new(payload: impl Into<Bytes>, rows: u64) -> Self {
+    pub fn new(payload: impl Into<Body>, rows: u64) -> Self {
         Record {
             payload: payload.into(),
             rows,
@@ -167,7 +168,9 @@ fn put_records(out: &mut Vec<u8>, records: &[Record]) {
     for r in records {
         out.extend_from_slice(&r.rows.to_le_bytes());
         out.extend_from_slice(&(r.payload.len() as u32).to_le_bytes());
-        out.extend_from_slice(&r.payload);
+        for chunk in r.payload.chunks() {
+            out.extend_from_slice(chunk);
+        }
     }
 }
 
@@ -234,7 +237,7 @@ impl Cursor {
             let rows = self.u64()?;
             let len = self.u32()? as usize;
             out.push(Record {
-                payload: self.take(len)?,
+                payload: self.take(len)?.into(),
                 rows,
             });
         }

@@ -115,6 +115,12 @@ impl From<Bytes> for Body {
     }
 }
 
+impl From<&'static [u8]> for Body {
+    fn from(bytes: &'static [u8]) -> Self {
+        Body::from(Bytes::from_static(bytes))
+    }
+}
+
 impl From<Vec<u8>> for Body {
     fn from(bytes: Vec<u8>) -> Self {
         Body::from(Bytes::from(bytes))

@@ -11,7 +11,7 @@ use object_store::ObjectStore;
 use tidewal_core::{Ack, Error, Record, RequestId, Response, Session, Stats};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::store::execute;
+use crate::store::{execute, OpKind};
 
 type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -84,11 +84,15 @@ impl Driver {
         }
     }
 
+    /// Each request runs as its own task: a store's CPU work (copying a body, TLS) spreads
+    /// over the runtime's threads instead of queueing on this one.
     fn start_requests(&mut self) {
         while let Some(request) = self.session.poll_request() {
-            let store = self.store.clone();
+            let kind = OpKind::of(&request.op);
+            let task = tokio::spawn(execute(self.store.clone(), request.op));
             self.in_flight.push(Box::pin(async move {
-                (request.id, execute(store, request.op).await)
+                let response = task.await.unwrap_or_else(|e| kind.failed(e));
+                (request.id, response)
             }));
         }
     }

@@ -3,11 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use tidewal_core::{Codec, EntryKind, Manifest, MemStore, RawCodec};
+use tidewal_core::{Body, Codec, EntryKind, Manifest, MemStore, RawCodec};
 
 /// Payload ids are the first 8 bytes of each record.
-pub fn payload_id(payload: &[u8]) -> Option<u64> {
-    Some(u64::from_le_bytes(payload.get(..8)?.try_into().ok()?))
+pub fn payload_id(payload: &Body) -> Option<u64> {
+    Some(u64::from_le_bytes(
+        payload.to_bytes().get(..8)?.try_into().ok()?,
+    ))
 }
 
 /// The facts every run accumulates, and the checks against them.

@@ -641,7 +641,11 @@ impl World {
                 for r in records {
                     let id = payload_id(&r.payload).ok_or("short payload")?;
                     c.read.push((position, id));
-                    for b in position.to_le_bytes().iter().chain(r.payload.iter()) {
+                    for b in position
+                        .to_le_bytes()
+                        .iter()
+                        .chain(r.payload.chunks().iter().flatten())
+                    {
                         c.read_digest =
                             (c.read_digest ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
                     }

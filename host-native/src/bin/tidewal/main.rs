@@ -134,6 +134,9 @@ enum Command {
         /// Measure only these stores (throttled, local, s3); default: all given.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
+        /// At most this many MiB of payload per cell (a cell ends at `--seconds` or here).
+        #[arg(long, default_value_t = 2048)]
+        cell_mib: usize,
     },
 }
 
@@ -184,6 +187,7 @@ struct BenchCells {
     depths: Vec<u32>,
     replay_mib: usize,
     only: Vec<String>,
+    cell_mib: usize,
 }
 
 async fn bench(
@@ -198,13 +202,14 @@ async fn bench(
         depths,
         replay_mib,
         only,
+        cell_mib,
     } = cells;
     use object_store::memory::InMemory;
     use object_store::throttle::{ThrottleConfig, ThrottledStore};
     use tidewal::bench::{measure, print_row, Budget};
     let budget = Budget {
         time: std::time::Duration::from_secs_f64(seconds),
-        bytes: 512 << 20,
+        bytes: cell_mib << 20,
     };
     let scratch = std::env::temp_dir().join(format!("tidewal-bench-{}", std::process::id()));
     let dir = dir.map(std::path::PathBuf::from).unwrap_or(scratch.clone());
@@ -425,12 +430,14 @@ async fn main() -> std::process::ExitCode {
             s3,
             replay_mib,
             only,
+            cell_mib,
         } => {
             let cells = BenchCells {
                 sizes_kib,
                 depths,
                 replay_mib,
                 only,
+                cell_mib,
             };
             bench(latency_ms, seconds, dir, cells, s3).await
         }
