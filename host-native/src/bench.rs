@@ -140,7 +140,8 @@ pub async fn measure(
 }
 
 /// The limit line: `depth` workers putting `size`-byte objects with create-if-absent, named
-/// like WAL slots in one folder (directory size matters to local file systems).
+/// like WAL slots: numbered in order, in one folder (a local file system serialises creates
+/// in one directory; a folder per worker would not pay for that and the WAL does).
 async fn raw_puts(
     store: Arc<dyn ObjectStore>,
     folder: &'static str,
@@ -151,17 +152,19 @@ async fn raw_puts(
     let body = Bytes::from(vec![7u8; size]);
     let started = Instant::now();
     let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let workers: Vec<_> = (0..depth)
-        .map(|w| {
-            let (store, body, count) = (store.clone(), body.clone(), count.clone());
+        .map(|_| {
+            let (store, body) = (store.clone(), body.clone());
+            let (count, next) = (count.clone(), next.clone());
             tokio::spawn(async move {
-                let mut i = 0u64;
                 loop {
                     let done = count.load(std::sync::atomic::Ordering::Relaxed);
                     if started.elapsed() >= budget.time || done * size >= budget.bytes {
                         return Ok::<(), object_store::Error>(());
                     }
-                    let path = Path::from(format!("{folder}/{w}/{i}"));
+                    let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let path = Path::from(format!("{folder}/{slot:020}"));
                     store
                         .put_opts(
                             &path,
@@ -170,7 +173,6 @@ async fn raw_puts(
                         )
                         .await?;
                     count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    i += 1;
                 }
             })
         })
