@@ -165,6 +165,14 @@ fn share_large_pieces(pieces: Vec<Bytes>) -> Body {
     Body::from_chunks(chunks)
 }
 
+/// The row count of a record's payload: exactly one record batch message, its header in the
+/// first piece.
+fn record_rows(payload: &Body) -> Result<u64, CodecError> {
+    let head = payload.chunks().first().map_or(&[][..], |c| &c[..]);
+    let (_, _, rows) = batch_message_within(head, payload.len())?;
+    Ok(rows)
+}
+
 /// One framed IPC message inside a buffer.
 struct Framed<'a> {
     msg: Message<'a>,
@@ -426,8 +434,7 @@ impl ArrowCodec {
         let pieces = strip_prefix(pieces, &self.schema_bytes)
             .ok_or_else(|| encode_err("the encoder's schema message differs from the log's"))?;
         let payload = share_large_pieces(pieces);
-        let head = payload.chunks().first().map_or(&[][..], |c| &c[..]);
-        let (_, _, rows) = batch_message_within(head, payload.len())?;
+        let rows = record_rows(&payload)?;
         if rows != batch.num_rows() as u64 {
             return Err(encode_err("encoded row count differs from the batch"));
         }
@@ -573,9 +580,8 @@ impl Codec for ArrowCodec {
         pairs.push((CRC, "00000000".into()));
         for (i, r) in records.iter().enumerate() {
             // A record the decoder would reject must not reach the store.
-            let head = r.payload.chunks().first().map_or(&[][..], |c| &c[..]);
-            let (_, _, rows) = batch_message_within(head, r.payload.len())
-                .map_err(|e| encode_err(format!("record {i}: {e}")))?;
+            let rows =
+                record_rows(&r.payload).map_err(|e| encode_err(format!("record {i}: {e}")))?;
             if rows != r.rows || r.payload.len() % 8 != 0 {
                 return Err(encode_err(format!(
                     "record {i}: bad row count or alignment"
@@ -916,8 +922,7 @@ mod tests {
             let rec = c.encode_batch(&batch).unwrap();
             assert_eq!(rec.payload.to_bytes(), contiguous_encoding(&c, &batch));
             assert_eq!(c.decode_record(&rec).unwrap(), batch);
-            let head = &rec.payload.chunks()[0];
-            assert!(batch_message_within(head, rec.payload.len()).is_ok());
+            assert_eq!(record_rows(&rec.payload).unwrap(), batch.num_rows() as u64);
         }
         // The values buffer goes out as it is, not copied.
         let rec = c.encode_batch(&big).unwrap();

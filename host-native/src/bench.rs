@@ -63,6 +63,18 @@ pub struct Budget {
     pub time: Duration,
     /// Payload bytes per cell.
     pub bytes: usize,
+    /// What the raw loop puts.
+    pub raw_bodies: RawBodies,
+}
+
+/// The raw loop's bodies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawBodies {
+    /// One body shared by every put: the store's latency alone.
+    Shared,
+    /// A new copy of it for every put, as a writer of new data hands over: a store that keeps
+    /// bodies in this process (InMemory) then pays for fresh memory on every put.
+    Fresh,
 }
 
 /// Options under which every append of `size` bytes becomes its own WAL entry.
@@ -95,6 +107,7 @@ pub async fn measure(
     let half = Budget {
         time: budget.time / 2,
         bytes: budget.bytes / 2,
+        ..budget
     };
     let raw_before = raw_puts(store.clone(), "raw-a", size, depth, half).await?;
     let schema = schema();
@@ -165,12 +178,12 @@ async fn raw_puts(
                     }
                     let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let path = Path::from(format!("{folder}/{slot:020}"));
+                    let body = match budget.raw_bodies {
+                        RawBodies::Shared => body.clone(),
+                        RawBodies::Fresh => Bytes::from(body.to_vec()),
+                    };
                     store
-                        .put_opts(
-                            &path,
-                            body.clone().into(),
-                            PutOptions::from(PutMode::Create),
-                        )
+                        .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
                         .await?;
                     count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }

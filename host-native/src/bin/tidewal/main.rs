@@ -137,6 +137,10 @@ enum Command {
         /// At most this many MiB of payload per cell (a cell ends at `--seconds` or here).
         #[arg(long, default_value_t = 2048)]
         cell_mib: usize,
+        /// The raw loop puts a new copy of its body each time (what a writer of new data
+        /// hands a store) instead of one shared body.
+        #[arg(long)]
+        raw_fresh_bodies: bool,
     },
 }
 
@@ -188,6 +192,7 @@ struct BenchCells {
     replay_mib: usize,
     only: Vec<String>,
     cell_mib: usize,
+    raw_fresh_bodies: bool,
 }
 
 async fn bench(
@@ -203,13 +208,18 @@ async fn bench(
         replay_mib,
         only,
         cell_mib,
+        raw_fresh_bodies,
     } = cells;
     use object_store::memory::InMemory;
     use object_store::throttle::{ThrottleConfig, ThrottledStore};
-    use tidewal::bench::{measure, print_row, Budget};
+    use tidewal::bench::{measure, print_row, Budget, RawBodies};
     let budget = Budget {
         time: std::time::Duration::from_secs_f64(seconds),
         bytes: cell_mib << 20,
+        raw_bodies: match raw_fresh_bodies {
+            true => RawBodies::Fresh,
+            false => RawBodies::Shared,
+        },
     };
     let scratch = std::env::temp_dir().join(format!("tidewal-bench-{}", std::process::id()));
     let dir = dir.map(std::path::PathBuf::from).unwrap_or(scratch.clone());
@@ -431,6 +441,7 @@ async fn main() -> std::process::ExitCode {
             replay_mib,
             only,
             cell_mib,
+            raw_fresh_bodies,
         } => {
             let cells = BenchCells {
                 sizes_kib,
@@ -438,6 +449,7 @@ async fn main() -> std::process::ExitCode {
                 replay_mib,
                 only,
                 cell_mib,
+                raw_fresh_bodies,
             };
             bench(latency_ms, seconds, dir, cells, s3).await
         }
