@@ -53,6 +53,49 @@ pub struct ArrowCodec {
     options: IpcWriteOptions,
     /// CRC-32C implementation (software unless a host plugs in a faster one).
     crc: Crc32cAppend,
+    /// Batch encoders, shared by the codec's clones.
+    encoders: Arc<EncoderPool>,
+}
+
+/// Stream encoders whose schema message is already out, so an encode yields one record batch
+/// message. Reused: a new one costs a schema encode, a third of a small append's encoding.
+#[derive(Default)]
+struct EncoderPool(std::sync::Mutex<Vec<StreamEncoder>>);
+
+/// Idle encoders kept; more are made when more threads encode at once.
+const POOL_SIZE: usize = 8;
+
+impl core::fmt::Debug for EncoderPool {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("EncoderPool")
+    }
+}
+
+impl EncoderPool {
+    /// An idle encoder, or a new one primed with an empty batch of `schema`.
+    fn take(
+        &self,
+        schema: &SchemaRef,
+        options: &IpcWriteOptions,
+    ) -> Result<StreamEncoder, CodecError> {
+        if let Some(e) = self.0.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(e);
+        }
+        let mut e =
+            StreamEncoder::try_new_with_options(schema, options.clone()).map_err(encode_err)?;
+        e.encode(&RecordBatch::new_empty(schema.clone()))
+            .map_err(encode_err)?;
+        Ok(e)
+    }
+
+    /// Returns an encoder whose last encode succeeded (a failed one's state is unknown).
+    fn put(&self, encoder: StreamEncoder) {
+        if let Ok(mut idle) = self.0.lock() {
+            if idle.len() < POOL_SIZE {
+                idle.push(encoder);
+            }
+        }
+    }
 }
 
 fn corrupt(why: impl Display) -> CodecError {
@@ -118,22 +161,6 @@ fn input_fields_diff(want: &Fields, got: &Fields) -> Option<String> {
 /// Pieces at least this long (column buffers) are shared as they are; shorter ones are copied
 /// together, so a record is a few pieces however many columns it has.
 const SHARE_FROM: usize = 16 << 10;
-
-/// `pieces` without the leading bytes `prefix`, or `None` if they do not start with it.
-fn strip_prefix(pieces: Vec<Bytes>, mut prefix: &[u8]) -> Option<Vec<Bytes>> {
-    let mut rest = Vec::with_capacity(pieces.len());
-    for piece in pieces {
-        let n = prefix.len().min(piece.len());
-        if piece[..n] != prefix[..n] {
-            return None;
-        }
-        prefix = &prefix[n..];
-        if n < piece.len() {
-            rest.push(piece.slice(n..));
-        }
-    }
-    prefix.is_empty().then_some(rest)
-}
 
 /// The length of a framed message's prefix and metadata, once `buf` holds the 8-byte prefix.
 fn header_len(buf: &[u8]) -> usize {
@@ -409,6 +436,7 @@ impl ArrowCodec {
             schema_bytes: Bytes::new(),
             options,
             crc: crc32c_append,
+            encoders: Arc::default(),
         };
         let mut bytes = Vec::new();
         codec.write_schema(&mut bytes, &codec.schema)?;
@@ -426,14 +454,11 @@ impl ArrowCodec {
         if let Some(diff) = input_fields_diff(self.schema.fields(), batch.schema_ref().fields()) {
             return Err(CodecError::SchemaMismatch(diff));
         }
-        // The encoder hands out the batch's own buffers (zero copy) after a schema message.
-        let pieces = StreamEncoder::try_new_with_options(&self.schema, self.options.clone())
-            .and_then(|mut encoder| encoder.encode(batch))
-            .map_err(encode_err)?;
-        let pieces = pieces.into_iter().map(Bytes::from).collect();
-        let pieces = strip_prefix(pieces, &self.schema_bytes)
-            .ok_or_else(|| encode_err("the encoder's schema message differs from the log's"))?;
-        let payload = share_large_pieces(pieces);
+        // The encoder hands out the batch's own buffers (zero copy).
+        let mut encoder = self.encoders.take(&self.schema, &self.options)?;
+        let pieces = encoder.encode(batch).map_err(encode_err)?;
+        self.encoders.put(encoder);
+        let payload = share_large_pieces(pieces.into_iter().map(Bytes::from).collect());
         let rows = record_rows(&payload)?;
         if rows != batch.num_rows() as u64 {
             return Err(encode_err("encoded row count differs from the batch"));
