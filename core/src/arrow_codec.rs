@@ -172,11 +172,13 @@ fn header_len(buf: &[u8]) -> usize {
     }
 }
 
-/// One message's pieces as a body: its header and short pieces copied together (a decoder
-/// finds the whole header in the first piece), long pieces (column buffers) shared.
-fn share_large_pieces(pieces: Vec<Bytes>) -> Body {
+/// A body of `first` followed by `pieces`: short pieces are copied together with their
+/// neighbours (as is a message header split over pieces, so a decoder finds it whole in one
+/// piece), long ones (column buffers) are shared. A store writes a piece per call, so a small
+/// body is one piece.
+fn share_large_pieces(first: Vec<u8>, pieces: impl IntoIterator<Item = Bytes>) -> Body {
     let mut chunks = Vec::new();
-    let mut small = Vec::with_capacity(512);
+    let mut small = first;
     for piece in pieces {
         let in_header = chunks.is_empty() && small.len() < header_len(&small);
         if in_header || piece.len() < SHARE_FROM {
@@ -496,7 +498,8 @@ impl ArrowCodec {
         let mut encoder = self.encoders.take(&self.schema, &self.options)?;
         let pieces = encoder.encode(batch).map_err(encode_err)?;
         self.encoders.put(encoder);
-        let payload = share_large_pieces(pieces.into_iter().map(Bytes::from).collect());
+        let payload =
+            share_large_pieces(Vec::with_capacity(512), pieces.into_iter().map(Bytes::from));
         let rows = record_rows(&payload)?;
         if rows != batch.num_rows() as u64 {
             return Err(encode_err("encoded row count differs from the batch"));
@@ -692,18 +695,18 @@ impl Codec for ArrowCodec {
         }
         let (mut head, crc_at) = self.entry_head(header)?;
         // The checksum covers the whole stream with the placeholder in place; the records'
-        // bytes go out as they are (no copy into one buffer).
+        // column buffers go out as they are (no copy into one buffer).
         let mut crc = (self.crc)(0, &head);
         for chunk in records.iter().flat_map(|r| r.payload.chunks()) {
             crc = (self.crc)(crc, chunk);
         }
         crc = (self.crc)(crc, &EOS);
         head[crc_at].copy_from_slice(&to_hex8(crc));
-        let mut chunks = Vec::with_capacity(records.len() + 2);
-        chunks.push(Bytes::from(head));
-        chunks.extend(records.iter().flat_map(|r| r.payload.chunks()).cloned());
-        chunks.push(Bytes::from_static(&EOS));
-        Ok(Body::from_chunks(chunks))
+        let pieces = records.iter().flat_map(|r| r.payload.chunks()).cloned();
+        Ok(share_large_pieces(
+            head,
+            pieces.chain([Bytes::from_static(&EOS)]),
+        ))
     }
 
     fn checksum(&self, data: &[u8]) -> u32 {
@@ -1063,26 +1066,32 @@ mod tests {
     }
 
     #[test]
-    fn entry_body_shares_the_records_bytes() {
-        let c = codec();
-        let recs = [
-            c.encode_batch(&batch(3, 1)).unwrap(),
-            c.encode_batch(&batch(5, 2)).unwrap(),
+    fn entry_body_shares_column_buffers_and_copies_small_pieces_together() {
+        let big = blob_batch(8, 20 << 10);
+        let c = ArrowCodec::new(big.schema()).unwrap();
+        let mut h = header(EntryKind::Data);
+        let small = [
+            c.encode_batch(&blob_batch(3, 10)).unwrap(),
+            c.encode_batch(&blob_batch(5, 20)).unwrap(),
         ];
-        let body = c.encode_entry(&header(EntryKind::Data), &recs).unwrap();
-        let pieces: Vec<&Bytes> = recs.iter().flat_map(|r| r.payload.chunks()).collect();
-        let shared = body
-            .chunks()
-            .iter()
-            .filter(|chunk| pieces.iter().any(|p| p.as_ptr() == chunk.as_ptr()))
-            .count();
-        assert_eq!(
-            shared,
-            pieces.len(),
-            "each record's bytes go out as they are"
+        let body = c.encode_entry(&h, &small).unwrap();
+        assert_eq!(body.chunks().len(), 1, "a small entry is one piece");
+        assert_eq!(c.decode_entry(body.to_bytes()).unwrap().records, small);
+
+        h.position += 1;
+        let recs = [
+            small[0].clone(),
+            c.encode_batch(&big).unwrap(),
+            small[1].clone(),
+        ];
+        let body = c.encode_entry(&h, &recs).unwrap();
+        let values = big.column(1).to_data().buffers()[1].as_ptr();
+        assert!(
+            body.chunks().iter().any(|p| p.as_ptr() == values),
+            "a column buffer goes out as it is"
         );
-        let e = c.decode_entry(body.to_bytes()).unwrap();
-        assert_eq!(e.records, recs);
+        assert_eq!(body.chunks().len(), 3, "small pieces around it are joined");
+        assert_eq!(c.decode_entry(body.to_bytes()).unwrap().records, recs);
     }
 
     #[test]
