@@ -168,7 +168,7 @@ async fn append_forever(dir: &str, start: i64) -> Result<(), Error> {
     options.writer.max_in_flight = 8;
     let wal = Wal::open_url(dir, schema.clone(), options).await?;
     let mut pending = std::collections::VecDeque::new();
-    let mut out = std::io::stdout().lock();
+    let mut out = std::io::stdout();
     for id in start.. {
         let batch =
             RecordBatch::try_new(schema.clone(), vec![Arc::new(Int64Array::from(vec![id]))])
@@ -411,7 +411,24 @@ async fn demo(dir: &str) -> Result<(), Error> {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    // The command runs as a task on the runtime's workers: `main` runs on a thread of its own
+    // (`block_on`), so every wake between it and the writer's task would cross threads (this
+    // cost small local appends half their rate in the bench, whose raw loop runs as tasks).
+    let result = match tokio::spawn(run(cli.command)).await {
+        Ok(result) => result,
+        Err(e) => Err(Error::Invalid(format!("the command's task failed: {e}"))),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), Error> {
+    match command {
         Command::Demo { dir } => demo(&dir).await,
         Command::Probe { url } => probe(&url).await,
         Command::Append {
@@ -452,13 +469,6 @@ async fn main() -> std::process::ExitCode {
                 raw_fresh_bodies,
             };
             bench(latency_ms, seconds, dir, cells, s3).await
-        }
-    };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            std::process::ExitCode::FAILURE
         }
     }
 }
