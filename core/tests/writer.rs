@@ -331,6 +331,36 @@ fn an_ambiguous_put_that_did_not_land_is_put_again() {
 }
 
 #[test]
+fn a_put_that_never_lands_fails_with_the_puts_error_not_the_read_backs() {
+    let mut h = Harness::new();
+    let mut d = h.open(config(), 1);
+    d.append(&h, rec(1));
+    for _ in 0..100 {
+        if d.fatal().is_some() {
+            break;
+        }
+        if let Some(i) = d.find(is_wal_put) {
+            let refused = StoreError::new(StoreErrorKind::Unknown, "disk full (put)");
+            h.answer(&mut d, i, Response::Put(Err(refused)));
+        } else if !d.held.is_empty() {
+            h.execute(&mut d, 0); // the read-back: not found
+        } else if let Some((at, _)) = d.w.poll_timeout() {
+            h.now = h.now.max(at);
+            d.w.handle_timeout(h.now);
+            d.collect();
+        }
+    }
+    match d.fatal() {
+        Some(tidewal_core::FatalError::Store { path, message }) => {
+            assert_eq!(path, "t/wal/00000000000000000004.arrows");
+            assert!(message.contains("disk full (put)"), "{message}");
+        }
+        other => panic!("expected a store error, got {other:?}"),
+    }
+    assert!(d.durable().is_empty());
+}
+
+#[test]
 fn unknown_ids_are_ignored_and_wrong_kinds_count_as_failures() {
     let mut h = Harness::new();
     let mut d = h.open(config(), 1);

@@ -9,7 +9,7 @@ use super::{Event, Purpose, PutOutcome, Writer};
 use crate::codec::{EntryHeader, EntryKind, PositionedRecords, Record};
 use crate::config::GroupCommit;
 use crate::error::FatalError;
-use crate::io::{Body, Op, Response, StoreErrorKind};
+use crate::io::{Body, Op, Response, StoreError, StoreErrorKind};
 
 /// Identifies an append of one writer; ids grow by one per accepted append, from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -176,8 +176,13 @@ impl Writer {
         let path = self.paths.wal(position);
         match self.put_outcome(resp, &path) {
             Some(PutOutcome::Landed) => self.mark_durable(position),
-            Some(PutOutcome::ReadBack) => {
-                self.get(path, Purpose::EntryReadBack { position, attempt });
+            Some(PutOutcome::ReadBack(put_error)) => {
+                let purpose = Purpose::EntryReadBack {
+                    position,
+                    attempt,
+                    put_error,
+                };
+                self.get(path, purpose);
             }
             None => {}
         }
@@ -187,6 +192,7 @@ impl Writer {
         &mut self,
         position: u64,
         attempt: u32,
+        put_error: StoreError,
         op: Op,
         resp: Response,
     ) {
@@ -218,12 +224,13 @@ impl Writer {
                     position,
                     attempt: attempt + 1,
                 };
-                self.put_again(path, body, next, attempt, &e);
+                self.put_again(path, body, next, attempt, &put_error);
             }
             Err(e) => {
                 let next = Purpose::EntryReadBack {
                     position,
                     attempt: attempt + 1,
+                    put_error,
                 };
                 self.retry(op, next, attempt, &e);
             }

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 
 use super::{Purpose, PutOutcome, Writer};
-use crate::io::{Op, Response, StoreErrorKind};
+use crate::io::{Op, Response, StoreError, StoreErrorKind};
 use crate::manifest::Manifest;
 
 pub(super) struct Commit {
@@ -55,8 +55,13 @@ impl Writer {
         let path = self.paths.manifest(version);
         match self.put_outcome(resp, &path) {
             Some(PutOutcome::Landed) => self.post_check(version, 1),
-            Some(PutOutcome::ReadBack) => {
-                self.get(path, Purpose::ManifestReadBack { version, attempt });
+            Some(PutOutcome::ReadBack(put_error)) => {
+                let purpose = Purpose::ManifestReadBack {
+                    version,
+                    attempt,
+                    put_error,
+                };
+                self.get(path, purpose);
             }
             None => {}
         }
@@ -66,6 +71,7 @@ impl Writer {
         &mut self,
         version: u64,
         attempt: u32,
+        put_error: StoreError,
         op: Op,
         resp: Response,
     ) {
@@ -80,12 +86,14 @@ impl Writer {
                     version,
                     attempt: attempt + 1,
                 };
-                self.put_again(self.paths.manifest(version), body, next, attempt, &e);
+                let path = self.paths.manifest(version);
+                self.put_again(path, body, next, attempt, &put_error);
             }
             Err(e) => {
                 let next = Purpose::ManifestReadBack {
                     version,
                     attempt: attempt + 1,
+                    put_error,
                 };
                 self.retry(op, next, attempt, &e);
             }

@@ -10,7 +10,7 @@ use super::{Event, Phase, Purpose, PutOutcome, Writer};
 use crate::codec::{GenerationHeader, PositionedRecords};
 use crate::crc32c::to_hex8;
 use crate::error::{CommandError, FatalError};
-use crate::io::{Op, Response, StoreErrorKind};
+use crate::io::{Op, Response, StoreError, StoreErrorKind};
 use crate::manifest::GenerationRecord;
 
 /// A memtable frozen into a generation, waiting for its put and its commit.
@@ -139,14 +139,26 @@ impl Writer {
                     f.written = true;
                 }
             }
-            Some(PutOutcome::ReadBack) => {
-                self.get(path, Purpose::GenReadBack { id, attempt });
+            Some(PutOutcome::ReadBack(put_error)) => {
+                let purpose = Purpose::GenReadBack {
+                    id,
+                    attempt,
+                    put_error,
+                };
+                self.get(path, purpose);
             }
             None => {}
         }
     }
 
-    pub(super) fn on_gen_read_back(&mut self, id: u64, attempt: u32, op: Op, resp: Response) {
+    pub(super) fn on_gen_read_back(
+        &mut self,
+        id: u64,
+        attempt: u32,
+        put_error: StoreError,
+        op: Op,
+        resp: Response,
+    ) {
         let path = Self::path_of(&op);
         let Some(body) = self.frozen_mut(id).map(|f| f.body.clone()) else {
             return;
@@ -166,12 +178,13 @@ impl Writer {
                     id,
                     attempt: attempt + 1,
                 };
-                self.put_again(path, body, next, attempt, &e);
+                self.put_again(path, body, next, attempt, &put_error);
             }
             Err(e) => {
                 let next = Purpose::GenReadBack {
                     id,
                     attempt: attempt + 1,
+                    put_error,
                 };
                 self.retry(op, next, attempt, &e);
             }

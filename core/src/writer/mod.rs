@@ -143,8 +143,8 @@ enum Phase {
 enum PutOutcome {
     /// The object is ours.
     Landed,
-    /// Taken or unknown: read the object back.
-    ReadBack,
+    /// Taken or unknown (the put's error): read the object back.
+    ReadBack(StoreError),
 }
 
 /// What each request was for.
@@ -164,6 +164,8 @@ enum Purpose {
     ManifestReadBack {
         version: u64,
         attempt: u32,
+        /// Why the put is being read back (reported if it never lands).
+        put_error: StoreError,
     },
     PostCheck {
         version: u64,
@@ -181,6 +183,8 @@ enum Purpose {
     FenceReadBack {
         position: u64,
         attempt: u32,
+        /// Why the put is being read back (reported if it never lands).
+        put_error: StoreError,
     },
     FenceCheck {
         position: u64,
@@ -193,6 +197,8 @@ enum Purpose {
     EntryReadBack {
         position: u64,
         attempt: u32,
+        /// Why the put is being read back (reported if it never lands).
+        put_error: StoreError,
     },
     GenPut {
         id: u64,
@@ -201,6 +207,8 @@ enum Purpose {
     GenReadBack {
         id: u64,
         attempt: u32,
+        /// Why the put is being read back (reported if it never lands).
+        put_error: StoreError,
     },
     Delete {
         attempt: u32,
@@ -455,7 +463,7 @@ impl Writer {
             }
             // Taken, or unknown: the object's content decides. (object_store may retry a
             // create that landed and report AlreadyExists for our own object.)
-            Err(_) => Some(PutOutcome::ReadBack),
+            Err(e) => Some(PutOutcome::ReadBack(e)),
         }
     }
 
@@ -500,9 +508,11 @@ impl Writer {
             Purpose::ManifestPut { version, attempt } => {
                 self.on_manifest_put(version, attempt, response)
             }
-            Purpose::ManifestReadBack { version, attempt } => {
-                self.on_manifest_read_back(version, attempt, op, response)
-            }
+            Purpose::ManifestReadBack {
+                version,
+                attempt,
+                put_error,
+            } => self.on_manifest_read_back(version, attempt, put_error, op, response),
             Purpose::PostCheck { version, attempt } => {
                 self.on_post_check(version, attempt, op, response)
             }
@@ -514,22 +524,28 @@ impl Writer {
             Purpose::FencePut { position, attempt } => {
                 self.on_fence_put(position, attempt, response)
             }
-            Purpose::FenceReadBack { position, attempt } => {
-                self.on_fence_read_back(position, attempt, op, response)
-            }
+            Purpose::FenceReadBack {
+                position,
+                attempt,
+                put_error,
+            } => self.on_fence_read_back(position, attempt, put_error, op, response),
             Purpose::FenceCheck { position, attempt } => {
                 self.on_fence_check(position, attempt, op, response)
             }
             Purpose::EntryPut { position, attempt } => {
                 self.on_entry_put(position, attempt, response)
             }
-            Purpose::EntryReadBack { position, attempt } => {
-                self.on_entry_read_back(position, attempt, op, response)
-            }
+            Purpose::EntryReadBack {
+                position,
+                attempt,
+                put_error,
+            } => self.on_entry_read_back(position, attempt, put_error, op, response),
             Purpose::GenPut { id, attempt } => self.on_gen_put(id, attempt, op, response),
-            Purpose::GenReadBack { id, attempt } => {
-                self.on_gen_read_back(id, attempt, op, response)
-            }
+            Purpose::GenReadBack {
+                id,
+                attempt,
+                put_error,
+            } => self.on_gen_read_back(id, attempt, put_error, op, response),
             Purpose::Delete { attempt } => self.on_delete(attempt, op, response),
         }
     }

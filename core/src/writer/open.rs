@@ -8,7 +8,7 @@ use super::commit::CommitKind;
 use super::{Event, Phase, Purpose, PutOutcome, Writer};
 use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
 use crate::error::FatalError;
-use crate::io::{Op, Response, StoreErrorKind};
+use crate::io::{Op, Response, StoreError, StoreErrorKind};
 use crate::manifest::{encode_hex, Manifest, ManifestError, FORMAT};
 use crate::walk::{decode_slot, Step, Walk};
 
@@ -311,8 +311,13 @@ impl Writer {
         let path = self.paths.wal(position);
         match self.put_outcome(resp, &path) {
             Some(PutOutcome::Landed) => self.check_fence(position, 1),
-            Some(PutOutcome::ReadBack) => {
-                self.get(path, Purpose::FenceReadBack { position, attempt });
+            Some(PutOutcome::ReadBack(put_error)) => {
+                let purpose = Purpose::FenceReadBack {
+                    position,
+                    attempt,
+                    put_error,
+                };
+                self.get(path, purpose);
             }
             None => {}
         }
@@ -322,6 +327,7 @@ impl Writer {
         &mut self,
         position: u64,
         attempt: u32,
+        put_error: StoreError,
         op: Op,
         resp: Response,
     ) {
@@ -345,7 +351,7 @@ impl Writer {
             }
             Err(e) if e.kind == StoreErrorKind::NotFound => {
                 if attempt >= self.cfg.retry.attempts {
-                    return self.fail(Self::store_fatal(self.paths.wal(position), &e));
+                    return self.fail(Self::store_fatal(self.paths.wal(position), &put_error));
                 }
                 self.put_fence(position, attempt + 1);
             }
@@ -353,6 +359,7 @@ impl Writer {
                 let next = Purpose::FenceReadBack {
                     position,
                     attempt: attempt + 1,
+                    put_error,
                 };
                 self.retry(op, next, attempt, &e);
             }
