@@ -221,8 +221,11 @@ async fn bench(
             false => RawBodies::Shared,
         },
     };
-    let scratch = std::env::temp_dir().join(format!("tidewal-bench-{}", std::process::id()));
-    let dir = dir.map(std::path::PathBuf::from).unwrap_or(scratch.clone());
+    let scratch =
+        Scratch(std::env::temp_dir().join(format!("tidewal-bench-{}", std::process::id())));
+    let dir = dir
+        .map(std::path::PathBuf::from)
+        .unwrap_or(scratch.0.clone());
     let mut header = true;
     let all: &[&str] = if s3.is_some() {
         &["throttled", "local", "s3"]
@@ -268,8 +271,13 @@ async fn bench(
                         (store, "LocalFileSystem".into())
                     }
                 };
-                let cell = measure(store, &label, kib << 10, depth, budget).await?;
-                print_row(&cell, header);
+                let cell = measure(store.clone(), &label, kib << 10, depth, budget).await;
+                // A cell writes up to --cell-mib: keep the disk from filling over a run.
+                match kind {
+                    "s3" => delete_all(&store).await,
+                    _ => drop(std::fs::remove_dir_all(dir.join(format!("{kib}k-{depth}")))),
+                }
+                print_row(&cell?, header);
                 header = false;
             }
         }
@@ -300,12 +308,36 @@ async fn bench(
             }
         };
         let r =
-            tidewal::bench::measure_replay(store, &label, 64 << 10, replay_mib << 20, 16).await?;
-        tidewal::bench::print_replay(&r, header);
+            tidewal::bench::measure_replay(store.clone(), &label, 64 << 10, replay_mib << 20, 16)
+                .await;
+        match kind {
+            "s3" => delete_all(&store).await,
+            _ => drop(std::fs::remove_dir_all(dir.join("replay"))),
+        }
+        tidewal::bench::print_replay(&r?, header);
         header = false;
     }
-    let _ = std::fs::remove_dir_all(&scratch);
+    drop(scratch);
     Ok(())
+}
+
+/// Deletes every object of `store`, as far as it can (a bench's leftovers).
+async fn delete_all(store: &Arc<dyn object_store::ObjectStore>) {
+    use futures::{StreamExt, TryStreamExt};
+    let paths = store.list(None).map_ok(|meta| meta.location).boxed();
+    let _ = store
+        .delete_stream(paths)
+        .try_for_each(|_| async { Ok(()) })
+        .await;
+}
+
+/// The bench's own temporary directory, removed however the bench ends.
+struct Scratch(std::path::PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 pub(crate) fn demo_schema() -> SchemaRef {
