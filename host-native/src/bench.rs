@@ -65,6 +65,19 @@ pub struct Budget {
     pub bytes: usize,
     /// What the raw loop puts.
     pub raw_bodies: RawBodies,
+    /// When the raw loop issues its next put.
+    pub raw_order: RawOrder,
+}
+
+/// When the raw loop issues a put.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawOrder {
+    /// Each of `depth` workers puts again as soon as its own put is done.
+    Independent,
+    /// A window of `depth` puts that complete in order: the next put goes out when the oldest
+    /// is done, as a log that acknowledges in position order lets its writers go on. The
+    /// limit for any such log, whose window stalls behind its slowest put.
+    InOrder,
 }
 
 /// The raw loop's bodies.
@@ -152,10 +165,73 @@ pub async fn measure(
     })
 }
 
-/// The limit line: `depth` workers putting `size`-byte objects with create-if-absent, named
-/// like WAL slots: numbered in order, in one folder (a local file system serialises creates
-/// in one directory; a folder per worker would not pay for that and the WAL does).
+/// The limit line: `size`-byte objects put with create-if-absent, `depth` at a time (see
+/// [`RawOrder`]), named like WAL slots: numbered in order, in one folder (a local file system
+/// serialises creates in one directory; a folder per worker would not pay for that and the
+/// WAL does).
 async fn raw_puts(
+    store: Arc<dyn ObjectStore>,
+    folder: &'static str,
+    size: usize,
+    depth: u32,
+    budget: Budget,
+) -> Result<f64, Error> {
+    match budget.raw_order {
+        RawOrder::Independent => raw_puts_independent(store, folder, size, depth, budget).await,
+        RawOrder::InOrder => raw_puts_in_order(store, folder, size, depth, budget).await,
+    }
+}
+
+fn raw_body(body: &Bytes, bodies: RawBodies) -> Bytes {
+    match bodies {
+        RawBodies::Shared => body.clone(),
+        RawBodies::Fresh => Bytes::from(body.to_vec()),
+    }
+}
+
+fn raw_error(folder: &str, e: impl std::fmt::Display) -> Error {
+    Error::Store {
+        path: format!("{folder}/"),
+        message: e.to_string(),
+    }
+}
+
+async fn raw_puts_in_order(
+    store: Arc<dyn ObjectStore>,
+    folder: &'static str,
+    size: usize,
+    depth: u32,
+    budget: Budget,
+) -> Result<f64, Error> {
+    let body = Bytes::from(vec![7u8; size]);
+    let started = Instant::now();
+    let mut window = std::collections::VecDeque::new();
+    let (mut slot, mut done) = (0u64, 0usize);
+    loop {
+        let more = started.elapsed() < budget.time && done * size < budget.bytes;
+        while more && window.len() < depth as usize {
+            let path = Path::from(format!("{folder}/{slot:020}"));
+            let (store, body) = (store.clone(), raw_body(&body, budget.raw_bodies));
+            window.push_back(tokio::spawn(async move {
+                store
+                    .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
+                    .await
+            }));
+            slot += 1;
+        }
+        let Some(oldest) = window.pop_front() else {
+            break;
+        };
+        oldest
+            .await
+            .map_err(|e| Error::Invalid(e.to_string()))?
+            .map_err(|e| raw_error(folder, e))?;
+        done += 1;
+    }
+    Ok(done as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn raw_puts_independent(
     store: Arc<dyn ObjectStore>,
     folder: &'static str,
     size: usize,
@@ -178,10 +254,7 @@ async fn raw_puts(
                     }
                     let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let path = Path::from(format!("{folder}/{slot:020}"));
-                    let body = match budget.raw_bodies {
-                        RawBodies::Shared => body.clone(),
-                        RawBodies::Fresh => Bytes::from(body.to_vec()),
-                    };
+                    let body = raw_body(&body, budget.raw_bodies);
                     store
                         .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
                         .await?;
@@ -193,10 +266,7 @@ async fn raw_puts(
     for w in workers {
         w.await
             .map_err(|e| Error::Invalid(e.to_string()))?
-            .map_err(|e| Error::Store {
-                path: format!("{folder}/"),
-                message: e.to_string(),
-            })?;
+            .map_err(|e| raw_error(folder, e))?;
     }
     let n = count.load(std::sync::atomic::Ordering::Relaxed);
     Ok(n as f64 / started.elapsed().as_secs_f64())

@@ -141,6 +141,10 @@ enum Command {
         /// hands a store) instead of one shared body.
         #[arg(long)]
         raw_fresh_bodies: bool,
+        /// The raw loop's puts complete in order (a window of --depths puts; the next goes out
+        /// when the oldest is done), as a log acknowledging in position order must.
+        #[arg(long)]
+        raw_in_order: bool,
     },
 }
 
@@ -193,6 +197,7 @@ struct BenchCells {
     only: Vec<String>,
     cell_mib: usize,
     raw_fresh_bodies: bool,
+    raw_in_order: bool,
 }
 
 async fn bench(
@@ -209,16 +214,21 @@ async fn bench(
         only,
         cell_mib,
         raw_fresh_bodies,
+        raw_in_order,
     } = cells;
     use object_store::memory::InMemory;
     use object_store::throttle::{ThrottleConfig, ThrottledStore};
-    use tidewal::bench::{measure, print_row, Budget, RawBodies};
+    use tidewal::bench::{measure, print_row, Budget, RawBodies, RawOrder};
     let budget = Budget {
         time: std::time::Duration::from_secs_f64(seconds),
         bytes: cell_mib << 20,
         raw_bodies: match raw_fresh_bodies {
             true => RawBodies::Fresh,
             false => RawBodies::Shared,
+        },
+        raw_order: match raw_in_order {
+            true => RawOrder::InOrder,
+            false => RawOrder::Independent,
         },
     };
     let scratch =
@@ -498,6 +508,7 @@ async fn run(command: Command) -> Result<(), Error> {
             only,
             cell_mib,
             raw_fresh_bodies,
+            raw_in_order,
         } => {
             let cells = BenchCells {
                 sizes_kib,
@@ -506,6 +517,7 @@ async fn run(command: Command) -> Result<(), Error> {
                 only,
                 cell_mib,
                 raw_fresh_bodies,
+                raw_in_order,
             };
             bench(latency_ms, seconds, dir, cells, s3).await
         }
