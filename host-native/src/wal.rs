@@ -36,7 +36,9 @@ impl Default for Options {
 }
 
 /// A writer of one log. Cheap to share by reference across tasks; many logs can live on one
-/// runtime. Dropping every handle stops its task (pending appends then fail).
+/// runtime. Dropping every handle stops its task (pending appends then fail). Call it from
+/// runtime tasks rather than from a `block_on` thread (`#[tokio::main]`'s body): waking the
+/// writer's task from outside the runtime's workers costs a thread hand-off per call.
 pub struct Wal {
     commands: mpsc::UnboundedSender<Command>,
     codec: ArrowCodec,
