@@ -285,7 +285,7 @@ async fn bench(
                 // A cell writes up to --cell-mib: keep the disk from filling over a run.
                 match kind {
                     "s3" => delete_all(&store).await,
-                    _ => remove_and_sync(&dir.join(format!("{kib}k-{depth}"))),
+                    _ => drop(std::fs::remove_dir_all(dir.join(format!("{kib}k-{depth}")))),
                 }
                 print_row(&cell?, header);
                 header = false;
@@ -329,13 +329,6 @@ async fn bench(
     }
     drop(scratch);
     Ok(())
-}
-
-/// Removes a local cell's directory and waits for the file system to write that out: a
-/// deletion left to the background slowed the next cells (ext4 here: 1 KiB puts 30k -> 5k/s).
-fn remove_and_sync(dir: &std::path::Path) {
-    let _ = std::fs::remove_dir_all(dir);
-    let _ = std::process::Command::new("sync").status();
 }
 
 /// Deletes every object of `store`, as far as it can (a bench's leftovers).
