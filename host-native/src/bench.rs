@@ -176,100 +176,93 @@ async fn raw_puts(
     depth: u32,
     budget: Budget,
 ) -> Result<f64, Error> {
-    match budget.raw_order {
-        RawOrder::Independent => raw_puts_independent(store, folder, size, depth, budget).await,
-        RawOrder::InOrder => raw_puts_in_order(store, folder, size, depth, budget).await,
-    }
+    let raw = Arc::new(RawLoop {
+        store,
+        folder,
+        size,
+        budget,
+        body: Bytes::from(vec![7u8; size]),
+        started: Instant::now(),
+    });
+    let done = match budget.raw_order {
+        RawOrder::Independent => raw.clone().independent(depth).await?,
+        RawOrder::InOrder => raw.clone().in_order(depth).await?,
+    };
+    Ok(done as f64 / raw.started.elapsed().as_secs_f64())
 }
 
-fn raw_body(body: &Bytes, bodies: RawBodies) -> Bytes {
-    match bodies {
-        RawBodies::Shared => body.clone(),
-        RawBodies::Fresh => Bytes::from(body.to_vec()),
-    }
-}
-
-fn raw_error(folder: &str, e: impl std::fmt::Display) -> Error {
-    Error::Store {
-        path: format!("{folder}/"),
-        message: e.to_string(),
-    }
-}
-
-async fn raw_puts_in_order(
+/// One raw loop's settings and clock.
+struct RawLoop {
     store: Arc<dyn ObjectStore>,
     folder: &'static str,
     size: usize,
-    depth: u32,
     budget: Budget,
-) -> Result<f64, Error> {
-    let body = Bytes::from(vec![7u8; size]);
-    let started = Instant::now();
-    let mut window = std::collections::VecDeque::new();
-    let (mut slot, mut done) = (0u64, 0usize);
-    loop {
-        let more = started.elapsed() < budget.time && done * size < budget.bytes;
-        while more && window.len() < depth as usize {
-            let path = Path::from(format!("{folder}/{slot:020}"));
-            let (store, body) = (store.clone(), raw_body(&body, budget.raw_bodies));
-            window.push_back(tokio::spawn(async move {
-                store
-                    .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
-                    .await
-            }));
-            slot += 1;
-        }
-        let Some(oldest) = window.pop_front() else {
-            break;
+    body: Bytes,
+    started: Instant,
+}
+
+impl RawLoop {
+    /// Whether the cell goes on after `done` puts.
+    fn more(&self, done: usize) -> bool {
+        self.started.elapsed() < self.budget.time && done * self.size < self.budget.bytes
+    }
+
+    /// Puts the object of `slot`.
+    async fn put(self: Arc<Self>, slot: u64) -> Result<(), Error> {
+        let path = Path::from(format!("{}/{slot:020}", self.folder));
+        let body = match self.budget.raw_bodies {
+            RawBodies::Shared => self.body.clone(),
+            RawBodies::Fresh => Bytes::from(self.body.to_vec()),
         };
-        oldest
-            .await
-            .map_err(|e| Error::Invalid(e.to_string()))?
-            .map_err(|e| raw_error(folder, e))?;
-        done += 1;
+        let options = PutOptions::from(PutMode::Create);
+        match self.store.put_opts(&path, body.into(), options).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::Store {
+                path: path.to_string(),
+                message: e.to_string(),
+            }),
+        }
     }
-    Ok(done as f64 / started.elapsed().as_secs_f64())
-}
 
-async fn raw_puts_independent(
-    store: Arc<dyn ObjectStore>,
-    folder: &'static str,
-    size: usize,
-    depth: u32,
-    budget: Budget,
-) -> Result<f64, Error> {
-    let body = Bytes::from(vec![7u8; size]);
-    let started = Instant::now();
-    let count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let workers: Vec<_> = (0..depth)
-        .map(|_| {
-            let (store, body) = (store.clone(), body.clone());
-            let (count, next) = (count.clone(), next.clone());
-            tokio::spawn(async move {
-                loop {
-                    let done = count.load(std::sync::atomic::Ordering::Relaxed);
-                    if started.elapsed() >= budget.time || done * size >= budget.bytes {
-                        return Ok::<(), object_store::Error>(());
+    /// `depth` workers, each putting again as soon as its own put is done.
+    async fn independent(self: Arc<Self>, depth: u32) -> Result<usize, Error> {
+        let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let workers: Vec<_> = (0..depth)
+            .map(|_| {
+                let (raw, done, next) = (self.clone(), done.clone(), next.clone());
+                tokio::spawn(async move {
+                    while raw.more(done.load(std::sync::atomic::Ordering::Relaxed)) {
+                        let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        raw.clone().put(slot).await?;
+                        done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     }
-                    let slot = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let path = Path::from(format!("{folder}/{slot:020}"));
-                    let body = raw_body(&body, budget.raw_bodies);
-                    store
-                        .put_opts(&path, body.into(), PutOptions::from(PutMode::Create))
-                        .await?;
-                    count.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
+                    Ok::<(), Error>(())
+                })
             })
-        })
-        .collect();
-    for w in workers {
-        w.await
-            .map_err(|e| Error::Invalid(e.to_string()))?
-            .map_err(|e| raw_error(folder, e))?;
+            .collect();
+        for w in workers {
+            w.await.map_err(|e| Error::Invalid(e.to_string()))??;
+        }
+        Ok(done.load(std::sync::atomic::Ordering::Relaxed))
     }
-    let n = count.load(std::sync::atomic::Ordering::Relaxed);
-    Ok(n as f64 / started.elapsed().as_secs_f64())
+
+    /// A window of `depth` puts that completes in order.
+    async fn in_order(self: Arc<Self>, depth: u32) -> Result<usize, Error> {
+        let mut window = std::collections::VecDeque::new();
+        let (mut slot, mut done) = (0u64, 0usize);
+        loop {
+            while self.more(done) && window.len() < depth as usize {
+                window.push_back(tokio::spawn(self.clone().put(slot)));
+                slot += 1;
+            }
+            let Some(oldest) = window.pop_front() else {
+                return Ok(done);
+            };
+            oldest.await.map_err(|e| Error::Invalid(e.to_string()))??;
+            done += 1;
+        }
+    }
 }
 
 /// Prints one table row (and the header first when asked).
