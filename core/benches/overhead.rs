@@ -6,7 +6,9 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use tidewal_core::{Event, GroupCommit, MemStore, RawCodec, Record, Request, Writer, WriterConfig};
+use tidewal_core::{
+    Event, GroupCommit, Machine, MemStore, Output, RawCodec, Record, Request, Writer, WriterConfig,
+};
 
 fn run(depth: u32, appends: u64, wal_only: bool) -> (f64, u64) {
     let cfg = WriterConfig {
@@ -26,23 +28,25 @@ fn run(depth: u32, appends: u64, wal_only: bool) -> (f64, u64) {
     let mut w = Writer::new(cfg, Box::new(RawCodec::new("s")), 1, Duration::ZERO).unwrap();
     let mut queue: VecDeque<Request> = VecDeque::new();
     let mut durable = 0u64;
-    let mut pump =
-        |w: &mut Writer, queue: &mut VecDeque<Request>, keep: usize, durable: &mut u64| loop {
-            while let Some(r) = w.poll_request() {
-                queue.push_back(r);
+    let mut pump = |w: &mut Writer,
+                    queue: &mut VecDeque<Request>,
+                    keep: usize,
+                    durable: &mut u64| loop {
+        loop {
+            match w.poll_output() {
+                Output::Request(r) => queue.push_back(r),
+                Output::Event(Event::Durable { last_append, .. }) => *durable = last_append.0 + 1,
+                Output::Event(_) => {}
+                _ => break,
             }
-            while let Some(e) = w.poll_event() {
-                if let Event::Durable { last_append, .. } = e {
-                    *durable = last_append.0 + 1;
-                }
-            }
-            if queue.len() <= keep {
-                return;
-            }
-            let r = queue.pop_front().unwrap();
-            let resp = store.execute(&r.op);
-            w.handle_response(r.id, resp, Duration::ZERO);
-        };
+        }
+        if queue.len() <= keep {
+            return;
+        }
+        let r = queue.pop_front().unwrap();
+        let resp = store.execute(&r.op);
+        w.handle_response(r.id, resp, Duration::ZERO);
+    };
     pump(&mut w, &mut queue, 0, &mut durable);
     let payload = vec![7u8; 100];
     let start = Instant::now();

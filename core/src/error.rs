@@ -61,6 +61,9 @@ pub enum FatalError {
     },
     /// Other writers kept claiming the log while this one tried to open it.
     Contended,
+    /// A machine had nothing in flight, nothing due and nothing to report: no input could
+    /// ever move it again. A bug in this crate, reported instead of hanging the host.
+    Stalled,
     /// The codec could not encode records it had accepted.
     Encode {
         /// The codec's words.
@@ -92,6 +95,10 @@ impl fmt::Display for FatalError {
             FatalError::Store { path, message } => write!(f, "store error at {path}: {message}"),
             FatalError::Contended => write!(f, "other writers kept claiming the log during open"),
             FatalError::Encode { reason } => write!(f, "encoding failed: {reason}"),
+            FatalError::Stalled => write!(
+                f,
+                "the machine stalled with nothing to wait for (a bug in tidewal: please report it)"
+            ),
         }
     }
 }

@@ -61,6 +61,55 @@ pub enum Op {
     },
 }
 
+/// Which operation an [`Op`] is, without its data: enough to answer it when all a host has
+/// left is that it failed (a task that died, a timeout).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OpKind {
+    /// [`Op::Put`].
+    Put,
+    /// [`Op::Get`].
+    Get,
+    /// [`Op::Head`].
+    Head,
+    /// [`Op::List`].
+    List,
+    /// [`Op::Delete`].
+    Delete,
+}
+
+impl OpKind {
+    /// The response of this kind that reports `error`.
+    pub fn failed(self, error: StoreError) -> Response {
+        match self {
+            OpKind::Put => Response::Put(Err(error)),
+            OpKind::Get => Response::Get(Err(error)),
+            OpKind::Head => Response::Head(Err(error)),
+            OpKind::List => Response::List(Err(error)),
+            OpKind::Delete => Response::Delete(Err(error)),
+        }
+    }
+}
+
+impl Op {
+    /// Which operation this is.
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Put { .. } => OpKind::Put,
+            Op::Get { .. } => OpKind::Get,
+            Op::Head { .. } => OpKind::Head,
+            Op::List { .. } => OpKind::List,
+            Op::Delete { .. } => OpKind::Delete,
+        }
+    }
+
+    /// The response to this operation that reports `error` (e.g. `Unknown` when the host
+    /// cannot tell whether it was applied).
+    pub fn failed(&self, error: StoreError) -> Response {
+        self.kind().failed(error)
+    }
+}
+
 /// The bytes of a put, in pieces: a WAL entry carries its records' bytes as they are, without
 /// copying them into one buffer (a host hands the pieces to the store as they are, or joins
 /// them if the store wants one buffer). Equality compares the bytes, not the pieces.

@@ -2,7 +2,8 @@
 //!
 //! The sans-I/O heart of tidewal, an Arrow-native write-ahead log on object storage. The
 //! machines here never touch a socket, file or clock: they emit [`Request`]s, consume
-//! [`Response`]s, and report [`Event`]s. Time (`now`) and entropy (a seed) are passed in.
+//! [`Response`]s, and report events, all through one contract, [`Machine`]. Time (`now`)
+//! and entropy (a seed) are passed in.
 //!
 //! The object layout and every rule are in `PROTOCOL.md` beside this crate.
 #![no_std]
@@ -23,6 +24,7 @@ pub mod crc32c;
 pub mod error;
 pub mod host_error;
 pub mod io;
+pub mod machine;
 pub mod manifest;
 pub mod mem;
 pub mod paths;
@@ -40,12 +42,13 @@ pub use config::{GroupCommit, ReaderConfig, RetryPolicy, WriterConfig};
 pub use error::{AppendError, CommandError, ConfigError, FatalError};
 pub use host_error::Error;
 pub use io::{
-    Body, GetResult, ObjectMeta, Op, PutMode, Request, RequestId, Response, StoreError,
+    Body, GetResult, ObjectMeta, Op, OpKind, PutMode, Request, RequestId, Response, StoreError,
     StoreErrorKind,
 };
+pub use machine::{Machine, Output};
 pub use manifest::{GenerationRecord, Manifest};
 pub use mem::MemStore;
 pub use plumbing::IoCounters;
 pub use reader::{ReadEvent, Reader};
-pub use session::{Ack, Reply, Session, Stats};
-pub use writer::{AppendId, Event, TimerReason, Writer, WriterStats};
+pub use session::{Ack, Reply, Session, SessionEvent, Stats};
+pub use writer::{AppendId, Event, Writer, WriterStats};

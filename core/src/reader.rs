@@ -1,6 +1,6 @@
 //! The reader machine: reads a log without writing (generations, then the WAL from the
 //! cursor), optionally follows it, ignores orphans and reports corruption with the object's
-//! path (PROTOCOL.md §5). Driven like the writer: drain requests, then events, then timeout.
+//! path (PROTOCOL.md §5). Driven through the [`Machine`] contract, like the writer.
 
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
@@ -12,12 +12,12 @@ use crate::codec::{Codec, Record};
 use crate::config::ReaderConfig;
 use crate::crc32c::to_hex8;
 use crate::error::FatalError;
-use crate::io::{Op, Request, RequestId, Response, StoreError, StoreErrorKind};
+use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
+use crate::machine::{earliest, Machine, Output};
 use crate::manifest::{GenerationRecord, Manifest, ManifestError};
 use crate::paths::Paths;
 use crate::plumbing::{IoCounters, Plumbing};
 use crate::walk::{decode_slot, Step, Walk};
-use crate::writer::TimerReason;
 
 /// What a reader reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,29 +121,6 @@ impl Reader {
         r
     }
 
-    /// The next request to execute.
-    #[must_use]
-    pub fn poll_request(&mut self) -> Option<Request> {
-        self.io.poll_request()
-    }
-
-    /// The next event.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<ReadEvent> {
-        self.events.pop_front()
-    }
-
-    /// When to call [`Reader::handle_timeout`] next, and why.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<(Duration, TimerReason)> {
-        let poll = self.poll_at.map(|t| (t, TimerReason::Poll));
-        let retry = self.io.next_deadline().map(|t| (t, TimerReason::Retry));
-        match (poll, retry) {
-            (Some(p), Some(r)) => Some(if r.0 < p.0 { r } else { p }),
-            (p, r) => p.or(r),
-        }
-    }
-
     /// Whether the reader finished (caught up without `follow`, or failed).
     pub fn is_done(&self) -> bool {
         matches!(self.phase, Phase::Done | Phase::Failed)
@@ -165,42 +142,6 @@ impl Reader {
             self.phase = Phase::Done;
             self.io.shut();
             self.poll_at = None;
-        }
-    }
-
-    /// Feeds the outcome of a request (unknown ids are ignored).
-    pub fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
-        self.now = self.now.max(now);
-        if self.is_done() {
-            return;
-        }
-        let Some((purpose, op)) = self.io.take(id) else {
-            return;
-        };
-        match purpose {
-            Purpose::List { attempt } => self.on_list(attempt, op, response),
-            Purpose::Manifest { version, attempt } => {
-                self.on_manifest(version, attempt, op, response)
-            }
-            Purpose::Generation { attempt } => self.on_generation(attempt, op, response),
-            Purpose::Slot {
-                position,
-                token,
-                attempt,
-            } => self.on_slot(position, token, attempt, op, response),
-        }
-    }
-
-    /// Time has passed: retries and polls.
-    pub fn handle_timeout(&mut self, now: Duration) {
-        self.now = self.now.max(now);
-        if self.is_done() {
-            return;
-        }
-        self.io.fire_due(self.now);
-        if self.poll_at.is_some_and(|t| t <= self.now) {
-            self.poll_at = None;
-            self.list_manifests();
         }
     }
 
@@ -504,6 +445,65 @@ impl Reader {
         self.walk.arrived(position, token, entry);
         if self.phase == Phase::Walking {
             self.drive_walk();
+        }
+    }
+}
+
+impl Machine for Reader {
+    type Event = ReadEvent;
+
+    /// Feeds the outcome of a request (unknown ids are ignored).
+    fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
+        self.now = self.now.max(now);
+        if self.is_done() {
+            return;
+        }
+        let Some((purpose, op)) = self.io.take(id) else {
+            return;
+        };
+        match purpose {
+            Purpose::List { attempt } => self.on_list(attempt, op, response),
+            Purpose::Manifest { version, attempt } => {
+                self.on_manifest(version, attempt, op, response)
+            }
+            Purpose::Generation { attempt } => self.on_generation(attempt, op, response),
+            Purpose::Slot {
+                position,
+                token,
+                attempt,
+            } => self.on_slot(position, token, attempt, op, response),
+        }
+    }
+
+    /// Time has passed: retries and polls.
+    fn handle_timeout(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        if self.is_done() {
+            return;
+        }
+        self.io.fire_due(self.now);
+        if self.poll_at.is_some_and(|t| t <= self.now) {
+            self.poll_at = None;
+            self.list_manifests();
+        }
+    }
+
+    fn poll_output(&mut self) -> Output<ReadEvent> {
+        if let Some(request) = self.io.poll_request() {
+            Output::Request(request)
+        } else if let Some(event) = self.events.pop_front() {
+            Output::Event(event)
+        } else if self.is_done() {
+            Output::Done
+        } else {
+            let wake = earliest(self.poll_at, self.io.next_deadline());
+            if wake.is_none() && self.io.in_flight() == 0 {
+                // Nothing out and nothing due: no input could ever move it again. Say so
+                // rather than leave a host waiting forever.
+                self.fail(FatalError::Stalled);
+                return self.poll_output();
+            }
+            Output::Wait(wake)
         }
     }
 }

@@ -14,7 +14,8 @@ use core::time::Duration;
 
 use crate::codec::Record;
 use crate::host_error::Error;
-use crate::io::{Request, RequestId, Response};
+use crate::io::{RequestId, Response};
+use crate::machine::{earliest, Machine, Output};
 use crate::writer::{AppendId, Event, Writer, WriterStats};
 use crate::AppendError;
 
@@ -45,6 +46,15 @@ pub struct Stats {
 /// How many recent acknowledgement latencies the percentiles cover.
 const LATENCY_WINDOW: usize = 4096;
 
+/// What a session reports to its host (callers get their replies directly).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionEvent {
+    /// A newer writer took the log over; every waiting reply got this error too. Told once,
+    /// for a host that tells its users (e.g. a JS `onfenced` callback).
+    Fenced(Error),
+}
+
 /// An append refused for backpressure, retried when the writer says `Writable`.
 struct Blocked {
     records: Vec<Record>,
@@ -66,8 +76,8 @@ pub struct Session {
     blocked: VecDeque<Blocked>,
     backpressure_timeout: Duration,
     failed: Option<Error>,
-    /// Set when the writer was fenced, until the host takes it (to tell its users once).
-    fenced: Option<Error>,
+    /// What the host hands on (told once each).
+    events: VecDeque<SessionEvent>,
     /// The latest time a call brought (acknowledgement latency is measured against it).
     now: Duration,
 }
@@ -88,49 +98,11 @@ impl Session {
             blocked: VecDeque::new(),
             backpressure_timeout,
             failed: None,
-            fenced: None,
+            events: VecDeque::new(),
             now: Duration::ZERO,
         };
         s.settle();
         s
-    }
-
-    /// The next request to run (run every one after each call into the session).
-    pub fn poll_request(&mut self) -> Option<Request> {
-        self.machine.poll_request()
-    }
-
-    /// Feeds a request's outcome.
-    pub fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
-        self.now = self.now.max(now);
-        self.machine.handle_response(id, response, now);
-        self.settle();
-    }
-
-    /// Time has passed: the writer's timers and the backpressure deadline.
-    pub fn handle_timeout(&mut self, now: Duration) {
-        self.now = self.now.max(now);
-        self.machine.handle_timeout(now);
-        self.settle();
-        self.expire_blocked(now);
-    }
-
-    /// When to call [`Session::handle_timeout`] next.
-    pub fn wake_at(&self) -> Option<Duration> {
-        let machine = self.machine.poll_timeout().map(|(at, _)| at);
-        let blocked = self
-            .blocked
-            .front()
-            .map(|b| b.since + self.backpressure_timeout);
-        match (machine, blocked) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// The fence error, once, the first time it is asked for after the writer was fenced.
-    pub fn take_fenced(&mut self) -> Option<Error> {
-        self.fenced.take()
     }
 
     /// Appends `records` as one append (one entry); `reply` gets its [`Ack`] once durable.
@@ -273,7 +245,7 @@ impl Session {
 
     /// Turns every pending event into replies.
     fn settle(&mut self) {
-        while let Some(event) = self.machine.poll_event() {
+        while let Some(event) = self.machine.next_event() {
             self.event(event);
         }
     }
@@ -346,8 +318,42 @@ impl Session {
             r(Err(e.clone()));
         }
         if matches!(e, Error::Fenced { .. }) {
-            self.fenced = Some(e.clone());
+            self.events.push_back(SessionEvent::Fenced(e.clone()));
         }
         self.failed = Some(e);
+    }
+}
+
+impl Machine for Session {
+    type Event = SessionEvent;
+
+    fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
+        self.now = self.now.max(now);
+        self.machine.handle_response(id, response, now);
+        self.settle();
+    }
+
+    /// The writer's timers and the backpressure deadline.
+    fn handle_timeout(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        self.machine.handle_timeout(now);
+        self.settle();
+        self.expire_blocked(now);
+    }
+
+    /// Never `Done`: after the writer stops, commands are still answered (at once, with the
+    /// reason it stopped) for as long as the host keeps the session.
+    fn poll_output(&mut self) -> Output<SessionEvent> {
+        if let Some(request) = self.machine.next_request() {
+            return Output::Request(request);
+        }
+        if let Some(event) = self.events.pop_front() {
+            return Output::Event(event);
+        }
+        let blocked = self
+            .blocked
+            .front()
+            .map(|b| b.since + self.backpressure_timeout);
+        Output::Wait(earliest(self.machine.deadline(), blocked))
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use harness::*;
 use std::collections::VecDeque;
 
-use tidewal_core::{Op, ReadEvent, Reader, ReaderConfig, Record, Request, TimerReason};
+use tidewal_core::{Machine, Op, ReadEvent, Reader, ReaderConfig, Record, Request};
 
 fn follower(h: &Harness) -> Reader {
     let cfg = ReaderConfig {
@@ -24,15 +24,14 @@ fn follower(h: &Harness) -> Reader {
 fn pump(h: &mut Harness, r: &mut Reader) -> Vec<ReadEvent> {
     let mut out = Vec::new();
     for _ in 0..10_000 {
-        while let Some(e) = r.poll_event() {
-            out.push(e);
+        let d = drain(r);
+        out.extend(d.events);
+        if d.requests.is_empty() {
+            return out;
         }
-        match r.poll_request() {
-            Some(req) => {
-                let resp = h.store.execute(&req.op);
-                r.handle_response(req.id, resp, h.now);
-            }
-            None => return out,
+        for req in d.requests {
+            let resp = h.store.execute(&req.op);
+            r.handle_response(req.id, resp, h.now);
         }
     }
     panic!("reader never went idle");
@@ -49,8 +48,9 @@ fn positions(events: &[ReadEvent]) -> Vec<u64> {
 }
 
 fn tick(h: &mut Harness, r: &mut Reader) -> Vec<ReadEvent> {
-    let (at, reason) = r.poll_timeout().expect("a follower always has a timer");
-    assert_eq!(reason, TimerReason::Poll);
+    let at = deadline(r).expect("a follower always has a timer");
+    // The poll timer, not a retry: due one poll interval after it caught up.
+    assert_eq!(at, h.now + Duration::from_millis(50));
     h.now = at;
     r.handle_timeout(at);
     pump(h, r)
@@ -147,8 +147,8 @@ fn stop_makes_a_follower_inert() {
     pump(&mut h, &mut r);
     r.stop();
     assert!(r.is_done());
-    assert!(r.poll_timeout().is_none());
-    assert!(r.poll_request().is_none());
+    let d = drain(&mut r);
+    assert!(d.done && d.requests.is_empty() && d.events.is_empty());
 }
 
 fn is_delete_of_wal_other_than(op: &Op, keep: &str) -> bool {
@@ -184,9 +184,9 @@ fn lagging_reader_skips_acked_entries_behind_a_buried_fence() {
     let mut revents = Vec::new();
     // list, get manifest, GET 0..3 (fence at 0), then it asks for 4..7: hold those.
     for _ in 0..6 {
-        while let Some(q) = r.poll_request() {
-            rheld.push_back(q);
-        }
+        let d = drain(&mut r);
+        rheld.extend(d.requests);
+        revents.extend(d.events);
         let Some(q) = rheld.pop_front() else { break };
         if matches!(&q.op, Op::Get { path, .. } if path.contains("/wal/0000000000000000000") && !path.ends_with("00.arrows") && !path.ends_with("01.arrows") && !path.ends_with("02.arrows") && !path.ends_with("03.arrows"))
         {
@@ -196,12 +196,9 @@ fn lagging_reader_skips_acked_entries_behind_a_buried_fence() {
         let resp = h.store.execute(&q.op);
         r.handle_response(q.id, resp, h.now);
     }
-    while let Some(q) = r.poll_request() {
-        rheld.push_back(q);
-    }
-    while let Some(e) = r.poll_event() {
-        revents.push(e);
-    }
+    let d = drain(&mut r);
+    rheld.extend(d.requests);
+    revents.extend(d.events);
 
     // A (epoch 2) claims and issues its walk GETs, which stay in flight.
     let mut a = h.writer(config(), 2);
@@ -250,12 +247,9 @@ fn lagging_reader_skips_acked_entries_behind_a_buried_fence() {
 
     // The reader now runs to completion against the store.
     for _ in 0..10_000 {
-        while let Some(q) = r.poll_request() {
-            rheld.push_back(q);
-        }
-        while let Some(e) = r.poll_event() {
-            revents.push(e);
-        }
+        let d = drain(&mut r);
+        rheld.extend(d.requests);
+        revents.extend(d.events);
         if let Some(q) = rheld.pop_front() {
             let resp = h.store.execute(&q.op);
             r.handle_response(q.id, resp, h.now);
@@ -264,21 +258,10 @@ fn lagging_reader_skips_acked_entries_behind_a_buried_fence() {
         }
     }
     // One more poll, to be sure it does not recover.
-    if let Some((at, _)) = r.poll_timeout() {
+    if let Some(at) = deadline(&mut r) {
         h.now = at;
         r.handle_timeout(at);
-        for _ in 0..10_000 {
-            while let Some(e) = r.poll_event() {
-                revents.push(e);
-            }
-            match r.poll_request() {
-                Some(q) => {
-                    let resp = h.store.execute(&q.op);
-                    r.handle_response(q.id, resp, h.now);
-                }
-                None => break,
-            }
-        }
+        revents.extend(pump(&mut h, &mut r));
     }
     let read: Vec<u64> = revents
         .iter()

@@ -6,8 +6,10 @@ mod harness;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use harness::{codec, config, rec};
-use tidewal_core::{Ack, Error, MemStore, Reply, Request, Session, Writer, WriterConfig};
+use harness::{codec, config, drain, rec};
+use tidewal_core::{
+    Ack, Error, Machine, MemStore, Reply, Session, SessionEvent, Writer, WriterConfig,
+};
 
 type Log<T> = Arc<Mutex<Vec<Result<T, Error>>>>;
 
@@ -32,14 +34,22 @@ fn open(store: &mut MemStore, cfg: WriterConfig, seed: u64, timeout: Duration) -
     s
 }
 
-/// Runs every request the session has, and the ones they lead to.
-fn run(s: &mut Session, store: &mut MemStore, now: Duration) {
+/// Runs every request the session has, and the ones they lead to; returns its events.
+fn run(s: &mut Session, store: &mut MemStore, now: Duration) -> Vec<SessionEvent> {
     let mut steps = 0;
-    while let Some(Request { id, op }) = s.poll_request() {
-        steps += 1;
-        assert!(steps < 10_000, "requests never stop: {op:?}");
-        let response = store.execute(&op);
-        s.handle_response(id, response, now);
+    let mut events = Vec::new();
+    loop {
+        let d = drain(s);
+        events.extend(d.events);
+        if d.requests.is_empty() {
+            return events;
+        }
+        for r in d.requests {
+            steps += 1;
+            assert!(steps < 10_000, "requests never stop: {:?}", r.op);
+            let response = store.execute(&r.op);
+            s.handle_response(r.id, response, now);
+        }
     }
 }
 
@@ -90,7 +100,9 @@ fn blocked_appends_wait_in_order_then_time_out_and_deferred_flushes_follow() {
     s.append(vec![rec(2)], r2, t0);
     let (f, flushed) = recorder();
     s.flush(f, t0);
-    assert_eq!(s.wake_at().map(|at| at <= t0 + timeout), Some(true));
+    // The puts of the first two stay out while the deadline passes.
+    let held = drain(&mut s);
+    assert_eq!(held.wake.map(|at| at <= t0 + timeout), Some(true));
     s.handle_timeout(t0 + timeout);
     match &taken(&a2)[..] {
         [Err(Error::BackpressureTimeout { waited })] => assert_eq!(*waited, timeout),
@@ -100,6 +112,10 @@ fn blocked_appends_wait_in_order_then_time_out_and_deferred_flushes_follow() {
         taken(&flushed).is_empty(),
         "the flush waits for the accepted appends"
     );
+    for r in held.requests {
+        let response = store.execute(&r.op);
+        s.handle_response(r.id, response, t0 + timeout);
+    }
     run(&mut s, &mut store, t0 + timeout);
     assert!(matches!(taken(&a0)[..], [Ok(_)]));
     assert!(matches!(taken(&a1)[..], [Ok(_)]));
@@ -118,13 +134,13 @@ fn a_fenced_session_fails_everything_and_tells_the_host_once() {
     let (r, pending) = recorder();
     first.append(vec![rec(0)], r, Duration::ZERO);
     let _second = open(&mut store, config(), 4, Duration::from_secs(1));
-    run(&mut first, &mut store, Duration::ZERO);
+    let told = run(&mut first, &mut store, Duration::ZERO);
     let epoch = match &taken(&pending)[..] {
         [Err(Error::Fenced { epoch })] => *epoch,
         other => panic!("{other:?}"),
     };
-    assert_eq!(first.take_fenced(), Some(Error::Fenced { epoch }));
-    assert_eq!(first.take_fenced(), None, "told once");
+    assert_eq!(told, vec![SessionEvent::Fenced(Error::Fenced { epoch })]);
+    assert!(drain(&mut first).events.is_empty(), "told once");
     let (c, closed) = recorder();
     first.close(c, Duration::ZERO);
     assert_eq!(taken(&closed), vec![Err(Error::Fenced { epoch })]);

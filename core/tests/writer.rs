@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use harness::*;
+use tidewal_core::Machine;
 use tidewal_core::{
     AppendError, AppendId, CommandError, Event, FatalError, GroupCommit, Op, RawCodec, Record,
     Response, StoreError, StoreErrorKind, Writer, WriterConfig,
@@ -81,8 +82,8 @@ fn group_commit_by_count_bytes_interval_and_flush() {
     // Interval: one record waits for the timer.
     d.append(&h, rec(9));
     assert!(d.held.is_empty());
-    let (at, reason) = d.w.poll_timeout().unwrap();
-    assert_eq!(reason, tidewal_core::TimerReason::GroupCommit);
+    // The group commit timer (no retry is pending: nothing failed).
+    let at = deadline(&mut d.w).unwrap();
     assert_eq!(at, h.now + Duration::from_millis(10));
     h.settle(&mut d);
     assert_eq!(d.durable().last(), Some(&(3, 6)));
@@ -115,7 +116,7 @@ fn appends_queued_behind_a_full_window_share_one_entry() {
         d.append(&h, rec(i));
     }
     assert_eq!(d.held.len(), 2);
-    assert_eq!(d.w.poll_timeout(), None);
+    assert_eq!(deadline(&mut d.w), None);
     // A free slot takes the first waiting batch (appends 2..=4), the next takes append 5.
     h.execute(&mut d, 0);
     assert_eq!(d.held.len(), 2);
@@ -344,7 +345,7 @@ fn a_put_that_never_lands_fails_with_the_puts_error_not_the_read_backs() {
             h.answer(&mut d, i, Response::Put(Err(refused)));
         } else if !d.held.is_empty() {
             h.execute(&mut d, 0); // the read-back: not found
-        } else if let Some((at, _)) = d.w.poll_timeout() {
+        } else if let Some(at) = deadline(&mut d.w) {
             h.now = h.now.max(at);
             d.w.handle_timeout(h.now);
             d.collect();

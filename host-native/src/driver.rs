@@ -1,101 +1,92 @@
-//! The writer task: one per log. It executes the session's requests concurrently, feeds the
-//! answers back and sleeps until the next deadline. Who waits for what is the core's
-//! `Session`; no protocol logic lives here.
+//! The one drive loop of this host, for every core machine: it runs each request against the
+//! store as its own task, feeds the answers back, sleeps until the machine's next deadline and
+//! hands events to a [`Role`] (what differs between a writer and a reader: where commands
+//! come from and where events go). The rules are the core's `Machine` contract.
 
+use std::future::Future;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::ObjectStore;
-use tidewal_core::{Ack, Error, Record, RequestId, Response, Session, Stats};
-use tokio::sync::{mpsc, oneshot};
+use tidewal_core::{Machine, Output, Request, RequestId, Response, StoreError, StoreErrorKind};
 
-use crate::store::{execute, OpKind};
+use crate::store::execute;
 
-type Reply<T> = oneshot::Sender<Result<T, Error>>;
+/// What one kind of task does around its machine.
+pub(crate) trait Role: Send {
+    /// The machine it drives.
+    type Machine: Machine + Send;
+    /// What its callers send.
+    type Command: Send;
 
-pub(crate) enum Command {
-    Append { record: Record, reply: Reply<Ack> },
-    Flush { reply: Reply<()> },
-    FlushMemtable { reply: Reply<Option<u64>> },
-    Close { reply: Reply<()> },
-    Stats { reply: oneshot::Sender<Stats> },
+    /// The next command; `None` once no caller can send any more (the loop ends).
+    fn next_command(&mut self) -> impl Future<Output = Option<Self::Command>> + Send;
+
+    /// Applies a command to the machine.
+    fn command(&mut self, machine: &mut Self::Machine, command: Self::Command, now: Duration);
+
+    /// Hands an event on; `Break` ends the loop (nobody listens, or the machine failed).
+    fn event(
+        &mut self,
+        event: <Self::Machine as Machine>::Event,
+    ) -> impl Future<Output = ControlFlow<()>> + Send;
 }
 
-/// The session's way to answer a caller waiting on `tx`.
-pub(crate) fn reply<T: Send + 'static>(tx: Reply<T>) -> tidewal_core::Reply<T> {
-    Box::new(move |result| drop(tx.send(result)))
-}
-
-pub(crate) struct Driver {
-    session: Session,
+/// Drives `machine` until it is done, its role says stop, or no command can come any more.
+/// `origin` is the instant the machine's clock started at.
+pub(crate) async fn drive<R: Role>(
+    mut machine: R::Machine,
     store: Arc<dyn ObjectStore>,
     origin: Instant,
-    in_flight: FuturesUnordered<BoxFuture<'static, (RequestId, Response)>>,
+    mut role: R,
+) {
+    let mut in_flight: FuturesUnordered<BoxFuture<'static, (RequestId, Response)>> =
+        FuturesUnordered::new();
+    loop {
+        let wake = loop {
+            match machine.poll_output() {
+                Output::Request(request) => in_flight.push(start(store.clone(), request)),
+                Output::Event(event) => {
+                    if role.event(event).await.is_break() {
+                        return;
+                    }
+                }
+                Output::Wait(at) => break at.map(|at| origin + at),
+                Output::Done => return,
+            }
+        };
+        tokio::select! {
+            command = role.next_command() => match command {
+                Some(c) => role.command(&mut machine, c, origin.elapsed()),
+                None => return,
+            },
+            Some((id, response)) = in_flight.next(), if !in_flight.is_empty() => {
+                machine.handle_response(id, response, origin.elapsed());
+            }
+            _ = sleep_until(wake), if wake.is_some() => machine.handle_timeout(origin.elapsed()),
+        }
+    }
 }
 
-impl Driver {
-    pub(crate) fn new(session: Session, store: Arc<dyn ObjectStore>, origin: Instant) -> Self {
-        Driver {
-            session,
-            store,
-            origin,
-            in_flight: FuturesUnordered::new(),
-        }
-    }
-
-    fn now(&self) -> Duration {
-        self.origin.elapsed()
-    }
-
-    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        self.start_requests();
-        loop {
-            let wake = self.session.wake_at().map(|at| self.origin + at);
-            tokio::select! {
-                command = commands.recv() => match command {
-                    Some(c) => self.command(c),
-                    // Every handle is gone: nothing can wait for us any more.
-                    None => return,
-                },
-                Some((id, response)) = self.in_flight.next(), if !self.in_flight.is_empty() => {
-                    let now = self.now();
-                    self.session.handle_response(id, response, now);
-                }
-                _ = sleep_until(wake), if wake.is_some() => {
-                    let now = self.now();
-                    self.session.handle_timeout(now);
-                }
-            }
-            self.start_requests();
-        }
-    }
-
-    fn command(&mut self, command: Command) {
-        let now = self.now();
-        let s = &mut self.session;
-        match command {
-            Command::Append { record, reply: r } => s.append(vec![record], reply(r), now),
-            Command::Flush { reply: r } => s.flush(reply(r), now),
-            Command::FlushMemtable { reply: r } => s.flush_memtable(reply(r), now),
-            Command::Close { reply: r } => s.close(reply(r), now),
-            Command::Stats { reply } => drop(reply.send(s.stats())),
-        }
-    }
-
-    /// Each request runs as its own task: a store's CPU work (copying a body, TLS) spreads
-    /// over the runtime's threads instead of queueing on this one.
-    fn start_requests(&mut self) {
-        while let Some(request) = self.session.poll_request() {
-            let kind = OpKind::of(&request.op);
-            let task = tokio::spawn(execute(self.store.clone(), request.op));
-            self.in_flight.push(Box::pin(async move {
-                let response = task.await.unwrap_or_else(|e| kind.failed(e));
-                (request.id, response)
-            }));
-        }
-    }
+/// Each request runs as its own task: a store's CPU work (copying a body, TLS) spreads over
+/// the runtime's threads instead of queueing on the driver's. A task that dies is answered
+/// `Unknown`, so a put counts as ambiguous and the core reads back.
+fn start(
+    store: Arc<dyn ObjectStore>,
+    request: Request,
+) -> BoxFuture<'static, (RequestId, Response)> {
+    let kind = request.op.kind();
+    let task = tokio::spawn(execute(store, request.op));
+    Box::pin(async move {
+        let response = task.await.unwrap_or_else(|e| {
+            let why = format!("store task failed: {e}");
+            kind.failed(StoreError::new(StoreErrorKind::Unknown, why))
+        });
+        (request.id, response)
+    })
 }
 
 async fn sleep_until(at: Option<Instant>) {

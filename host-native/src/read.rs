@@ -1,20 +1,19 @@
 //! Reading a log with the core's reader machine: all at once ([`read_log`]) or following it
 //! ([`Tailer`]).
 
+use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::ObjectStore;
 use tidewal_core::arrow_codec::ArrowCodec;
-use tidewal_core::{ReadEvent, Reader, ReaderConfig, RequestId, Response};
+use tidewal_core::{Error, ReadEvent, Reader, ReaderConfig};
 use tokio::sync::mpsc;
 
-use crate::store::execute;
-use tidewal_core::Error;
+use crate::driver::{drive, Role};
 
 /// What a reader yields.
 #[derive(Clone, Debug)]
@@ -33,65 +32,59 @@ pub enum Item {
     },
 }
 
-/// Drives a reader machine, sending what it reads to `out` until it is done, fails, or
-/// nobody listens any more.
-async fn drive(
+/// A reader task's role: what it reads goes to `out`, decoded; it stops when nobody listens.
+struct Deliver {
+    codec: ArrowCodec,
+    out: mpsc::Sender<Result<Item, Error>>,
+}
+
+impl Role for Deliver {
+    type Machine = Reader;
+    type Command = Infallible;
+
+    async fn next_command(&mut self) -> Option<Infallible> {
+        self.out.closed().await;
+        None
+    }
+
+    fn command(&mut self, _: &mut Reader, command: Infallible, _: Duration) {
+        match command {}
+    }
+
+    async fn event(&mut self, event: ReadEvent) -> ControlFlow<()> {
+        let items: Vec<Result<Item, Error>> = match event {
+            ReadEvent::Records { position, records } => records
+                .iter()
+                .map(|r| {
+                    self.codec
+                        .decode_record(r)
+                        .map(|batch| Item::Batch { position, batch })
+                        .map_err(Error::from)
+                })
+                .collect(),
+            ReadEvent::CaughtUp { position } => vec![Ok(Item::CaughtUp { position })],
+            ReadEvent::Fatal(e) => vec![Err(e.into())],
+            _ => Vec::new(),
+        };
+        for item in items {
+            let failed = item.is_err();
+            if self.out.send(item).await.is_err() || failed {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Starts a reader task on `store`.
+fn spawn_reader(
     store: Arc<dyn ObjectStore>,
     cfg: ReaderConfig,
     codec: ArrowCodec,
     out: mpsc::Sender<Result<Item, Error>>,
-) {
-    let origin = Instant::now();
-    let mut reader = Reader::new(cfg, Box::new(codec.clone()), rand::random(), Duration::ZERO);
-    let mut in_flight: FuturesUnordered<BoxFuture<'static, (RequestId, Response)>> =
-        FuturesUnordered::new();
-    loop {
-        while let Some(request) = reader.poll_request() {
-            let store = store.clone();
-            in_flight.push(Box::pin(async move {
-                (request.id, execute(store, request.op).await)
-            }));
-        }
-        while let Some(event) = reader.poll_event() {
-            let items: Vec<Result<Item, Error>> = match event {
-                ReadEvent::Records { position, records } => records
-                    .iter()
-                    .map(|r| {
-                        codec
-                            .decode_record(r)
-                            .map(|batch| Item::Batch { position, batch })
-                            .map_err(Error::from)
-                    })
-                    .collect(),
-                ReadEvent::CaughtUp { position } => vec![Ok(Item::CaughtUp { position })],
-                ReadEvent::Fatal(e) => vec![Err(e.into())],
-                _ => Vec::new(),
-            };
-            for item in items {
-                let failed = item.is_err();
-                if out.send(item).await.is_err() || failed {
-                    return;
-                }
-            }
-        }
-        if reader.is_done() {
-            return;
-        }
-        let wake = reader.poll_timeout().map(|(at, _)| origin + at);
-        tokio::select! {
-            Some((id, response)) = in_flight.next(), if !in_flight.is_empty() => {
-                reader.handle_response(id, response, origin.elapsed());
-            }
-            _ = sleep_until(wake), if wake.is_some() => reader.handle_timeout(origin.elapsed()),
-            _ = out.closed() => return,
-        }
-    }
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    if let Some(at) = at {
-        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-    }
+) -> tokio::task::JoinHandle<()> {
+    let reader = Reader::new(cfg, Box::new(codec.clone()), rand::random(), Duration::ZERO);
+    tokio::spawn(drive(reader, store, Instant::now(), Deliver { codec, out }))
 }
 
 fn config(prefix: &str, follow: bool, poll_interval: Duration) -> ReaderConfig {
@@ -111,7 +104,7 @@ pub async fn read_log(
 ) -> Result<Vec<RecordBatch>, Error> {
     let (tx, mut rx) = mpsc::channel(64);
     let cfg = config(prefix, false, Duration::ZERO);
-    let task = tokio::spawn(drive(store, cfg, codec.clone(), tx));
+    let task = spawn_reader(store, cfg, codec.clone(), tx);
     let mut out = Vec::new();
     while let Some(item) = rx.recv().await {
         if let Item::Batch { batch, .. } = item? {
@@ -155,7 +148,7 @@ impl Tailer {
     ) -> Result<Tailer, Error> {
         let codec = crate::codec(schema)?;
         let (tx, items) = mpsc::channel(64);
-        tokio::spawn(drive(store, cfg, codec, tx));
+        spawn_reader(store, cfg, codec, tx);
         Ok(Tailer { items })
     }
 

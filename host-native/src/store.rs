@@ -34,47 +34,6 @@ fn folder(prefix: &str) -> Path {
     Path::from(prefix.trim_end_matches('/'))
 }
 
-/// What an operation was, kept to answer it when its task dies.
-#[derive(Clone, Copy)]
-pub enum OpKind {
-    /// A put.
-    Put,
-    /// A get.
-    Get,
-    /// A head.
-    Head,
-    /// A list.
-    List,
-    /// A delete.
-    Delete,
-}
-
-impl OpKind {
-    /// The kind of `op`.
-    pub fn of(op: &Op) -> OpKind {
-        match op {
-            Op::Get { .. } => OpKind::Get,
-            Op::Head { .. } => OpKind::Head,
-            Op::List { .. } => OpKind::List,
-            Op::Delete { .. } => OpKind::Delete,
-            _ => OpKind::Put,
-        }
-    }
-
-    /// The answer when the task running the operation panicked or was cancelled: `Unknown`,
-    /// so a put counts as ambiguous and the core reads back.
-    pub fn failed(self, why: impl std::fmt::Display) -> Response {
-        let e = StoreError::new(StoreErrorKind::Unknown, format!("store task failed: {why}"));
-        match self {
-            OpKind::Put => Response::Put(Err(e)),
-            OpKind::Get => Response::Get(Err(e)),
-            OpKind::Head => Response::Head(Err(e)),
-            OpKind::List => Response::List(Err(e)),
-            OpKind::Delete => Response::Delete(Err(e)),
-        }
-    }
-}
-
 /// Runs one operation.
 pub async fn execute(store: Arc<dyn ObjectStore>, op: Op) -> Response {
     match op {

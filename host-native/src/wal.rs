@@ -1,6 +1,7 @@
 //! The Arrow-native API of a log: open, append, flush, close, scan, stats.
 
 use std::future::Future;
+use std::ops::ControlFlow;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -10,10 +11,10 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow_codec::ArrowCodec;
-use tidewal_core::{Ack, Session, Stats, Writer, WriterConfig};
+use tidewal_core::{Ack, Record, Session, SessionEvent, Stats, Writer, WriterConfig};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::{reply, Command, Driver};
+use crate::driver::{drive, Role};
 use crate::read::read_log;
 use tidewal_core::Error;
 
@@ -77,8 +78,7 @@ impl Wal {
         let (ready, opened) = oneshot::channel();
         let (commands, rx) = mpsc::unbounded_channel();
         let session = Session::new(machine, reply(ready), options.backpressure_timeout);
-        let driver = Driver::new(session, store.clone(), origin);
-        tokio::spawn(driver.run(rx));
+        tokio::spawn(drive(session, store.clone(), origin, Commands(rx)));
         let epoch = opened.await.unwrap_or(Err(Error::Closed))?;
         Ok(Wal {
             commands,
@@ -156,5 +156,49 @@ impl Wal {
 
     fn send(&self, command: Command) -> Result<(), Error> {
         self.commands.send(command).map_err(|_| Error::Closed)
+    }
+}
+
+type Reply<T> = oneshot::Sender<Result<T, Error>>;
+
+/// What a `Wal` asks its writer task.
+enum Command {
+    Append { record: Record, reply: Reply<Ack> },
+    Flush { reply: Reply<()> },
+    FlushMemtable { reply: Reply<Option<u64>> },
+    Close { reply: Reply<()> },
+    Stats { reply: oneshot::Sender<Stats> },
+}
+
+/// The session's way to answer a caller waiting on `tx`.
+fn reply<T: Send + 'static>(tx: Reply<T>) -> tidewal_core::Reply<T> {
+    Box::new(move |result| drop(tx.send(result)))
+}
+
+/// The writer task's role: commands from the `Wal` handles, replies straight to callers.
+struct Commands(mpsc::UnboundedReceiver<Command>);
+
+impl Role for Commands {
+    type Machine = Session;
+    type Command = Command;
+
+    async fn next_command(&mut self) -> Option<Command> {
+        // `None`: every handle is gone, nothing can wait for the writer any more.
+        self.0.recv().await
+    }
+
+    fn command(&mut self, s: &mut Session, command: Command, now: Duration) {
+        match command {
+            Command::Append { record, reply: r } => s.append(vec![record], reply(r), now),
+            Command::Flush { reply: r } => s.flush(reply(r), now),
+            Command::FlushMemtable { reply: r } => s.flush_memtable(reply(r), now),
+            Command::Close { reply: r } => s.close(reply(r), now),
+            Command::Stats { reply } => drop(reply.send(s.stats())),
+        }
+    }
+
+    /// Callers already got the fence error on their replies; there is nobody else to tell.
+    async fn event(&mut self, _event: SessionEvent) -> ControlFlow<()> {
+        ControlFlow::Continue(())
     }
 }

@@ -1,67 +1,68 @@
-//! Reading a log from JS: the core's `Reader` driven on one task (requests run concurrently,
-//! retries wait on the clock). Used by `scan`.
+//! Reading a log from JS: the core's `Reader` on the one drive loop, its records handed to a
+//! callback in log order. Used by `scan` and `tail`.
 
-use futures::future::{select, Either};
-use futures::stream::{FuturesUnordered, StreamExt};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
 use tidewal_core::{Error, ReadEvent, Reader, Record};
 
-use crate::clock::{now_ms, since, sleep};
+use crate::clock::now_ms;
+use crate::driver::{Driver, Handler, Shared};
 use crate::store::Store;
 
-/// Runs `reader` to its end (or until `stopped()`), handing each position's records to
-/// `on_records` in log order.
-pub(crate) async fn drive(
-    mut reader: Reader,
+/// Hands each position's records on and settles `finish` when the reader is done.
+struct Reading<F> {
+    deliver: F,
+    failed: RefCell<Option<Error>>,
+    finish: RefCell<Option<oneshot::Sender<Result<(), Error>>>>,
+}
+
+impl<F: Fn(u64, Vec<Record>)> Handler<ReadEvent> for Reading<F> {
+    fn event(&self, event: ReadEvent) {
+        match event {
+            ReadEvent::Records { position, records } => (self.deliver)(position, records),
+            ReadEvent::Fatal(f) => *self.failed.borrow_mut() = Some(f.into()),
+            _ => {}
+        }
+    }
+
+    fn done(&self) {
+        if let Some(finish) = self.finish.borrow_mut().take() {
+            let result = self.failed.borrow_mut().take().map_or(Ok(()), Err);
+            let _ = finish.send(result);
+        }
+    }
+}
+
+/// A running reader: stop it through `driver`, await `finished` for how it ended.
+pub(crate) struct Running {
+    pub(crate) driver: Shared<Reader>,
+    pub(crate) finished: oneshot::Receiver<Result<(), Error>>,
+}
+
+/// Starts `reader` on `store`; `deliver` gets each position's records in log order.
+pub(crate) fn start(
+    reader: Reader,
     store: Store,
-    origin_ms: f64,
-    stopped: impl Fn() -> bool,
-    mut on_records: impl FnMut(u64, Vec<Record>),
-) -> Result<(), Error> {
-    let mut in_flight = FuturesUnordered::new();
-    loop {
-        if stopped() {
-            reader.stop();
-            return Ok(());
-        }
-        while let Some(r) = reader.poll_request() {
-            let store = store.clone();
-            in_flight.push(async move { (r.id, store.execute(r.op).await) });
-        }
-        while let Some(event) = reader.poll_event() {
-            match event {
-                ReadEvent::Records { position, records } => on_records(position, records),
-                ReadEvent::CaughtUp { .. } => {}
-                ReadEvent::Fatal(f) => return Err(f.into()),
-                _ => {}
-            }
-        }
-        if reader.is_done() {
-            return Ok(());
-        }
-        let deadline = reader
-            .poll_timeout()
-            .map(|(at, _)| origin_ms + at.as_secs_f64() * 1000.0);
-        match (in_flight.is_empty(), deadline) {
-            (true, None) => {
-                return Err(Error::Invalid(
-                    "the reader stalled with nothing to wait for".into(),
-                ))
-            }
-            (true, Some(at)) => sleep(at - now_ms()).await,
-            (false, None) => {
-                if let Some((id, response)) = in_flight.next().await {
-                    reader.handle_response(id, response, since(origin_ms));
-                }
-            }
-            (false, Some(at)) => {
-                let timer = Box::pin(sleep(at - now_ms()));
-                if let Either::Left((Some((id, response)), _)) =
-                    select(in_flight.next(), timer).await
-                {
-                    reader.handle_response(id, response, since(origin_ms));
-                }
-            }
-        }
-        reader.handle_timeout(since(origin_ms));
+    deliver: impl Fn(u64, Vec<Record>) + 'static,
+) -> Running {
+    let (tx, finished) = oneshot::channel();
+    let handler = Rc::new(Reading {
+        deliver,
+        failed: RefCell::new(None),
+        finish: RefCell::new(Some(tx)),
+    });
+    let driver = Driver::start(reader, store, now_ms(), handler);
+    Running { driver, finished }
+}
+
+impl Running {
+    /// Waits until the reader is done; the driver lives until then.
+    pub(crate) async fn finished(self) -> Result<(), Error> {
+        let Running { driver, finished } = self;
+        let result = finished.await.unwrap_or(Err(Error::Closed));
+        drop(driver);
+        result
     }
 }

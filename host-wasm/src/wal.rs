@@ -1,18 +1,18 @@
 //! `Wal`, the class JS code uses: open, append, flush, flushMemtable, close, scan, stats.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::Bytes;
 use futures::channel::oneshot;
 use js_sys::{Function, Object, Promise, Uint8Array};
 use tidewal_core::arrow_codec::{stream_schema, ArrowCodec};
-use tidewal_core::{Error, Reader, ReaderConfig, Session, Writer};
+use tidewal_core::{Error, Reader, ReaderConfig, Session, SessionEvent, Writer};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::clock::now_ms;
-use crate::driver::{pump, Driver, Shared};
+use crate::driver::{pump, Driver, Handler, Shared};
 use crate::error::{invalid, to_js};
 use crate::store::{set, Store};
 
@@ -20,7 +20,9 @@ use crate::store::{set, Store};
 /// opening fences this one (pending and later calls reject with a `FencedError`).
 #[wasm_bindgen]
 pub struct Wal {
-    driver: Shared,
+    driver: Shared<Session>,
+    /// JS callback fired once when the writer is fenced.
+    onfenced: Rc<RefCell<Option<Function>>>,
     codec: ArrowCodec,
     store: Store,
     prefix: String,
@@ -72,14 +74,17 @@ impl Wal {
         .map_err(|e| invalid(e.to_string()))?;
         let (ready, opened) = channel();
         let timeout = core::time::Duration::from_secs_f64(opts.backpressure_timeout_ms / 1000.0);
+        let onfenced = Rc::new(RefCell::new(None));
         let driver = Driver::start(
             Session::new(machine, ready, timeout),
             store.clone(),
             origin_ms,
+            Rc::new(OnFenced(onfenced.clone())),
         );
         let epoch = answer(opened).await?;
         Ok(Wal {
             driver,
+            onfenced,
             codec,
             store,
             prefix,
@@ -106,7 +111,7 @@ impl Wal {
         #[wasm_bindgen(unchecked_param_type = "((error: WalError) => void) | null")]
         callback: Option<Function>,
     ) {
-        self.driver.borrow_mut().onfenced = callback;
+        *self.onfenced.borrow_mut() = callback;
     }
 
     /// Appends an Arrow IPC stream of the log schema (e.g. `tableToIPC(table, 'stream')`).
@@ -129,7 +134,7 @@ impl Wal {
         {
             let mut d = self.driver.borrow_mut();
             let now = d.now();
-            d.session.append(records, reply, now);
+            d.machine.append(records, reply, now);
         }
         pump(&self.driver);
         future_to_promise(async move {
@@ -168,7 +173,7 @@ impl Wal {
     /// unflushed bytes, epoch, positions, and acknowledgement latency p50/p99 in ms.
     #[wasm_bindgen(unchecked_return_type = "WalStats")]
     pub fn stats(&self) -> Object {
-        let s = self.driver.borrow().session.stats();
+        let s = self.driver.borrow().machine.stats();
         let w = &s.writer;
         let o = Object::new();
         set(&o, "appends", w.appends as f64);
@@ -222,7 +227,6 @@ impl Wal {
         callback: Function,
         #[wasm_bindgen(js_name = pollMs)] poll_ms: Option<f64>,
     ) -> Tail {
-        let stop = Rc::new(Cell::new(false));
         let cfg = ReaderConfig {
             prefix: self.prefix.clone(),
             follow: true,
@@ -237,18 +241,18 @@ impl Wal {
             random_seed(),
             Default::default(),
         );
-        let (store, codec, flag) = (self.store.clone(), self.codec.clone(), stop.clone());
+        let codec = self.codec.clone();
+        let deliver = move |position: u64, records: Vec<_>| {
+            let ipc = Uint8Array::from(&codec.join_stream(&records)[..]);
+            let _ = callback.call2(&JsValue::NULL, &ipc, &JsValue::from(position as f64));
+        };
+        let running = crate::reader::start(reader, self.store.clone(), deliver);
+        let reader = running.driver.clone();
         let done = future_to_promise(async move {
-            let deliver = |position: u64, records: Vec<_>| {
-                let ipc = Uint8Array::from(&codec.join_stream(&records)[..]);
-                let _ = callback.call2(&JsValue::NULL, &ipc, &JsValue::from(position as f64));
-            };
-            crate::reader::drive(reader, store, now_ms(), || flag.get(), deliver)
-                .await
-                .map_err(|e| to_js(&e))?;
+            running.finished().await.map_err(|e| to_js(&e))?;
             Ok(JsValue::UNDEFINED)
         });
-        Tail { stop, done }
+        Tail { reader, done }
     }
 
     /// Runs a driver command whose reply maps to a JS value.
@@ -261,7 +265,7 @@ impl Wal {
         {
             let mut d = self.driver.borrow_mut();
             let now = d.now();
-            run(&mut d.session, reply, now);
+            run(&mut d.machine, reply, now);
         }
         pump(&self.driver);
         future_to_promise(async move { answer(rx).await.map(to_value) })
@@ -271,15 +275,16 @@ impl Wal {
 /// A running `tail`.
 #[wasm_bindgen]
 pub struct Tail {
-    stop: Rc<Cell<bool>>,
+    reader: Shared<Reader>,
     done: Promise,
 }
 
 #[wasm_bindgen]
 impl Tail {
-    /// Stops following (within one poll interval).
+    /// Stops following: no request is sent after this, and `done` resolves.
     pub fn stop(&self) {
-        self.stop.set(true);
+        self.reader.borrow_mut().machine.stop();
+        pump(&self.reader);
     }
 
     /// Settles when the tail ends: resolves after `stop()`, rejects if reading failed.
@@ -295,15 +300,34 @@ async fn scan_log(store: Store, codec: ArrowCodec, prefix: String) -> Result<Vec
         prefix,
         ..ReaderConfig::default()
     };
-    let origin_ms = now_ms();
     let reader = Reader::new(
         cfg,
         Box::new(codec.clone()),
         random_seed(),
         Default::default(),
     );
-    let mut records = Vec::new();
-    let collect = |_, mut r: Vec<_>| records.append(&mut r);
-    crate::reader::drive(reader, store, origin_ms, || false, collect).await?;
-    Ok(codec.join_stream(&records))
+    let records = Rc::new(RefCell::new(Vec::new()));
+    let sink = records.clone();
+    let collect = move |_, mut r: Vec<_>| sink.borrow_mut().append(&mut r);
+    crate::reader::start(reader, store, collect)
+        .finished()
+        .await?;
+    let records = records.borrow();
+    Ok(codec.join_stream(records.iter()))
+}
+
+/// Tells the page, once, that a newer writer took the log over.
+struct OnFenced(Rc<RefCell<Option<Function>>>);
+
+impl Handler<SessionEvent> for OnFenced {
+    fn event(&self, event: SessionEvent) {
+        let SessionEvent::Fenced(error) = event else {
+            return;
+        };
+        // Cloned out first: the callback may set a new one.
+        let callback = self.0.borrow().clone();
+        if let Some(callback) = callback {
+            let _ = callback.call1(&JsValue::NULL, &to_js(&error));
+        }
+    }
 }

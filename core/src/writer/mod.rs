@@ -3,23 +3,25 @@
 //!
 //! # Driving it
 //!
-//! After **any** input or command, drain [`Writer::poll_request`] (execute each request and
-//! answer it with [`Writer::handle_response`], in any order, at any later time), then
-//! [`Writer::poll_event`], then ask [`Writer::poll_timeout`] and call
-//! [`Writer::handle_timeout`] when it passes:
+//! Through the [`Machine`] contract: after any input or command, drain
+//! [`Machine::poll_output`] until it says `Wait` or `Done`:
 //!
 //! ```
 //! use core::time::Duration;
-//! use tidewal_core::{Writer, WriterConfig, RawCodec, Request, Response, Event};
+//! use tidewal_core::{Machine, Output, Writer, WriterConfig, RawCodec, Request, Response};
 //! # fn execute(_r: &Request) -> Response { unimplemented!() }
 //! let now = Duration::ZERO;
 //! let mut w = Writer::new(WriterConfig::default(), Box::new(RawCodec::new("s")), 42, now).unwrap();
 //! let mut outbox: Vec<Request> = Vec::new();
-//! while let Some(req) = w.poll_request() { outbox.push(req); }     // 1. requests
-//! while let Some(ev) = w.poll_event() { let _ = ev; }               // 2. events
-//! let _wake_at = w.poll_timeout();                                   // 3. timer
-//! // ...later: w.handle_response(req.id, execute(&req), now); w.handle_timeout(now);
-//! # let _ = outbox;
+//! let wake_at = loop {
+//!     match w.poll_output() {
+//!         Output::Request(req) => outbox.push(req), // run it, answer with handle_response
+//!         Output::Event(ev) => { let _ = ev; }      // hand it on
+//!         Output::Wait(at) => break at,             // call handle_timeout then
+//!         _ => break None,                          // Done: the writer stopped
+//!     }
+//! };
+//! # let _ = (outbox, wake_at);
 //! ```
 
 mod append;
@@ -37,6 +39,7 @@ use crate::codec::{Codec, PositionedRecords, Record};
 use crate::config::WriterConfig;
 use crate::error::{AppendError, CommandError, ConfigError, FatalError};
 use crate::io::{Body, Op, RequestId, Response, StoreError, StoreErrorKind};
+use crate::machine::{earliest, Machine, Output};
 use crate::manifest::Manifest;
 use crate::paths::Paths;
 use crate::plumbing::{IoCounters, Plumbing};
@@ -86,18 +89,6 @@ pub enum Event {
     Closed,
     /// The writer stopped. Every append after the last [`Event::Durable`] failed.
     Fatal(FatalError),
-}
-
-/// Which timer `poll_timeout` is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TimerReason {
-    /// The group commit interval of the pending records ends.
-    GroupCommit,
-    /// A request is retried after backoff.
-    Retry,
-    /// A following reader looks for new entries.
-    Poll,
 }
 
 /// Counters and gauges of a writer.
@@ -292,88 +283,38 @@ impl Writer {
         Ok(w)
     }
 
-    // ---- outputs -------------------------------------------------------------------------
+    // ---- outputs (the `Machine` impl below composes them) ---------------------------------
 
-    /// The next request to execute.
-    #[must_use]
-    pub fn poll_request(&mut self) -> Option<crate::io::Request> {
+    pub(crate) fn next_request(&mut self) -> Option<crate::io::Request> {
         self.io.poll_request()
     }
 
-    /// The next event.
-    #[must_use]
-    pub fn poll_event(&mut self) -> Option<Event> {
+    pub(crate) fn next_event(&mut self) -> Option<Event> {
         self.events.pop_front()
     }
 
-    /// When to call [`Writer::handle_timeout`] next, and why.
-    #[must_use]
-    pub fn poll_timeout(&self) -> Option<(Duration, TimerReason)> {
+    /// When `handle_timeout` has something to do next.
+    pub(crate) fn deadline(&self) -> Option<Duration> {
         // Only a batch that can go out when due needs a timer: with the window full, the
         // next answer frees a slot (and a due deadline must not make a host spin).
         let group = self
             .pipeline
             .deadline()
             .filter(|_| self.phase == Phase::Ready)
-            .filter(|_| self.pipeline.in_flight() < self.cfg.max_in_flight as usize)
-            .map(|t| (t, TimerReason::GroupCommit));
-        let retry = self.io.next_deadline().map(|t| (t, TimerReason::Retry));
-        match (group, retry) {
-            (Some(g), Some(r)) => Some(if r.0 < g.0 { r } else { g }),
-            (g, r) => g.or(r),
-        }
+            .filter(|_| self.pipeline.in_flight() < self.cfg.max_in_flight as usize);
+        earliest(group, self.io.next_deadline())
     }
 
-    // ---- inputs --------------------------------------------------------------------------
-
-    /// Feeds the outcome of a request. Unknown or already answered ids are ignored; a response
-    /// of the wrong kind counts as a failed request of that id.
-    pub fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
-        self.now = self.now.max(now);
-        if !self.is_live() {
-            return;
-        }
-        let Some((purpose, op)) = self.io.take(id) else {
-            return;
-        };
-        self.dispatch(purpose, op, response);
-        self.after_input();
-    }
-
-    /// Time has passed; fires due timers.
-    pub fn handle_timeout(&mut self, now: Duration) {
-        self.now = self.now.max(now);
-        if !self.is_live() {
-            return;
-        }
-        self.io.fire_due(self.now);
-        // A due open batch goes out in `pump`.
-        self.after_input();
+    /// Closed or failed: no command can make it send anything again.
+    pub(crate) fn is_finished(&self) -> bool {
+        !self.is_live()
     }
 
     // ---- getters -------------------------------------------------------------------------
 
-    /// Whether open finished and the writer is not closed or failed.
-    pub fn is_ready(&self) -> bool {
-        self.phase == Phase::Ready
-    }
-
-    /// The terminal error, if the writer stopped.
-    pub fn failure(&self) -> Option<&FatalError> {
-        match &self.phase {
-            Phase::Failed(e) => Some(e),
-            _ => None,
-        }
-    }
-
     /// The claimed epoch (0 while opening).
     pub fn epoch(&self) -> u64 {
         self.epoch
-    }
-
-    /// This writer's nonce.
-    pub fn nonce(&self) -> u64 {
-        self.nonce
     }
 
     /// The newest manifest this writer read or committed.
@@ -693,5 +634,46 @@ impl Writer {
         }
         self.phase = Phase::Closed;
         self.events.push_back(Event::Closed);
+    }
+}
+
+impl Machine for Writer {
+    type Event = Event;
+
+    /// Feeds the outcome of a request. Unknown or already answered ids are ignored; a response
+    /// of the wrong kind counts as a failed request of that id.
+    fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
+        self.now = self.now.max(now);
+        if !self.is_live() {
+            return;
+        }
+        let Some((purpose, op)) = self.io.take(id) else {
+            return;
+        };
+        self.dispatch(purpose, op, response);
+        self.after_input();
+    }
+
+    /// Time has passed; fires due timers.
+    fn handle_timeout(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        if !self.is_live() {
+            return;
+        }
+        self.io.fire_due(self.now);
+        // A due open batch goes out in `pump`.
+        self.after_input();
+    }
+
+    fn poll_output(&mut self) -> Output<Event> {
+        if let Some(request) = self.next_request() {
+            Output::Request(request)
+        } else if let Some(event) = self.next_event() {
+            Output::Event(event)
+        } else if self.is_finished() {
+            Output::Done
+        } else {
+            Output::Wait(self.deadline())
+        }
     }
 }

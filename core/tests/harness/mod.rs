@@ -7,9 +7,53 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use tidewal_core::{
-    Event, GroupCommit, MemStore, Op, RawCodec, ReadEvent, Reader, ReaderConfig, Record, Request,
-    Response, Writer, WriterConfig,
+    Event, GroupCommit, Machine, MemStore, Op, Output, RawCodec, ReadEvent, Reader, ReaderConfig,
+    Record, Request, Response, Writer, WriterConfig,
 };
+
+/// A machine's output until it waits: its requests, its events, and then when it wants
+/// `handle_timeout` (`done`: it said `Done`).
+pub struct Drained<E> {
+    pub requests: Vec<Request>,
+    pub events: Vec<E>,
+    pub wake: Option<Duration>,
+    pub done: bool,
+}
+
+/// Drains `m` as the `Machine` contract says, after any input.
+pub fn drain<M: Machine>(m: &mut M) -> Drained<M::Event> {
+    let mut d = Drained {
+        requests: Vec::new(),
+        events: Vec::new(),
+        wake: None,
+        done: false,
+    };
+    loop {
+        match m.poll_output() {
+            Output::Request(r) => d.requests.push(r),
+            Output::Event(e) => d.events.push(e),
+            Output::Wait(at) => {
+                d.wake = at;
+                return d;
+            }
+            Output::Done => {
+                d.done = true;
+                return d;
+            }
+        }
+    }
+}
+
+/// When `m` wants `handle_timeout`, for a machine whose output was already taken.
+pub fn deadline<M: Machine>(m: &mut M) -> Option<Duration>
+where
+    M::Event: std::fmt::Debug,
+{
+    let d = drain(m);
+    assert!(d.requests.is_empty(), "untaken requests: {:?}", d.requests);
+    assert!(d.events.is_empty(), "untaken events: {:?}", d.events);
+    d.wake
+}
 
 pub fn config() -> WriterConfig {
     WriterConfig {
@@ -91,7 +135,7 @@ impl Harness {
         for _ in 0..100_000 {
             if !d.held.is_empty() {
                 self.execute(d, 0);
-            } else if let Some((at, _)) = d.w.poll_timeout() {
+            } else if let Some(at) = deadline(&mut d.w) {
                 self.now = self.now.max(at);
                 d.w.handle_timeout(self.now);
                 d.collect();
@@ -111,20 +155,23 @@ impl Harness {
         let mut r = Reader::new(cfg, codec(), 7, self.now);
         let mut out = Vec::new();
         for _ in 0..100_000 {
-            while let Some(e) = r.poll_event() {
+            let d = drain(&mut r);
+            for e in d.events {
                 match e {
                     ReadEvent::Records { position, records } => out.push((position, records)),
                     ReadEvent::Fatal(f) => return Err(f),
                     _ => {}
                 }
             }
-            if r.is_done() {
+            if d.done {
                 return Ok(out);
             }
-            if let Some(req) = r.poll_request() {
-                let resp = self.store.execute(&req.op);
-                r.handle_response(req.id, resp, self.now);
-            } else if let Some((at, _)) = r.poll_timeout() {
+            if !d.requests.is_empty() {
+                for req in d.requests {
+                    let resp = self.store.execute(&req.op);
+                    r.handle_response(req.id, resp, self.now);
+                }
+            } else if let Some(at) = d.wake {
                 self.now = self.now.max(at);
                 r.handle_timeout(self.now);
             } else {
@@ -137,12 +184,9 @@ impl Harness {
 
 impl Driven {
     pub fn collect(&mut self) {
-        while let Some(r) = self.w.poll_request() {
-            self.held.push_back(r);
-        }
-        while let Some(e) = self.w.poll_event() {
-            self.events.push(e);
-        }
+        let d = drain(&mut self.w);
+        self.held.extend(d.requests);
+        self.events.extend(d.events);
     }
 
     pub fn append(&mut self, h: &Harness, record: Record) -> tidewal_core::AppendId {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tidewal_core::{
-    AppendError, AppendId, Event, FatalError, GroupCommit, MemStore, Op, RawCodec, ReadEvent,
-    Reader, ReaderConfig, Record, RequestId, Response, RetryPolicy, StoreError, StoreErrorKind,
-    Writer, WriterConfig,
+    AppendError, AppendId, Event, FatalError, GroupCommit, Machine as _, MemStore, Op, Output,
+    RawCodec, ReadEvent, Reader, ReaderConfig, Record, Request, RequestId, Response, RetryPolicy,
+    StoreError, StoreErrorKind, Writer, WriterConfig,
 };
 
 use crate::model::{payload_id, Model};
@@ -58,6 +58,14 @@ enum Ev {
         client: usize,
     },
     Spawn,
+}
+
+/// One output of either machine.
+enum Out {
+    Request(Request),
+    Writer(Event),
+    Reader(ReadEvent),
+    Wait(Option<Duration>),
 }
 
 enum Machine {
@@ -291,10 +299,10 @@ impl World {
         let f = self.faults;
         let resp = if self.rng.chance(f.fail_before) {
             self.note(format_args!("c{client} #{} dropped before apply", id.0));
-            fail_response(
-                &op,
-                StoreError::new(StoreErrorKind::Unknown, "injected: failed before apply"),
-            )
+            op.failed(StoreError::new(
+                StoreErrorKind::Unknown,
+                "injected: failed before apply",
+            ))
         } else {
             if let Op::Delete { path } = &op {
                 self.model.on_delete(path)?;
@@ -312,15 +320,15 @@ impl World {
             let created = matches!((&op, &resp), (Op::Put { .. }, Response::Put(Ok(_))));
             if created && self.rng.chance(f.exists_after) {
                 // object_store retries a create whose answer was lost and sees its own object.
-                fail_response(
-                    &op,
-                    StoreError::new(StoreErrorKind::AlreadyExists, "injected: retried create"),
-                )
+                op.failed(StoreError::new(
+                    StoreErrorKind::AlreadyExists,
+                    "injected: retried create",
+                ))
             } else if self.rng.chance(f.fail_after) {
-                fail_response(
-                    &op,
-                    StoreError::new(StoreErrorKind::Unknown, "injected: answer lost"),
-                )
+                op.failed(StoreError::new(
+                    StoreErrorKind::Unknown,
+                    "injected: answer lost",
+                ))
             } else {
                 resp
             }
@@ -456,46 +464,46 @@ impl World {
         Ok(())
     }
 
-    /// Moves a client's requests onto the network and its events into the model.
+    /// Moves a client's requests onto the network and its events into the model, then arms
+    /// its timer (the `Machine` drain rule: until it waits).
     fn drain(&mut self, client: usize) -> Result<(), String> {
-        loop {
-            let req = match &mut self.clients[client].machine {
-                Some(Machine::Writer(w)) => w.poll_request(),
-                Some(Machine::Reader(r)) => r.poll_request(),
-                None => None,
-            };
-            let Some(req) = req else { break };
-            self.note(format_args!(
-                "c{client} -> #{} {}",
-                req.id.0,
-                op_name(&req.op)
-            ));
-            let at = self.now + self.latency(client);
-            self.schedule(
-                at,
-                Ev::Arrive {
-                    client,
-                    id: req.id,
-                    op: req.op,
+        let timeout = loop {
+            let out = match &mut self.clients[client].machine {
+                Some(Machine::Writer(w)) => match w.poll_output() {
+                    Output::Request(r) => Out::Request(r),
+                    Output::Event(e) => Out::Writer(e),
+                    Output::Wait(at) => Out::Wait(at),
+                    _ => Out::Wait(None),
                 },
-            );
-        }
-        loop {
-            let ev = match &mut self.clients[client].machine {
-                Some(Machine::Writer(w)) => w.poll_event().map(Ok),
-                Some(Machine::Reader(r)) => r.poll_event().map(Err),
-                None => None,
+                Some(Machine::Reader(r)) => match r.poll_output() {
+                    Output::Request(r) => Out::Request(r),
+                    Output::Event(e) => Out::Reader(e),
+                    Output::Wait(at) => Out::Wait(at),
+                    _ => Out::Wait(None),
+                },
+                None => Out::Wait(None),
             };
-            match ev {
-                Some(Ok(e)) => self.writer_event(client, e)?,
-                Some(Err(e)) => self.reader_event(client, e)?,
-                None => break,
+            match out {
+                Out::Request(req) => {
+                    self.note(format_args!(
+                        "c{client} -> #{} {}",
+                        req.id.0,
+                        op_name(&req.op)
+                    ));
+                    let at = self.now + self.latency(client);
+                    self.schedule(
+                        at,
+                        Ev::Arrive {
+                            client,
+                            id: req.id,
+                            op: req.op,
+                        },
+                    );
+                }
+                Out::Writer(e) => self.writer_event(client, e)?,
+                Out::Reader(e) => self.reader_event(client, e)?,
+                Out::Wait(at) => break at,
             }
-        }
-        let timeout = match &self.clients[client].machine {
-            Some(Machine::Writer(w)) => w.poll_timeout().map(|(t, _)| t),
-            Some(Machine::Reader(r)) => r.poll_timeout().map(|(t, _)| t),
-            None => None,
         };
         if let Some(t) = timeout {
             let t = t.max(self.now);
@@ -896,17 +904,6 @@ impl World {
             }
             None => Ok(()),
         }
-    }
-}
-
-fn fail_response(op: &Op, e: StoreError) -> Response {
-    match op {
-        Op::Put { .. } => Response::Put(Err(e)),
-        Op::Get { .. } => Response::Get(Err(e)),
-        Op::Head { .. } => Response::Head(Err(e)),
-        Op::List { .. } => Response::List(Err(e)),
-        Op::Delete { .. } => Response::Delete(Err(e)),
-        _ => Response::Put(Err(e)),
     }
 }
 
