@@ -14,8 +14,6 @@ extern crate alloc;
 extern crate std;
 
 #[cfg(feature = "arrow")]
-mod arrow_buffers;
-#[cfg(feature = "arrow")]
 pub mod arrow_codec;
 pub mod codec;
 pub mod config;
