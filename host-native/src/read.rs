@@ -9,7 +9,7 @@ use arrow_schema::SchemaRef;
 use futures::future::BoxFuture;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::ObjectStore;
-use tidewal_core::arrow_codec::ArrowCodec;
+use tidewal_core::arrow::ArrowCodec;
 use tidewal_core::{ReadEvent, Reader, ReaderConfig, RequestId, Response};
 use tokio::sync::mpsc;
 

@@ -79,8 +79,8 @@ mod tests {
     use arrow_array::RecordBatch;
     use arrow_schema::{DataType, Field, Schema};
 
-    use crate::arrow_codec::test_util::{codec, header, schema};
-    use crate::arrow_codec::ArrowCodec;
+    use crate::arrow::test_util::{codec, header, schema};
+    use crate::arrow::ArrowCodec;
     use crate::codec::{Codec, CodecError, EntryKind, GenerationHeader};
 
     #[test]

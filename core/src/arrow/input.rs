@@ -115,7 +115,7 @@ mod tests {
     use arrow_schema::{DataType, Field, Schema};
 
     use super::*;
-    use crate::arrow_codec::test_util::{batch, codec, header, schema};
+    use crate::arrow::test_util::{batch, codec, header, schema};
     use crate::codec::{Codec, EntryKind, GenerationHeader};
 
     fn ipc_stream(schema: &Schema, batches: &[RecordBatch]) -> Vec<u8> {

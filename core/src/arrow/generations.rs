@@ -150,7 +150,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::{GENERATION, POSITIONS};
-    use crate::arrow_codec::test_util::{batch, codec};
+    use crate::arrow::test_util::{batch, codec};
     use crate::codec::{Codec, GenerationHeader, PositionedRecords};
 
     #[test]

@@ -225,8 +225,8 @@ mod tests {
     use bytes::Bytes;
 
     use super::EOS;
-    use crate::arrow_codec::test_util::{batch, blob_batch, codec, header};
-    use crate::arrow_codec::ArrowCodec;
+    use crate::arrow::test_util::{batch, blob_batch, codec, header};
+    use crate::arrow::ArrowCodec;
     use crate::codec::{Codec, CodecError, EntryHeader, EntryKind, Record};
 
     #[test]
