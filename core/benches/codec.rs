@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
 use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use tidewal_core::arrow_codec::ArrowCodec;
+use tidewal_core::arrow::ArrowCodec;
 use tidewal_core::{Codec, EntryHeader, EntryKind};
 
 const TARGET: Duration = Duration::from_millis(300);

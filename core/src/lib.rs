@@ -15,9 +15,7 @@ extern crate alloc;
 extern crate std;
 
 #[cfg(feature = "arrow")]
-mod arrow_buffers;
-#[cfg(feature = "arrow")]
-pub mod arrow_codec;
+pub mod arrow;
 pub mod codec;
 pub mod config;
 pub mod crc32c;

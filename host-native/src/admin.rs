@@ -6,7 +6,7 @@ use arrow_schema::SchemaRef;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
-use tidewal_core::arrow_codec::decode_schema;
+use tidewal_core::arrow::decode_schema;
 use tidewal_core::crc32c::to_hex8;
 use tidewal_core::paths::Paths;
 use tidewal_core::{Codec, EntryKind, Manifest};

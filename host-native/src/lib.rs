@@ -32,7 +32,7 @@ pub use url::store_for;
 pub use wal::{AppendHandle, Options, Wal};
 
 use arrow_schema::SchemaRef;
-use tidewal_core::arrow_codec::ArrowCodec;
+use tidewal_core::arrow::ArrowCodec;
 
 /// The Arrow codec for `schema`, with the hardware CRC-32C where the CPU has one (the same
 /// checksum as the core's software one, many times faster).

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
-use tidewal_core::arrow_codec::ArrowCodec;
+use tidewal_core::arrow::ArrowCodec;
 use tidewal_core::{Error, ReadEvent, Reader, ReaderConfig};
 use tokio::sync::mpsc;
 

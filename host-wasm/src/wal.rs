@@ -6,7 +6,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use js_sys::{Function, Object, Promise, Uint8Array};
-use tidewal_core::arrow_codec::{stream_schema, ArrowCodec};
+use tidewal_core::arrow::{stream_schema, ArrowCodec};
 use tidewal_core::{Error, Reader, ReaderConfig, Session, SessionEvent, Writer};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;

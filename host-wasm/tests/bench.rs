@@ -174,7 +174,7 @@ async fn cells(label: &str, make: fn() -> JsValue) {
 #[wasm_bindgen_test]
 async fn cost_of_each_step() {
     use bytes::Bytes;
-    use tidewal_core::arrow_codec::{stream_schema, ArrowCodec};
+    use tidewal_core::arrow::{stream_schema, ArrowCodec};
     use tidewal_core::{Codec, EntryHeader, EntryKind};
     let clock = js_sys::Reflect::get(&js_sys::global(), &"performance".into()).unwrap();
     let clock: web_time::Clock = clock.unchecked_into();
