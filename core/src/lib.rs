@@ -21,6 +21,7 @@ pub mod config;
 pub mod crc32c;
 pub mod error;
 pub mod host_error;
+pub mod inspect;
 pub mod io;
 pub mod machine;
 pub mod manifest;
@@ -39,6 +40,7 @@ pub use codec::{
 pub use config::{GroupCommit, ReaderConfig, RetryPolicy, WriterConfig};
 pub use error::{AppendError, CommandError, ConfigError, FatalError};
 pub use host_error::Error;
+pub use inspect::{Inspection, Inspector, Verified, Verifier, VerifyEvent};
 pub use io::{
     Body, GetResult, ObjectMeta, Op, OpKind, PutMode, Request, RequestId, Response, StoreError,
     StoreErrorKind,

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::crc32c::{crc32c, to_hex8};
+use crate::error::FatalError;
 
 /// The protocol format this crate reads and writes.
 pub const FORMAT: u32 = 1;
@@ -71,6 +72,21 @@ pub struct GenerationRecord {
     pub bytes: u64,
     /// CRC-32C of the object, 8 hex digits.
     pub crc32c: String,
+}
+
+impl GenerationRecord {
+    /// Checks that `body` is the object this record describes: the size and the checksum
+    /// (`codec`'s CRC-32C) the manifest recorded when it committed the generation.
+    pub fn verify(&self, codec: &dyn crate::codec::Codec, body: &[u8]) -> Result<(), FatalError> {
+        let digest = to_hex8(codec.checksum(body));
+        if body.len() as u64 != self.bytes || digest[..] != *self.crc32c.as_bytes() {
+            return Err(FatalError::Corrupt {
+                path: self.path.clone(),
+                reason: "size or checksum differs from the manifest".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 /// Why manifest bytes were refused.

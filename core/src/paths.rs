@@ -35,11 +35,12 @@ impl Paths {
     /// The version named by a manifest path, if it is one.
     pub fn manifest_version(&self, path: &str) -> Option<u64> {
         let name = path.strip_prefix(&self.manifest_dir())?;
-        let digits = name.strip_suffix(".json")?;
-        if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        digits.parse().ok()
+        twenty_digits(name.strip_suffix(".json")?)
+    }
+
+    /// The folder that holds WAL slots.
+    pub fn wal_dir(&self) -> String {
+        format!("{}wal/", self.base)
     }
 
     /// WAL slot at `position`.
@@ -47,10 +48,24 @@ impl Paths {
         format!("{}wal/{position:020}.arrows", self.base)
     }
 
+    /// The position named by a WAL slot path, if it is one.
+    pub fn wal_position(&self, path: &str) -> Option<u64> {
+        let name = path.strip_prefix(&self.wal_dir())?;
+        twenty_digits(name.strip_suffix(".arrows")?)
+    }
+
     /// Generation `id` flushed by a writer of `epoch`.
     pub fn generation(&self, epoch: u64, id: u64) -> String {
         format!("{}gen/{epoch:010}-{id:010}.arrow", self.base)
     }
+}
+
+/// A number written as the 20 digits object names use (so names sort numerically).
+fn twenty_digits(digits: &str) -> Option<u64> {
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 #[cfg(test)]
@@ -68,6 +83,12 @@ mod tests {
             None
         );
         assert!(p.wal(9) < p.wal(10));
+        assert_eq!(p.wal_position(&p.wal(12)), Some(12));
+        assert_eq!(p.wal_position("logs/a/wal/12.arrows"), None);
+        assert_eq!(
+            p.wal_position("logs/b/wal/00000000000000000012.arrows"),
+            None
+        );
         assert_eq!(Paths::new("").wal(1), "wal/00000000000000000001.arrows");
         assert_eq!(p.generation(2, 3), "logs/a/gen/0000000002-0000000003.arrow");
     }

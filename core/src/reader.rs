@@ -10,7 +10,6 @@ use core::time::Duration;
 
 use crate::codec::{Codec, Record};
 use crate::config::ReaderConfig;
-use crate::crc32c::to_hex8;
 use crate::error::FatalError;
 use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
 use crate::machine::{earliest, Machine, Output};
@@ -310,13 +309,8 @@ impl Reader {
                 return self.retry(op, next, attempt, &e);
             }
         };
-        let digest = alloc::string::String::from_utf8_lossy(&to_hex8(self.codec.checksum(&body)))
-            .into_owned();
-        if body.len() as u64 != record.bytes || digest != record.crc32c {
-            return self.fail(FatalError::Corrupt {
-                path,
-                reason: "size or checksum differs from the manifest".into(),
-            });
+        if let Err(e) = record.verify(self.codec.as_ref(), &body) {
+            return self.fail(e);
         }
         let generation = match self.codec.decode_generation(body) {
             Ok(g) => g,

@@ -19,14 +19,19 @@ use crate::store::execute;
 pub(crate) trait Role: Send {
     /// The machine it drives.
     type Machine: Machine + Send;
-    /// What its callers send.
+    /// What its callers send (`Infallible` for a task nobody commands).
     type Command: Send;
 
-    /// The next command; `None` once no caller can send any more (the loop ends).
-    fn next_command(&mut self) -> impl Future<Output = Option<Self::Command>> + Send;
+    /// The next command; `None` once no caller can send any more (the loop ends). By
+    /// default none ever comes: the machine alone decides when the loop ends.
+    fn next_command(&mut self) -> impl Future<Output = Option<Self::Command>> + Send {
+        std::future::pending()
+    }
 
-    /// Applies a command to the machine.
-    fn command(&mut self, machine: &mut Self::Machine, command: Self::Command, now: Duration);
+    /// Applies a command to the machine (a role with commands implements it).
+    fn command(&mut self, machine: &mut Self::Machine, command: Self::Command, now: Duration) {
+        let _ = (machine, command, now);
+    }
 
     /// Hands an event on; `Break` ends the loop (nobody listens, or the machine failed).
     fn event(
@@ -35,14 +40,15 @@ pub(crate) trait Role: Send {
     ) -> impl Future<Output = ControlFlow<()>> + Send;
 }
 
-/// Drives `machine` until it is done, its role says stop, or no command can come any more.
-/// `origin` is the instant the machine's clock started at.
+/// Drives `machine` until it is done, its role says stop, or no command can come any more;
+/// then hands the role back (with whatever it gathered). `origin` is the instant the
+/// machine's clock started at.
 pub(crate) async fn drive<R: Role>(
     mut machine: R::Machine,
     store: Arc<dyn ObjectStore>,
     origin: Instant,
     mut role: R,
-) {
+) -> R {
     let mut in_flight: FuturesUnordered<BoxFuture<'static, (RequestId, Response)>> =
         FuturesUnordered::new();
     loop {
@@ -51,17 +57,17 @@ pub(crate) async fn drive<R: Role>(
                 Output::Request(request) => in_flight.push(start(store.clone(), request)),
                 Output::Event(event) => {
                     if role.event(event).await.is_break() {
-                        return;
+                        return role;
                     }
                 }
                 Output::Wait(at) => break at.map(|at| origin + at),
-                Output::Done => return,
+                Output::Done => return role,
             }
         };
         tokio::select! {
             command = role.next_command() => match command {
                 Some(c) => role.command(&mut machine, c, origin.elapsed()),
-                None => return,
+                None => return role,
             },
             Some((id, response)) = in_flight.next(), if !in_flight.is_empty() => {
                 machine.handle_response(id, response, origin.elapsed());

@@ -47,10 +47,6 @@ impl Role for Deliver {
         None
     }
 
-    fn command(&mut self, _: &mut Reader, command: Infallible, _: Duration) {
-        match command {}
-    }
-
     async fn event(&mut self, event: ReadEvent) -> ControlFlow<()> {
         let items: Vec<Result<Item, Error>> = match event {
             ReadEvent::Records { position, records } => records
@@ -84,7 +80,9 @@ fn spawn_reader(
     out: mpsc::Sender<Result<Item, Error>>,
 ) -> tokio::task::JoinHandle<()> {
     let reader = Reader::new(cfg, Box::new(codec.clone()), rand::random(), Duration::ZERO);
-    tokio::spawn(drive(reader, store, Instant::now(), Deliver { codec, out }))
+    tokio::spawn(async move {
+        drive(reader, store, Instant::now(), Deliver { codec, out }).await;
+    })
 }
 
 fn config(prefix: &str, follow: bool, poll_interval: Duration) -> ReaderConfig {
