@@ -149,7 +149,7 @@ impl fmt::Display for AppendError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             AppendError::Empty => write!(f, "empty record"),
-            AppendError::ZeroRows => write!(f, "record has zero rows"),
+            AppendError::ZeroRows => write!(f, "the append holds no rows"),
             AppendError::TooLarge { bytes, limit } => {
                 write!(
                     f,

@@ -31,6 +31,22 @@ pub struct Inspection {
     pub wal: Vec<(u64, u64)>,
 }
 
+#[cfg(feature = "arrow")]
+impl Inspection {
+    /// The log's Arrow schema, from its current manifest (what a host builds the codec of a
+    /// [`Verifier`] or a reader from). `prefix` names the log in the error.
+    pub fn arrow_schema(&self, prefix: &str) -> Result<arrow_schema::SchemaRef, crate::Error> {
+        let m = self
+            .manifest
+            .as_ref()
+            .ok_or_else(|| crate::Error::Invalid(format!("no log under '{prefix}'")))?;
+        let bytes = m
+            .schema_bytes()
+            .ok_or_else(|| crate::Error::Invalid("manifest schema is not hex".into()))?;
+        Ok(crate::arrow::decode_schema(&bytes)?)
+    }
+}
+
 /// The manifest at `path`, or why it cannot be read.
 pub(crate) fn decode_manifest(path: &str, body: &[u8]) -> Result<Manifest, FatalError> {
     match Manifest::decode(body) {

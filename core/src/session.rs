@@ -83,6 +83,24 @@ pub struct Session {
 }
 
 impl Session {
+    /// How long an append waits for room under backpressure before it fails, unless the
+    /// host is told otherwise (every host's default).
+    pub const DEFAULT_BACKPRESSURE_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// Starts opening the log `cfg.prefix` names: a new [`Writer`] (seeded with `seed`, which
+    /// must differ between writers) wrapped in a session. `ready` is answered with the epoch
+    /// once it owns the log. Refused at once for a configuration the writer cannot use.
+    pub fn open(
+        cfg: crate::WriterConfig,
+        codec: Box<dyn crate::Codec>,
+        seed: u64,
+        backpressure_timeout: Duration,
+        ready: Reply<u64>,
+    ) -> Result<Self, crate::ConfigError> {
+        let writer = Writer::new(cfg, codec, seed, Duration::ZERO)?;
+        Ok(Session::new(writer, ready, backpressure_timeout))
+    }
+
     /// Wraps a writer that was just created; `ready` is answered with the epoch once it owns
     /// the log (or with the error that stopped it).
     pub fn new(machine: Writer, ready: Reply<u64>, backpressure_timeout: Duration) -> Self {
@@ -106,10 +124,16 @@ impl Session {
     }
 
     /// Appends `records` as one append (one entry); `reply` gets its [`Ack`] once durable.
-    pub fn append(&mut self, records: Vec<Record>, reply: Reply<Ack>, now: Duration) {
+    /// Zero-row records hold nothing and are left out; an append with no rows at all is
+    /// refused ([`AppendError::ZeroRows`]) with nothing queued.
+    pub fn append(&mut self, mut records: Vec<Record>, reply: Reply<Ack>, now: Duration) {
         self.now = self.now.max(now);
         if let Some(e) = self.failed.clone() {
             return reply(Err(e));
+        }
+        records.retain(|r| r.rows > 0);
+        if records.is_empty() {
+            return reply(Err(AppendError::ZeroRows.into()));
         }
         if self.blocked.is_empty() {
             self.try_append(records, reply, now, now);

@@ -145,3 +145,26 @@ fn a_fenced_session_fails_everything_and_tells_the_host_once() {
     first.close(c, Duration::ZERO);
     assert_eq!(taken(&closed), vec![Err(Error::Fenced { epoch })]);
 }
+
+#[test]
+fn zero_row_records_are_left_out_and_an_append_of_no_rows_is_refused() {
+    let mut store = MemStore::new();
+    let mut s = open(&mut store, config(), 5, Duration::from_secs(1));
+    let empty = tidewal_core::Record::new(vec![7u8; 8], 0);
+    let (refused, nothing) = recorder();
+    s.append(vec![empty.clone()], refused, Duration::ZERO);
+    let (none_at_all, nothing_either) = recorder();
+    s.append(Vec::new(), none_at_all, Duration::ZERO);
+    for log in [&nothing, &nothing_either] {
+        match &taken(log)[..] {
+            [Err(Error::Invalid(why))] => assert!(why.contains("no rows"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    let (kept, acked) = recorder();
+    s.append(vec![empty, rec(1)], kept, Duration::ZERO);
+    run(&mut s, &mut store, Duration::ZERO);
+    assert!(matches!(taken(&acked)[..], [Ok(_)]));
+    assert_eq!(s.stats().writer.appends, 1, "only the append with rows was accepted");
+    assert_eq!(s.stats().writer.appended_bytes, 8, "the zero-row record was left out");
+}

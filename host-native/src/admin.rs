@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
-use tidewal_core::arrow::decode_schema;
 use tidewal_core::{Error, FatalError, Inspector, Verifier, VerifyEvent};
 
 pub use tidewal_core::{Inspection, Verified};
@@ -23,19 +22,7 @@ pub async fn inspect(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Inspec
 
 /// The log's schema, from its current manifest.
 pub async fn log_schema(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<SchemaRef, Error> {
-    let inspection = inspect(store, prefix).await?;
-    schema_of(&inspection, prefix)
-}
-
-fn schema_of(inspection: &Inspection, prefix: &str) -> Result<SchemaRef, Error> {
-    let m = inspection
-        .manifest
-        .as_ref()
-        .ok_or_else(|| Error::Invalid(format!("no log under '{prefix}'")))?;
-    let bytes = m
-        .schema_bytes()
-        .ok_or_else(|| Error::Invalid("manifest schema is not hex".into()))?;
-    Ok(decode_schema(&bytes)?)
+    inspect(store, prefix).await?.arrow_schema(prefix)
 }
 
 /// Reads every object of the log and checks every checksum and name: the first problem is
@@ -51,7 +38,7 @@ pub async fn verify_with(
     progress: impl FnMut(u64) + Send,
 ) -> Result<Verified, Error> {
     let inspection = inspect(store.clone(), prefix).await?;
-    let codec = crate::codec(schema_of(&inspection, prefix)?)?;
+    let codec = crate::codec(inspection.arrow_schema(prefix)?)?;
     let verifier = Verifier::new(prefix, inspection, Box::new(codec))?;
     let role = Progress {
         progress,

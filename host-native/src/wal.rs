@@ -11,7 +11,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow::ArrowCodec;
-use tidewal_core::{Ack, Record, Session, SessionEvent, Stats, Writer, WriterConfig};
+use tidewal_core::{Ack, Record, Session, SessionEvent, Stats, WriterConfig};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::{drive, Role};
@@ -31,7 +31,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             writer: WriterConfig::default(),
-            backpressure_timeout: Duration::from_secs(30),
+            backpressure_timeout: Session::DEFAULT_BACKPRESSURE_TIMEOUT,
         }
     }
 }
@@ -73,11 +73,17 @@ impl Wal {
         let mut cfg = options.writer;
         cfg.prefix = prefix.to_string();
         let origin = Instant::now();
-        let machine = Writer::new(cfg, Box::new(codec.clone()), rand::random(), Duration::ZERO)
-            .map_err(|e| Error::Invalid(e.to_string()))?;
         let (ready, opened) = oneshot::channel();
+        let timeout = options.backpressure_timeout;
+        let session = Session::open(
+            cfg,
+            Box::new(codec.clone()),
+            rand::random(),
+            timeout,
+            reply(ready),
+        )
+        .map_err(|e| Error::Invalid(e.to_string()))?;
         let (commands, rx) = mpsc::unbounded_channel();
-        let session = Session::new(machine, reply(ready), options.backpressure_timeout);
         tokio::spawn(drive(session, store.clone(), origin, Commands(rx)));
         let epoch = opened.await.unwrap_or(Err(Error::Closed))?;
         Ok(Wal {

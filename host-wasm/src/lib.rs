@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod admin;
 mod clock;
 mod driver;
 mod error;
@@ -16,6 +17,7 @@ mod store;
 mod typings;
 mod wal;
 
+pub use admin::{inspect, verify};
 pub use memory::MemoryStore;
 pub use wal::{Tail, Wal};
 

@@ -3,7 +3,7 @@
 use core::time::Duration;
 
 use js_sys::{Reflect, Uint8Array};
-use tidewal_core::WriterConfig;
+use tidewal_core::{Session, WriterConfig};
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::error::invalid;
@@ -12,7 +12,7 @@ use crate::error::invalid;
 pub(crate) struct OpenOptions {
     pub(crate) writer: WriterConfig,
     pub(crate) schema: Vec<u8>,
-    pub(crate) backpressure_timeout_ms: f64,
+    pub(crate) backpressure_timeout: Duration,
 }
 
 fn field(obj: &JsValue, key: &str) -> Result<Option<JsValue>, JsValue> {
@@ -83,8 +83,10 @@ pub(crate) fn parse(options: &JsValue) -> Result<OpenOptions, JsValue> {
             .as_bool()
             .ok_or_else(|| invalid("option walOnly must be a boolean"))?;
     }
-    let backpressure_timeout_ms =
-        number(options, "backpressureTimeoutMs", 0.0, 8.64e7)?.unwrap_or(30_000.0);
+    let backpressure_timeout = number(options, "backpressureTimeoutMs", 0.0, 8.64e7)?
+        .map_or(Session::DEFAULT_BACKPRESSURE_TIMEOUT, |ms| {
+            Duration::from_secs_f64(ms / 1000.0)
+        });
     w.validate().map_err(|e| invalid(e.to_string()))?;
     let schema = field(options, "schema")?
         .and_then(|s| s.dyn_into::<Uint8Array>().ok())
@@ -94,6 +96,6 @@ pub(crate) fn parse(options: &JsValue) -> Result<OpenOptions, JsValue> {
     Ok(OpenOptions {
         writer: w,
         schema: schema.to_vec(),
-        backpressure_timeout_ms,
+        backpressure_timeout,
     })
 }

@@ -40,6 +40,20 @@ export interface WalOptions {
   backpressureTimeoutMs?: number;
 }
 
+/** What `inspect` found: the current manifest as stored (null: no log), the manifest
+ * versions present and the WAL objects. */
+export interface Inspection {
+  manifest: Record<string, unknown> | null;
+  manifestVersions: number[];
+  wal: { position: number; bytes: number }[];
+}
+
+/** What `verify` checked: every object of the log passed. */
+export interface Verified {
+  manifests: number; generations: number; walEntries: number; fences: number;
+  rows: number; bytes: number;
+}
+
 /** A durable append. */
 export interface AppendAck { position: number; append: number; rows: number }
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use js_sys::{Function, Object, Promise, Uint8Array};
 use tidewal_core::arrow::{stream_schema, ArrowCodec};
-use tidewal_core::{Error, Reader, ReaderConfig, Session, SessionEvent, Writer};
+use tidewal_core::{Error, Reader, ReaderConfig, Session, SessionEvent};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -65,18 +65,19 @@ impl Wal {
         let codec = ArrowCodec::new(schema).map_err(|e| to_js(&e.into()))?;
         let prefix = opts.writer.prefix.clone();
         let origin_ms = now_ms();
-        let machine = Writer::new(
+        let (ready, opened) = channel();
+        let timeout = opts.backpressure_timeout;
+        let session = Session::open(
             opts.writer,
             Box::new(codec.clone()),
             random_seed(),
-            core::time::Duration::ZERO,
+            timeout,
+            ready,
         )
         .map_err(|e| invalid(e.to_string()))?;
-        let (ready, opened) = channel();
-        let timeout = core::time::Duration::from_secs_f64(opts.backpressure_timeout_ms / 1000.0);
         let onfenced = Rc::new(RefCell::new(None));
         let driver = Driver::start(
-            Session::new(machine, ready, timeout),
+            session,
             store.clone(),
             origin_ms,
             Rc::new(OnFenced(onfenced.clone())),
@@ -124,12 +125,7 @@ impl Wal {
             Ok(records) => records,
             Err(e) => return Promise::reject(&to_js(&e.into())),
         };
-        // Zero-row batches hold nothing; a stream of nothing but them is refused.
-        let records: Vec<_> = records.into_iter().filter(|r| r.rows > 0).collect();
         let rows: u64 = records.iter().map(|r| r.rows).sum();
-        if rows == 0 {
-            return Promise::reject(&invalid("the stream holds no rows"));
-        }
         let (reply, rx) = channel();
         {
             let mut d = self.driver.borrow_mut();

@@ -1,7 +1,7 @@
 // Compiled (never run) against the generated typings by `wasm_types`: the API as a user
 // writes it must type-check, and misuse must not (each @ts-expect-error line must be an error).
-import init, { MemoryStore, Wal } from './tidewal_wasm.js';
-import type { AppendAck, Store, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
+import init, { MemoryStore, Wal, inspect, verify } from './tidewal_wasm.js';
+import type { AppendAck, Inspection, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
 import { OpfsStore } from './js/opfs_store.js';
 import { R2Store } from './js/r2_store.js';
 
@@ -22,12 +22,17 @@ export async function usage(): Promise<number> {
   await tail.done;
   await wal.flush();
   await wal.close();
+  const found: Inspection = await inspect(stores[0], 'logs/a');
+  const checked: Verified = await verify(stores[0], 'logs/a');
+  console.log(found.manifest === null, found.wal[0]?.position, checked.rows);
   // @ts-expect-error append takes Arrow IPC bytes, not a string
   await wal.append('rows');
   // @ts-expect-error the schema option is required
   await Wal.open(stores[0], { prefix: 'p' });
   // @ts-expect-error a store needs all five methods
   await Wal.open({ get: async () => ({ body: ipc }) }, options);
+  // @ts-expect-error inspect names a prefix, not options
+  await inspect(stores[0], { prefix: 'logs/a' });
   // @ts-expect-error stats are numbers
   const wrong: string = stats.appends;
   return ack.position + (generation ?? 0) + rows.length + stats.epoch + wrong.length;

@@ -12,7 +12,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
-use tidewal_wasm::{MemoryStore, Wal};
+use tidewal_wasm::{inspect, verify, MemoryStore, Wal};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -356,6 +356,16 @@ async fn a_damaged_entry_is_reported_with_its_path() {
         wait(wal.append(&ipc(&schema(), &[batch(0..4)])))
             .await
             .unwrap();
+        // Before the damage: inspect sees the fence and the entry, verify passes every object.
+        let found = wait(inspect(store.clone(), "bits".into())).await.unwrap();
+        assert_eq!(num(&get(&found, "manifest"), "epoch"), 1.0);
+        assert_eq!(js_sys::Array::from(&get(&found, "wal")).length(), 2);
+        let checked = wait(verify(store.clone(), "bits".into())).await.unwrap();
+        assert_eq!(
+            (num(&checked, "rows"), num(&checked, "walEntries")),
+            (4.0, 2.0)
+        );
+        assert_eq!(num(&checked, "fences"), 1.0);
         let entries: Vec<String> = paths(&store)
             .await
             .into_iter()
@@ -377,6 +387,18 @@ async fn a_damaged_entry_is_reported_with_its_path() {
         let e = wait(wal.scan()).await.unwrap_err();
         assert_eq!(name(&e), "CorruptError", "{e:?}");
         assert_eq!(get(&e, "path").as_string().unwrap(), data);
+        let e = wait(verify(store.clone(), "bits".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(name(&e), "CorruptError", "{e:?}");
+        assert_eq!(get(&e, "path").as_string().unwrap(), data);
+        // No log under another prefix: inspect says so, verify refuses.
+        let none = wait(inspect(store.clone(), "absent".into())).await.unwrap();
+        assert!(get(&none, "manifest").is_null());
+        let e = wait(verify(store.clone(), "absent".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(name(&e), "InvalidInputError", "{e:?}");
     }
 }
 

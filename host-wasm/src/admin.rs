@@ -1,0 +1,132 @@
+//! `inspect` and `verify` for JS: the core's `Inspector` and `Verifier` machines on the one
+//! drive loop, answering with plain objects.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use futures::channel::oneshot;
+use js_sys::{Array, Object, Promise};
+use tidewal_core::arrow::ArrowCodec;
+use tidewal_core::{
+    Error, FatalError, Inspection, Inspector, Machine, Verified, Verifier, VerifyEvent,
+};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::clock::now_ms;
+use crate::driver::{Driver, Handler};
+use crate::error::to_js;
+use crate::store::{set, Store};
+
+/// Settles `tx` with the machine's verdict, once.
+struct Verdict<T>(RefCell<Option<oneshot::Sender<Result<T, Error>>>>);
+
+impl<T> Verdict<T> {
+    fn settle(&self, result: Result<T, FatalError>) {
+        if let Some(tx) = self.0.borrow_mut().take() {
+            let _ = tx.send(result.map_err(Error::from));
+        }
+    }
+}
+
+impl Handler<Result<Inspection, FatalError>> for Verdict<Inspection> {
+    fn event(&self, result: Result<Inspection, FatalError>) {
+        self.settle(result);
+    }
+}
+
+impl Handler<VerifyEvent> for Verdict<Verified> {
+    fn event(&self, event: VerifyEvent) {
+        match event {
+            VerifyEvent::Verified(v) => self.settle(Ok(v)),
+            VerifyEvent::Fatal(e) => self.settle(Err(e)),
+            _ => {}
+        }
+    }
+}
+
+/// Runs `machine` on `store` until its verdict.
+async fn run<M, T>(machine: M, store: Store) -> Result<T, Error>
+where
+    M: Machine + 'static,
+    Verdict<T>: Handler<M::Event> + 'static,
+{
+    let (tx, rx) = oneshot::channel();
+    let handler = Rc::new(Verdict(RefCell::new(Some(tx))));
+    let driver = Driver::start(machine, store, now_ms(), handler);
+    let result = rx.await.unwrap_or(Err(Error::Closed));
+    drop(driver);
+    result
+}
+
+async fn inspection(store: Store, prefix: &str) -> Result<Inspection, Error> {
+    run(Inspector::new(prefix), store).await
+}
+
+/// What the log under `prefix` of `store` holds: `{ manifest, manifestVersions, wal }`, with
+/// `manifest` the current manifest as stored (PROTOCOL.md §3) or `null` if there is no log,
+/// and `wal` the WAL objects as `{ position, bytes }`. Writes nothing.
+#[wasm_bindgen(unchecked_return_type = "Promise<Inspection>")]
+pub fn inspect(
+    #[wasm_bindgen(unchecked_param_type = "Store")] store: JsValue,
+    prefix: String,
+) -> Promise {
+    future_to_promise(async move {
+        let store = Store::new(store)?;
+        let i = inspection(store, &prefix).await.map_err(|e| to_js(&e))?;
+        let o = Object::new();
+        let manifest = match &i.manifest {
+            Some(m) => {
+                let json = String::from_utf8_lossy(&m.encode()).into_owned();
+                js_sys::JSON::parse(&json)?
+            }
+            None => JsValue::NULL,
+        };
+        set(&o, "manifest", manifest);
+        let versions: Array = i
+            .manifest_versions
+            .iter()
+            .map(|&v| JsValue::from(v as f64))
+            .collect();
+        set(&o, "manifestVersions", versions);
+        let wal: Array = i
+            .wal
+            .iter()
+            .map(|&(position, bytes)| {
+                let w = Object::new();
+                set(&w, "position", position as f64);
+                set(&w, "bytes", bytes as f64);
+                JsValue::from(w)
+            })
+            .collect();
+        set(&o, "wal", wal);
+        Ok(o.into())
+    })
+}
+
+/// Reads every object of the log under `prefix` of `store` and checks every name, size and
+/// checksum: resolves to the counts (`{ manifests, generations, walEntries, fences, rows,
+/// bytes }`), rejects with the first problem (`CorruptError` with its `path`). Writes nothing.
+#[wasm_bindgen(unchecked_return_type = "Promise<Verified>")]
+pub fn verify(
+    #[wasm_bindgen(unchecked_param_type = "Store")] store: JsValue,
+    prefix: String,
+) -> Promise {
+    future_to_promise(async move {
+        let store = Store::new(store)?;
+        let checked = async {
+            let i = inspection(store.clone(), &prefix).await?;
+            let codec = ArrowCodec::new(i.arrow_schema(&prefix)?)?;
+            run(Verifier::new(&prefix, i, Box::new(codec))?, store).await
+        };
+        let v = checked.await.map_err(|e| to_js(&e))?;
+        let o = Object::new();
+        set(&o, "manifests", v.manifests as f64);
+        set(&o, "generations", v.generations as f64);
+        set(&o, "walEntries", v.wal_entries as f64);
+        set(&o, "fences", v.fences as f64);
+        set(&o, "rows", v.rows as f64);
+        set(&o, "bytes", v.bytes as f64);
+        Ok(o.into())
+    })
+}
