@@ -5,4 +5,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/toolchain.sh
-cargo run --release -q -p tidewal -- demo "${1:-./tidewal-demo}"
+cargo run --release -q -p tidewal-cli -- demo "${1:-./tidewal-demo}"

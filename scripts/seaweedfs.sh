@@ -21,7 +21,7 @@ JSON
   # Ready when a signed list of the bucket answers.
   local i
   for i in $(seq 1 120); do
-    if cargo run -q -p tidewal -- probe "s3://tidewal/" >/dev/null 2>&1; then
+    if cargo run -q -p tidewal-cli -- probe "s3://tidewal/" >/dev/null 2>&1; then
       echo "SeaweedFS ready on 127.0.0.1:$port (pid $SEAWEEDFS_PID)"
       return 0
     fi

@@ -67,7 +67,7 @@ wasm_test() {
 }
 
 # Throughput in headless Chromium on MemoryStore (release build), printed as a table; compare
-# with `cargo run --release -p tidewal -- bench --latency-ms 0 --seconds 0.5 --sizes-kib 1,64,1024`.
+# with `cargo run --release -p tidewal-cli -- bench --latency-ms 0 --seconds 0.5 --sizes-kib 1,64,1024`.
 wasm_bench() {
   (
     cd host-wasm
@@ -105,7 +105,7 @@ wasm_package() {
 # The cross-host test: the native CLI writes a log in a directory, the wasm module (in Node.js,
 # on FsStore) reads and extends it, the CLI reads and verifies it. Needs wasm_package first.
 wasm_cross_host() {
-  cargo build -q -p tidewal --bin tidewal
+  cargo build -q -p tidewal-cli --bin tidewal
   rm -rf target/wasm-node
   wasm-bindgen --target nodejs --out-dir target/wasm-node \
     "$WASM_TARGET_DIR/$WASM_TARGET/wasm-release/tidewal_wasm.wasm"

@@ -16,7 +16,6 @@
 #![warn(missing_docs)]
 
 pub mod admin;
-pub mod bench;
 mod driver;
 mod read;
 mod store;

@@ -1,5 +1,6 @@
 //! The `tidewal` command line.
 
+mod bench;
 mod cmds;
 
 use std::sync::Arc;
@@ -216,9 +217,11 @@ async fn bench(
         raw_fresh_bodies,
         raw_in_order,
     } = cells;
+    use crate::bench::{
+        measure, measure_replay, print_replay, print_row, Budget, RawBodies, RawOrder,
+    };
     use object_store::memory::InMemory;
     use object_store::throttle::{ThrottleConfig, ThrottledStore};
-    use tidewal::bench::{measure, print_row, Budget, RawBodies, RawOrder};
     let budget = Budget {
         time: std::time::Duration::from_secs_f64(seconds),
         bytes: cell_mib << 20,
@@ -317,14 +320,12 @@ async fn bench(
                 (store, "LocalFileSystem".into())
             }
         };
-        let r =
-            tidewal::bench::measure_replay(store.clone(), &label, 64 << 10, replay_mib << 20, 16)
-                .await;
+        let r = measure_replay(store.clone(), &label, 64 << 10, replay_mib << 20, 16).await;
         match kind {
             "s3" => delete_all(&store).await,
             _ => drop(std::fs::remove_dir_all(dir.join("replay"))),
         }
-        tidewal::bench::print_replay(&r?, header);
+        print_replay(&r?, header);
         header = false;
     }
     drop(scratch);

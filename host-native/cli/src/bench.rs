@@ -10,9 +10,8 @@ use bytes::Bytes;
 use futures::stream::{FuturesUnordered, StreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions};
+use tidewal::{Error, Options, Wal};
 use tidewal_core::GroupCommit;
-
-use crate::{Error, Options, Wal};
 
 /// One measured cell.
 #[derive(Clone, Debug)]
