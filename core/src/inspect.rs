@@ -72,9 +72,7 @@ fn store_fatal(path: &str, e: StoreError) -> FatalError {
 /// The path a request was about (a list's prefix).
 fn path_of(op: &Op) -> &str {
     match op {
-        Op::Put { path, .. } | Op::Get { path, .. } | Op::Head { path } | Op::Delete { path } => {
-            path
-        }
+        Op::Put { path, .. } | Op::Get { path } | Op::Delete { path } => path,
         Op::List { prefix, .. } => prefix,
     }
 }
@@ -139,7 +137,7 @@ impl Inspector {
             }
             Look::Manifest(version) => {
                 let path = self.paths.manifest(version);
-                let body = response.into_get().map_err(|e| store_fatal(&path, e))?.body;
+                let body = response.into_get().map_err(|e| store_fatal(&path, e))?;
                 self.found.manifest = Some(decode_manifest(&path, &body)?);
                 self.io.send(list(self.paths.wal_dir()), Look::WalFolder);
             }
@@ -173,7 +171,7 @@ impl Machine for Inspector {
     type Event = Result<Inspection, FatalError>;
 
     fn handle_response(&mut self, id: RequestId, response: Response, _now: core::time::Duration) {
-        let Some((look, _)) = self.io.take(id) else {
+        let Some((look, _, response)) = self.io.take(id, response) else {
             return;
         };
         if let Err(e) = self.step(look, response) {
@@ -350,16 +348,16 @@ impl Machine for Verifier {
     type Event = VerifyEvent;
 
     fn handle_response(&mut self, id: RequestId, response: Response, _now: core::time::Duration) {
-        let Some((check, op)) = self.io.take(id) else {
+        let Some((check, op, response)) = self.io.take(id, response) else {
             return;
         };
         let path = String::from(path_of(&op));
         let checked = response
             .into_get()
             .map_err(|e| store_fatal(&path, e))
-            .and_then(|got| {
-                let bytes = got.body.len() as u64;
-                self.check(&check, &path, got.body).map(|()| bytes)
+            .and_then(|body| {
+                let bytes = body.len() as u64;
+                self.check(&check, &path, body).map(|()| bytes)
             });
         match checked {
             Ok(bytes) => {
@@ -399,5 +397,5 @@ fn list(prefix: String) -> Op {
 }
 
 fn get(path: String) -> Op {
-    Op::Get { path, range: None }
+    Op::Get { path }
 }

@@ -6,7 +6,6 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::Bytes;
-use core::ops::Range;
 
 /// Identifies one request of one machine. Ids are never reused by a machine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -21,40 +20,35 @@ pub struct Request {
     pub op: Op,
 }
 
-/// A store operation.
+/// A store operation: exactly what the protocol's rules use (PROTOCOL.md §1). An operation
+/// is added only together with the rule that needs it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Op {
-    /// Write `body` at `path` under `mode`. Answer with [`Response::Put`].
+    /// Create `path` with `body` if no object is there (create-if-absent). Answer with
+    /// [`Response::Put`]: `AlreadyExists` if the object exists.
     Put {
         /// Object path.
         path: String,
         /// Object bytes.
         body: Body,
-        /// Conditional semantics.
-        mode: PutMode,
     },
-    /// Read an object (a byte range of it, if given). Answer with [`Response::Get`].
+    /// Read a whole object. Answer with [`Response::Get`]: `NotFound` if it is missing.
     Get {
         /// Object path.
         path: String,
-        /// Byte range, or the whole object.
-        range: Option<Range<u64>>,
     },
-    /// Read an object's metadata. Answer with [`Response::Head`].
-    Head {
-        /// Object path.
-        path: String,
-    },
-    /// List every object whose path starts with `prefix` and sorts after `after`, in
-    /// lexicographic order. Answer with [`Response::List`] holding all of them.
+    /// List the objects under `prefix` (ends with `/`) sorting after `after`. Answer with
+    /// [`Response::List`]; the machine sorts and filters the answer itself, so a store may
+    /// return them in any order, and more than asked.
     List {
         /// Path prefix (ends with `/`).
         prefix: String,
         /// Exclusive lower bound (a full path), if any.
         after: Option<String>,
     },
-    /// Delete an object. Deleting a missing object is a success.
+    /// Delete an object. Answer with [`Response::Delete`]; a missing object may be reported
+    /// as `NotFound` or as success: the machine counts both as deleted.
     Delete {
         /// Object path.
         path: String,
@@ -70,8 +64,6 @@ pub enum OpKind {
     Put,
     /// [`Op::Get`].
     Get,
-    /// [`Op::Head`].
-    Head,
     /// [`Op::List`].
     List,
     /// [`Op::Delete`].
@@ -84,7 +76,6 @@ impl OpKind {
         match self {
             OpKind::Put => Response::Put(Err(error)),
             OpKind::Get => Response::Get(Err(error)),
-            OpKind::Head => Response::Head(Err(error)),
             OpKind::List => Response::List(Err(error)),
             OpKind::Delete => Response::Delete(Err(error)),
         }
@@ -97,7 +88,6 @@ impl Op {
         match self {
             Op::Put { .. } => OpKind::Put,
             Op::Get { .. } => OpKind::Get,
-            Op::Head { .. } => OpKind::Head,
             Op::List { .. } => OpKind::List,
             Op::Delete { .. } => OpKind::Delete,
         }
@@ -187,48 +177,23 @@ impl PartialEq for Body {
 
 impl Eq for Body {}
 
-/// Conditional put semantics.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum PutMode {
-    /// Fail with [`StoreErrorKind::AlreadyExists`] if the object exists.
-    Create,
-    /// Fail with [`StoreErrorKind::PreconditionFailed`] unless the current etag matches.
-    IfMatch(String),
-    /// Unconditional.
-    Overwrite,
-}
-
-/// Metadata of a stored object.
+/// A listed object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectMeta {
     /// Object path.
     pub path: String,
-    /// Size in bytes.
+    /// Size in bytes (what an inspection reports).
     pub size: u64,
-    /// Entity tag, where the store has one.
-    pub etag: Option<String>,
-}
-
-/// A successful get.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GetResult {
-    /// The bytes read (the requested range only).
-    pub body: Bytes,
-    /// The object's metadata.
-    pub meta: ObjectMeta,
 }
 
 /// The outcome of a request, one variant per [`Op`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Response {
-    /// Outcome of [`Op::Put`]: the new etag, if any.
-    Put(Result<Option<String>, StoreError>),
-    /// Outcome of [`Op::Get`].
-    Get(Result<GetResult, StoreError>),
-    /// Outcome of [`Op::Head`].
-    Head(Result<ObjectMeta, StoreError>),
+    /// Outcome of [`Op::Put`].
+    Put(Result<(), StoreError>),
+    /// Outcome of [`Op::Get`]: the object's bytes.
+    Get(Result<Bytes, StoreError>),
     /// Outcome of [`Op::List`].
     List(Result<Vec<ObjectMeta>, StoreError>),
     /// Outcome of [`Op::Delete`].
@@ -262,13 +227,33 @@ pub enum StoreErrorKind {
     NotFound,
     /// A create found the object already there.
     AlreadyExists,
-    /// An if-match put found another etag.
-    PreconditionFailed,
     /// The store cannot do this operation (e.g. no conditional put).
     NotSupported,
     /// Anything else: timeout, reset, 5xx, permission. For a put the write **may or may not**
     /// have been applied; the machine resolves it by reading back.
     Unknown,
+}
+
+/// The answer to `op` as the rules read it, whatever the store did within the contract:
+/// a list keeps only what is under the prefix and after the bound, sorted, without repeats
+/// (stores list in their own order, and some return more); a delete of a missing object
+/// succeeded. Every machine reads its answers through this, so no host repeats these rules.
+pub(crate) fn as_contract(op: &Op, response: Response) -> Response {
+    match (op, response) {
+        (Op::List { prefix, after }, Response::List(Ok(mut items))) => {
+            items.retain(|m| {
+                m.path.starts_with(prefix.as_str())
+                    && after.as_deref().is_none_or(|a| m.path.as_str() > a)
+            });
+            items.sort_by(|a, b| a.path.cmp(&b.path));
+            items.dedup_by(|a, b| a.path == b.path);
+            Response::List(Ok(items))
+        }
+        (Op::Delete { .. }, Response::Delete(Err(e))) if e.kind == StoreErrorKind::NotFound => {
+            Response::Delete(Ok(()))
+        }
+        (_, response) => response,
+    }
 }
 
 fn wrong_kind() -> StoreError {
@@ -277,7 +262,7 @@ fn wrong_kind() -> StoreError {
 
 impl Response {
     /// The put outcome; a response of another kind is an `Unknown` failure.
-    pub fn into_put(self) -> Result<Option<String>, StoreError> {
+    pub fn into_put(self) -> Result<(), StoreError> {
         match self {
             Response::Put(r) => r,
             _ => Err(wrong_kind()),
@@ -285,7 +270,7 @@ impl Response {
     }
 
     /// The get outcome; a response of another kind is an `Unknown` failure.
-    pub fn into_get(self) -> Result<GetResult, StoreError> {
+    pub fn into_get(self) -> Result<Bytes, StoreError> {
         match self {
             Response::Get(r) => r,
             _ => Err(wrong_kind()),
@@ -322,5 +307,46 @@ mod tests {
         assert_eq!(cut.len(), 4);
         assert_eq!(cut.to_bytes(), Bytes::from("abcd"));
         assert!(Body::default().is_empty() && Body::default().to_bytes().is_empty());
+    }
+
+    fn meta(path: &str) -> ObjectMeta {
+        ObjectMeta {
+            path: path.into(),
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn answers_are_read_as_the_contract_says() {
+        let list = Op::List {
+            prefix: "a/".into(),
+            after: Some("a/2".into()),
+        };
+        // Unsorted, repeated, outside the prefix, at or before the bound: all handled here.
+        let answered = Response::List(Ok(alloc::vec![
+            meta("a/4"),
+            meta("b/9"),
+            meta("a/2"),
+            meta("a/3"),
+            meta("a/1"),
+            meta("a/4"),
+            meta("a"),
+        ]));
+        let paths: Vec<String> = match as_contract(&list, answered) {
+            Response::List(Ok(items)) => items.into_iter().map(|m| m.path).collect(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(paths, ["a/3", "a/4"]);
+        let delete = Op::Delete { path: "a/1".into() };
+        let missing = StoreError::new(StoreErrorKind::NotFound, "gone");
+        assert_eq!(
+            as_contract(&delete, delete.failed(missing)),
+            Response::Delete(Ok(()))
+        );
+        let other = StoreError::new(StoreErrorKind::Unknown, "reset");
+        assert_eq!(
+            as_contract(&delete, delete.failed(other.clone())),
+            Response::Delete(Err(other))
+        );
     }
 }

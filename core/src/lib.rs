@@ -42,8 +42,7 @@ pub use error::{AppendError, CommandError, ConfigError, FatalError};
 pub use host_error::Error;
 pub use inspect::{Inspection, Inspector, Verified, Verifier, VerifyEvent};
 pub use io::{
-    Body, GetResult, ObjectMeta, Op, OpKind, PutMode, Request, RequestId, Response, StoreError,
-    StoreErrorKind,
+    Body, ObjectMeta, Op, OpKind, Request, RequestId, Response, StoreError, StoreErrorKind,
 };
 pub use machine::{Machine, Output};
 pub use manifest::{GenerationRecord, Manifest};

@@ -5,7 +5,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use core::time::Duration;
 
 use crate::config::RetryPolicy;
-use crate::io::{Op, Request, RequestId};
+use crate::io::{as_contract, Op, Request, RequestId, Response};
 
 /// Requests issued, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -18,8 +18,6 @@ pub struct IoCounters {
     pub lists: u64,
     /// Deletes issued.
     pub deletes: u64,
-    /// Heads issued.
-    pub heads: u64,
 }
 
 /// SplitMix64: the machines' only source of "randomness", seeded by the host.
@@ -71,7 +69,6 @@ impl<P> Plumbing<P> {
             Op::Get { .. } => self.counters.gets += 1,
             Op::List { .. } => self.counters.lists += 1,
             Op::Delete { .. } => self.counters.deletes += 1,
-            Op::Head { .. } => self.counters.heads += 1,
         }
         self.outbox.push_back(Request { id, op: op.clone() });
         self.pending.insert(id, (purpose, op));
@@ -101,9 +98,12 @@ impl<P> Plumbing<P> {
         self.delayed_seq += 1;
     }
 
-    /// The purpose and op of a request, once; `None` for an unknown or answered id.
-    pub(crate) fn take(&mut self, id: RequestId) -> Option<(P, Op)> {
-        self.pending.remove(&id)
+    /// The purpose and op of a request with its answer read as the contract says
+    /// ([`as_contract`]), once; `None` for an unknown or answered id.
+    pub(crate) fn take(&mut self, id: RequestId, response: Response) -> Option<(P, Op, Response)> {
+        let (purpose, op) = self.pending.remove(&id)?;
+        let response = as_contract(&op, response);
+        Some((purpose, op, response))
     }
 
     pub(crate) fn poll_request(&mut self) -> Option<Request> {

@@ -171,7 +171,7 @@ impl Reader {
     }
 
     fn get(&mut self, path: alloc::string::String, purpose: Purpose) {
-        self.io.send(Op::Get { path, range: None }, purpose);
+        self.io.send(Op::Get { path }, purpose);
     }
 
     fn list_manifests(&mut self) {
@@ -221,7 +221,7 @@ impl Reader {
     fn on_manifest(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
         let path = self.paths.manifest(version);
         let body = match resp.into_get() {
-            Ok(got) => got.body,
+            Ok(got) => got,
             // Collected after the list: a newer one exists.
             Err(e) if e.kind == StoreErrorKind::NotFound => return self.list_manifests(),
             Err(e) => {
@@ -295,7 +295,7 @@ impl Reader {
         };
         let path = record.path.clone();
         let body = match resp.into_get() {
-            Ok(got) => got.body,
+            Ok(got) => got,
             Err(e) if e.kind == StoreErrorKind::NotFound => {
                 return self.fail(FatalError::Corrupt {
                     path,
@@ -422,7 +422,7 @@ impl Reader {
         }
         let path = self.paths.wal(position);
         let entry = match resp.into_get() {
-            Ok(got) => match decode_slot(self.codec.as_ref(), path, position, got.body) {
+            Ok(got) => match decode_slot(self.codec.as_ref(), path, position, got) {
                 Ok(e) => Some(e),
                 Err(fatal) => return self.fail(fatal),
             },
@@ -452,7 +452,7 @@ impl Machine for Reader {
         if self.is_done() {
             return;
         }
-        let Some((purpose, op)) = self.io.take(id) else {
+        let Some((purpose, op, response)) = self.io.take(id, response) else {
             return;
         };
         match purpose {

@@ -5,8 +5,7 @@ mod harness;
 use bytes::Bytes;
 use harness::*;
 use tidewal_core::{
-    Body, FatalError, Inspection, Inspector, Machine, Op, PutMode, Response, Verified, Verifier,
-    VerifyEvent,
+    Body, FatalError, Inspection, Inspector, Machine, Op, Response, Verified, Verifier, VerifyEvent,
 };
 
 /// Runs `m` against the harness's store until it is done; its events.
@@ -151,7 +150,6 @@ fn a_stray_object_in_the_manifest_folder_is_named() {
     let stray = Op::Put {
         path: "t/manifest/notes.txt".into(),
         body: Body::from(&b"hi"[..]),
-        mode: PutMode::Create,
     };
     assert!(matches!(h.store.execute(&stray), Response::Put(Ok(_))));
     match inspect(&mut h) {

@@ -165,6 +165,14 @@ fn zero_row_records_are_left_out_and_an_append_of_no_rows_is_refused() {
     s.append(vec![empty, rec(1)], kept, Duration::ZERO);
     run(&mut s, &mut store, Duration::ZERO);
     assert!(matches!(taken(&acked)[..], [Ok(_)]));
-    assert_eq!(s.stats().writer.appends, 1, "only the append with rows was accepted");
-    assert_eq!(s.stats().writer.appended_bytes, 8, "the zero-row record was left out");
+    assert_eq!(
+        s.stats().writer.appends,
+        1,
+        "only the append with rows was accepted"
+    );
+    assert_eq!(
+        s.stats().writer.appended_bytes,
+        8,
+        "the zero-row record was left out"
+    );
 }

@@ -599,7 +599,6 @@ fn a_manifest_with_counters_near_overflow_is_corrupt() {
     h.store.execute(&Op::Put {
         path: path.into(),
         body: m.encode().into(),
-        mode: tidewal_core::PutMode::Create,
     });
     let d2 = h.open(config(), 2);
     assert!(matches!(d2.fatal(), Some(FatalError::Corrupt { path: p, .. }) if p == path));

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutOptions, UpdateVersion};
-use tidewal_core::{GetResult, ObjectMeta, Op, PutMode, Response, StoreError, StoreErrorKind};
+use object_store::{ObjectStore, ObjectStoreExt, PutOptions};
+use tidewal_core::{ObjectMeta, Op, Response, StoreError, StoreErrorKind};
 
 /// Maps an object_store error to the kinds the protocol distinguishes. Anything not named is
 /// `Unknown`: for a put it may or may not have been applied, and the core reads back.
@@ -14,7 +14,6 @@ pub fn store_error(e: object_store::Error) -> StoreError {
     let kind = match &e {
         E::NotFound { .. } => StoreErrorKind::NotFound,
         E::AlreadyExists { .. } => StoreErrorKind::AlreadyExists,
-        E::Precondition { .. } => StoreErrorKind::PreconditionFailed,
         E::NotSupported { .. } | E::NotImplemented { .. } => StoreErrorKind::NotSupported,
         _ => StoreErrorKind::Unknown,
     };
@@ -25,7 +24,6 @@ fn meta(m: object_store::ObjectMeta) -> ObjectMeta {
     ObjectMeta {
         path: m.location.to_string(),
         size: m.size,
-        etag: m.e_tag,
     }
 }
 
@@ -34,48 +32,24 @@ fn folder(prefix: &str) -> Path {
     Path::from(prefix.trim_end_matches('/'))
 }
 
-/// Runs one operation.
+/// Runs one operation. The answer is the store's own: the core reads it as its contract
+/// says (it sorts and filters lists, and counts a missing delete as done).
 pub async fn execute(store: Arc<dyn ObjectStore>, op: Op) -> Response {
     match op {
-        Op::Put { path, body, mode } => {
-            let mode = match mode {
-                PutMode::Create => object_store::PutMode::Create,
-                PutMode::IfMatch(etag) => object_store::PutMode::Update(UpdateVersion {
-                    e_tag: Some(etag),
-                    version: None,
-                }),
-                _ => object_store::PutMode::Overwrite,
-            };
+        Op::Put { path, body } => {
             let result = store
                 .put_opts(
                     &Path::from(path),
                     body.into_chunks().into_iter().collect(),
-                    PutOptions::from(mode),
+                    PutOptions::from(object_store::PutMode::Create),
                 )
                 .await;
-            Response::Put(result.map(|r| r.e_tag).map_err(store_error))
+            Response::Put(result.map(|_| ()).map_err(store_error))
         }
-        Op::Get { path, range } => {
-            let options = GetOptions {
-                range: range.map(GetRange::Bounded),
-                ..GetOptions::default()
-            };
-            let result = async {
-                let got = store.get_opts(&Path::from(path), options).await?;
-                let m = meta(got.meta.clone());
-                let body = got.bytes().await?;
-                Ok(GetResult { body, meta: m })
-            }
-            .await;
+        Op::Get { path } => {
+            let result = async { store.get(&Path::from(path)).await?.bytes().await }.await;
             Response::Get(result.map_err(store_error))
         }
-        Op::Head { path } => Response::Head(
-            store
-                .head(&Path::from(path))
-                .await
-                .map(meta)
-                .map_err(store_error),
-        ),
         Op::List { prefix, after } => {
             let folder = folder(&prefix);
             let listing = match after {
@@ -83,23 +57,14 @@ pub async fn execute(store: Arc<dyn ObjectStore>, op: Op) -> Response {
                 None => store.list(Some(&folder)),
             };
             let result = listing.map_ok(meta).try_collect::<Vec<_>>().await;
-            // The core's contract is lexicographic order; object_store does not promise it.
-            Response::List(
-                result
-                    .map(|mut items| {
-                        items.sort_by(|a, b| a.path.cmp(&b.path));
-                        items
-                    })
-                    .map_err(store_error),
-            )
+            Response::List(result.map_err(store_error))
         }
-        Op::Delete { path } => match store.delete(&Path::from(path)).await {
-            Err(object_store::Error::NotFound { .. }) => Response::Delete(Ok(())),
-            other => Response::Delete(other.map_err(store_error)),
-        },
-        _ => Response::Put(Err(StoreError::new(
+        Op::Delete { path } => {
+            Response::Delete(store.delete(&Path::from(path)).await.map_err(store_error))
+        }
+        other => other.failed(StoreError::new(
             StoreErrorKind::NotSupported,
             "operation unknown to this host",
-        ))),
+        )),
     }
 }

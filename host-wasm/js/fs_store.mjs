@@ -1,7 +1,8 @@
 // FsStore: a tidewal store in a directory, for Node.js (the same layout as the native host's
 // LocalFileSystem, so both hosts can open one log). Create-if-absent is atomic: the bytes go to
 // a temporary file that is then hard-linked into place (link fails if the name exists), so no
-// reader sees a half-written object. Etags are "<mtimeMs>-<size>".
+// reader sees a half-written object. `put` without `mode: 'create'` overwrites (tidewal never
+// asks for it).
 import { promises as fs } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
@@ -13,8 +14,6 @@ function storeError(name, message) {
   e.name = name;
   return e;
 }
-
-const etagOf = (st) => `${Math.trunc(st.mtimeMs * 1000)}-${st.size}`;
 
 export class FsStore {
   constructor(root) {
@@ -29,31 +28,9 @@ export class FsStore {
     return path.join(this.root, ...parts);
   }
 
-  async get(p, range) {
-    const f = this.file(p);
-    let handle;
+  async get(p) {
     try {
-      handle = await fs.open(f, 'r');
-    } catch (e) {
-      if (e.code === 'ENOENT') throw storeError('NotFound', `${p} not found`);
-      throw e;
-    }
-    try {
-      const st = await handle.stat();
-      const start = range ? range.start : 0;
-      const end = range ? Math.min(range.end, st.size) : st.size;
-      const body = new Uint8Array(Math.max(0, end - start));
-      await handle.read(body, 0, body.length, start);
-      return { body, size: st.size, etag: etagOf(st) };
-    } finally {
-      await handle.close();
-    }
-  }
-
-  async head(p) {
-    try {
-      const st = await fs.stat(this.file(p));
-      return { path: p, size: st.size, etag: etagOf(st) };
+      return { body: new Uint8Array(await fs.readFile(this.file(p))) };
     } catch (e) {
       if (e.code === 'ENOENT') throw storeError('NotFound', `${p} not found`);
       throw e;
@@ -62,9 +39,6 @@ export class FsStore {
 
   async put(p, bytes, opts = {}) {
     const mode = opts.mode || 'overwrite';
-    if (mode === 'ifMatch') {
-      throw storeError('NotSupported', 'FsStore does not do ifMatch puts');
-    }
     const f = this.file(p);
     await fs.mkdir(path.dirname(f), { recursive: true });
     await fs.mkdir(path.join(this.root, TMP), { recursive: true });
@@ -84,7 +58,6 @@ export class FsStore {
     } finally {
       await fs.rm(tmp, { force: true });
     }
-    return { etag: etagOf(await fs.stat(f)) };
   }
 
   async list(prefix, after) {
@@ -109,7 +82,7 @@ export class FsStore {
           const st = await fs.stat(path.join(dir, ent.name)).catch((e) => {
             if (e.code !== 'ENOENT') throw e;
           });
-          if (st) out.push({ path: p, size: st.size, etag: etagOf(st) });
+          if (st) out.push({ path: p, size: st.size });
         }
       }
     };

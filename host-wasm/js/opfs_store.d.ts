@@ -5,9 +5,9 @@ export declare class OpfsStore implements Store {
   constructor(root: FileSystemDirectoryHandle);
   /** The store at the OPFS root, or a folder under it (created if missing). */
   static open(folder?: string): Promise<OpfsStore>;
-  get(path: string, range?: { start: number; end: number }): Promise<{ body: Uint8Array; size: number; etag: string }>;
-  put(path: string, body: Uint8Array, opts?: { mode?: 'create' | 'ifMatch' | 'overwrite'; etag?: string }): Promise<{ etag: string }>;
-  head(path: string): Promise<ObjectMeta>;
+  get(path: string): Promise<{ body: Uint8Array }>;
+  /** `mode: 'create'` is create-if-absent (all tidewal asks for); otherwise it overwrites. */
+  put(path: string, body: Uint8Array, opts?: { mode?: 'create' | 'overwrite' }): Promise<void>;
   list(prefix: string, after?: string): Promise<ObjectMeta[]>;
   delete(path: string): Promise<void>;
   /** Removes everything under this store's root. */

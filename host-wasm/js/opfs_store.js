@@ -4,7 +4,8 @@
 // Conditional puts are atomic across the tabs and workers of one origin: each put holds a Web
 // Lock named after its path while it checks and writes, and the bytes are written under a
 // temporary name and moved into place, so nobody sees a half-written object.
-// Etags are "<lastModified>-<size>".
+// The methods are the store contract (get, put, list, delete); `put` without `mode: 'create'`
+// overwrites, which tidewal never asks for (tests use it to damage objects).
 
 function storeError(name, message) {
   const e = new Error(message);
@@ -21,10 +22,6 @@ function parts(path) {
 }
 
 const TMP = '.tidewal-tmp';
-
-function etagOf(file) {
-  return `${file.lastModified}-${file.size}`;
-}
 
 export class OpfsStore {
   /** A store rooted at `root` (a FileSystemDirectoryHandle; default: the OPFS root). */
@@ -67,20 +64,11 @@ export class OpfsStore {
     }
   }
 
-  async get(path, range) {
+  async get(path) {
     const handle = await this.file(path);
     if (!handle) throw storeError('NotFound', `${path} not found`);
     const file = await handle.getFile();
-    const blob = range ? file.slice(range.start, range.end) : file;
-    const body = new Uint8Array(await blob.arrayBuffer());
-    return { body, size: file.size, etag: etagOf(file) };
-  }
-
-  async head(path) {
-    const handle = await this.file(path);
-    if (!handle) throw storeError('NotFound', `${path} not found`);
-    const file = await handle.getFile();
-    return { path, size: file.size, etag: etagOf(file) };
+    return { body: new Uint8Array(await file.arrayBuffer()) };
   }
 
   async put(path, bytes, opts = {}) {
@@ -90,12 +78,6 @@ export class OpfsStore {
       const existing = await this.file(path);
       if (mode === 'create' && existing) {
         throw storeError('AlreadyExists', `${path} already exists`);
-      }
-      if (mode === 'ifMatch') {
-        const current = existing ? etagOf(await existing.getFile()) : null;
-        if (current !== opts.etag) {
-          throw storeError('PreconditionFailed', `${path} has etag ${current}, not ${opts.etag}`);
-        }
       }
       // Written under a temporary name, then moved into place: a reader never sees the
       // empty file that creating a handle leaves before the bytes arrive.
@@ -113,8 +95,6 @@ export class OpfsStore {
       }
       if (existing) await dir.removeEntry(p[p.length - 1]);
       await tmp.move(dir, p[p.length - 1]);
-      const handle = await dir.getFileHandle(p[p.length - 1]);
-      return { etag: etagOf(await handle.getFile()) };
     });
   }
 
@@ -145,7 +125,7 @@ export class OpfsStore {
         } else if (path.startsWith(prefix) && (after === undefined || after === null || path > after)) {
           try {
             const file = await handle.getFile();
-            out.push({ path, size: file.size, etag: etagOf(file) });
+            out.push({ path, size: file.size });
           } catch (e) {
             gone(e);
           }

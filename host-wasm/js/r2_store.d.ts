@@ -4,9 +4,9 @@ import type { ObjectMeta, Store } from '../tidewal_wasm.js';
 export declare class R2Store implements Store {
   /** `bucket`: an R2Bucket binding (`env.MY_BUCKET`). */
   constructor(bucket: unknown);
-  get(path: string, range?: { start: number; end: number }): Promise<{ body: Uint8Array; size: number; etag: string }>;
-  put(path: string, body: Uint8Array, opts?: { mode?: 'create' | 'ifMatch' | 'overwrite'; etag?: string }): Promise<{ etag: string }>;
-  head(path: string): Promise<ObjectMeta>;
+  get(path: string): Promise<{ body: Uint8Array }>;
+  /** `mode: 'create'` is create-if-absent (all tidewal asks for); otherwise it overwrites. */
+  put(path: string, body: Uint8Array, opts?: { mode?: 'create' | 'overwrite' }): Promise<void>;
   list(prefix: string, after?: string): Promise<ObjectMeta[]>;
   delete(path: string): Promise<void>;
 }

@@ -1,6 +1,6 @@
 // R2Store: a tidewal store on a Cloudflare R2 bucket binding (in a Worker, or workerd through
-// miniflare). Create-if-absent and if-match are R2's own conditional puts
-// (`onlyIf: { etagDoesNotMatch: '*' }` / `{ etagMatches }`), atomic on the bucket.
+// miniflare). Create-if-absent is R2's own conditional put (`onlyIf: { etagDoesNotMatch: '*' }`),
+// atomic on the bucket; `put` without `mode: 'create'` overwrites (tidewal never asks for it).
 
 function storeError(name, message) {
   const e = new Error(message);
@@ -14,32 +14,17 @@ export class R2Store {
     this.bucket = bucket;
   }
 
-  async get(path, range) {
-    const options = range ? { range: { offset: range.start, length: range.end - range.start } } : undefined;
-    const obj = await this.bucket.get(path, options);
+  async get(path) {
+    const obj = await this.bucket.get(path);
     if (obj === null) throw storeError('NotFound', `${path} not found`);
-    return { body: new Uint8Array(await obj.arrayBuffer()), size: obj.size, etag: obj.etag };
-  }
-
-  async head(path) {
-    const obj = await this.bucket.head(path);
-    if (obj === null) throw storeError('NotFound', `${path} not found`);
-    return { path, size: obj.size, etag: obj.etag };
+    return { body: new Uint8Array(await obj.arrayBuffer()) };
   }
 
   async put(path, bytes, opts = {}) {
-    const mode = opts.mode || 'overwrite';
-    let onlyIf;
-    if (mode === 'create') onlyIf = { etagDoesNotMatch: '*' };
-    else if (mode === 'ifMatch') onlyIf = { etagMatches: opts.etag };
-    const obj = await this.bucket.put(path, bytes, onlyIf ? { onlyIf } : undefined);
+    const create = opts.mode === 'create';
+    const obj = await this.bucket.put(path, bytes, create ? { onlyIf: { etagDoesNotMatch: '*' } } : undefined);
     // R2 answers a failed condition with null, not an error.
-    if (obj === null) {
-      throw mode === 'create'
-        ? storeError('AlreadyExists', `${path} already exists`)
-        : storeError('PreconditionFailed', `${path} does not have etag ${opts.etag}`);
-    }
-    return { etag: obj.etag };
+    if (obj === null) throw storeError('AlreadyExists', `${path} already exists`);
   }
 
   async list(prefix, after) {
@@ -47,7 +32,7 @@ export class R2Store {
     let cursor;
     do {
       const page = await this.bucket.list({ prefix, startAfter: after ?? undefined, cursor });
-      for (const o of page.objects) out.push({ path: o.key, size: o.size, etag: o.etag });
+      for (const o of page.objects) out.push({ path: o.key, size: o.size });
       cursor = page.truncated ? page.cursor : undefined;
     } while (cursor);
     return out;

@@ -7,7 +7,7 @@ use std::rc::{Rc, Weak};
 
 use bytes::Bytes;
 use js_sys::{Array, Object, Promise, Reflect, Uint8Array};
-use tidewal_core::{MemStore, Op, PutMode, Response};
+use tidewal_core::{MemStore, Op, Response};
 use wasm_bindgen::prelude::*;
 
 use crate::error::invalid;
@@ -86,31 +86,13 @@ impl MemoryStore {
         self.inner.borrow_mut().execute(&op)
     }
 
-    /// Reads an object, or `range` (`{start, end}`, end exclusive) of it.
-    #[wasm_bindgen(
-        unchecked_return_type = "Promise<{ body: Uint8Array; path: string; size: number; etag?: string }>"
-    )]
-    pub fn get(
-        &self,
-        path: String,
-        #[wasm_bindgen(unchecked_param_type = "{ start: number; end: number } | undefined")] range: JsValue,
-    ) -> Promise {
-        let range = if range.is_undefined() || range.is_null() {
-            None
-        } else {
-            let (s, e) = (
-                field(&range, "start").as_f64(),
-                field(&range, "end").as_f64(),
-            );
-            match (s, e) {
-                (Some(s), Some(e)) if 0.0 <= s && s <= e => Some(s as u64..e as u64),
-                _ => return settle(Err(invalid("range must be {start, end} with start <= end"))),
-            }
-        };
-        settle(match self.run(Op::Get { path, range }) {
-            Response::Get(Ok(got)) => {
-                let o = js_meta(&got.meta);
-                set(&o, "body", Uint8Array::from(&got.body[..]));
+    /// Reads an object: `{ body }`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<{ body: Uint8Array }>")]
+    pub fn get(&self, path: String) -> Promise {
+        settle(match self.run(Op::Get { path }) {
+            Response::Get(Ok(body)) => {
+                let o = Object::new();
+                set(&o, "body", Uint8Array::from(&body[..]));
                 Ok(o.into())
             }
             Response::Get(Err(e)) => Err(js_store_error(&e)),
@@ -118,54 +100,31 @@ impl MemoryStore {
         })
     }
 
-    /// Writes an object: `opts.mode` is `'create'` (fails with `AlreadyExists`), `'ifMatch'`
-    /// with `opts.etag` (fails with `PreconditionFailed`), or `'overwrite'` (the default).
-    #[wasm_bindgen(unchecked_return_type = "Promise<{ etag?: string }>")]
+    /// Writes an object: `opts.mode` `'create'` is create-if-absent (fails with
+    /// `AlreadyExists`; all a log asks for); `'overwrite'` (the default) replaces it.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn put(
         &self,
         path: String,
         body: Uint8Array,
-        #[wasm_bindgen(
-            unchecked_param_type = "{ mode?: 'create' | 'ifMatch' | 'overwrite'; etag?: string } | undefined"
-        )]
+        #[wasm_bindgen(unchecked_param_type = "{ mode?: 'create' | 'overwrite' } | undefined")]
         opts: JsValue,
     ) -> Promise {
-        let mode = match field(&opts, "mode").as_string().as_deref() {
-            Some("create") => PutMode::Create,
-            Some("ifMatch") => match field(&opts, "etag").as_string() {
-                Some(tag) => PutMode::IfMatch(tag),
-                None => return settle(Err(invalid("ifMatch needs opts.etag"))),
-            },
-            None | Some("overwrite") => PutMode::Overwrite,
-            Some(other) => return settle(Err(invalid(format!("unknown put mode {other:?}")))),
-        };
         let body = Bytes::from(body.to_vec());
-        settle(
-            match self.run(Op::Put {
+        settle(match field(&opts, "mode").as_string().as_deref() {
+            Some("create") => match self.run(Op::Put {
                 path,
                 body: body.into(),
-                mode,
             }) {
-                Response::Put(Ok(tag)) => {
-                    let o = Object::new();
-                    if let Some(t) = tag {
-                        set(&o, "etag", t);
-                    }
-                    Ok(o.into())
-                }
+                Response::Put(Ok(())) => Ok(JsValue::UNDEFINED),
                 Response::Put(Err(e)) => Err(js_store_error(&e)),
                 _ => Err(invalid("unexpected answer")),
             },
-        )
-    }
-
-    /// An object's `{path, size, etag}`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<ObjectMeta>")]
-    pub fn head(&self, path: String) -> Promise {
-        settle(match self.run(Op::Head { path }) {
-            Response::Head(Ok(m)) => Ok(js_meta(&m).into()),
-            Response::Head(Err(e)) => Err(js_store_error(&e)),
-            _ => Err(invalid("unexpected answer")),
+            None | Some("overwrite") => {
+                self.inner.borrow_mut().overwrite(&path, body);
+                Ok(JsValue::UNDEFINED)
+            }
+            Some(other) => Err(invalid(format!("unknown put mode {other:?}"))),
         })
     }
 
@@ -194,7 +153,7 @@ impl MemoryStore {
         self.inner.borrow().paths().map(String::from).collect()
     }
 
-    /// Replaces an object's bytes without changing its etag (to test corruption handling).
+    /// Replaces an existing object's bytes (to test corruption handling).
     pub fn tamper(&self, path: &str, body: Uint8Array) {
         self.inner
             .borrow_mut()

@@ -1,4 +1,4 @@
-//! The JS store contract (DESIGN.md): any object with `get`, `put`, `head`, `list` and `delete`
+//! The JS store contract (DESIGN.md): any object with `get`, `put`, `list` and `delete`
 //! returning Promises. Converts the core's operations to calls and the answers back; error
 //! `name`s pick the kinds the protocol distinguishes, anything else is "unknown".
 
@@ -7,9 +7,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 use js_sys::{Array, Function, Object, Promise, Reflect, Uint8Array};
-use tidewal_core::{
-    GetResult, MemStore, ObjectMeta, Op, PutMode, Response, StoreError, StoreErrorKind,
-};
+use tidewal_core::{MemStore, ObjectMeta, Op, Response, StoreError, StoreErrorKind};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 
@@ -23,12 +21,11 @@ pub(crate) enum Store {
     Memory(Rc<RefCell<MemStore>>),
 }
 
-/// A JS store object with its five methods looked up once.
+/// A JS store object with its four methods looked up once.
 pub(crate) struct JsMethods {
     this: JsValue,
     get: Function,
     put: Function,
-    head: Function,
     list: Function,
     delete: Function,
 }
@@ -47,7 +44,6 @@ pub(crate) fn kind_of(name: &str) -> StoreErrorKind {
     match name {
         "NotFound" | "NotFoundError" => StoreErrorKind::NotFound,
         "AlreadyExists" => StoreErrorKind::AlreadyExists,
-        "PreconditionFailed" => StoreErrorKind::PreconditionFailed,
         "NotSupported" | "NotSupportedError" => StoreErrorKind::NotSupported,
         _ => StoreErrorKind::Unknown,
     }
@@ -58,7 +54,6 @@ pub(crate) fn name_of(kind: StoreErrorKind) -> &'static str {
     match kind {
         StoreErrorKind::NotFound => "NotFound",
         StoreErrorKind::AlreadyExists => "AlreadyExists",
-        StoreErrorKind::PreconditionFailed => "PreconditionFailed",
         StoreErrorKind::NotSupported => "NotSupported",
         _ => "StoreError",
     }
@@ -77,31 +72,23 @@ fn bad_answer(what: &str) -> StoreError {
     StoreError::new(StoreErrorKind::Unknown, format!("store answered {what}"))
 }
 
-fn etag(v: &JsValue) -> Option<String> {
-    let e = get_field(v, "etag");
-    e.as_string().or_else(|| e.as_f64().map(|n| n.to_string()))
-}
-
-fn meta(v: &JsValue, path: Option<&str>) -> Result<ObjectMeta, StoreError> {
-    let path = match path {
-        Some(p) => p.to_string(),
-        None => get_field(v, "path")
-            .as_string()
-            .ok_or_else(|| bad_answer("a list item without a string `path`"))?,
-    };
+/// A list item: `{ path, size }` (other fields are ignored).
+fn meta(v: &JsValue) -> Result<ObjectMeta, StoreError> {
+    let path = get_field(v, "path")
+        .as_string()
+        .ok_or_else(|| bad_answer("a list item without a string `path`"))?;
     let size = get_field(v, "size")
         .as_f64()
         .filter(|s| *s >= 0.0 && s.fract() == 0.0)
-        .ok_or_else(|| bad_answer("an object without a whole `size`"))?;
+        .ok_or_else(|| bad_answer("a list item without a whole `size`"))?;
     Ok(ObjectMeta {
-        etag: etag(v),
         path,
         size: size as u64,
     })
 }
 
 impl Store {
-    /// A `MemoryStore` directly, any other object through its five methods (checked here).
+    /// A `MemoryStore` directly, any other object through its four methods (checked here).
     pub(crate) fn new(this: JsValue) -> Result<Store, JsValue> {
         if let Some(mem) = crate::memory::registered(&this) {
             return Ok(Store::Memory(mem));
@@ -136,7 +123,6 @@ impl JsMethods {
         Ok(JsMethods {
             get: method("get")?,
             put: method("put")?,
-            head: method("head")?,
             list: method("list")?,
             delete: method("delete")?,
             this,
@@ -152,19 +138,15 @@ impl JsMethods {
             .map_err(store_error)
     }
 
+    /// Runs one operation. The answer is the store's own: the core reads it as its contract
+    /// says (it sorts and filters lists, and counts a missing delete as done).
     async fn execute(&self, op: Op) -> Response {
         match op {
-            Op::Put { path, body, mode } => {
+            Op::Put { path, body } => {
+                // Create-if-absent is the only put the protocol makes; the mode is still named
+                // so that a store which defaults to overwriting cannot get it wrong.
                 let opts = Object::new();
-                let mode = match mode {
-                    PutMode::Create => "create",
-                    PutMode::IfMatch(tag) => {
-                        set(&opts, "etag", tag);
-                        "ifMatch"
-                    }
-                    _ => "overwrite",
-                };
-                set(&opts, "mode", mode);
+                set(&opts, "mode", "create");
                 // One copy out of wasm memory, piece by piece.
                 let bytes = Uint8Array::new_with_length(body.len() as u32);
                 let mut at = 0u32;
@@ -176,71 +158,37 @@ impl JsMethods {
                 let r = self
                     .call(&self.put, &[path.into(), bytes.into(), opts.into()])
                     .await;
-                Response::Put(r.map(|v| etag(&v)))
+                Response::Put(r.map(|_| ()))
             }
-            Op::Get { path, range } => {
-                let range = match range {
-                    Some(r) => {
-                        let o = Object::new();
-                        set(&o, "start", r.start as f64);
-                        set(&o, "end", r.end as f64);
-                        o.into()
-                    }
-                    None => JsValue::UNDEFINED,
-                };
-                let r = self.call(&self.get, &[path.as_str().into(), range]).await;
+            Op::Get { path } => {
+                let r = self.call(&self.get, &[path.as_str().into()]).await;
                 Response::Get(r.and_then(|v| {
                     let body = get_field(&v, "body")
                         .dyn_into::<Uint8Array>()
                         .map_err(|_| bad_answer("a get without a Uint8Array `body`"))?;
-                    let body = Bytes::from(body.to_vec());
-                    let mut m = meta(&v, Some(&path)).unwrap_or(ObjectMeta {
-                        path: path.clone(),
-                        size: 0,
-                        etag: etag(&v),
-                    });
-                    m.size = m.size.max(body.len() as u64);
-                    Ok(GetResult { body, meta: m })
+                    Ok(Bytes::from(body.to_vec()))
                 }))
             }
-            Op::Head { path } => {
-                let r = self.call(&self.head, &[path.as_str().into()]).await;
-                Response::Head(r.and_then(|v| meta(&v, Some(&path))))
-            }
             Op::List { prefix, after } => {
-                let after_js = after.as_deref().map_or(JsValue::UNDEFINED, JsValue::from);
+                let after = after.as_deref().map_or(JsValue::UNDEFINED, JsValue::from);
                 let r = self
-                    .call(&self.list, &[prefix.as_str().into(), after_js])
+                    .call(&self.list, &[prefix.as_str().into(), after])
                     .await;
                 Response::List(r.and_then(|v| {
                     if !Array::is_array(&v) {
                         return Err(bad_answer("a list that is not an array"));
                     }
-                    let mut items = Array::from(&v)
-                        .iter()
-                        .map(|item| meta(&item, None))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    // The contract, enforced here rather than trusted: under `prefix`, after
-                    // `after`, sorted.
-                    items.retain(|m| {
-                        m.path.starts_with(&prefix)
-                            && after.as_deref().is_none_or(|a| m.path.as_str() > a)
-                    });
-                    items.sort_by(|a, b| a.path.cmp(&b.path));
-                    Ok(items)
+                    Array::from(&v).iter().map(|item| meta(&item)).collect()
                 }))
             }
             Op::Delete { path } => {
                 let r = self.call(&self.delete, &[path.into()]).await;
-                Response::Delete(match r {
-                    Err(e) if e.kind == StoreErrorKind::NotFound => Ok(()),
-                    other => other.map(|_| ()),
-                })
+                Response::Delete(r.map(|_| ()))
             }
-            _ => Response::Put(Err(StoreError::new(
+            other => other.failed(StoreError::new(
                 StoreErrorKind::NotSupported,
                 "operation unknown to this host",
-            ))),
+            )),
         }
     }
 }
@@ -257,8 +205,5 @@ pub(crate) fn js_meta(m: &ObjectMeta) -> Object {
     let o = Object::new();
     set(&o, "path", m.path.as_str());
     set(&o, "size", m.size as f64);
-    if let Some(e) = &m.etag {
-        set(&o, "etag", e.as_str());
-    }
     o
 }

@@ -5,21 +5,22 @@ use wasm_bindgen::prelude::wasm_bindgen;
 
 #[wasm_bindgen(typescript_custom_section)]
 const TYPES: &'static str = r#"
-/** An object's metadata, as a store reports it. */
-export interface ObjectMeta { path: string; size: number; etag?: string }
+/** A listed object, as a store reports it (other fields are ignored). */
+export interface ObjectMeta { path: string; size: number }
 
 /**
- * Any object with these five methods is a store. Rejections carry an error `name`:
- * `NotFound` (get, head), `AlreadyExists` (put create), `PreconditionFailed` (put ifMatch),
- * `NotSupported`; any other rejection of a put means "may or may not have landed".
+ * Any object with these four methods is a store: what the log's rules use, no more.
+ * Rejections carry an error `name`: `NotFound` (get), `AlreadyExists` (put create),
+ * `NotSupported`; any other rejection of a put means "may or may not have landed" (the log
+ * reads the object back to decide).
  */
 export interface Store {
-  get(path: string, range?: { start: number; end: number }): Promise<{ body: Uint8Array; size?: number; etag?: string }>;
-  put(path: string, body: Uint8Array, opts: { mode: 'create' | 'ifMatch' | 'overwrite'; etag?: string }): Promise<{ etag?: string } | void>;
-  head(path: string): Promise<ObjectMeta>;
-  /** Every object under `prefix` sorting after `after`. */
+  get(path: string): Promise<{ body: Uint8Array }>;
+  /** Create-if-absent: tidewal always passes `{ mode: 'create' }`. */
+  put(path: string, body: Uint8Array, opts: { mode: 'create' }): Promise<unknown>;
+  /** The objects under `prefix` sorting after `after`, in any order (the log sorts). */
   list(prefix: string, after?: string): Promise<ObjectMeta[]>;
-  /** Deleting a missing object is a success. */
+  /** Deleting a missing object may succeed or reject with `NotFound`. */
   delete(path: string): Promise<unknown>;
 }
 

@@ -23,31 +23,20 @@ wasm_bindgen_test_configure!(run_in_browser);
 #[wasm_bindgen::prelude::wasm_bindgen(inline_js = r#"
 export function js_map_store() {
   const objects = new Map();
-  let next = 0;
   const fail = (name) => { const e = new Error(name); e.name = name; return e; };
   return {
-    async get(path, range) {
-      const o = objects.get(path);
-      if (!o) throw fail('NotFound');
-      const body = range ? o.body.subarray(range.start, range.end) : o.body;
-      return { body, size: o.body.length, etag: o.etag };
-    },
-    async head(path) {
-      const o = objects.get(path);
-      if (!o) throw fail('NotFound');
-      return { path, size: o.body.length, etag: o.etag };
+    async get(path) {
+      const body = objects.get(path);
+      if (!body) throw fail('NotFound');
+      return { body };
     },
     async put(path, body, opts) {
-      const o = objects.get(path);
-      if (opts.mode === 'create' && o) throw fail('AlreadyExists');
-      if (opts.mode === 'ifMatch' && (!o || o.etag !== opts.etag)) throw fail('PreconditionFailed');
-      const etag = String(++next);
-      objects.set(path, { body, etag });
-      return { etag };
+      if (opts.mode === 'create' && objects.has(path)) throw fail('AlreadyExists');
+      objects.set(path, body);
     },
     async list(prefix, after) {
       return [...objects.keys()].filter((p) => p.startsWith(prefix) && (after == null || p > after))
-        .sort().map((path) => ({ path, size: objects.get(path).body.length, etag: objects.get(path).etag }));
+        .map((path) => ({ path, size: objects.get(path).length }));
     },
     async delete(path) { objects.delete(path); },
   };

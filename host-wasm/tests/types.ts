@@ -29,7 +29,7 @@ export async function usage(): Promise<number> {
   await wal.append('rows');
   // @ts-expect-error the schema option is required
   await Wal.open(stores[0], { prefix: 'p' });
-  // @ts-expect-error a store needs all five methods
+  // @ts-expect-error a store needs all four methods
   await Wal.open({ get: async () => ({ body: ipc }) }, options);
   // @ts-expect-error inspect names a prefix, not options
   await inspect(stores[0], { prefix: 'logs/a' });

@@ -199,7 +199,7 @@ impl Writer {
         let path = self.paths.wal(position);
         match resp.into_get() {
             Ok(got) => {
-                let Some(entry) = self.decode_slot(position, got.body) else {
+                let Some(entry) = self.decode_slot(position, got) else {
                     return;
                 };
                 if entry.header == self.entry_header(position) {

@@ -79,7 +79,7 @@ impl Writer {
             return;
         };
         match resp.into_get() {
-            Ok(got) if got.body == body => self.post_check(version, 1),
+            Ok(got) if got == body => self.post_check(version, 1),
             Ok(_) => self.lost_race(),
             Err(e) if e.kind == StoreErrorKind::NotFound => {
                 let next = Purpose::ManifestPut {

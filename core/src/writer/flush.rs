@@ -164,7 +164,7 @@ impl Writer {
             return;
         };
         match resp.into_get() {
-            Ok(got) if got.body == body => {
+            Ok(got) if got == body => {
                 if let Some(f) = self.frozen_mut(id) {
                     f.written = true;
                 }

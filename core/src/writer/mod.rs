@@ -370,10 +370,7 @@ impl Writer {
 
     fn path_of(op: &Op) -> String {
         match op {
-            Op::Put { path, .. }
-            | Op::Get { path, .. }
-            | Op::Head { path }
-            | Op::Delete { path } => path.clone(),
+            Op::Put { path, .. } | Op::Get { path, .. } | Op::Delete { path } => path.clone(),
             Op::List { prefix, .. } => prefix.clone(),
         }
     }
@@ -420,13 +417,12 @@ impl Writer {
         let put = Op::Put {
             path,
             body: body.into(),
-            mode: crate::io::PutMode::Create,
         };
         self.retry(put, purpose, attempt, last);
     }
 
     fn get(&mut self, path: String, purpose: Purpose) -> RequestId {
-        self.io.send(Op::Get { path, range: None }, purpose)
+        self.io.send(Op::Get { path }, purpose)
     }
 
     fn put_create(&mut self, path: String, body: impl Into<Body>, purpose: Purpose) -> RequestId {
@@ -434,7 +430,6 @@ impl Writer {
             Op::Put {
                 path,
                 body: body.into(),
-                mode: crate::io::PutMode::Create,
             },
             purpose,
         )
@@ -647,7 +642,7 @@ impl Machine for Writer {
         if !self.is_live() {
             return;
         }
-        let Some((purpose, op)) = self.io.take(id) else {
+        let Some((purpose, op, response)) = self.io.take(id, response) else {
             return;
         };
         self.dispatch(purpose, op, response);

@@ -105,7 +105,7 @@ impl Writer {
                 return self.retry(op, next, attempt, &e);
             }
         };
-        let m = match Manifest::decode(&got.body) {
+        let m = match Manifest::decode(&got) {
             Ok(m) => m,
             Err(ManifestError::Corrupt(reason)) => {
                 return self.fail(FatalError::Corrupt { path, reason })
@@ -191,7 +191,7 @@ impl Writer {
             return;
         }
         let entry = match resp.into_get() {
-            Ok(got) => match self.decode_slot(position, got.body) {
+            Ok(got) => match self.decode_slot(position, got) {
                 Some(entry) => Some(entry),
                 None => return, // failed
             },
@@ -336,7 +336,7 @@ impl Writer {
         }
         match resp.into_get() {
             Ok(got) => {
-                let Some(entry) = self.decode_slot(position, got.body) else {
+                let Some(entry) = self.decode_slot(position, got) else {
                     return;
                 };
                 if entry.header == self.fence_header(position) {

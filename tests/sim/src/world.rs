@@ -304,6 +304,7 @@ impl World {
                 "injected: failed before apply",
             ))
         } else {
+            let missing = matches!(&op, Op::Delete { path } if self.store.object(path).is_none());
             if let Op::Delete { path } = &op {
                 self.model.on_delete(path)?;
             }
@@ -330,12 +331,42 @@ impl World {
                     "injected: answer lost",
                 ))
             } else {
-                resp
+                self.as_a_real_store_answers(&op, resp, missing)
             }
         };
         let at = self.now + self.latency(client);
         self.schedule(at, Ev::Deliver { client, id, resp });
         Ok(())
+    }
+
+    /// What real stores do within the contract and the core must handle itself: lists in
+    /// any order, with objects outside the asked range (an S3 listing from a start key, a
+    /// prefix that matches more than the folder), and `NotFound` for a missing delete.
+    fn as_a_real_store_answers(&mut self, op: &Op, resp: Response, missing: bool) -> Response {
+        match (op, resp) {
+            (Op::List { prefix, .. }, Response::List(Ok(mut items))) => {
+                if self.rng.chance(0.3) {
+                    // Below the bound (when there is one) and outside the folder.
+                    let stray: Vec<_> = self.store.paths().take(2).map(String::from).collect();
+                    let beside = format!("{}-beside/x", prefix.trim_end_matches('/'));
+                    for path in stray.into_iter().chain([beside]) {
+                        items.push(tidewal_core::ObjectMeta { path, size: 1 });
+                    }
+                }
+                for i in (1..items.len()).rev() {
+                    let j = self.rng.range(0, i as u64) as usize;
+                    items.swap(i, j);
+                }
+                Response::List(Ok(items))
+            }
+            (Op::Delete { path }, Response::Delete(Ok(()))) if missing && self.rng.chance(0.5) => {
+                Response::Delete(Err(StoreError::new(
+                    StoreErrorKind::NotFound,
+                    format!("injected: {path} was not there"),
+                )))
+            }
+            (_, resp) => resp,
+        }
     }
 
     fn slowness(&mut self) -> u64 {
@@ -911,7 +942,6 @@ fn op_name(op: &Op) -> String {
     match op {
         Op::Put { path, .. } => format!("PUT {path}"),
         Op::Get { path, .. } => format!("GET {path}"),
-        Op::Head { path } => format!("HEAD {path}"),
         Op::List { prefix, after } => format!("LIST {prefix} after {after:?}"),
         Op::Delete { path } => format!("DELETE {path}"),
         _ => "?".into(),
@@ -926,7 +956,7 @@ fn describe(op: &Op, resp: &Response) -> String {
             .unwrap_or_else(|e| format!("{:?}", e.kind)),
         Response::Get(r) => r
             .as_ref()
-            .map(|g| format!("{} bytes", g.body.len()))
+            .map(|g| format!("{} bytes", g.len()))
             .unwrap_or_else(|e| format!("{:?}", e.kind)),
         Response::List(r) => r
             .as_ref()
