@@ -58,17 +58,15 @@ enum Purpose {
     },
 }
 
+/// What slot answers do: only a walking reader consumes them at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
-    /// Looking for a newer manifest (at start, or at the end of the walk).
-    Manifest,
-    /// Reading the generations in `todo`.
-    Generations,
+    /// Reading a manifest or generations, or waiting to poll: slots that arrive wait.
+    Elsewhere,
+    /// Walking the WAL.
     Walking,
-    /// Caught up and following: polling after `poll_interval`.
-    Waiting,
+    /// Finished (caught up without `follow`, stopped, or failed): inert.
     Done,
-    Failed,
 }
 
 /// The sans-I/O reader of one log.
@@ -105,7 +103,7 @@ impl Reader {
             codec,
             io: Plumbing::new(seed),
             events: VecDeque::new(),
-            phase: Phase::Manifest,
+            phase: Phase::Elsewhere,
             now,
             manifest: None,
             next_position: 0,
@@ -122,7 +120,7 @@ impl Reader {
 
     /// Whether the reader finished (caught up without `follow`, or failed).
     pub fn is_done(&self) -> bool {
-        matches!(self.phase, Phase::Done | Phase::Failed)
+        self.phase == Phase::Done
     }
 
     /// Every record below this position has been reported.
@@ -146,7 +144,7 @@ impl Reader {
 
     fn fail(&mut self, e: FatalError) {
         if !self.is_done() {
-            self.phase = Phase::Failed;
+            self.phase = Phase::Done;
             self.io.shut();
             self.poll_at = None;
             self.events.push_back(ReadEvent::Fatal(e));
@@ -175,7 +173,7 @@ impl Reader {
     }
 
     fn list_manifests(&mut self) {
-        self.phase = Phase::Manifest;
+        self.phase = Phase::Elsewhere;
         let after = self
             .manifest
             .as_ref()
@@ -269,7 +267,6 @@ impl Reader {
         }
         self.manifest = Some(m);
         if first_read || moved {
-            self.phase = Phase::Generations;
             self.next_generation();
         } else {
             self.resume_walk();
@@ -408,7 +405,7 @@ impl Reader {
         }
         if self.cfg.follow {
             self.probing = true;
-            self.phase = Phase::Waiting;
+            self.phase = Phase::Elsewhere;
             self.poll_at = Some(self.now + self.cfg.poll_interval);
         } else {
             self.phase = Phase::Done;

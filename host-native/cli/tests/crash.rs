@@ -1,6 +1,8 @@
 //! A child process appends in a loop and is killed with SIGKILL at random moments; after each
 //! kill a new writer opens and every acknowledged row must be there exactly once, in order.
 
+// The library tests' helpers (the same `ids`).
+#[path = "../../tests/common/mod.rs"]
 mod common;
 
 use common::ids;
