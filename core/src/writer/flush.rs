@@ -2,22 +2,21 @@
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use bytes::Bytes;
 use core::time::Duration;
 
 use super::commit::CommitKind;
-use super::{Event, Phase, Purpose, PutOutcome, Writer};
+use super::{Event, Phase, Purpose, PutTarget, Writer};
 use crate::codec::{GenerationHeader, PositionedRecords};
 use crate::crc32c::to_hex8;
 use crate::error::{CommandError, FatalError};
-use crate::io::{Op, Response, StoreError, StoreErrorKind};
+use crate::io::{Body, Op, Response, StoreErrorKind};
 use crate::manifest::GenerationRecord;
 
 /// A memtable frozen into a generation, waiting for its put and its commit.
 struct Frozen {
     entries: Vec<PositionedRecords>,
     bytes: usize,
-    body: Bytes,
+    body: Body,
     record: GenerationRecord,
     written: bool,
 }
@@ -58,6 +57,21 @@ impl Memtable {
             .iter()
             .flat_map(|f| f.entries.iter())
             .chain(self.active.iter())
+    }
+
+    /// The bytes of frozen generation `id`, until it is committed.
+    pub(super) fn body(&self, id: u64) -> Option<&Body> {
+        self.frozen
+            .iter()
+            .find(|f| f.record.id == id)
+            .map(|f| &f.body)
+    }
+
+    /// Generation `id` is in the store: it may be committed.
+    pub(super) fn mark_written(&mut self, id: u64) {
+        if let Some(f) = self.frozen.iter_mut().find(|f| f.record.id == id) {
+            f.written = true;
+        }
     }
 }
 
@@ -101,7 +115,7 @@ impl Writer {
         };
         let record = GenerationRecord {
             id,
-            path: path.clone(),
+            path,
             first_position,
             last_position,
             entries: entries.len() as u64,
@@ -119,76 +133,12 @@ impl Writer {
         self.memtable.frozen.push_back(Frozen {
             entries,
             bytes,
-            body: body.clone(),
+            body: body.into(),
             record,
             written: false,
         });
-        self.put_create(path, body, Purpose::GenPut { id, attempt: 1 });
+        self.put(PutTarget::Generation { id });
         Some(id)
-    }
-
-    fn frozen_mut(&mut self, id: u64) -> Option<&mut Frozen> {
-        self.memtable.frozen.iter_mut().find(|f| f.record.id == id)
-    }
-
-    pub(super) fn on_gen_put(&mut self, id: u64, attempt: u32, op: Op, resp: Response) {
-        let path = Self::path_of(&op);
-        match self.put_outcome(resp, &path) {
-            Some(PutOutcome::Landed) => {
-                if let Some(f) = self.frozen_mut(id) {
-                    f.written = true;
-                }
-            }
-            Some(PutOutcome::ReadBack(put_error)) => {
-                let purpose = Purpose::GenReadBack {
-                    id,
-                    attempt,
-                    put_error,
-                };
-                self.get(path, purpose);
-            }
-            None => {}
-        }
-    }
-
-    pub(super) fn on_gen_read_back(
-        &mut self,
-        id: u64,
-        attempt: u32,
-        put_error: StoreError,
-        op: Op,
-        resp: Response,
-    ) {
-        let path = Self::path_of(&op);
-        let Some(body) = self.frozen_mut(id).map(|f| f.body.clone()) else {
-            return;
-        };
-        match resp.into_get() {
-            Ok(got) if got.body == body => {
-                if let Some(f) = self.frozen_mut(id) {
-                    f.written = true;
-                }
-            }
-            Ok(_) => self.fail(FatalError::ProtocolViolation {
-                path,
-                reason: "another object holds this writer's generation name".into(),
-            }),
-            Err(e) if e.kind == StoreErrorKind::NotFound => {
-                let next = Purpose::GenPut {
-                    id,
-                    attempt: attempt + 1,
-                };
-                self.put_again(path, body, next, attempt, &put_error);
-            }
-            Err(e) => {
-                let next = Purpose::GenReadBack {
-                    id,
-                    attempt: attempt + 1,
-                    put_error,
-                };
-                self.retry(op, next, attempt, &e);
-            }
-        }
     }
 
     /// Highest fence epoch below `cursor` (data of older epochs at or past it are orphans).

@@ -28,6 +28,7 @@ mod append;
 mod commit;
 mod flush;
 mod open;
+mod put;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeSet, VecDeque};
@@ -38,7 +39,7 @@ use core::time::Duration;
 use crate::codec::{Codec, PositionedRecords, Record};
 use crate::config::WriterConfig;
 use crate::error::{AppendError, CommandError, ConfigError, FatalError};
-use crate::io::{Body, Op, RequestId, Response, StoreError, StoreErrorKind};
+use crate::io::{Body, Op, RequestId, Response, StoreError};
 use crate::machine::{earliest, Machine, Output};
 use crate::manifest::Manifest;
 use crate::paths::Paths;
@@ -46,6 +47,7 @@ use crate::plumbing::{IoCounters, Plumbing};
 use crate::walk::Walk;
 
 pub use append::AppendId;
+use put::PutTarget;
 
 /// What a writer reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,14 +132,6 @@ enum Phase {
     Failed(FatalError),
 }
 
-/// How a create-if-absent put ended.
-enum PutOutcome {
-    /// The object is ours.
-    Landed,
-    /// Taken or unknown (the put's error): read the object back.
-    ReadBack(StoreError),
-}
-
 /// What each request was for.
 #[derive(Clone, Debug)]
 enum Purpose {
@@ -148,12 +142,14 @@ enum Purpose {
         version: u64,
         attempt: u32,
     },
-    ManifestPut {
-        version: u64,
+    /// A create-if-absent put (put.rs).
+    Put {
+        target: PutTarget,
         attempt: u32,
     },
-    ManifestReadBack {
-        version: u64,
+    /// Reading a put's target back: the put was taken or its outcome unknown.
+    ReadBack {
+        target: PutTarget,
         attempt: u32,
         /// Why the put is being read back (reported if it never lands).
         put_error: StoreError,
@@ -167,39 +163,9 @@ enum Purpose {
         token: u64,
         attempt: u32,
     },
-    FencePut {
-        position: u64,
-        attempt: u32,
-    },
-    FenceReadBack {
-        position: u64,
-        attempt: u32,
-        /// Why the put is being read back (reported if it never lands).
-        put_error: StoreError,
-    },
     FenceCheck {
         position: u64,
         attempt: u32,
-    },
-    EntryPut {
-        position: u64,
-        attempt: u32,
-    },
-    EntryReadBack {
-        position: u64,
-        attempt: u32,
-        /// Why the put is being read back (reported if it never lands).
-        put_error: StoreError,
-    },
-    GenPut {
-        id: u64,
-        attempt: u32,
-    },
-    GenReadBack {
-        id: u64,
-        attempt: u32,
-        /// Why the put is being read back (reported if it never lands).
-        put_error: StoreError,
     },
     Delete {
         attempt: u32,
@@ -223,8 +189,9 @@ pub struct Writer {
     manifest_versions: BTreeSet<u64>,
     open_attempts: u32,
     walk: Option<Walk>,
-    /// The slot where this writer's fence is being put (the walk waits on it).
-    fence_at: Option<u64>,
+    /// The slot where this writer's fence is being put, and the fence's bytes (the walk
+    /// waits on it).
+    fence_at: Option<(u64, Body)>,
     replayed: (u64, u64),
     /// Fences walked or written: (position, epoch).
     fences: Vec<(u64, u64)>,
@@ -390,54 +357,8 @@ impl Writer {
             .send_after_backoff(self.now, &policy, attempt, op, purpose);
     }
 
-    /// How a create-if-absent put ended; `None` once the writer failed (the store cannot do
-    /// conditional puts).
-    fn put_outcome(&mut self, resp: Response, path: &str) -> Option<PutOutcome> {
-        match resp.into_put() {
-            Ok(_) => Some(PutOutcome::Landed),
-            Err(e) if e.kind == StoreErrorKind::NotSupported => {
-                self.fail(FatalError::Unsupported {
-                    path: path.into(),
-                    message: e.message,
-                });
-                None
-            }
-            // Taken, or unknown: the object's content decides. (object_store may retry a
-            // create that landed and report AlreadyExists for our own object.)
-            Err(e) => Some(PutOutcome::ReadBack(e)),
-        }
-    }
-
-    /// A read-back found nothing: put the same bytes again after a backoff.
-    fn put_again(
-        &mut self,
-        path: String,
-        body: impl Into<Body>,
-        purpose: Purpose,
-        attempt: u32,
-        last: &StoreError,
-    ) {
-        let put = Op::Put {
-            path,
-            body: body.into(),
-            mode: crate::io::PutMode::Create,
-        };
-        self.retry(put, purpose, attempt, last);
-    }
-
     fn get(&mut self, path: String, purpose: Purpose) -> RequestId {
         self.io.send(Op::Get { path, range: None }, purpose)
-    }
-
-    fn put_create(&mut self, path: String, body: impl Into<Body>, purpose: Purpose) -> RequestId {
-        self.io.send(
-            Op::Put {
-                path,
-                body: body.into(),
-                mode: crate::io::PutMode::Create,
-            },
-            purpose,
-        )
     }
 
     fn dispatch(&mut self, purpose: Purpose, op: Op, response: Response) {
@@ -446,14 +367,12 @@ impl Writer {
             Purpose::GetManifest { version, attempt } => {
                 self.on_get_manifest(version, attempt, op, response)
             }
-            Purpose::ManifestPut { version, attempt } => {
-                self.on_manifest_put(version, attempt, response)
-            }
-            Purpose::ManifestReadBack {
-                version,
+            Purpose::Put { target, attempt } => self.on_put(target, attempt, response),
+            Purpose::ReadBack {
+                target,
                 attempt,
                 put_error,
-            } => self.on_manifest_read_back(version, attempt, put_error, op, response),
+            } => self.on_read_back(target, attempt, put_error, op, response),
             Purpose::PostCheck { version, attempt } => {
                 self.on_post_check(version, attempt, op, response)
             }
@@ -462,31 +381,9 @@ impl Writer {
                 token,
                 attempt,
             } => self.on_walk_get(position, token, attempt, op, response),
-            Purpose::FencePut { position, attempt } => {
-                self.on_fence_put(position, attempt, response)
-            }
-            Purpose::FenceReadBack {
-                position,
-                attempt,
-                put_error,
-            } => self.on_fence_read_back(position, attempt, put_error, op, response),
             Purpose::FenceCheck { position, attempt } => {
                 self.on_fence_check(position, attempt, op, response)
             }
-            Purpose::EntryPut { position, attempt } => {
-                self.on_entry_put(position, attempt, response)
-            }
-            Purpose::EntryReadBack {
-                position,
-                attempt,
-                put_error,
-            } => self.on_entry_read_back(position, attempt, put_error, op, response),
-            Purpose::GenPut { id, attempt } => self.on_gen_put(id, attempt, op, response),
-            Purpose::GenReadBack {
-                id,
-                attempt,
-                put_error,
-            } => self.on_gen_read_back(id, attempt, put_error, op, response),
             Purpose::Delete { attempt } => self.on_delete(attempt, op, response),
         }
     }
