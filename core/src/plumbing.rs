@@ -1,5 +1,5 @@
-//! Request bookkeeping shared by the machines: ids, the outbox, what each request was for,
-//! delayed retries with jittered backoff, and I/O counters.
+//! Request bookkeeping shared by the machines: ids, the outbox, what each request was for and
+//! which attempt it is, delayed retries with jittered backoff, and I/O counters.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use core::time::Duration;
@@ -39,18 +39,41 @@ impl SplitMix64 {
     }
 }
 
+/// A request of the table: what it was for, what it asks, and which attempt it is.
+#[derive(Clone, Debug)]
+pub(crate) struct Pending<P> {
+    pub(crate) purpose: P,
+    pub(crate) op: Op,
+    /// 1 for a first try; every retry is the next attempt, up to the policy's `attempts`.
+    pub(crate) attempt: u32,
+}
+
+impl<P> Pending<P> {
+    /// Another request counted as this same attempt: a put's read-back spends the put's
+    /// budget, and a put sent again after a read-back continues from the read-back's count.
+    pub(crate) fn same_attempt(&self, op: Op, purpose: P) -> Pending<P> {
+        Pending {
+            purpose,
+            op,
+            attempt: self.attempt,
+        }
+    }
+}
+
 pub(crate) struct Plumbing<P> {
     next_id: u64,
     outbox: VecDeque<Request>,
-    pending: BTreeMap<RequestId, (P, Op)>,
-    delayed: BTreeMap<(Duration, u64), (P, Op)>,
+    pending: BTreeMap<RequestId, Pending<P>>,
+    delayed: BTreeMap<(Duration, u64), Pending<P>>,
     delayed_seq: u64,
     rng: SplitMix64,
+    policy: RetryPolicy,
     pub(crate) counters: IoCounters,
 }
 
 impl<P> Plumbing<P> {
-    pub(crate) fn new(seed: u64) -> Self {
+    /// `policy` bounds and spaces every retry of the table.
+    pub(crate) fn new(seed: u64, policy: RetryPolicy) -> Self {
         Plumbing {
             next_id: 0,
             outbox: VecDeque::new(),
@@ -58,51 +81,80 @@ impl<P> Plumbing<P> {
             delayed: BTreeMap::new(),
             delayed_seq: 0,
             rng: SplitMix64::new(seed),
+            policy,
             counters: IoCounters::default(),
         }
     }
 
-    /// Queues `op` now; its response will come back with `purpose`.
+    /// Queues `op` now, as its first attempt; its response will come back with `purpose`.
     pub(crate) fn send(&mut self, op: Op, purpose: P) -> RequestId {
+        self.send_pending(Pending {
+            purpose,
+            op,
+            attempt: 1,
+        })
+    }
+
+    /// Queues a request now, with the attempt it carries (see [`Pending::same_attempt`]).
+    pub(crate) fn send_pending(&mut self, request: Pending<P>) -> RequestId {
         let id = RequestId(self.next_id);
         self.next_id += 1;
-        match &op {
+        match &request.op {
             Op::Put { .. } => self.counters.puts += 1,
             Op::Get { .. } => self.counters.gets += 1,
             Op::List { .. } => self.counters.lists += 1,
             Op::Delete { .. } => self.counters.deletes += 1,
             Op::Head { .. } => self.counters.heads += 1,
         }
-        self.outbox.push_back(Request { id, op: op.clone() });
-        self.pending.insert(id, (purpose, op));
+        self.outbox.push_back(Request {
+            id,
+            op: request.op.clone(),
+        });
+        self.pending.insert(id, request);
         id
     }
 
-    /// Queues `op` after a backoff for retry number `attempt` (1-based).
-    pub(crate) fn send_after_backoff(
-        &mut self,
-        now: Duration,
-        policy: &RetryPolicy,
-        attempt: u32,
-        op: Op,
-        purpose: P,
-    ) {
-        let exp = attempt.saturating_sub(1).min(20);
-        let full = policy
+    /// Sends `request` again as its next attempt, after a jittered backoff that grows with
+    /// the attempt that failed. Gives it back once it was the policy's last attempt.
+    pub(crate) fn retry(&mut self, now: Duration, request: Pending<P>) -> Result<(), Pending<P>> {
+        let failed = request.attempt;
+        let next = Self::next_attempt(&self.policy, request)?;
+        let exp = failed.saturating_sub(1).min(20);
+        let full = self
+            .policy
             .base
             .saturating_mul(1u32 << exp)
-            .min(policy.max)
+            .min(self.policy.max)
             .max(Duration::from_micros(1));
         // Jitter in [full/2, full] so that competing writers do not retry in lockstep.
         let nanos = full.as_nanos().min(u64::MAX as u128) as u64;
         let jitter = self.rng.next_u64() % (nanos / 2 + 1);
         let at = now + Duration::from_nanos(nanos / 2 + jitter);
-        self.delayed.insert((at, self.delayed_seq), (purpose, op));
+        self.delayed.insert((at, self.delayed_seq), next);
         self.delayed_seq += 1;
+        Ok(())
     }
 
-    /// The purpose and op of a request, once; `None` for an unknown or answered id.
-    pub(crate) fn take(&mut self, id: RequestId) -> Option<(P, Op)> {
+    /// Sends `request` again as its next attempt, at once. Gives it back once it was the
+    /// policy's last attempt.
+    pub(crate) fn retry_now(&mut self, request: Pending<P>) -> Result<(), Pending<P>> {
+        let next = Self::next_attempt(&self.policy, request)?;
+        self.send_pending(next);
+        Ok(())
+    }
+
+    fn next_attempt(policy: &RetryPolicy, request: Pending<P>) -> Result<Pending<P>, Pending<P>> {
+        if request.attempt >= policy.attempts {
+            return Err(request);
+        }
+        Ok(Pending {
+            attempt: request.attempt + 1,
+            ..request
+        })
+    }
+
+    /// A request's purpose, op and attempt, once; `None` for an unknown or answered id.
+    pub(crate) fn take(&mut self, id: RequestId) -> Option<Pending<P>> {
         self.pending.remove(&id)
     }
 
@@ -120,8 +172,8 @@ impl<P> Plumbing<P> {
             if entry.key().0 > now {
                 break;
             }
-            let (purpose, op) = entry.remove();
-            self.send(op, purpose);
+            let request = entry.remove();
+            self.send_pending(request);
         }
     }
 

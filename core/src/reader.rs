@@ -16,7 +16,7 @@ use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
 use crate::machine::{earliest, Machine, Output};
 use crate::manifest::{GenerationRecord, Manifest, ManifestError};
 use crate::paths::Paths;
-use crate::plumbing::{IoCounters, Plumbing};
+use crate::plumbing::{IoCounters, Pending, Plumbing};
 use crate::walk::{decode_slot, Step, Walk};
 
 /// What a reader reports.
@@ -40,23 +40,13 @@ pub enum ReadEvent {
     Fatal(FatalError),
 }
 
+/// What each request was for. (Its attempt is kept by the request table.)
 #[derive(Clone, Debug)]
 enum Purpose {
-    List {
-        attempt: u32,
-    },
-    Manifest {
-        version: u64,
-        attempt: u32,
-    },
-    Generation {
-        attempt: u32,
-    },
-    Slot {
-        position: u64,
-        token: u64,
-        attempt: u32,
-    },
+    List,
+    Manifest { version: u64 },
+    Generation,
+    Slot { position: u64, token: u64 },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -102,9 +92,9 @@ impl Reader {
         let mut r = Reader {
             paths: Paths::new(&cfg.prefix),
             walk: Walk::new(0, 0, cfg.read_ahead),
+            io: Plumbing::new(seed, cfg.retry.clone()),
             cfg,
             codec,
-            io: Plumbing::new(seed),
             events: VecDeque::new(),
             phase: Phase::Manifest,
             now,
@@ -154,21 +144,21 @@ impl Reader {
         }
     }
 
-    fn retry(&mut self, op: Op, purpose: Purpose, attempt: u32, last: &StoreError) {
-        if attempt >= self.cfg.retry.attempts {
-            let path = match &op {
-                Op::Get { path, .. } => path.clone(),
-                Op::List { prefix, .. } => prefix.clone(),
-                _ => alloc::string::String::new(),
-            };
-            return self.fail(FatalError::Store {
-                path,
-                message: last.message.clone(),
-            });
-        }
-        let policy = self.cfg.retry.clone();
-        self.io
-            .send_after_backoff(self.now, &policy, attempt, op, purpose);
+    /// Re-sends a request after a backoff, or fails with `last` once its retry budget is
+    /// spent.
+    fn retry(&mut self, request: Pending<Purpose>, last: &StoreError) {
+        let Err(request) = self.io.retry(self.now, request) else {
+            return;
+        };
+        let path = match &request.op {
+            Op::Get { path, .. } => path.clone(),
+            Op::List { prefix, .. } => prefix.clone(),
+            _ => alloc::string::String::new(),
+        };
+        self.fail(FatalError::Store {
+            path,
+            message: last.message.clone(),
+        });
     }
 
     fn get(&mut self, path: alloc::string::String, purpose: Purpose) {
@@ -182,23 +172,13 @@ impl Reader {
             .as_ref()
             .map(|m| self.paths.manifest(m.version));
         let prefix = self.paths.manifest_dir();
-        self.io
-            .send(Op::List { prefix, after }, Purpose::List { attempt: 1 });
+        self.io.send(Op::List { prefix, after }, Purpose::List);
     }
 
-    fn on_list(&mut self, attempt: u32, op: Op, resp: Response) {
+    fn on_list(&mut self, request: Pending<Purpose>, resp: Response) {
         let items = match resp.into_list() {
             Ok(items) => items,
-            Err(e) => {
-                return self.retry(
-                    op,
-                    Purpose::List {
-                        attempt: attempt + 1,
-                    },
-                    attempt,
-                    &e,
-                )
-            }
+            Err(e) => return self.retry(request, &e),
         };
         let newest = items
             .iter()
@@ -207,31 +187,19 @@ impl Reader {
         match newest {
             Some(version) => {
                 let path = self.paths.manifest(version);
-                self.get(
-                    path,
-                    Purpose::Manifest {
-                        version,
-                        attempt: 1,
-                    },
-                );
+                self.get(path, Purpose::Manifest { version });
             }
             None => self.resume_walk(),
         }
     }
 
-    fn on_manifest(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+    fn on_manifest(&mut self, version: u64, request: Pending<Purpose>, resp: Response) {
         let path = self.paths.manifest(version);
         let body = match resp.into_get() {
             Ok(got) => got.body,
             // Collected after the list: a newer one exists.
             Err(e) if e.kind == StoreErrorKind::NotFound => return self.list_manifests(),
-            Err(e) => {
-                let next = Purpose::Manifest {
-                    version,
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         let m = match Manifest::decode(&body) {
             Ok(m) if m.version == version => m,
@@ -281,7 +249,7 @@ impl Reader {
         match self.todo.front() {
             Some(g) => {
                 let path = g.path.clone();
-                self.get(path, Purpose::Generation { attempt: 1 });
+                self.get(path, Purpose::Generation);
             }
             None => {
                 self.next_position = self.next_position.max(self.walk.position());
@@ -290,7 +258,7 @@ impl Reader {
         }
     }
 
-    fn on_generation(&mut self, attempt: u32, op: Op, resp: Response) {
+    fn on_generation(&mut self, request: Pending<Purpose>, resp: Response) {
         let Some(record) = self.todo.front().cloned() else {
             return;
         };
@@ -303,12 +271,7 @@ impl Reader {
                     reason: "generation named by the manifest is missing".into(),
                 })
             }
-            Err(e) => {
-                let next = Purpose::Generation {
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         let digest = alloc::string::String::from_utf8_lossy(&to_hex8(self.codec.checksum(&body)))
             .into_owned();
@@ -396,14 +359,7 @@ impl Reader {
         let wanted = self.walk.wanted(limit);
         for (position, token) in wanted {
             let path = self.paths.wal(position);
-            self.get(
-                path,
-                Purpose::Slot {
-                    position,
-                    token,
-                    attempt: 1,
-                },
-            );
+            self.get(path, Purpose::Slot { position, token });
         }
     }
 
@@ -422,7 +378,7 @@ impl Reader {
         }
     }
 
-    fn on_slot(&mut self, position: u64, token: u64, attempt: u32, op: Op, resp: Response) {
+    fn on_slot(&mut self, position: u64, token: u64, request: Pending<Purpose>, resp: Response) {
         if !self.walk.is_live(position, token) {
             return;
         }
@@ -433,14 +389,7 @@ impl Reader {
                 Err(fatal) => return self.fail(fatal),
             },
             Err(e) if e.kind == StoreErrorKind::NotFound => None,
-            Err(e) => {
-                let next = Purpose::Slot {
-                    position,
-                    token,
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         self.walk.arrived(position, token, entry);
         if self.phase == Phase::Walking {
@@ -458,20 +407,14 @@ impl Machine for Reader {
         if self.is_done() {
             return;
         }
-        let Some((purpose, op)) = self.io.take(id) else {
+        let Some(request) = self.io.take(id) else {
             return;
         };
-        match purpose {
-            Purpose::List { attempt } => self.on_list(attempt, op, response),
-            Purpose::Manifest { version, attempt } => {
-                self.on_manifest(version, attempt, op, response)
-            }
-            Purpose::Generation { attempt } => self.on_generation(attempt, op, response),
-            Purpose::Slot {
-                position,
-                token,
-                attempt,
-            } => self.on_slot(position, token, attempt, op, response),
+        match request.purpose {
+            Purpose::List => self.on_list(request, response),
+            Purpose::Manifest { version } => self.on_manifest(version, request, response),
+            Purpose::Generation => self.on_generation(request, response),
+            Purpose::Slot { position, token } => self.on_slot(position, token, request, response),
         }
     }
 

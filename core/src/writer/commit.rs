@@ -4,6 +4,7 @@
 use super::{Purpose, PutTarget, Writer};
 use crate::io::{Body, Op, Response};
 use crate::manifest::Manifest;
+use crate::plumbing::Pending;
 
 pub(super) struct Commit {
     pub(super) manifest: Manifest,
@@ -49,15 +50,20 @@ impl Writer {
         }
     }
 
-    pub(super) fn post_check(&mut self, version: u64, attempt: u32) {
+    pub(super) fn post_check(&mut self, version: u64) {
         let op = Op::List {
             prefix: self.paths.manifest_dir(),
             after: Some(self.paths.manifest(version)),
         };
-        self.io.send(op, Purpose::PostCheck { version, attempt });
+        self.io.send(op, Purpose::PostCheck { version });
     }
 
-    pub(super) fn on_post_check(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+    pub(super) fn on_post_check(
+        &mut self,
+        version: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
         match resp.into_list() {
             Ok(items) => {
                 let newer = items.iter().any(|m| {
@@ -73,13 +79,7 @@ impl Writer {
                     self.committed(version);
                 }
             }
-            Err(e) => {
-                let next = Purpose::PostCheck {
-                    version,
-                    attempt: attempt + 1,
-                };
-                self.retry(op, next, attempt, &e);
-            }
+            Err(e) => self.retry(request, &e),
         }
     }
 

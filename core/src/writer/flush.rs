@@ -11,6 +11,7 @@ use crate::crc32c::to_hex8;
 use crate::error::{CommandError, FatalError};
 use crate::io::{Body, Op, Response, StoreErrorKind};
 use crate::manifest::GenerationRecord;
+use crate::plumbing::Pending;
 
 /// A memtable frozen into a generation, waiting for its put and its commit.
 struct Frozen {
@@ -219,23 +220,19 @@ impl Writer {
     }
 
     pub(super) fn delete(&mut self, path: alloc::string::String) {
-        self.io
-            .send(Op::Delete { path }, Purpose::Delete { attempt: 1 });
+        self.io.send(Op::Delete { path }, Purpose::Delete);
     }
 
-    pub(super) fn on_delete(&mut self, attempt: u32, op: Op, resp: Response) {
+    /// A delete that keeps failing leaves garbage behind (counted), never fails the writer.
+    pub(super) fn on_delete(&mut self, request: Pending<Purpose>, resp: Response) {
         match resp.into_delete() {
             Ok(()) => {}
             Err(e) if e.kind == StoreErrorKind::NotFound => {}
-            Err(_) if attempt < self.cfg.retry.attempts => {
-                let policy = self.cfg.retry.clone();
-                let next = Purpose::Delete {
-                    attempt: attempt + 1,
-                };
-                self.io
-                    .send_after_backoff(self.now, &policy, attempt, op, next);
+            Err(_) => {
+                if self.io.retry(self.now, request).is_err() {
+                    self.stats.gc_failures += 1;
+                }
             }
-            Err(_) => self.stats.gc_failures += 1,
         }
     }
 

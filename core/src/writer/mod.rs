@@ -43,7 +43,7 @@ use crate::io::{Body, Op, RequestId, Response, StoreError};
 use crate::machine::{earliest, Machine, Output};
 use crate::manifest::Manifest;
 use crate::paths::Paths;
-use crate::plumbing::{IoCounters, Plumbing};
+use crate::plumbing::{IoCounters, Pending, Plumbing};
 use crate::walk::Walk;
 
 pub use append::AppendId;
@@ -132,44 +132,34 @@ enum Phase {
     Failed(FatalError),
 }
 
-/// What each request was for.
+/// What each request was for. (Its attempt is kept by the request table.)
 #[derive(Clone, Debug)]
 enum Purpose {
-    ListManifests {
-        attempt: u32,
-    },
+    ListManifests,
     GetManifest {
         version: u64,
-        attempt: u32,
     },
     /// A create-if-absent put (put.rs).
     Put {
         target: PutTarget,
-        attempt: u32,
     },
     /// Reading a put's target back: the put was taken or its outcome unknown.
     ReadBack {
         target: PutTarget,
-        attempt: u32,
         /// Why the put is being read back (reported if it never lands).
         put_error: StoreError,
     },
     PostCheck {
         version: u64,
-        attempt: u32,
     },
     WalkGet {
         position: u64,
         token: u64,
-        attempt: u32,
     },
     FenceCheck {
         position: u64,
-        attempt: u32,
     },
-    Delete {
-        attempt: u32,
-    },
+    Delete,
 }
 
 /// The sans-I/O writer of one log.
@@ -217,7 +207,7 @@ impl Writer {
         now: Duration,
     ) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let mut io = Plumbing::new(seed);
+        let mut io = Plumbing::new(seed, cfg.retry.clone());
         let nonce = io.random();
         let mut w = Writer {
             paths: Paths::new(&cfg.prefix),
@@ -345,46 +335,33 @@ impl Writer {
         }
     }
 
-    /// Re-sends `op` after a backoff, or fails once the retry budget is spent.
-    fn retry(&mut self, op: Op, purpose: Purpose, attempt: u32, last: &StoreError) {
-        if attempt >= self.cfg.retry.attempts {
-            let path = Self::path_of(&op);
-            self.fail(Self::store_fatal(path, last));
-            return;
+    /// Re-sends a request after a backoff, or fails with `last` once its retry budget is
+    /// spent.
+    fn retry(&mut self, request: Pending<Purpose>, last: &StoreError) {
+        if let Err(request) = self.io.retry(self.now, request) {
+            self.fail(Self::store_fatal(Self::path_of(&request.op), last));
         }
-        let policy = self.cfg.retry.clone();
-        self.io
-            .send_after_backoff(self.now, &policy, attempt, op, purpose);
     }
 
     fn get(&mut self, path: String, purpose: Purpose) -> RequestId {
         self.io.send(Op::Get { path, range: None }, purpose)
     }
 
-    fn dispatch(&mut self, purpose: Purpose, op: Op, response: Response) {
-        match purpose {
-            Purpose::ListManifests { attempt } => self.on_list_manifests(attempt, op, response),
-            Purpose::GetManifest { version, attempt } => {
-                self.on_get_manifest(version, attempt, op, response)
+    fn dispatch(&mut self, request: Pending<Purpose>, response: Response) {
+        match &request.purpose {
+            Purpose::ListManifests => self.on_list_manifests(request, response),
+            Purpose::GetManifest { version } => self.on_get_manifest(*version, request, response),
+            Purpose::Put { target } => self.on_put(*target, request, response),
+            Purpose::ReadBack { target, put_error } => {
+                let (target, put_error) = (*target, put_error.clone());
+                self.on_read_back(target, put_error, request, response)
             }
-            Purpose::Put { target, attempt } => self.on_put(target, attempt, response),
-            Purpose::ReadBack {
-                target,
-                attempt,
-                put_error,
-            } => self.on_read_back(target, attempt, put_error, op, response),
-            Purpose::PostCheck { version, attempt } => {
-                self.on_post_check(version, attempt, op, response)
+            Purpose::PostCheck { version } => self.on_post_check(*version, request, response),
+            Purpose::WalkGet { position, token } => {
+                self.on_walk_get(*position, *token, request, response)
             }
-            Purpose::WalkGet {
-                position,
-                token,
-                attempt,
-            } => self.on_walk_get(position, token, attempt, op, response),
-            Purpose::FenceCheck { position, attempt } => {
-                self.on_fence_check(position, attempt, op, response)
-            }
-            Purpose::Delete { attempt } => self.on_delete(attempt, op, response),
+            Purpose::FenceCheck { position } => self.on_fence_check(*position, request, response),
+            Purpose::Delete => self.on_delete(request, response),
         }
     }
 
@@ -544,10 +521,10 @@ impl Machine for Writer {
         if !self.is_live() {
             return;
         }
-        let Some((purpose, op)) = self.io.take(id) else {
+        let Some(request) = self.io.take(id) else {
             return;
         };
-        self.dispatch(purpose, op, response);
+        self.dispatch(request, response);
         self.after_input();
     }
 

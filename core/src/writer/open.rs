@@ -10,6 +10,7 @@ use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
 use crate::error::FatalError;
 use crate::io::{Body, Op, Response, StoreErrorKind};
 use crate::manifest::{encode_hex, Manifest, ManifestError, FORMAT};
+use crate::plumbing::Pending;
 use crate::walk::{decode_slot, Step, Walk};
 
 impl Writer {
@@ -25,23 +26,14 @@ impl Writer {
                 prefix,
                 after: None,
             },
-            Purpose::ListManifests { attempt: 1 },
+            Purpose::ListManifests,
         );
     }
 
-    pub(super) fn on_list_manifests(&mut self, attempt: u32, op: Op, response: Response) {
+    pub(super) fn on_list_manifests(&mut self, request: Pending<Purpose>, response: Response) {
         let items = match response.into_list() {
             Ok(items) => items,
-            Err(e) => {
-                return self.retry(
-                    op,
-                    Purpose::ListManifests {
-                        attempt: attempt + 1,
-                    },
-                    attempt,
-                    &e,
-                )
-            }
+            Err(e) => return self.retry(request, &e),
         };
         self.manifest_versions.clear();
         for meta in items {
@@ -61,13 +53,7 @@ impl Writer {
             None => self.create_log(),
             Some(version) => {
                 let path = self.paths.manifest(version);
-                self.get(
-                    path,
-                    Purpose::GetManifest {
-                        version,
-                        attempt: 1,
-                    },
-                );
+                self.get(path, Purpose::GetManifest { version });
             }
         }
     }
@@ -91,19 +77,18 @@ impl Writer {
         self.start_commit(m, CommitKind::Claim);
     }
 
-    pub(super) fn on_get_manifest(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+    pub(super) fn on_get_manifest(
+        &mut self,
+        version: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
         let path = self.paths.manifest(version);
         let got = match resp.into_get() {
             Ok(got) => got,
             // Collected between list and get: a newer version exists, start over.
             Err(e) if e.kind == StoreErrorKind::NotFound => return self.start_open(),
-            Err(e) => {
-                let next = Purpose::GetManifest {
-                    version,
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         let m = match Manifest::decode(&got.body) {
             Ok(m) => m,
@@ -179,8 +164,7 @@ impl Writer {
         &mut self,
         position: u64,
         token: u64,
-        attempt: u32,
-        op: Op,
+        request: Pending<Purpose>,
         resp: Response,
     ) {
         if !self
@@ -196,14 +180,7 @@ impl Writer {
                 None => return, // failed
             },
             Err(e) if e.kind == StoreErrorKind::NotFound => None,
-            Err(e) => {
-                let next = Purpose::WalkGet {
-                    position,
-                    token,
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         if let Some(walk) = self.walk.as_mut() {
             walk.arrived(position, token, entry);
@@ -261,12 +238,7 @@ impl Writer {
             .unwrap_or_default();
         for (position, token) in wanted {
             let path = self.paths.wal(position);
-            let purpose = Purpose::WalkGet {
-                position,
-                token,
-                attempt: 1,
-            };
-            self.get(path, purpose);
+            self.get(path, Purpose::WalkGet { position, token });
         }
     }
 
@@ -325,16 +297,21 @@ impl Writer {
     /// The fence landed. A newer writer may have claimed the log and collected slots of our
     /// walk meanwhile (a collected slot reads as empty, and our fence may then have filled it):
     /// own the log only if no newer manifest exists now.
-    pub(super) fn check_fence(&mut self, position: u64, attempt: u32) {
+    pub(super) fn check_fence(&mut self, position: u64) {
         let version = self.manifest.as_ref().map_or(0, |m| m.version);
         let op = Op::List {
             prefix: self.paths.manifest_dir(),
             after: Some(self.paths.manifest(version)),
         };
-        self.io.send(op, Purpose::FenceCheck { position, attempt });
+        self.io.send(op, Purpose::FenceCheck { position });
     }
 
-    pub(super) fn on_fence_check(&mut self, position: u64, attempt: u32, op: Op, resp: Response) {
+    pub(super) fn on_fence_check(
+        &mut self,
+        position: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
         match resp.into_list() {
             Ok(items)
                 if items
@@ -344,13 +321,7 @@ impl Writer {
                 self.fenced()
             }
             Ok(_) => self.become_ready(position),
-            Err(e) => {
-                let next = Purpose::FenceCheck {
-                    position,
-                    attempt: attempt + 1,
-                };
-                self.retry(op, next, attempt, &e);
-            }
+            Err(e) => self.retry(request, &e),
         }
     }
 

@@ -20,6 +20,7 @@ use super::{Purpose, Writer};
 use crate::codec::{Entry, EntryHeader};
 use crate::error::FatalError;
 use crate::io::{Body, Op, PutMode, Response, StoreError, StoreErrorKind};
+use crate::plumbing::Pending;
 
 /// An object the writer creates with create-if-absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,15 +54,11 @@ enum Found {
 impl Writer {
     /// Puts `target`'s bytes with create-if-absent, as its first attempt.
     pub(super) fn put(&mut self, target: PutTarget) {
-        self.send_put(target, 1);
-    }
-
-    fn send_put(&mut self, target: PutTarget, attempt: u32) {
         let Some(body) = self.put_body(target).cloned() else {
             return;
         };
         let op = self.put_op(target, body);
-        self.io.send(op, Purpose::Put { target, attempt });
+        self.io.send(op, Purpose::Put { target });
     }
 
     fn put_op(&self, target: PutTarget, body: Body) -> Op {
@@ -73,9 +70,9 @@ impl Writer {
     }
 
     /// The put's answer: landed, unsupported, or read it back.
-    pub(super) fn on_put(&mut self, target: PutTarget, attempt: u32, resp: Response) {
+    pub(super) fn on_put(&mut self, target: PutTarget, put: Pending<Purpose>, resp: Response) {
         if self.put_body(target).is_none() {
-            return;
+            return; // stale: the target no longer waits for this put
         }
         match resp.into_put() {
             Ok(_) => self.landed(target),
@@ -86,15 +83,15 @@ impl Writer {
                 });
             }
             // Taken, or unknown: the object's content decides. (object_store may retry a
-            // create that landed and report AlreadyExists for our own object.)
+            // create that landed and report AlreadyExists for our own object.) The read-back
+            // spends the put's attempt.
             Err(put_error) => {
-                let path = self.put_path(target);
-                let purpose = Purpose::ReadBack {
-                    target,
-                    attempt,
-                    put_error,
+                let get = Op::Get {
+                    path: self.put_path(target),
+                    range: None,
                 };
-                self.get(path, purpose);
+                let read_back = put.same_attempt(get, Purpose::ReadBack { target, put_error });
+                self.io.send_pending(read_back);
             }
         }
     }
@@ -103,13 +100,12 @@ impl Writer {
     pub(super) fn on_read_back(
         &mut self,
         target: PutTarget,
-        attempt: u32,
         put_error: StoreError,
-        op: Op,
+        read_back: Pending<Purpose>,
         resp: Response,
     ) {
         if self.put_body(target).is_none() {
-            return;
+            return; // stale
         }
         match resp.into_get() {
             Ok(got) => match self.found(target, got.body) {
@@ -118,37 +114,32 @@ impl Writer {
                 None => {} // the writer failed: the slot does not decode
             },
             Err(e) if e.kind == StoreErrorKind::NotFound => {
-                self.put_again(target, attempt, &put_error)
+                self.put_again(target, &put_error, &read_back)
             }
-            Err(e) => {
-                let next = Purpose::ReadBack {
-                    target,
-                    attempt: attempt + 1,
-                    put_error,
-                };
-                self.retry(op, next, attempt, &e);
-            }
+            Err(e) => self.retry(read_back, &e),
         }
     }
 
     /// Nothing is there: the same bytes again as the next attempt, reporting the put's own
     /// error once the budget is spent.
-    fn put_again(&mut self, target: PutTarget, attempt: u32, put_error: &StoreError) {
-        if target.put_again_at_once() {
-            if attempt >= self.cfg.retry.attempts {
-                return self.fail(Self::store_fatal(self.put_path(target), put_error));
-            }
-            return self.send_put(target, attempt + 1);
-        }
+    fn put_again(
+        &mut self,
+        target: PutTarget,
+        put_error: &StoreError,
+        read_back: &Pending<Purpose>,
+    ) {
         let Some(body) = self.put_body(target).cloned() else {
             return;
         };
-        let op = self.put_op(target, body);
-        let next = Purpose::Put {
-            target,
-            attempt: attempt + 1,
+        let put = read_back.same_attempt(self.put_op(target, body), Purpose::Put { target });
+        let sent = if target.put_again_at_once() {
+            self.io.retry_now(put)
+        } else {
+            self.io.retry(self.now, put)
         };
-        self.retry(op, next, attempt, put_error);
+        if sent.is_err() {
+            self.fail(Self::store_fatal(self.put_path(target), put_error));
+        }
     }
 
     /// Whose object the read-back found. A WAL slot is decoded (a bad one is corrupt: the
@@ -211,9 +202,9 @@ impl Writer {
     fn landed(&mut self, target: PutTarget) {
         match target {
             // The post-commit check (PROTOCOL.md §3).
-            PutTarget::Manifest { version } => self.post_check(version, 1),
+            PutTarget::Manifest { version } => self.post_check(version),
             // The fence check (PROTOCOL.md §4).
-            PutTarget::Fence { position } => self.check_fence(position, 1),
+            PutTarget::Fence { position } => self.check_fence(position),
             PutTarget::Entry { position } => self.mark_durable(position),
             PutTarget::Generation { id } => self.memtable.mark_written(id),
         }
