@@ -16,7 +16,7 @@ use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
 use crate::machine::{earliest, Machine, Output};
 use crate::manifest::{GenerationRecord, Manifest, ManifestError};
 use crate::paths::Paths;
-use crate::plumbing::{IoCounters, Pending, Plumbing};
+use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::{decode_slot, Step, Walk};
 
 /// What a reader reports.
@@ -67,7 +67,7 @@ pub struct Reader {
     cfg: ReaderConfig,
     codec: Box<dyn Codec>,
     paths: Paths,
-    io: Plumbing<Purpose>,
+    io: Requests<Purpose>,
     events: VecDeque<ReadEvent>,
     phase: Phase,
     now: Duration,
@@ -92,7 +92,7 @@ impl Reader {
         let mut r = Reader {
             paths: Paths::new(&cfg.prefix),
             walk: Walk::new(0, 0, cfg.read_ahead),
-            io: Plumbing::new(seed, cfg.retry.clone()),
+            io: Requests::new(seed, cfg.retry.clone()),
             cfg,
             codec,
             events: VecDeque::new(),

@@ -4,7 +4,7 @@
 use super::{Purpose, PutTarget, Writer};
 use crate::io::{Body, Op, Response};
 use crate::manifest::Manifest;
-use crate::plumbing::Pending;
+use crate::requests::Pending;
 
 pub(super) struct Commit {
     pub(super) manifest: Manifest,

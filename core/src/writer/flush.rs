@@ -11,7 +11,7 @@ use crate::crc32c::to_hex8;
 use crate::error::{CommandError, FatalError};
 use crate::io::{Body, Op, Response, StoreErrorKind};
 use crate::manifest::GenerationRecord;
-use crate::plumbing::Pending;
+use crate::requests::Pending;
 
 /// A memtable frozen into a generation, waiting for its put and its commit.
 struct Frozen {

@@ -43,7 +43,7 @@ use crate::io::{Body, Op, RequestId, Response, StoreError};
 use crate::machine::{earliest, Machine, Output};
 use crate::manifest::Manifest;
 use crate::paths::Paths;
-use crate::plumbing::{IoCounters, Pending, Plumbing};
+use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::Walk;
 
 pub use append::AppendId;
@@ -168,7 +168,7 @@ pub struct Writer {
     codec: Box<dyn Codec>,
     paths: Paths,
     nonce: u64,
-    io: Plumbing<Purpose>,
+    io: Requests<Purpose>,
     events: VecDeque<Event>,
     phase: Phase,
     now: Duration,
@@ -207,7 +207,7 @@ impl Writer {
         now: Duration,
     ) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let mut io = Plumbing::new(seed, cfg.retry.clone());
+        let mut io = Requests::new(seed, cfg.retry.clone());
         let nonce = io.random();
         let mut w = Writer {
             paths: Paths::new(&cfg.prefix),

@@ -10,7 +10,7 @@ use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
 use crate::error::FatalError;
 use crate::io::{Body, Op, Response, StoreErrorKind};
 use crate::manifest::{encode_hex, Manifest, ManifestError, FORMAT};
-use crate::plumbing::Pending;
+use crate::requests::Pending;
 use crate::walk::{decode_slot, Step, Walk};
 
 impl Writer {

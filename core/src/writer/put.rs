@@ -20,7 +20,7 @@ use super::{Purpose, Writer};
 use crate::codec::{Entry, EntryHeader};
 use crate::error::FatalError;
 use crate::io::{Body, Op, PutMode, Response, StoreError, StoreErrorKind};
-use crate::plumbing::Pending;
+use crate::requests::Pending;
 
 /// An object the writer creates with create-if-absent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,5 +1,5 @@
-//! Request bookkeeping shared by the machines: ids, the outbox, what each request was for and
-//! which attempt it is, delayed retries with jittered backoff, and I/O counters.
+//! The request table shared by the machines: ids, the outbox, every pending request with what
+//! it was for and which attempt it is, delayed retries with jittered backoff, and I/O counters.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use core::time::Duration;
@@ -60,7 +60,8 @@ impl<P> Pending<P> {
     }
 }
 
-pub(crate) struct Plumbing<P> {
+/// The request table of one machine; `P` says what a request was for.
+pub(crate) struct Requests<P> {
     next_id: u64,
     outbox: VecDeque<Request>,
     pending: BTreeMap<RequestId, Pending<P>>,
@@ -71,10 +72,10 @@ pub(crate) struct Plumbing<P> {
     pub(crate) counters: IoCounters,
 }
 
-impl<P> Plumbing<P> {
+impl<P> Requests<P> {
     /// `policy` bounds and spaces every retry of the table.
     pub(crate) fn new(seed: u64, policy: RetryPolicy) -> Self {
-        Plumbing {
+        Requests {
             next_id: 0,
             outbox: VecDeque::new(),
             pending: BTreeMap::new(),
