@@ -96,14 +96,4 @@ impl Writer {
         }
         self.collect_manifests();
     }
-
-    fn collect_manifests(&mut self) {
-        while self.manifest_versions.len() > self.cfg.keep_manifests as usize {
-            let Some(old) = self.manifest_versions.pop_first() else {
-                break;
-            };
-            let path = self.paths.manifest(old);
-            self.delete(path);
-        }
-    }
 }

@@ -1,17 +1,17 @@
-//! The memtable, generations, cursor commits and GC of WAL slots below the cursor.
+//! The memtable, its generations and the cursor commits (a generation's, or a WAL-only
+//! truncate's); what a commit frees is collected in `gc.rs`.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 use core::time::Duration;
 
 use super::commit::CommitKind;
-use super::{Event, Phase, Purpose, PutTarget, Writer};
+use super::{Event, Phase, PutTarget, Writer};
 use crate::codec::{GenerationHeader, PositionedRecords};
 use crate::crc32c::to_hex8;
 use crate::error::{CommandError, FatalError};
-use crate::io::{Body, Op, Response, StoreErrorKind};
+use crate::io::Body;
 use crate::manifest::GenerationRecord;
-use crate::requests::Pending;
 
 /// A memtable frozen into a generation, waiting for its put and its commit.
 struct Frozen {
@@ -204,36 +204,6 @@ impl Writer {
         self.collect_wal();
         let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
         self.events.push_back(Event::Truncated { replay_cursor });
-    }
-
-    /// Deletes the data slots below the committed cursor. Fences are never deleted.
-    fn collect_wal(&mut self) {
-        let cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
-        while let Some(&p) = self.live_positions.front() {
-            if p >= cursor {
-                break;
-            }
-            self.live_positions.pop_front();
-            let path = self.paths.wal(p);
-            self.delete(path);
-        }
-    }
-
-    pub(super) fn delete(&mut self, path: alloc::string::String) {
-        self.io.send(Op::Delete { path }, Purpose::Delete);
-    }
-
-    /// A delete that keeps failing leaves garbage behind (counted), never fails the writer.
-    pub(super) fn on_delete(&mut self, request: Pending<Purpose>, resp: Response) {
-        match resp.into_delete() {
-            Ok(()) => {}
-            Err(e) if e.kind == StoreErrorKind::NotFound => {}
-            Err(_) => {
-                if self.io.retry(self.now, request).is_err() {
-                    self.stats.gc_failures += 1;
-                }
-            }
-        }
     }
 
     /// WAL-only: drops every entry below `position` by moving the cursor (committed in the

@@ -27,6 +27,7 @@
 mod append;
 mod commit;
 mod flush;
+mod gc;
 mod open;
 mod put;
 
