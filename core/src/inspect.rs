@@ -12,12 +12,13 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 
 use crate::codec::{Codec, EntryKind};
+use crate::config::RetryPolicy;
 use crate::error::FatalError;
 use crate::io::{ObjectMeta, Op, RequestId, Response, StoreError};
 use crate::machine::{Machine, Output};
 use crate::manifest::{Manifest, ManifestError};
 use crate::paths::Paths;
-use crate::plumbing::Plumbing;
+use crate::requests::{Pending, Requests};
 use crate::walk::decode_slot;
 
 /// What a log holds, from its objects.
@@ -90,7 +91,7 @@ enum Look {
 /// manifest, a manifest that does not decode, a failed request).
 pub struct Inspector {
     paths: Paths,
-    io: Plumbing<Look>,
+    io: Requests<Look>,
     found: Inspection,
     result: Option<Result<Inspection, FatalError>>,
     done: bool,
@@ -100,7 +101,8 @@ impl Inspector {
     /// Starts inspecting the log under `prefix`.
     pub fn new(prefix: &str) -> Self {
         let paths = Paths::new(prefix);
-        let mut io = Plumbing::new(0);
+        // Never retried: a failed read is reported as it is.
+        let mut io = Requests::new(0, RetryPolicy::default());
         let folder = paths.manifest_dir();
         io.send(list(folder), Look::ManifestFolder);
         Inspector {
@@ -171,7 +173,7 @@ impl Machine for Inspector {
     type Event = Result<Inspection, FatalError>;
 
     fn handle_response(&mut self, id: RequestId, response: Response, _now: core::time::Duration) {
-        let Some((look, _, response)) = self.io.take(id, response) else {
+        let Some((Pending { purpose: look, .. }, response)) = self.io.take(id, response) else {
             return;
         };
         if let Err(e) = self.step(look, response) {
@@ -250,7 +252,7 @@ pub struct Verifier {
     codec: alloc::boxed::Box<dyn Codec>,
     manifest: Manifest,
     todo: alloc::collections::VecDeque<Check>,
-    io: Plumbing<Check>,
+    io: Requests<Check>,
     out: Verified,
     events: alloc::collections::VecDeque<VerifyEvent>,
     done: bool,
@@ -281,7 +283,7 @@ impl Verifier {
             codec,
             manifest,
             todo,
-            io: Plumbing::new(0),
+            io: Requests::new(0, RetryPolicy::default()),
             out: Verified::default(),
             events: alloc::collections::VecDeque::new(),
             done: false,
@@ -348,7 +350,13 @@ impl Machine for Verifier {
     type Event = VerifyEvent;
 
     fn handle_response(&mut self, id: RequestId, response: Response, _now: core::time::Duration) {
-        let Some((check, op, response)) = self.io.take(id, response) else {
+        let Some((
+            Pending {
+                purpose: check, op, ..
+            },
+            response,
+        )) = self.io.take(id, response)
+        else {
             return;
         };
         let path = String::from(path_of(&op));

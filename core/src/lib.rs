@@ -27,8 +27,8 @@ pub mod machine;
 pub mod manifest;
 pub mod mem;
 pub mod paths;
-mod plumbing;
 pub mod reader;
+mod requests;
 pub mod session;
 mod walk;
 pub mod writer;
@@ -47,7 +47,7 @@ pub use io::{
 pub use machine::{Machine, Output};
 pub use manifest::{GenerationRecord, Manifest};
 pub use mem::MemStore;
-pub use plumbing::IoCounters;
 pub use reader::{ReadEvent, Reader};
+pub use requests::IoCounters;
 pub use session::{Ack, Reply, Session, SessionEvent, Stats};
 pub use writer::{AppendId, Event, Writer, WriterStats};

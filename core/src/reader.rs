@@ -15,7 +15,7 @@ use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
 use crate::machine::{earliest, Machine, Output};
 use crate::manifest::{GenerationRecord, Manifest, ManifestError};
 use crate::paths::Paths;
-use crate::plumbing::{IoCounters, Plumbing};
+use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::{decode_slot, Step, Walk};
 
 /// What a reader reports.
@@ -39,23 +39,13 @@ pub enum ReadEvent {
     Fatal(FatalError),
 }
 
+/// What each request was for. (Its attempt is kept by the request table.)
 #[derive(Clone, Debug)]
 enum Purpose {
-    List {
-        attempt: u32,
-    },
-    Manifest {
-        version: u64,
-        attempt: u32,
-    },
-    Generation {
-        attempt: u32,
-    },
-    Slot {
-        position: u64,
-        token: u64,
-        attempt: u32,
-    },
+    List,
+    Manifest { version: u64 },
+    Generation,
+    Slot { position: u64, token: u64 },
 }
 
 /// What slot answers do: only a walking reader consumes them at once.
@@ -74,7 +64,7 @@ pub struct Reader {
     cfg: ReaderConfig,
     codec: Box<dyn Codec>,
     paths: Paths,
-    io: Plumbing<Purpose>,
+    io: Requests<Purpose>,
     events: VecDeque<ReadEvent>,
     phase: Phase,
     now: Duration,
@@ -99,9 +89,9 @@ impl Reader {
         let mut r = Reader {
             paths: Paths::new(&cfg.prefix),
             walk: Walk::new(0, 0, cfg.read_ahead),
+            io: Requests::new(seed, cfg.retry.clone()),
             cfg,
             codec,
-            io: Plumbing::new(seed),
             events: VecDeque::new(),
             phase: Phase::Elsewhere,
             now,
@@ -151,21 +141,21 @@ impl Reader {
         }
     }
 
-    fn retry(&mut self, op: Op, purpose: Purpose, attempt: u32, last: &StoreError) {
-        if attempt >= self.cfg.retry.attempts {
-            let path = match &op {
-                Op::Get { path, .. } => path.clone(),
-                Op::List { prefix, .. } => prefix.clone(),
-                _ => alloc::string::String::new(),
-            };
-            return self.fail(FatalError::Store {
-                path,
-                message: last.message.clone(),
-            });
-        }
-        let policy = self.cfg.retry.clone();
-        self.io
-            .send_after_backoff(self.now, &policy, attempt, op, purpose);
+    /// Re-sends a request after a backoff, or fails with `last` once its retry budget is
+    /// spent.
+    fn retry(&mut self, request: Pending<Purpose>, last: &StoreError) {
+        let Err(request) = self.io.retry(self.now, request) else {
+            return;
+        };
+        let path = match &request.op {
+            Op::Get { path, .. } => path.clone(),
+            Op::List { prefix, .. } => prefix.clone(),
+            _ => alloc::string::String::new(),
+        };
+        self.fail(FatalError::Store {
+            path,
+            message: last.message.clone(),
+        });
     }
 
     fn get(&mut self, path: alloc::string::String, purpose: Purpose) {
@@ -179,23 +169,13 @@ impl Reader {
             .as_ref()
             .map(|m| self.paths.manifest(m.version));
         let prefix = self.paths.manifest_dir();
-        self.io
-            .send(Op::List { prefix, after }, Purpose::List { attempt: 1 });
+        self.io.send(Op::List { prefix, after }, Purpose::List);
     }
 
-    fn on_list(&mut self, attempt: u32, op: Op, resp: Response) {
+    fn on_list(&mut self, request: Pending<Purpose>, resp: Response) {
         let items = match resp.into_list() {
             Ok(items) => items,
-            Err(e) => {
-                return self.retry(
-                    op,
-                    Purpose::List {
-                        attempt: attempt + 1,
-                    },
-                    attempt,
-                    &e,
-                )
-            }
+            Err(e) => return self.retry(request, &e),
         };
         let newest = items
             .iter()
@@ -204,31 +184,19 @@ impl Reader {
         match newest {
             Some(version) => {
                 let path = self.paths.manifest(version);
-                self.get(
-                    path,
-                    Purpose::Manifest {
-                        version,
-                        attempt: 1,
-                    },
-                );
+                self.get(path, Purpose::Manifest { version });
             }
             None => self.resume_walk(),
         }
     }
 
-    fn on_manifest(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+    fn on_manifest(&mut self, version: u64, request: Pending<Purpose>, resp: Response) {
         let path = self.paths.manifest(version);
         let body = match resp.into_get() {
             Ok(got) => got,
             // Collected after the list: a newer one exists.
             Err(e) if e.kind == StoreErrorKind::NotFound => return self.list_manifests(),
-            Err(e) => {
-                let next = Purpose::Manifest {
-                    version,
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         let m = match Manifest::decode(&body) {
             Ok(m) if m.version == version => m,
@@ -277,7 +245,7 @@ impl Reader {
         match self.todo.front() {
             Some(g) => {
                 let path = g.path.clone();
-                self.get(path, Purpose::Generation { attempt: 1 });
+                self.get(path, Purpose::Generation);
             }
             None => {
                 self.next_position = self.next_position.max(self.walk.position());
@@ -286,7 +254,7 @@ impl Reader {
         }
     }
 
-    fn on_generation(&mut self, attempt: u32, op: Op, resp: Response) {
+    fn on_generation(&mut self, request: Pending<Purpose>, resp: Response) {
         let Some(record) = self.todo.front().cloned() else {
             return;
         };
@@ -299,12 +267,7 @@ impl Reader {
                     reason: "generation named by the manifest is missing".into(),
                 })
             }
-            Err(e) => {
-                let next = Purpose::Generation {
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         if let Err(e) = record.verify(self.codec.as_ref(), &body) {
             return self.fail(e);
@@ -387,14 +350,7 @@ impl Reader {
         let wanted = self.walk.wanted(limit);
         for (position, token) in wanted {
             let path = self.paths.wal(position);
-            self.get(
-                path,
-                Purpose::Slot {
-                    position,
-                    token,
-                    attempt: 1,
-                },
-            );
+            self.get(path, Purpose::Slot { position, token });
         }
     }
 
@@ -413,7 +369,7 @@ impl Reader {
         }
     }
 
-    fn on_slot(&mut self, position: u64, token: u64, attempt: u32, op: Op, resp: Response) {
+    fn on_slot(&mut self, position: u64, token: u64, request: Pending<Purpose>, resp: Response) {
         if !self.walk.is_live(position, token) {
             return;
         }
@@ -424,14 +380,7 @@ impl Reader {
                 Err(fatal) => return self.fail(fatal),
             },
             Err(e) if e.kind == StoreErrorKind::NotFound => None,
-            Err(e) => {
-                let next = Purpose::Slot {
-                    position,
-                    token,
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         self.walk.arrived(position, token, entry);
         if self.phase == Phase::Walking {
@@ -449,20 +398,14 @@ impl Machine for Reader {
         if self.is_done() {
             return;
         }
-        let Some((purpose, op, response)) = self.io.take(id, response) else {
+        let Some((request, response)) = self.io.take(id, response) else {
             return;
         };
-        match purpose {
-            Purpose::List { attempt } => self.on_list(attempt, op, response),
-            Purpose::Manifest { version, attempt } => {
-                self.on_manifest(version, attempt, op, response)
-            }
-            Purpose::Generation { attempt } => self.on_generation(attempt, op, response),
-            Purpose::Slot {
-                position,
-                token,
-                attempt,
-            } => self.on_slot(position, token, attempt, op, response),
+        match request.purpose {
+            Purpose::List => self.on_list(request, response),
+            Purpose::Manifest { version } => self.on_manifest(version, request, response),
+            Purpose::Generation => self.on_generation(request, response),
+            Purpose::Slot { position, token } => self.on_slot(position, token, request, response),
         }
     }
 

@@ -5,11 +5,11 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Event, Purpose, PutOutcome, Writer};
-use crate::codec::{EntryHeader, EntryKind, PositionedRecords, Record};
+use super::{Event, PutTarget, Writer};
+use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords, Record};
 use crate::config::GroupCommit;
 use crate::error::FatalError;
-use crate::io::{Body, Op, Response, StoreError, StoreErrorKind};
+use crate::io::Body;
 
 /// Identifies an append of one writer; ids grow by one per accepted append, from 0.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -111,6 +111,11 @@ impl Pipeline {
         !self.open.is_empty() || !self.sealed.is_empty() || !self.slots.is_empty()
     }
 
+    /// The bytes of the entry being put at `position`.
+    pub(super) fn body(&self, position: u64) -> Option<&Body> {
+        self.slots.get(&position).map(|s| &s.body)
+    }
+
     /// Lowest position not yet durable among those issued, else the next to issue.
     pub(super) fn first_undurable(&self) -> u64 {
         self.slots
@@ -122,7 +127,7 @@ impl Pipeline {
 }
 
 impl Writer {
-    fn entry_header(&self, position: u64) -> EntryHeader {
+    pub(super) fn entry_header(&self, position: u64) -> EntryHeader {
         EntryHeader {
             kind: EntryKind::Data,
             epoch: self.epoch,
@@ -156,89 +161,30 @@ impl Writer {
                 position,
                 Slot {
                     batch,
-                    body: body.clone(),
+                    body,
                     durable: false,
                 },
             );
-            let path = self.paths.wal(position);
-            self.put_create(
-                path,
-                body,
-                Purpose::EntryPut {
-                    position,
-                    attempt: 1,
-                },
-            );
+            self.put(PutTarget::Entry { position });
         }
     }
 
-    pub(super) fn on_entry_put(&mut self, position: u64, attempt: u32, resp: Response) {
-        let path = self.paths.wal(position);
-        match self.put_outcome(resp, &path) {
-            Some(PutOutcome::Landed) => self.mark_durable(position),
-            Some(PutOutcome::ReadBack(put_error)) => {
-                let purpose = Purpose::EntryReadBack {
-                    position,
-                    attempt,
-                    put_error,
-                };
-                self.get(path, purpose);
-            }
-            None => {}
-        }
-    }
-
-    pub(super) fn on_entry_read_back(
-        &mut self,
-        position: u64,
-        attempt: u32,
-        put_error: StoreError,
-        op: Op,
-        resp: Response,
-    ) {
-        let path = self.paths.wal(position);
-        match resp.into_get() {
-            Ok(got) => {
-                let Some(entry) = self.decode_slot(position, got) else {
-                    return;
-                };
-                if entry.header == self.entry_header(position) {
-                    self.mark_durable(position);
-                } else if entry.header.epoch > self.epoch {
-                    self.fenced();
-                } else {
-                    self.fail(FatalError::ProtocolViolation {
-                        path,
-                        reason: alloc::format!(
-                            "an entry of epoch {} holds this writer's slot",
-                            entry.header.epoch
-                        ),
-                    });
-                }
-            }
-            Err(e) if e.kind == StoreErrorKind::NotFound => {
-                let Some(body) = self.pipeline.slots.get(&position).map(|s| s.body.clone()) else {
-                    return;
-                };
-                let next = Purpose::EntryPut {
-                    position,
-                    attempt: attempt + 1,
-                };
-                self.put_again(path, body, next, attempt, &put_error);
-            }
-            Err(e) => {
-                let next = Purpose::EntryReadBack {
-                    position,
-                    attempt: attempt + 1,
-                    put_error,
-                };
-                self.retry(op, next, attempt, &e);
-            }
+    /// Another entry holds this writer's slot: a newer epoch's fence or entry means fenced;
+    /// anything else breaks the protocol.
+    pub(super) fn entry_taken(&mut self, position: u64, theirs: Option<Entry>) {
+        let epoch = theirs.map_or(0, |e| e.header.epoch);
+        if epoch > self.epoch {
+            self.fenced();
+        } else {
+            self.fail(FatalError::ProtocolViolation {
+                path: self.paths.wal(position),
+                reason: alloc::format!("an entry of epoch {epoch} holds this writer's slot"),
+            });
         }
     }
 
     /// Marks a slot durable and acknowledges every entry below the watermark, in order.
-    fn mark_durable(&mut self, position: u64) {
+    pub(super) fn mark_durable(&mut self, position: u64) {
         if let Some(slot) = self.pipeline.slots.get_mut(&position) {
             slot.durable = true;
         }

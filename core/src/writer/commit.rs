@@ -1,15 +1,14 @@
-//! Manifest commits (claim, generation, truncate): create-if-absent at `version`, resolve
-//! ambiguity by reading back, then the post-commit check (PROTOCOL.md §3).
+//! Manifest commits (claim, generation, truncate): create-if-absent at `version` (the put and
+//! its read-back are in `put.rs`), then the post-commit check (PROTOCOL.md §3).
 
-use bytes::Bytes;
-
-use super::{Purpose, PutOutcome, Writer};
-use crate::io::{Op, Response, StoreError, StoreErrorKind};
+use super::{Purpose, PutTarget, Writer};
+use crate::io::{Body, Op, Response};
 use crate::manifest::Manifest;
+use crate::requests::Pending;
 
 pub(super) struct Commit {
     pub(super) manifest: Manifest,
-    body: Bytes,
+    body: Body,
     pub(super) kind: CommitKind,
 }
 
@@ -26,89 +25,45 @@ pub(super) enum CommitKind {
 impl Writer {
     pub(super) fn start_commit(&mut self, manifest: Manifest, kind: CommitKind) {
         let version = manifest.version;
-        let body = manifest.encode();
+        let body = manifest.encode().into();
         self.commit = Some(Commit {
             manifest,
-            body: body.clone(),
+            body,
             kind,
         });
-        let path = self.paths.manifest(version);
-        self.put_create(
-            path,
-            body,
-            Purpose::ManifestPut {
-                version,
-                attempt: 1,
-            },
-        );
+        self.put(PutTarget::Manifest { version });
+    }
+
+    /// The bytes of the commit at `version`, while it runs.
+    pub(super) fn commit_body(&self, version: u64) -> Option<&Body> {
+        self.commit
+            .as_ref()
+            .filter(|c| c.manifest.version == version)
+            .map(|c| &c.body)
     }
 
     /// Another writer's version is there: a claim starts over, anything else means fenced.
-    fn lost_race(&mut self) {
+    pub(super) fn lost_race(&mut self) {
         match self.commit.take().map(|c| c.kind) {
             Some(CommitKind::Claim) => self.start_open(),
             _ => self.fenced(),
         }
     }
 
-    pub(super) fn on_manifest_put(&mut self, version: u64, attempt: u32, resp: Response) {
-        let path = self.paths.manifest(version);
-        match self.put_outcome(resp, &path) {
-            Some(PutOutcome::Landed) => self.post_check(version, 1),
-            Some(PutOutcome::ReadBack(put_error)) => {
-                let purpose = Purpose::ManifestReadBack {
-                    version,
-                    attempt,
-                    put_error,
-                };
-                self.get(path, purpose);
-            }
-            None => {}
-        }
-    }
-
-    pub(super) fn on_manifest_read_back(
-        &mut self,
-        version: u64,
-        attempt: u32,
-        put_error: StoreError,
-        op: Op,
-        resp: Response,
-    ) {
-        let Some(body) = self.commit.as_ref().map(|c| c.body.clone()) else {
-            return;
-        };
-        match resp.into_get() {
-            Ok(got) if got == body => self.post_check(version, 1),
-            Ok(_) => self.lost_race(),
-            Err(e) if e.kind == StoreErrorKind::NotFound => {
-                let next = Purpose::ManifestPut {
-                    version,
-                    attempt: attempt + 1,
-                };
-                let path = self.paths.manifest(version);
-                self.put_again(path, body, next, attempt, &put_error);
-            }
-            Err(e) => {
-                let next = Purpose::ManifestReadBack {
-                    version,
-                    attempt: attempt + 1,
-                    put_error,
-                };
-                self.retry(op, next, attempt, &e);
-            }
-        }
-    }
-
-    fn post_check(&mut self, version: u64, attempt: u32) {
+    pub(super) fn post_check(&mut self, version: u64) {
         let op = Op::List {
             prefix: self.paths.manifest_dir(),
             after: Some(self.paths.manifest(version)),
         };
-        self.io.send(op, Purpose::PostCheck { version, attempt });
+        self.io.send(op, Purpose::PostCheck { version });
     }
 
-    pub(super) fn on_post_check(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+    pub(super) fn on_post_check(
+        &mut self,
+        version: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
         match resp.into_list() {
             Ok(items) => {
                 let newer = items.iter().any(|m| {
@@ -124,13 +79,7 @@ impl Writer {
                     self.committed(version);
                 }
             }
-            Err(e) => {
-                let next = Purpose::PostCheck {
-                    version,
-                    attempt: attempt + 1,
-                };
-                self.retry(op, next, attempt, &e);
-            }
+            Err(e) => self.retry(request, &e),
         }
     }
 
@@ -146,15 +95,5 @@ impl Writer {
             CommitKind::Truncate => self.on_truncated(),
         }
         self.collect_manifests();
-    }
-
-    fn collect_manifests(&mut self) {
-        while self.manifest_versions.len() > self.cfg.keep_manifests as usize {
-            let Some(old) = self.manifest_versions.pop_first() else {
-                break;
-            };
-            let path = self.paths.manifest(old);
-            self.delete(path);
-        }
     }
 }

@@ -1,23 +1,23 @@
-//! The memtable, generations, cursor commits and GC of WAL slots below the cursor.
+//! The memtable, its generations and the cursor commits (a generation's, or a WAL-only
+//! truncate's); what a commit frees is collected in `gc.rs`.
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
-use bytes::Bytes;
 use core::time::Duration;
 
 use super::commit::CommitKind;
-use super::{Event, Phase, Purpose, PutOutcome, Writer};
+use super::{Event, Phase, PutTarget, Writer};
 use crate::codec::{GenerationHeader, PositionedRecords};
 use crate::crc32c::to_hex8;
 use crate::error::{CommandError, FatalError};
-use crate::io::{Op, Response, StoreError, StoreErrorKind};
+use crate::io::Body;
 use crate::manifest::GenerationRecord;
 
 /// A memtable frozen into a generation, waiting for its put and its commit.
 struct Frozen {
     entries: Vec<PositionedRecords>,
     bytes: usize,
-    body: Bytes,
+    body: Body,
     record: GenerationRecord,
     written: bool,
 }
@@ -58,6 +58,21 @@ impl Memtable {
             .iter()
             .flat_map(|f| f.entries.iter())
             .chain(self.active.iter())
+    }
+
+    /// The bytes of frozen generation `id`, until it is committed.
+    pub(super) fn body(&self, id: u64) -> Option<&Body> {
+        self.frozen
+            .iter()
+            .find(|f| f.record.id == id)
+            .map(|f| &f.body)
+    }
+
+    /// Generation `id` is in the store: it may be committed.
+    pub(super) fn mark_written(&mut self, id: u64) {
+        if let Some(f) = self.frozen.iter_mut().find(|f| f.record.id == id) {
+            f.written = true;
+        }
     }
 }
 
@@ -101,7 +116,7 @@ impl Writer {
         };
         let record = GenerationRecord {
             id,
-            path: path.clone(),
+            path,
             first_position,
             last_position,
             entries: entries.len() as u64,
@@ -119,76 +134,12 @@ impl Writer {
         self.memtable.frozen.push_back(Frozen {
             entries,
             bytes,
-            body: body.clone(),
+            body: body.into(),
             record,
             written: false,
         });
-        self.put_create(path, body, Purpose::GenPut { id, attempt: 1 });
+        self.put(PutTarget::Generation { id });
         Some(id)
-    }
-
-    fn frozen_mut(&mut self, id: u64) -> Option<&mut Frozen> {
-        self.memtable.frozen.iter_mut().find(|f| f.record.id == id)
-    }
-
-    pub(super) fn on_gen_put(&mut self, id: u64, attempt: u32, op: Op, resp: Response) {
-        let path = Self::path_of(&op);
-        match self.put_outcome(resp, &path) {
-            Some(PutOutcome::Landed) => {
-                if let Some(f) = self.frozen_mut(id) {
-                    f.written = true;
-                }
-            }
-            Some(PutOutcome::ReadBack(put_error)) => {
-                let purpose = Purpose::GenReadBack {
-                    id,
-                    attempt,
-                    put_error,
-                };
-                self.get(path, purpose);
-            }
-            None => {}
-        }
-    }
-
-    pub(super) fn on_gen_read_back(
-        &mut self,
-        id: u64,
-        attempt: u32,
-        put_error: StoreError,
-        op: Op,
-        resp: Response,
-    ) {
-        let path = Self::path_of(&op);
-        let Some(body) = self.frozen_mut(id).map(|f| f.body.clone()) else {
-            return;
-        };
-        match resp.into_get() {
-            Ok(got) if got == body => {
-                if let Some(f) = self.frozen_mut(id) {
-                    f.written = true;
-                }
-            }
-            Ok(_) => self.fail(FatalError::ProtocolViolation {
-                path,
-                reason: "another object holds this writer's generation name".into(),
-            }),
-            Err(e) if e.kind == StoreErrorKind::NotFound => {
-                let next = Purpose::GenPut {
-                    id,
-                    attempt: attempt + 1,
-                };
-                self.put_again(path, body, next, attempt, &put_error);
-            }
-            Err(e) => {
-                let next = Purpose::GenReadBack {
-                    id,
-                    attempt: attempt + 1,
-                    put_error,
-                };
-                self.retry(op, next, attempt, &e);
-            }
-        }
     }
 
     /// Highest fence epoch below `cursor` (data of older epochs at or past it are orphans).
@@ -253,40 +204,6 @@ impl Writer {
         self.collect_wal();
         let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
         self.events.push_back(Event::Truncated { replay_cursor });
-    }
-
-    /// Deletes the data slots below the committed cursor. Fences are never deleted.
-    fn collect_wal(&mut self) {
-        let cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
-        while let Some(&p) = self.live_positions.front() {
-            if p >= cursor {
-                break;
-            }
-            self.live_positions.pop_front();
-            let path = self.paths.wal(p);
-            self.delete(path);
-        }
-    }
-
-    pub(super) fn delete(&mut self, path: alloc::string::String) {
-        self.io
-            .send(Op::Delete { path }, Purpose::Delete { attempt: 1 });
-    }
-
-    pub(super) fn on_delete(&mut self, attempt: u32, op: Op, resp: Response) {
-        match resp.into_delete() {
-            Ok(()) => {}
-            Err(e) if e.kind == StoreErrorKind::NotFound => {}
-            Err(_) if attempt < self.cfg.retry.attempts => {
-                let policy = self.cfg.retry.clone();
-                let next = Purpose::Delete {
-                    attempt: attempt + 1,
-                };
-                self.io
-                    .send_after_backoff(self.now, &policy, attempt, op, next);
-            }
-            Err(_) => self.stats.gc_failures += 1,
-        }
     }
 
     /// WAL-only: drops every entry below `position` by moving the cursor (committed in the

@@ -27,7 +27,9 @@
 mod append;
 mod commit;
 mod flush;
+mod gc;
 mod open;
+mod put;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeSet, VecDeque};
@@ -38,14 +40,15 @@ use core::time::Duration;
 use crate::codec::{Codec, PositionedRecords, Record};
 use crate::config::WriterConfig;
 use crate::error::{AppendError, CommandError, ConfigError, FatalError};
-use crate::io::{Body, Op, RequestId, Response, StoreError, StoreErrorKind};
+use crate::io::{Body, Op, RequestId, Response, StoreError};
 use crate::machine::{earliest, Machine, Output};
 use crate::manifest::Manifest;
 use crate::paths::Paths;
-use crate::plumbing::{IoCounters, Plumbing};
+use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::Walk;
 
 pub use append::AppendId;
+use put::PutTarget;
 
 /// What a writer reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,80 +133,34 @@ enum Phase {
     Failed(FatalError),
 }
 
-/// How a create-if-absent put ended.
-enum PutOutcome {
-    /// The object is ours.
-    Landed,
-    /// Taken or unknown (the put's error): read the object back.
-    ReadBack(StoreError),
-}
-
-/// What each request was for.
+/// What each request was for. (Its attempt is kept by the request table.)
 #[derive(Clone, Debug)]
 enum Purpose {
-    ListManifests {
-        attempt: u32,
-    },
+    ListManifests,
     GetManifest {
         version: u64,
-        attempt: u32,
     },
-    ManifestPut {
-        version: u64,
-        attempt: u32,
+    /// A create-if-absent put (put.rs).
+    Put {
+        target: PutTarget,
     },
-    ManifestReadBack {
-        version: u64,
-        attempt: u32,
+    /// Reading a put's target back: the put was taken or its outcome unknown.
+    ReadBack {
+        target: PutTarget,
         /// Why the put is being read back (reported if it never lands).
         put_error: StoreError,
     },
     PostCheck {
         version: u64,
-        attempt: u32,
     },
     WalkGet {
         position: u64,
         token: u64,
-        attempt: u32,
-    },
-    FencePut {
-        position: u64,
-        attempt: u32,
-    },
-    FenceReadBack {
-        position: u64,
-        attempt: u32,
-        /// Why the put is being read back (reported if it never lands).
-        put_error: StoreError,
     },
     FenceCheck {
         position: u64,
-        attempt: u32,
     },
-    EntryPut {
-        position: u64,
-        attempt: u32,
-    },
-    EntryReadBack {
-        position: u64,
-        attempt: u32,
-        /// Why the put is being read back (reported if it never lands).
-        put_error: StoreError,
-    },
-    GenPut {
-        id: u64,
-        attempt: u32,
-    },
-    GenReadBack {
-        id: u64,
-        attempt: u32,
-        /// Why the put is being read back (reported if it never lands).
-        put_error: StoreError,
-    },
-    Delete {
-        attempt: u32,
-    },
+    Delete,
 }
 
 /// The sans-I/O writer of one log.
@@ -212,7 +169,7 @@ pub struct Writer {
     codec: Box<dyn Codec>,
     paths: Paths,
     nonce: u64,
-    io: Plumbing<Purpose>,
+    io: Requests<Purpose>,
     events: VecDeque<Event>,
     phase: Phase,
     now: Duration,
@@ -223,8 +180,9 @@ pub struct Writer {
     manifest_versions: BTreeSet<u64>,
     open_attempts: u32,
     walk: Option<Walk>,
-    /// The slot where this writer's fence is being put (the walk waits on it).
-    fence_at: Option<u64>,
+    /// The slot where this writer's fence is being put, and the fence's bytes (the walk
+    /// waits on it).
+    fence_at: Option<(u64, Body)>,
     replayed: (u64, u64),
     /// Fences walked or written: (position, epoch).
     fences: Vec<(u64, u64)>,
@@ -250,7 +208,7 @@ impl Writer {
         now: Duration,
     ) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        let mut io = Plumbing::new(seed);
+        let mut io = Requests::new(seed, cfg.retry.clone());
         let nonce = io.random();
         let mut w = Writer {
             paths: Paths::new(&cfg.prefix),
@@ -375,114 +333,33 @@ impl Writer {
         }
     }
 
-    /// Re-sends `op` after a backoff, or fails once the retry budget is spent.
-    fn retry(&mut self, op: Op, purpose: Purpose, attempt: u32, last: &StoreError) {
-        if attempt >= self.cfg.retry.attempts {
-            let path = Self::path_of(&op);
-            self.fail(Self::store_fatal(path, last));
-            return;
+    /// Re-sends a request after a backoff, or fails with `last` once its retry budget is
+    /// spent.
+    fn retry(&mut self, request: Pending<Purpose>, last: &StoreError) {
+        if let Err(request) = self.io.retry(self.now, request) {
+            self.fail(Self::store_fatal(Self::path_of(&request.op), last));
         }
-        let policy = self.cfg.retry.clone();
-        self.io
-            .send_after_backoff(self.now, &policy, attempt, op, purpose);
-    }
-
-    /// How a create-if-absent put ended; `None` once the writer failed (the store cannot do
-    /// conditional puts).
-    fn put_outcome(&mut self, resp: Response, path: &str) -> Option<PutOutcome> {
-        match resp.into_put() {
-            Ok(_) => Some(PutOutcome::Landed),
-            Err(e) if e.kind == StoreErrorKind::NotSupported => {
-                self.fail(FatalError::Unsupported {
-                    path: path.into(),
-                    message: e.message,
-                });
-                None
-            }
-            // Taken, or unknown: the object's content decides. (object_store may retry a
-            // create that landed and report AlreadyExists for our own object.)
-            Err(e) => Some(PutOutcome::ReadBack(e)),
-        }
-    }
-
-    /// A read-back found nothing: put the same bytes again after a backoff.
-    fn put_again(
-        &mut self,
-        path: String,
-        body: impl Into<Body>,
-        purpose: Purpose,
-        attempt: u32,
-        last: &StoreError,
-    ) {
-        let put = Op::Put {
-            path,
-            body: body.into(),
-        };
-        self.retry(put, purpose, attempt, last);
     }
 
     fn get(&mut self, path: String, purpose: Purpose) -> RequestId {
         self.io.send(Op::Get { path }, purpose)
     }
 
-    fn put_create(&mut self, path: String, body: impl Into<Body>, purpose: Purpose) -> RequestId {
-        self.io.send(
-            Op::Put {
-                path,
-                body: body.into(),
-            },
-            purpose,
-        )
-    }
-
-    fn dispatch(&mut self, purpose: Purpose, op: Op, response: Response) {
-        match purpose {
-            Purpose::ListManifests { attempt } => self.on_list_manifests(attempt, op, response),
-            Purpose::GetManifest { version, attempt } => {
-                self.on_get_manifest(version, attempt, op, response)
+    fn dispatch(&mut self, request: Pending<Purpose>, response: Response) {
+        match &request.purpose {
+            Purpose::ListManifests => self.on_list_manifests(request, response),
+            Purpose::GetManifest { version } => self.on_get_manifest(*version, request, response),
+            Purpose::Put { target } => self.on_put(*target, request, response),
+            Purpose::ReadBack { target, put_error } => {
+                let (target, put_error) = (*target, put_error.clone());
+                self.on_read_back(target, put_error, request, response)
             }
-            Purpose::ManifestPut { version, attempt } => {
-                self.on_manifest_put(version, attempt, response)
+            Purpose::PostCheck { version } => self.on_post_check(*version, request, response),
+            Purpose::WalkGet { position, token } => {
+                self.on_walk_get(*position, *token, request, response)
             }
-            Purpose::ManifestReadBack {
-                version,
-                attempt,
-                put_error,
-            } => self.on_manifest_read_back(version, attempt, put_error, op, response),
-            Purpose::PostCheck { version, attempt } => {
-                self.on_post_check(version, attempt, op, response)
-            }
-            Purpose::WalkGet {
-                position,
-                token,
-                attempt,
-            } => self.on_walk_get(position, token, attempt, op, response),
-            Purpose::FencePut { position, attempt } => {
-                self.on_fence_put(position, attempt, response)
-            }
-            Purpose::FenceReadBack {
-                position,
-                attempt,
-                put_error,
-            } => self.on_fence_read_back(position, attempt, put_error, op, response),
-            Purpose::FenceCheck { position, attempt } => {
-                self.on_fence_check(position, attempt, op, response)
-            }
-            Purpose::EntryPut { position, attempt } => {
-                self.on_entry_put(position, attempt, response)
-            }
-            Purpose::EntryReadBack {
-                position,
-                attempt,
-                put_error,
-            } => self.on_entry_read_back(position, attempt, put_error, op, response),
-            Purpose::GenPut { id, attempt } => self.on_gen_put(id, attempt, op, response),
-            Purpose::GenReadBack {
-                id,
-                attempt,
-                put_error,
-            } => self.on_gen_read_back(id, attempt, put_error, op, response),
-            Purpose::Delete { attempt } => self.on_delete(attempt, op, response),
+            Purpose::FenceCheck { position } => self.on_fence_check(*position, request, response),
+            Purpose::Delete => self.on_delete(request, response),
         }
     }
 
@@ -642,10 +519,10 @@ impl Machine for Writer {
         if !self.is_live() {
             return;
         }
-        let Some((purpose, op, response)) = self.io.take(id, response) else {
+        let Some((request, response)) = self.io.take(id, response) else {
             return;
         };
-        self.dispatch(purpose, op, response);
+        self.dispatch(request, response);
         self.after_input();
     }
 

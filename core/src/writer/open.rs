@@ -5,11 +5,12 @@ use alloc::format;
 use alloc::string::ToString;
 
 use super::commit::CommitKind;
-use super::{Event, Phase, Purpose, PutOutcome, Writer};
+use super::{Event, Phase, Purpose, PutTarget, Writer};
 use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
 use crate::error::FatalError;
-use crate::io::{Op, Response, StoreError, StoreErrorKind};
+use crate::io::{Body, Op, Response, StoreErrorKind};
 use crate::manifest::{encode_hex, Manifest, ManifestError, FORMAT};
+use crate::requests::Pending;
 use crate::walk::{decode_slot, Step, Walk};
 
 impl Writer {
@@ -25,23 +26,14 @@ impl Writer {
                 prefix,
                 after: None,
             },
-            Purpose::ListManifests { attempt: 1 },
+            Purpose::ListManifests,
         );
     }
 
-    pub(super) fn on_list_manifests(&mut self, attempt: u32, op: Op, response: Response) {
+    pub(super) fn on_list_manifests(&mut self, request: Pending<Purpose>, response: Response) {
         let items = match response.into_list() {
             Ok(items) => items,
-            Err(e) => {
-                return self.retry(
-                    op,
-                    Purpose::ListManifests {
-                        attempt: attempt + 1,
-                    },
-                    attempt,
-                    &e,
-                )
-            }
+            Err(e) => return self.retry(request, &e),
         };
         self.manifest_versions.clear();
         for meta in items {
@@ -61,13 +53,7 @@ impl Writer {
             None => self.create_log(),
             Some(version) => {
                 let path = self.paths.manifest(version);
-                self.get(
-                    path,
-                    Purpose::GetManifest {
-                        version,
-                        attempt: 1,
-                    },
-                );
+                self.get(path, Purpose::GetManifest { version });
             }
         }
     }
@@ -91,19 +77,18 @@ impl Writer {
         self.start_commit(m, CommitKind::Claim);
     }
 
-    pub(super) fn on_get_manifest(&mut self, version: u64, attempt: u32, op: Op, resp: Response) {
+    pub(super) fn on_get_manifest(
+        &mut self,
+        version: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
         let path = self.paths.manifest(version);
         let got = match resp.into_get() {
             Ok(got) => got,
             // Collected between list and get: a newer version exists, start over.
             Err(e) if e.kind == StoreErrorKind::NotFound => return self.start_open(),
-            Err(e) => {
-                let next = Purpose::GetManifest {
-                    version,
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         let m = match Manifest::decode(&got) {
             Ok(m) => m,
@@ -179,8 +164,7 @@ impl Writer {
         &mut self,
         position: u64,
         token: u64,
-        attempt: u32,
-        op: Op,
+        request: Pending<Purpose>,
         resp: Response,
     ) {
         if !self
@@ -196,14 +180,7 @@ impl Writer {
                 None => return, // failed
             },
             Err(e) if e.kind == StoreErrorKind::NotFound => None,
-            Err(e) => {
-                let next = Purpose::WalkGet {
-                    position,
-                    token,
-                    attempt: attempt + 1,
-                };
-                return self.retry(op, next, attempt, &e);
-            }
+            Err(e) => return self.retry(request, &e),
         };
         if let Some(walk) = self.walk.as_mut() {
             walk.arrived(position, token, entry);
@@ -247,8 +224,7 @@ impl Writer {
                 }
                 Step::End(position) => {
                     if self.fence_at.is_none() {
-                        self.fence_at = Some(position);
-                        self.put_fence(position, 1);
+                        self.place_fence(position);
                     }
                     return;
                 }
@@ -262,12 +238,7 @@ impl Writer {
             .unwrap_or_default();
         for (position, token) in wanted {
             let path = self.paths.wal(position);
-            let purpose = Purpose::WalkGet {
-                position,
-                token,
-                attempt: 1,
-            };
-            self.get(path, purpose);
+            self.get(path, Purpose::WalkGet { position, token });
         }
     }
 
@@ -284,7 +255,7 @@ impl Writer {
         }
     }
 
-    fn fence_header(&self, position: u64) -> EntryHeader {
+    pub(super) fn fence_header(&self, position: u64) -> EntryHeader {
         EntryHeader {
             kind: EntryKind::Fence {
                 window: self.window,
@@ -295,90 +266,52 @@ impl Writer {
         }
     }
 
-    fn put_fence(&mut self, position: u64, attempt: u32) {
+    /// Puts this writer's fence at the walk's first empty slot.
+    fn place_fence(&mut self, position: u64) {
         let body = match self.codec.encode_entry(&self.fence_header(position), &[]) {
             Ok(b) => b,
             Err(e) => return self.fail(FatalError::from_codec(self.paths.wal(position), e)),
         };
-        let path = self.paths.wal(position);
-        self.put_create(path, body, Purpose::FencePut { position, attempt });
+        self.fence_at = Some((position, body));
+        self.put(PutTarget::Fence { position });
     }
 
-    pub(super) fn on_fence_put(&mut self, position: u64, attempt: u32, resp: Response) {
-        if self.fence_at != Some(position) {
-            return;
-        }
-        let path = self.paths.wal(position);
-        match self.put_outcome(resp, &path) {
-            Some(PutOutcome::Landed) => self.check_fence(position, 1),
-            Some(PutOutcome::ReadBack(put_error)) => {
-                let purpose = Purpose::FenceReadBack {
-                    position,
-                    attempt,
-                    put_error,
-                };
-                self.get(path, purpose);
-            }
-            None => {}
-        }
+    /// The bytes of the fence being put at `position`.
+    pub(super) fn fence_body(&self, position: u64) -> Option<&Body> {
+        self.fence_at
+            .as_ref()
+            .filter(|(at, _)| *at == position)
+            .map(|(_, body)| body)
     }
 
-    pub(super) fn on_fence_read_back(
-        &mut self,
-        position: u64,
-        attempt: u32,
-        put_error: StoreError,
-        op: Op,
-        resp: Response,
-    ) {
-        if self.fence_at != Some(position) {
-            return;
+    /// Someone else's entry landed in the fence's slot first: it is part of the walk, which
+    /// goes on.
+    pub(super) fn fence_taken(&mut self, theirs: Option<Entry>) {
+        self.fence_at = None;
+        if let (Some(walk), Some(entry)) = (self.walk.as_mut(), theirs) {
+            walk.fill_end(entry);
         }
-        match resp.into_get() {
-            Ok(got) => {
-                let Some(entry) = self.decode_slot(position, got) else {
-                    return;
-                };
-                if entry.header == self.fence_header(position) {
-                    return self.check_fence(position, 1);
-                }
-                // Someone else's entry landed first: it is part of the walk.
-                self.fence_at = None;
-                if let Some(walk) = self.walk.as_mut() {
-                    walk.fill_end(entry);
-                }
-                self.drive_walk();
-            }
-            Err(e) if e.kind == StoreErrorKind::NotFound => {
-                if attempt >= self.cfg.retry.attempts {
-                    return self.fail(Self::store_fatal(self.paths.wal(position), &put_error));
-                }
-                self.put_fence(position, attempt + 1);
-            }
-            Err(e) => {
-                let next = Purpose::FenceReadBack {
-                    position,
-                    attempt: attempt + 1,
-                    put_error,
-                };
-                self.retry(op, next, attempt, &e);
-            }
-        }
+        self.drive_walk();
     }
 
     /// The fence landed. A newer writer may have claimed the log and collected slots of our
     /// walk meanwhile (a collected slot reads as empty, and our fence may then have filled it):
     /// own the log only if no newer manifest exists now.
-    fn check_fence(&mut self, position: u64, attempt: u32) {
+    pub(super) fn check_fence(&mut self, position: u64) {
         let version = self.manifest.as_ref().map_or(0, |m| m.version);
         let op = Op::List {
             prefix: self.paths.manifest_dir(),
             after: Some(self.paths.manifest(version)),
         };
-        self.io.send(op, Purpose::FenceCheck { position, attempt });
+        self.io.send(op, Purpose::FenceCheck { position });
     }
 
-    pub(super) fn on_fence_check(&mut self, position: u64, attempt: u32, op: Op, resp: Response) {
+    pub(super) fn on_fence_check(
+        &mut self,
+        position: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
         match resp.into_list() {
             Ok(items)
                 if items
@@ -388,13 +321,7 @@ impl Writer {
                 self.fenced()
             }
             Ok(_) => self.become_ready(position),
-            Err(e) => {
-                let next = Purpose::FenceCheck {
-                    position,
-                    attempt: attempt + 1,
-                };
-                self.retry(op, next, attempt, &e);
-            }
+            Err(e) => self.retry(request, &e),
         }
     }
 

@@ -1,0 +1,53 @@
+//! GC (PROTOCOL.md §4 "GC"): after a commit passed its post-check, delete the WAL data slots
+//! below the new cursor that this writer read or wrote, and manifest versions older than the
+//! newest `keep_manifests`. A fence is never deleted. A delete that keeps failing leaves
+//! garbage behind and is counted (`gc_failures`); it never fails the writer.
+
+use alloc::string::String;
+
+use super::{Purpose, Writer};
+use crate::io::{Op, Response, StoreErrorKind};
+use crate::requests::Pending;
+
+impl Writer {
+    /// Deletes the data slots below the committed cursor. Fences are never deleted.
+    pub(super) fn collect_wal(&mut self) {
+        let cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
+        while let Some(&p) = self.live_positions.front() {
+            if p >= cursor {
+                break;
+            }
+            self.live_positions.pop_front();
+            let path = self.paths.wal(p);
+            self.delete(path);
+        }
+    }
+
+    fn delete(&mut self, path: String) {
+        self.io.send(Op::Delete { path }, Purpose::Delete);
+    }
+
+    /// A delete that keeps failing leaves garbage behind (counted), never fails the writer.
+    pub(super) fn on_delete(&mut self, request: Pending<Purpose>, resp: Response) {
+        match resp.into_delete() {
+            Ok(()) => {}
+            Err(e) if e.kind == StoreErrorKind::NotFound => {}
+            Err(_) => {
+                if self.io.retry(self.now, request).is_err() {
+                    self.stats.gc_failures += 1;
+                }
+            }
+        }
+    }
+
+    /// Deletes manifest versions older than the newest `keep_manifests`.
+    pub(super) fn collect_manifests(&mut self) {
+        while self.manifest_versions.len() > self.cfg.keep_manifests as usize {
+            let Some(old) = self.manifest_versions.pop_first() else {
+                break;
+            };
+            let path = self.paths.manifest(old);
+            self.delete(path);
+        }
+    }
+}
