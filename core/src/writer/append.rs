@@ -196,7 +196,7 @@ impl Writer {
             let slot = entry.remove();
             self.pipeline.slot_bytes -= slot.batch.bytes;
             self.pipeline.durable_position = Some(position);
-            self.stats.entries_written += 1;
+            self.counters.entries_written += 1;
             self.live_positions.push_back(position);
             if !self.cfg.wal_only {
                 self.memtable.push(PositionedRecords {

@@ -191,7 +191,7 @@ impl Writer {
             return;
         };
         self.memtable.frozen_bytes -= f.bytes;
-        self.stats.generations_committed += 1;
+        self.counters.generations_committed += 1;
         self.collect_wal();
         let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
         self.events.push_back(Event::Flushed {

@@ -34,7 +34,7 @@ impl Writer {
             Err(e) if e.kind == StoreErrorKind::NotFound => {}
             Err(_) => {
                 if self.io.retry(self.now, request).is_err() {
-                    self.stats.gc_failures += 1;
+                    self.counters.gc_failures += 1;
                 }
             }
         }

@@ -94,6 +94,16 @@ pub enum Event {
     Fatal(FatalError),
 }
 
+/// What a writer counts as it goes (the gauges of [`WriterStats`] are read off its state).
+#[derive(Clone, Debug, Default)]
+struct Counters {
+    appends: u64,
+    appended_bytes: u64,
+    entries_written: u64,
+    generations_committed: u64,
+    gc_failures: u64,
+}
+
 /// Counters and gauges of a writer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriterStats {
@@ -195,7 +205,7 @@ pub struct Writer {
     closing: bool,
     /// Bytes of the last append refused for backpressure, until there is room for them.
     blocked: Option<usize>,
-    stats: WriterStats,
+    counters: Counters,
 }
 
 impl Writer {
@@ -235,7 +245,7 @@ impl Writer {
             pending_truncate: None,
             closing: false,
             blocked: None,
-            stats: WriterStats::default(),
+            counters: Counters::default(),
         };
         w.start_open();
         Ok(w)
@@ -287,16 +297,22 @@ impl Writer {
 
     /// Counters and gauges.
     pub fn stats(&self) -> WriterStats {
-        let mut s = self.stats.clone();
-        s.io = self.io.counters;
-        s.requests_in_flight = self.io.in_flight();
-        s.entries_in_flight = self.pipeline.in_flight();
-        s.unflushed_bytes = self.unflushed();
-        s.epoch = self.epoch;
-        s.next_position = self.pipeline.next_position;
-        s.durable_position = self.pipeline.durable_position;
-        s.replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
-        s
+        let c = &self.counters;
+        WriterStats {
+            appends: c.appends,
+            appended_bytes: c.appended_bytes,
+            entries_written: c.entries_written,
+            generations_committed: c.generations_committed,
+            gc_failures: c.gc_failures,
+            io: self.io.counters,
+            requests_in_flight: self.io.in_flight(),
+            entries_in_flight: self.pipeline.in_flight(),
+            unflushed_bytes: self.unflushed(),
+            epoch: self.epoch,
+            next_position: self.pipeline.next_position,
+            durable_position: self.pipeline.durable_position,
+            replay_cursor: self.manifest.as_ref().map_or(0, |m| m.replay_cursor),
+        }
     }
 
     // ---- shared helpers ------------------------------------------------------------------
@@ -432,8 +448,8 @@ impl Writer {
                 budget: self.cfg.unflushed_budget,
             });
         }
-        self.stats.appends += 1;
-        self.stats.appended_bytes += size as u64;
+        self.counters.appends += 1;
+        self.counters.appended_bytes += size as u64;
         let id = self
             .pipeline
             .push(records, self.now, &self.cfg.group_commit);
