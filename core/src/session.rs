@@ -72,6 +72,8 @@ pub struct Session {
     /// Flushes asked for while appends were blocked: they run once none is.
     deferred: Vec<Reply<()>>,
     generations: Vec<(u64, Reply<Option<u64>>)>,
+    /// WAL-only truncates by position, answered once the committed cursor reaches it.
+    truncates: Vec<(u64, Reply<u64>)>,
     closing: Option<Reply<()>>,
     blocked: VecDeque<Blocked>,
     backpressure_timeout: Duration,
@@ -112,6 +114,7 @@ impl Session {
             flushes: Vec::new(),
             deferred: Vec::new(),
             generations: Vec::new(),
+            truncates: Vec::new(),
             closing: None,
             blocked: VecDeque::new(),
             backpressure_timeout,
@@ -171,6 +174,25 @@ impl Session {
         match self.machine.flush_memtable(now) {
             Ok(Some(id)) => self.generations.push((id, reply)),
             Ok(None) => reply(Ok(None)),
+            Err(e) => reply(Err(e.into())),
+        }
+        self.settle();
+    }
+
+    /// WAL-only: drops every entry below `position` by moving the replay cursor there (or to
+    /// the first entry past it); `reply` with the committed cursor once the manifest holds it,
+    /// at once if the cursor is already there. Refused at once outside
+    /// `min = cursor ..= max = first position not yet durable` (`OutOfRange`), with a
+    /// memtable (`WrongMode`) or before the writer is ready.
+    pub fn truncate(&mut self, position: u64, reply: Reply<u64>, now: Duration) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.failed.clone() {
+            return reply(Err(e));
+        }
+        let cursor = self.machine.manifest().map_or(0, |m| m.replay_cursor);
+        match self.machine.truncate(position, now) {
+            Ok(()) if position <= cursor => reply(Ok(cursor)),
+            Ok(()) => self.truncates.push((position, reply)),
             Err(e) => reply(Err(e.into())),
         }
         self.settle();
@@ -309,15 +331,26 @@ impl Session {
                 done.into_iter()
                     .for_each(|(id, r): (_, Reply<Option<u64>>)| r(Ok(Some(id))));
             }
+            Event::Truncated { replay_cursor } => {
+                let (done, waiting) = core::mem::take(&mut self.truncates)
+                    .into_iter()
+                    .partition(|(to, _)| *to <= replay_cursor);
+                self.truncates = waiting;
+                done.into_iter()
+                    .for_each(|(_, r): (_, Reply<u64>)| r(Ok(replay_cursor)));
+            }
             Event::Writable => self.unblock(now),
             Event::Closed => {
                 self.failed = Some(Error::Closed);
+                // Close drains commits first, so none should wait; none is left unanswered.
+                for (_, r) in core::mem::take(&mut self.truncates) {
+                    r(Err(Error::Closed));
+                }
                 if let Some(r) = self.closing.take() {
                     r(Ok(()));
                 }
             }
             Event::Fatal(f) => self.fail_all(f.into()),
-            _ => {}
         }
     }
 
@@ -339,6 +372,9 @@ impl Session {
             r(Err(e.clone()));
         }
         for (_, r) in core::mem::take(&mut self.generations) {
+            r(Err(e.clone()));
+        }
+        for (_, r) in core::mem::take(&mut self.truncates) {
             r(Err(e.clone()));
         }
         if matches!(e, Error::Fenced { .. }) {

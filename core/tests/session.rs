@@ -176,3 +176,46 @@ fn zero_row_records_are_left_out_and_an_append_of_no_rows_is_refused() {
         "the zero-row record was left out"
     );
 }
+
+#[test]
+fn a_wal_only_truncate_is_answered_once_the_cursor_is_committed() {
+    let mut store = MemStore::new();
+    let cfg = WriterConfig {
+        wal_only: true,
+        ..config()
+    };
+    let mut s = open(&mut store, cfg, 6, Duration::from_secs(1));
+    let acks: Vec<Log<Ack>> = (0..3)
+        .map(|n| {
+            let (reply, log) = recorder();
+            s.append(vec![rec(n)], reply, Duration::ZERO);
+            log
+        })
+        .collect();
+    run(&mut s, &mut store, Duration::ZERO);
+    let last = taken(&acks[2])[0].clone().unwrap().position;
+    // Past what is durable: refused at once, nothing waits.
+    let (too_far, refused) = recorder();
+    s.truncate(last + 2, too_far, Duration::ZERO);
+    assert!(
+        matches!(&taken(&refused)[..], [Err(Error::Invalid(_))]),
+        "{:?}",
+        taken(&refused)
+    );
+    // Up to the last entry: answered only once the manifest holds the cursor.
+    let (to_last, truncated) = recorder();
+    s.truncate(last, to_last, Duration::ZERO);
+    assert!(taken(&truncated).is_empty(), "not before the commit");
+    run(&mut s, &mut store, Duration::ZERO);
+    assert_eq!(taken(&truncated), vec![Ok(last)]);
+    assert!(
+        store
+            .object(&format!("t/wal/{:020}.arrows", last - 1))
+            .is_none(),
+        "collected"
+    );
+    // At or below the cursor: answered at once with the cursor.
+    let (again, at_once) = recorder();
+    s.truncate(last, again, Duration::ZERO);
+    assert_eq!(taken(&at_once), vec![Ok(last)]);
+}

@@ -12,7 +12,7 @@ use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow::ArrowCodec;
 use tidewal_core::{Ack, Record, Session, SessionEvent, Stats, WriterConfig};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{drive, Role};
 use crate::read::read_log;
@@ -42,6 +42,8 @@ impl Default for Options {
 /// writer's task from outside the runtime's workers costs a thread hand-off per call.
 pub struct Wal {
     commands: mpsc::UnboundedSender<Command>,
+    /// Set once, with the fence error, when a newer writer takes the log over.
+    fenced: watch::Receiver<Option<Error>>,
     codec: ArrowCodec,
     store: Arc<dyn ObjectStore>,
     prefix: String,
@@ -84,10 +86,12 @@ impl Wal {
         )
         .map_err(|e| Error::Invalid(e.to_string()))?;
         let (commands, rx) = mpsc::unbounded_channel();
-        tokio::spawn(drive(session, store.clone(), origin, Commands(rx)));
+        let (told, fenced) = watch::channel(None);
+        tokio::spawn(drive(session, store.clone(), origin, Commands { rx, told }));
         let epoch = opened.await.unwrap_or(Err(Error::Closed))?;
         Ok(Wal {
             commands,
+            fenced,
             codec,
             store,
             prefix: prefix.to_string(),
@@ -114,10 +118,27 @@ impl Wal {
     /// Queues `batch` and returns at once; the handle resolves when it is durable. The batch
     /// is checked against the log's schema here: a mismatch is refused with nothing written.
     pub fn append_nowait(&self, batch: &RecordBatch) -> Result<AppendHandle, Error> {
-        let record = self.codec.encode_batch(batch)?;
+        self.append_group_nowait(std::slice::from_ref(batch))
+    }
+
+    /// Queues `batches` as one append and returns at once: they go into one entry, in order,
+    /// so a reader sees all of them or none. Every batch is checked first: one that does not
+    /// fit the log refuses the whole group with nothing written. Zero-row batches are left
+    /// out; a group with no rows at all is refused.
+    pub fn append_group_nowait(&self, batches: &[RecordBatch]) -> Result<AppendHandle, Error> {
+        let records = batches
+            .iter()
+            .map(|b| self.codec.encode_batch(b))
+            .collect::<Result<Vec<_>, _>>()?;
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Append { record, reply })?;
+        self.send(Command::Append { records, reply })?;
         Ok(AppendHandle(rx))
+    }
+
+    /// Appends `batches` as one append (see [`Wal::append_group_nowait`]) and waits until it
+    /// is durable.
+    pub async fn append_group(&self, batches: &[RecordBatch]) -> Result<Ack, Error> {
+        self.append_group_nowait(batches)?.await
     }
 
     /// Appends `batch` and waits until it is durable.
@@ -138,6 +159,29 @@ impl Wal {
         let (reply, rx) = oneshot::channel();
         self.send(Command::FlushMemtable { reply })?;
         rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// WAL-only logs: drops every entry below `position` (the replay cursor moves there, or to
+    /// the first entry past it; the dropped entries are deleted) and returns the committed
+    /// cursor. Refused for a log with a memtable, or past the last durable entry.
+    pub async fn truncate(&self, position: u64) -> Result<u64, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Truncate { position, reply })?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Resolves, with the `Fenced` error, once this writer has found that a newer one took
+    /// the log over (its next put or manifest commit meets the newer writer's objects), for a
+    /// task that wants to know without waiting on an append of its own; every pending and
+    /// later call fails with the same error.
+    pub async fn fenced(&self) -> Error {
+        let mut told = self.fenced.clone();
+        let error = match told.wait_for(Option::is_some).await {
+            Ok(fence) => fence.clone(),
+            Err(_) => None,
+        };
+        // The writer's task only ends with the last handle, so it cannot end first.
+        error.unwrap_or(Error::Closed)
     }
 
     /// Drains: every pending append becomes durable, the memtable is flushed, the writer
@@ -169,11 +213,26 @@ type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// What a `Wal` asks its writer task.
 enum Command {
-    Append { record: Record, reply: Reply<Ack> },
-    Flush { reply: Reply<()> },
-    FlushMemtable { reply: Reply<Option<u64>> },
-    Close { reply: Reply<()> },
-    Stats { reply: oneshot::Sender<Stats> },
+    Append {
+        records: Vec<Record>,
+        reply: Reply<Ack>,
+    },
+    Flush {
+        reply: Reply<()>,
+    },
+    FlushMemtable {
+        reply: Reply<Option<u64>>,
+    },
+    Truncate {
+        position: u64,
+        reply: Reply<u64>,
+    },
+    Close {
+        reply: Reply<()>,
+    },
+    Stats {
+        reply: oneshot::Sender<Stats>,
+    },
 }
 
 /// The session's way to answer a caller waiting on `tx`.
@@ -181,8 +240,12 @@ fn reply<T: Send + 'static>(tx: Reply<T>) -> tidewal_core::Reply<T> {
     Box::new(move |result| drop(tx.send(result)))
 }
 
-/// The writer task's role: commands from the `Wal` handles, replies straight to callers.
-struct Commands(mpsc::UnboundedReceiver<Command>);
+/// The writer task's role: commands from the `Wal` handles, replies straight to callers,
+/// and the fence told to whoever waits in [`Wal::fenced`].
+struct Commands {
+    rx: mpsc::UnboundedReceiver<Command>,
+    told: watch::Sender<Option<Error>>,
+}
 
 impl Role for Commands {
     type Machine = Session;
@@ -190,21 +253,24 @@ impl Role for Commands {
 
     async fn next_command(&mut self) -> Option<Command> {
         // `None`: every handle is gone, nothing can wait for the writer any more.
-        self.0.recv().await
+        self.rx.recv().await
     }
 
     fn command(&mut self, s: &mut Session, command: Command, now: Duration) {
         match command {
-            Command::Append { record, reply: r } => s.append(vec![record], reply(r), now),
+            Command::Append { records, reply: r } => s.append(records, reply(r), now),
             Command::Flush { reply: r } => s.flush(reply(r), now),
             Command::FlushMemtable { reply: r } => s.flush_memtable(reply(r), now),
+            Command::Truncate { position, reply: r } => s.truncate(position, reply(r), now),
             Command::Close { reply: r } => s.close(reply(r), now),
             Command::Stats { reply } => drop(reply.send(s.stats())),
         }
     }
 
-    /// Callers already got the fence error on their replies; there is nobody else to tell.
-    async fn event(&mut self, _event: SessionEvent) -> ControlFlow<()> {
+    async fn event(&mut self, event: SessionEvent) -> ControlFlow<()> {
+        if let SessionEvent::Fenced(e) = event {
+            self.told.send_replace(Some(e));
+        }
         ControlFlow::Continue(())
     }
 }

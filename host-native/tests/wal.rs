@@ -7,11 +7,12 @@ use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use futures::FutureExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
 use object_store::ObjectStore;
-use tidewal::{Error, Options, Wal};
+use tidewal::{Error, Options, Wal, WriterConfig};
 
 fn schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -98,10 +99,12 @@ async fn a_second_writer_fences_the_first_and_replays_its_data() {
             .await
             .unwrap();
         assert_eq!(b.epoch(), a.epoch() + 1);
-        assert_eq!(
-            a.append(&batch(5, 5)).await,
-            Err(Error::Fenced { epoch: a.epoch() })
-        );
+        assert!(a.fenced().now_or_never().is_none(), "a has not met b yet");
+        // Whoever waits on `fenced` learns it when a's append meets b's fence.
+        let more = batch(5, 5);
+        let (told, appended) = tokio::join!(a.fenced(), a.append(&more));
+        assert_eq!(appended, Err(Error::Fenced { epoch: a.epoch() }));
+        assert_eq!(told, Error::Fenced { epoch: a.epoch() });
         // Fenced is terminal: later calls fail the same way.
         assert!(matches!(a.flush().await, Err(Error::Fenced { .. })));
         b.append(&batch(100, 5)).await.unwrap();
@@ -248,4 +251,72 @@ async fn many_logs_share_one_runtime_and_report_their_stats() {
         let expected: Vec<i64> = (0..10).map(|j| i as i64 * 100 + j).collect();
         assert_eq!(ids(&wal.scan().await.unwrap()), expected);
     }
+}
+
+#[tokio::test]
+async fn a_group_is_one_entry_and_a_bad_batch_refuses_all_of_it() {
+    on_each_store(|store| async move {
+        let wal = Wal::open(store, "g", schema(), Options::default())
+            .await
+            .unwrap();
+        let other = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        let bad = RecordBatch::try_new(other, vec![Arc::new(Int64Array::from(vec![1]))]).unwrap();
+        let refused = wal.append_group(&[batch(0, 2), bad]).await;
+        assert!(
+            matches!(refused, Err(Error::SchemaMismatch { .. })),
+            "{refused:?}"
+        );
+        let ack = wal
+            .append_group(&[batch(0, 2), batch(2, 0), batch(2, 3)])
+            .await
+            .unwrap();
+        let one = wal.append(&batch(5, 1)).await.unwrap();
+        assert_eq!(
+            one.position,
+            ack.position + 1,
+            "the group took one position"
+        );
+        assert_eq!(ids(&wal.scan().await.unwrap()), (0..6).collect::<Vec<_>>());
+        let nothing = wal.append_group(&[batch(9, 0)]).await;
+        assert!(matches!(nothing, Err(Error::Invalid(ref why)) if why.contains("no rows")));
+        wal.close().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_wal_only_log_truncates_from_the_host() {
+    on_each_store(|store| async move {
+        let options = Options {
+            writer: WriterConfig {
+                wal_only: true,
+                ..WriterConfig::default()
+            },
+            ..Options::default()
+        };
+        let wal = Wal::open(store.clone(), "t", schema(), options.clone())
+            .await
+            .unwrap();
+        let mut acks = Vec::new();
+        for i in 0..4 {
+            acks.push(wal.append(&batch(i * 10, 10)).await.unwrap());
+        }
+        let cursor = wal.truncate(acks[2].position).await.unwrap();
+        assert_eq!(cursor, acks[2].position);
+        assert_eq!(
+            ids(&wal.scan().await.unwrap()),
+            (20..40).collect::<Vec<_>>()
+        );
+        let past = wal.truncate(acks[3].position + 5).await;
+        assert!(matches!(past, Err(Error::Invalid(_))), "{past:?}");
+        wal.close().await.unwrap();
+        let with_memtable = Wal::open(store, "m", schema(), Options::default())
+            .await
+            .unwrap();
+        assert!(matches!(
+            with_memtable.truncate(0).await,
+            Err(Error::Invalid(_))
+        ));
+    })
+    .await;
 }

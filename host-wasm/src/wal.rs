@@ -159,6 +159,21 @@ impl Wal {
         )
     }
 
+    /// WAL-only logs (`walOnly: true`): drops every entry below `position` (the replay cursor
+    /// moves there, or to the first entry past it; dropped entries are deleted) and resolves
+    /// to the committed cursor. Rejects (`InvalidInputError`) with a memtable, or past the
+    /// last durable entry.
+    #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
+    pub fn truncate(&self, position: f64) -> Promise {
+        if !(position >= 0.0 && position.fract() == 0.0 && position <= u64::MAX as f64) {
+            return Promise::reject(&invalid(format!("truncate: bad position {position}")));
+        }
+        self.command(
+            move |s, r, now| s.truncate(position as u64, r, now),
+            |cursor| JsValue::from(cursor as f64),
+        )
+    }
+
     /// Drains: pending appends become durable, the memtable is flushed, the writer stops.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&self) -> Promise {

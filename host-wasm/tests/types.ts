@@ -21,6 +21,7 @@ export async function usage(): Promise<number> {
   tail.stop();
   await tail.done;
   await wal.flush();
+  const cursor: number = await wal.truncate(ack.position);
   await wal.close();
   const found: Inspection = await inspect(stores[0], 'logs/a');
   const checked: Verified = await verify(stores[0], 'logs/a');
@@ -35,5 +36,5 @@ export async function usage(): Promise<number> {
   await inspect(stores[0], { prefix: 'logs/a' });
   // @ts-expect-error stats are numbers
   const wrong: string = stats.appends;
-  return ack.position + (generation ?? 0) + rows.length + stats.epoch + wrong.length;
+  return ack.position + (generation ?? 0) + rows.length + stats.epoch + wrong.length + cursor;
 }

@@ -507,3 +507,27 @@ async fn tail_delivers_every_position_in_order_then_stops() {
         );
     }
 }
+
+#[wasm_bindgen_test]
+async fn a_wal_only_log_truncates_from_js() {
+    for (kind, store) in stores("a_wal_only_log_truncates_from_js").await {
+        console_log!("store: {kind}");
+        let opts = options("t", &[("walOnly", JsValue::TRUE)]);
+        let wal = Wal::open(store.clone(), opts).await.unwrap();
+        let mut positions = Vec::new();
+        for i in 0..3 {
+            let ack = wait(wal.append(&ipc(&schema(), &[batch(i * 10..i * 10 + 10)])))
+                .await
+                .unwrap();
+            positions.push(num(&ack, "position"));
+        }
+        let cursor = wait(wal.truncate(positions[2])).await.unwrap();
+        assert_eq!(cursor.as_f64(), Some(positions[2]));
+        assert_eq!(scanned_ids(&wal).await, (20..30).collect::<Vec<_>>());
+        let e = wait(wal.truncate(-1.0)).await.unwrap_err();
+        assert_eq!(name(&e), "InvalidInputError", "{e:?}");
+        let e = wait(wal.truncate(positions[2] + 9.0)).await.unwrap_err();
+        assert_eq!(name(&e), "InvalidInputError", "{e:?}");
+        wait(wal.close()).await.unwrap();
+    }
+}
