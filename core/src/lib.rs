@@ -50,4 +50,4 @@ pub use mem::MemStore;
 pub use reader::{ReadEvent, Reader};
 pub use requests::IoCounters;
 pub use session::{Ack, Reply, Session, SessionEvent, Stats};
-pub use writer::{AppendId, Event, Writer, WriterStats};
+pub use writer::{AppendId, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP};

@@ -50,6 +50,13 @@ const LATENCY_WINDOW: usize = 4096;
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SessionEvent {
+    /// Open is replaying what older writers left (the writer's [`Event::Replaying`]).
+    Replaying {
+        /// WAL entries replayed so far.
+        entries: u64,
+        /// Bytes of their records.
+        bytes: u64,
+    },
     /// A newer writer took the log over; every waiting reply got this error too. Told once,
     /// for a host that tells its users (e.g. a JS `onfenced` callback).
     Fenced(Error),
@@ -331,6 +338,9 @@ impl Session {
                 done.into_iter()
                     .for_each(|(id, r): (_, Reply<Option<u64>>)| r(Ok(Some(id))));
             }
+            Event::Replaying { entries, bytes } => self
+                .events
+                .push_back(SessionEvent::Replaying { entries, bytes }),
             Event::Truncated { replay_cursor } => {
                 let (done, waiting) = core::mem::take(&mut self.truncates)
                     .into_iter()

@@ -628,3 +628,36 @@ fn close_waits_for_collection_so_a_host_may_stop_right_after() {
         "collected"
     );
 }
+
+#[test]
+fn a_long_replay_reports_progress_every_step_then_ready() {
+    let mut cfg = config();
+    cfg.max_entry_bytes = 2 << 20;
+    cfg.memtable_bytes = 64 << 20;
+    cfg.unflushed_budget = 64 << 20;
+    let mut h = Harness::new();
+    let mut a = h.open(cfg.clone(), 1);
+    // Nine entries of 1 MiB: 9 MiB to replay, two steps of 4 MiB.
+    for i in 0..9u8 {
+        a.append(&h, Record::new(vec![i; 1 << 20], 1));
+    }
+    h.settle(&mut a);
+    assert_eq!(a.durable().len(), 9);
+    let b = h.open(cfg, 2);
+    let progress: Vec<(u64, u64)> = b
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Replaying { entries, bytes } => Some((*entries, *bytes)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(progress, vec![(4, 4 << 20), (8, 8 << 20)]);
+    assert!(matches!(
+        b.events.last(),
+        Some(Event::Ready {
+            replayed_entries: 9,
+            ..
+        })
+    ));
+}

@@ -28,7 +28,7 @@ pub use store::{execute, store_error};
 pub use tidewal_core::Error;
 pub use tidewal_core::{Ack, AppendId, Stats, WriterConfig, WriterStats};
 pub use url::store_for;
-pub use wal::{AppendHandle, Options, Wal};
+pub use wal::{AppendHandle, Options, ReplayProgress, Wal};
 
 use arrow_schema::SchemaRef;
 use tidewal_core::arrow::ArrowCodec;

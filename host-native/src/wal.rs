@@ -18,13 +18,19 @@ use crate::driver::{drive, Role};
 use crate::read::read_log;
 use tidewal_core::Error;
 
+/// Called during a long replay at open with the WAL entries and bytes replayed so far (every
+/// `tidewal_core::REPLAY_PROGRESS_STEP` bytes; a short replay calls it never).
+pub type ReplayProgress = Arc<dyn Fn(u64, u64) + Send + Sync>;
+
 /// How a writer behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     /// The core's settings (its `prefix` is replaced by the one given to `open`).
     pub writer: WriterConfig,
     /// How long an append waits for room under backpressure before it fails.
     pub backpressure_timeout: Duration,
+    /// Told the progress of a long replay at open, if set (e.g. to draw a progress bar).
+    pub on_replay: Option<ReplayProgress>,
 }
 
 impl Default for Options {
@@ -32,7 +38,21 @@ impl Default for Options {
         Options {
             writer: WriterConfig::default(),
             backpressure_timeout: Session::DEFAULT_BACKPRESSURE_TIMEOUT,
+            on_replay: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("writer", &self.writer)
+            .field("backpressure_timeout", &self.backpressure_timeout)
+            .field(
+                "on_replay",
+                &self.on_replay.as_ref().map(|_| "Fn(entries, bytes)"),
+            )
+            .finish()
     }
 }
 
@@ -87,7 +107,12 @@ impl Wal {
         .map_err(|e| Error::Invalid(e.to_string()))?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (told, fenced) = watch::channel(None);
-        tokio::spawn(drive(session, store.clone(), origin, Commands { rx, told }));
+        let role = Commands {
+            rx,
+            told,
+            on_replay: options.on_replay,
+        };
+        tokio::spawn(drive(session, store.clone(), origin, role));
         let epoch = opened.await.unwrap_or(Err(Error::Closed))?;
         Ok(Wal {
             commands,
@@ -245,6 +270,7 @@ fn reply<T: Send + 'static>(tx: Reply<T>) -> tidewal_core::Reply<T> {
 struct Commands {
     rx: mpsc::UnboundedReceiver<Command>,
     told: watch::Sender<Option<Error>>,
+    on_replay: Option<ReplayProgress>,
 }
 
 impl Role for Commands {
@@ -268,8 +294,14 @@ impl Role for Commands {
     }
 
     async fn event(&mut self, event: SessionEvent) -> ControlFlow<()> {
-        if let SessionEvent::Fenced(e) = event {
-            self.told.send_replace(Some(e));
+        match event {
+            SessionEvent::Fenced(e) => drop(self.told.send_replace(Some(e))),
+            SessionEvent::Replaying { entries, bytes } => {
+                if let Some(tell) = &self.on_replay {
+                    tell(entries, bytes);
+                }
+            }
+            _ => {}
         }
         ControlFlow::Continue(())
     }

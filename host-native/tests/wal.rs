@@ -320,3 +320,41 @@ async fn a_wal_only_log_truncates_from_the_host() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_long_replay_reports_its_progress() {
+    on_each_store(|store| async move {
+        let a = Wal::open(store.clone(), "r", schema(), Options::default())
+            .await
+            .unwrap();
+        let big = "x".repeat(1 << 20);
+        for i in 0..9 {
+            let b = RecordBatch::try_new(
+                schema(),
+                vec![
+                    Arc::new(Int64Array::from(vec![i])),
+                    Arc::new(StringArray::from(vec![big.as_str()])),
+                ],
+            )
+            .unwrap();
+            a.append(&b).await.unwrap();
+        }
+        drop(a); // no close: the nine entries stay in the WAL for the next writer to replay
+        let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = told.clone();
+        let options = Options {
+            on_replay: Some(Arc::new(move |entries, bytes| {
+                sink.lock().unwrap().push((entries, bytes))
+            })),
+            ..Options::default()
+        };
+        let b = Wal::open(store, "r", schema(), options).await.unwrap();
+        let told = told.lock().unwrap().clone();
+        assert_eq!(told.len(), 2, "every 4 MiB of 9: {told:?}");
+        assert!(told.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
+        assert!(told[1].1 >= 8 << 20, "{told:?}");
+        assert_eq!(b.scan().await.unwrap().len(), 9);
+        b.close().await.unwrap();
+    })
+    .await;
+}

@@ -50,10 +50,22 @@ use crate::walk::Walk;
 pub use append::AppendId;
 use put::PutTarget;
 
+/// How many replayed bytes there are between two [`Event::Replaying`].
+pub const REPLAY_PROGRESS_STEP: u64 = 4 << 20;
+
 /// What a writer reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
+    /// Open is replaying what older writers left: told every [`REPLAY_PROGRESS_STEP`] bytes
+    /// of replayed records (so a host can show progress of a long replay; a short one says
+    /// nothing).
+    Replaying {
+        /// WAL entries replayed so far.
+        entries: u64,
+        /// Bytes of their records.
+        bytes: u64,
+    },
     /// Open finished: this writer owns the log.
     Ready {
         /// The claimed epoch.
@@ -193,7 +205,8 @@ pub struct Writer {
     /// The slot where this writer's fence is being put, and the fence's bytes (the walk
     /// waits on it).
     fence_at: Option<(u64, Body)>,
-    replayed: (u64, u64),
+    /// Replayed so far: entries, records, bytes of records.
+    replayed: (u64, u64, u64),
     /// Fences walked or written: (position, epoch).
     fences: Vec<(u64, u64)>,
     commit: Option<commit::Commit>,
@@ -236,7 +249,7 @@ impl Writer {
             open_attempts: 0,
             walk: None,
             fence_at: None,
-            replayed: (0, 0),
+            replayed: (0, 0, 0),
             fences: Vec::new(),
             commit: None,
             pipeline: append::Pipeline::default(),

@@ -5,7 +5,7 @@ use alloc::format;
 use alloc::string::ToString;
 
 use super::commit::CommitKind;
-use super::{Event, Phase, Purpose, PutTarget, Writer};
+use super::{Event, Phase, Purpose, PutTarget, Writer, REPLAY_PROGRESS_STEP};
 use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
 use crate::error::FatalError;
 use crate::io::{Body, Op, Response, StoreErrorKind};
@@ -246,6 +246,18 @@ impl Writer {
         let position = entry.header.position;
         self.replayed.0 += 1;
         self.replayed.1 += entry.records.len() as u64;
+        let before = self.replayed.2;
+        self.replayed.2 += entry
+            .records
+            .iter()
+            .map(|r| r.payload.len() as u64)
+            .sum::<u64>();
+        if self.replayed.2 / REPLAY_PROGRESS_STEP > before / REPLAY_PROGRESS_STEP {
+            self.events.push_back(Event::Replaying {
+                entries: self.replayed.0,
+                bytes: self.replayed.2,
+            });
+        }
         self.live_positions.push_back(position);
         if !self.cfg.wal_only {
             self.memtable.push(PositionedRecords {

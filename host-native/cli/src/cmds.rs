@@ -87,7 +87,9 @@ pub async fn append(
     if chunks.is_empty() {
         return Err(invalid("the input holds no rows"));
     }
-    let wal = Wal::open_url(url, schema, Options::default()).await?;
+    let (options, replaying) = with_replay_progress();
+    let wal = Wal::open_url(url, schema, options).await?;
+    replaying.finish_and_clear();
     let handles = chunks
         .iter()
         .map(|c| wal.append_nowait(c))
@@ -162,6 +164,25 @@ fn progress(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
         None => indicatif::ProgressBar::new_spinner(),
     };
     bar.with_message(what.to_string())
+}
+
+/// Default options whose long replay at open shows a spinner (cleared once open returns);
+/// a short replay draws nothing.
+fn with_replay_progress() -> (Options, indicatif::ProgressBar) {
+    let bar = progress(None, "replaying");
+    let shown = bar.clone();
+    let tell = move |entries: u64, bytes: u64| {
+        shown.set_message(format!(
+            "replaying: {entries} WAL entries, {} MiB",
+            bytes >> 20
+        ));
+        shown.tick();
+    };
+    let options = Options {
+        on_replay: Some(Arc::new(tell)),
+        ..Options::default()
+    };
+    (options, bar)
 }
 
 /// `cat`: every durable row, in order.
@@ -268,7 +289,9 @@ pub async fn flush(url: &str) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
     let before = tidewal::inspect(store.clone(), &prefix).await?.wal.len();
-    let wal = Wal::open(store.clone(), &prefix, schema, Options::default()).await?;
+    let (options, replaying) = with_replay_progress();
+    let wal = Wal::open(store.clone(), &prefix, schema, options).await?;
+    replaying.finish_and_clear();
     let generation = wal.flush_memtable().await?;
     wal.close().await?;
     let after = tidewal::inspect(store, &prefix).await?;
