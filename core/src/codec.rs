@@ -121,9 +121,10 @@ pub trait Codec: Send + Sync {
     fn name(&self) -> &'static str;
     /// The log's schema as bytes, recorded in the manifest when the log is created.
     fn schema(&self) -> Bytes;
-    /// Whether a schema recorded in a manifest is the same as this codec's (compared on open).
-    fn schema_matches(&self, stored: &[u8]) -> bool {
-        stored == &self.schema()[..]
+    /// What differs between the schema a manifest recorded (`stored`) and this codec's, or
+    /// `None` if they are the same (compared when a machine reads a manifest).
+    fn schema_diff(&self, stored: &[u8]) -> Option<String> {
+        (stored != &self.schema()[..]).then(|| "the schema bytes differ".into())
     }
     /// Encodes a WAL entry (a fence has no records), in pieces that may share the records'
     /// bytes.

@@ -32,6 +32,8 @@ pub enum FatalError {
     SchemaMismatch {
         /// The manifest or entry holding the other schema.
         path: String,
+        /// What differs (the first differing field with both types, or the count of fields).
+        detail: String,
     },
     /// A manifest of a protocol format this crate does not know.
     UnsupportedFormat {
@@ -81,8 +83,8 @@ impl fmt::Display for FatalError {
             FatalError::ProtocolViolation { path, reason } => {
                 write!(f, "protocol violation at {path}: {reason}")
             }
-            FatalError::SchemaMismatch { path } => {
-                write!(f, "schema mismatch: {path} holds another schema")
+            FatalError::SchemaMismatch { path, detail } => {
+                write!(f, "schema mismatch: {path} holds another schema: {detail}")
             }
             FatalError::UnsupportedFormat { path, format } => {
                 write!(f, "{path} has protocol format {format}, which this version cannot read")
@@ -110,7 +112,7 @@ impl FatalError {
     pub(crate) fn from_codec(path: String, e: crate::codec::CodecError) -> FatalError {
         use crate::codec::CodecError;
         match e {
-            CodecError::SchemaMismatch(_) => FatalError::SchemaMismatch { path },
+            CodecError::SchemaMismatch(detail) => FatalError::SchemaMismatch { path, detail },
             CodecError::Corrupt(reason) => FatalError::Corrupt { path, reason },
             CodecError::Encode(reason) => FatalError::Encode { reason },
         }

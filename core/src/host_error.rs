@@ -91,8 +91,8 @@ impl From<FatalError> for Error {
         match e {
             FatalError::Fenced { epoch } => Error::Fenced { epoch },
             FatalError::Corrupt { path, reason } => Error::Corrupt { path, reason },
-            FatalError::SchemaMismatch { path } => Error::SchemaMismatch {
-                detail: format!("{path} holds another schema"),
+            FatalError::SchemaMismatch { path, detail } => Error::SchemaMismatch {
+                detail: format!("{path} holds another schema: {detail}"),
             },
             FatalError::Store { path, message } => Error::Store { path, message },
             FatalError::Unsupported { path, message } => Error::Unsupported { path, message },

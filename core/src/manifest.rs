@@ -89,6 +89,28 @@ impl GenerationRecord {
     }
 }
 
+impl Manifest {
+    /// Checks that the log's recorded schema is `codec`'s: `SchemaMismatch` naming this
+    /// manifest (`path`) and what differs.
+    pub(crate) fn check_schema(
+        &self,
+        codec: &dyn crate::codec::Codec,
+        path: &str,
+    ) -> Result<(), FatalError> {
+        let detail = match self.schema_bytes() {
+            Some(stored) => codec.schema_diff(&stored),
+            None => Some("the recorded schema is not hex".into()),
+        };
+        match detail {
+            None => Ok(()),
+            Some(detail) => Err(FatalError::SchemaMismatch {
+                path: path.into(),
+                detail,
+            }),
+        }
+    }
+}
+
 /// Why manifest bytes were refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ManifestError {

@@ -213,12 +213,12 @@ impl Reader {
                 return self.fail(FatalError::UnsupportedFormat { path, format })
             }
         };
-        if m.codec != self.codec.name()
-            || !m
-                .schema_bytes()
-                .is_some_and(|s| self.codec.schema_matches(&s))
-        {
-            return self.fail(FatalError::SchemaMismatch { path });
+        if m.codec != self.codec.name() {
+            let detail = format!("codec {}, this reader's {}", m.codec, self.codec.name());
+            return self.fail(FatalError::SchemaMismatch { path, detail });
+        }
+        if let Err(e) = m.check_schema(self.codec.as_ref(), &path) {
+            return self.fail(e);
         }
         let first_read = self.manifest.is_none();
         let moved = m.replay_cursor > self.walk.position();

@@ -407,7 +407,7 @@ fn a_different_schema_is_refused_on_open() {
     let mut d = Harness::writer_with(&mut h, Box::new(RawCodec::new("schema-b")), config());
     h.settle(&mut d);
     assert!(
-        matches!(d.fatal(), Some(FatalError::SchemaMismatch { path }) if path.contains("manifest"))
+        matches!(d.fatal(), Some(FatalError::SchemaMismatch { path, .. }) if path.contains("manifest"))
     );
 }
 

@@ -167,7 +167,21 @@ async fn a_log_refuses_a_writer_with_another_schema() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(err, Error::SchemaMismatch { .. }), "{err}");
+    // Named: the differing field, with both types (the log's "expected").
+    match &err {
+        Error::SchemaMismatch { detail } => {
+            assert!(detail.contains("manifest/"), "{detail}");
+            assert!(
+                detail.contains("Int32") && detail.contains("Int64"),
+                "{detail}"
+            );
+            assert!(
+                detail.contains("\"x\"") && detail.contains("\"id\""),
+                "{detail}"
+            );
+        }
+        other => panic!("{other}"),
+    }
 }
 
 #[tokio::test]

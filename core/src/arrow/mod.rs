@@ -227,10 +227,13 @@ impl Codec for ArrowCodec {
         self.schema_bytes.clone()
     }
 
-    fn schema_matches(&self, stored: &[u8]) -> bool {
+    fn schema_diff(&self, stored: &[u8]) -> Option<String> {
         // Compare decoded fields: another arrow-rs version may encode the same schema differently.
-        try_schema_from_ipc_buffer(stored)
-            .is_ok_and(|s| fields_diff(self.schema.fields(), s.fields()).is_none())
+        match try_schema_from_ipc_buffer(stored) {
+            // "expected" is the log's: it names what this codec would have to be.
+            Ok(log) => fields_diff(log.fields(), self.schema.fields()),
+            Err(e) => Some(format!("the recorded schema does not decode: {e}")),
+        }
     }
 
     fn encode_entry(&self, header: &EntryHeader, records: &[Record]) -> Result<Body, CodecError> {

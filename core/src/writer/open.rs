@@ -126,12 +126,7 @@ impl Writer {
                 self.codec.name()
             ));
         }
-        let same_schema = m
-            .schema_bytes()
-            .is_some_and(|s| self.codec.schema_matches(&s));
-        if !same_schema {
-            return Err(FatalError::SchemaMismatch { path: path.into() });
-        }
+        m.check_schema(self.codec.as_ref(), path)?;
         if m.wal_only != self.cfg.wal_only {
             return conflict(format!(
                 "the log has wal_only = {}, this writer {}",

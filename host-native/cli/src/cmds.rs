@@ -106,8 +106,14 @@ pub async fn append(
     Ok(())
 }
 
-fn write_batches(format: Format, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), Error> {
-    match write_to_stdout(format, schema, batches) {
+/// Prints `batches`; `header`: a CSV header line goes first (once per output, not per call).
+fn write_batches(
+    format: Format,
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    header: bool,
+) -> Result<(), Error> {
+    match write_to_stdout(format, schema, batches, header) {
         // A closed pipe (`| head`) is the reader's choice, not a failure.
         Err(e) if e.to_string().contains("Broken pipe") => Ok(()),
         other => other,
@@ -118,6 +124,7 @@ fn write_to_stdout(
     format: Format,
     schema: &SchemaRef,
     batches: &[RecordBatch],
+    header: bool,
 ) -> Result<(), Error> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -128,7 +135,7 @@ fn write_to_stdout(
         }
         Format::Csv => {
             let mut w = arrow_csv::WriterBuilder::new()
-                .with_header(true)
+                .with_header(header)
                 .build(&mut out);
             for b in batches {
                 w.write(b).map_err(invalid)?;
@@ -200,7 +207,7 @@ pub async fn cat(url: &str, format: Format) -> Result<(), Error> {
         }
     }
     bar.finish_and_clear();
-    write_batches(format, &schema, &batches)
+    write_batches(format, &schema, &batches, true)
 }
 
 /// `tail`: like `cat`, printing as it reads; with `follow`, keeps printing new rows.
@@ -208,9 +215,13 @@ pub async fn tail(url: &str, follow: bool, format: Format) -> Result<(), Error> 
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
     let mut tailer = Tailer::open(store, &prefix, schema.clone(), Duration::from_millis(200))?;
+    let mut header = true;
     while let Some(item) = tailer.next().await {
         match item? {
-            Item::Batch { batch, .. } => write_batches(format, &schema, &[batch])?,
+            Item::Batch { batch, .. } => {
+                write_batches(format, &schema, &[batch], header)?;
+                header = false;
+            }
             Item::CaughtUp { .. } if !follow => return Ok(()),
             Item::CaughtUp { .. } => {}
         }

@@ -95,3 +95,20 @@ fn bad_input_fails_clearly_and_writes_nothing() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn tail_as_csv_prints_the_header_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    for _ in 0..2 {
+        let out = tidewal(&["append", log, "--generate", "5", "--batch-rows", "2"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = tidewal(&["tail", log, "--format", "csv"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 11, "one header and ten rows: {printed}");
+    assert!(lines[1..].iter().all(|l| *l != lines[0]), "{printed}");
+}
