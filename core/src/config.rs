@@ -120,11 +120,28 @@ impl WriterConfig {
     }
 }
 
+/// Where a reader starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Start {
+    /// The first entry the log still holds.
+    #[default]
+    Beginning,
+    /// The first entry at or after this position; below what the log still holds is a
+    /// [`crate::FatalError::Truncated`] error.
+    Position(u64),
+}
+
 /// How a reader behaves.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReaderConfig {
     /// Object prefix of the log.
     pub prefix: String,
+    /// Where to start.
+    pub from: Start,
+    /// Stop before this position: entries at or past it are not reported, and the reader
+    /// finishes (following or not) once it meets one, or the log's end, at or past it.
+    pub until: Option<u64>,
     /// Keep polling for new entries after catching up.
     pub follow: bool,
     /// Delay between polls when following.
@@ -139,6 +156,8 @@ impl Default for ReaderConfig {
     fn default() -> Self {
         ReaderConfig {
             prefix: String::new(),
+            from: Start::Beginning,
+            until: None,
             follow: false,
             poll_interval: Duration::from_millis(100),
             read_ahead: 64,

@@ -63,6 +63,12 @@ pub enum FatalError {
     },
     /// Other writers kept claiming the log while this one tried to open it.
     Contended,
+    /// A reader was asked to start below what the log still holds (entries dropped by
+    /// truncation).
+    Truncated {
+        /// The lowest position the log still holds.
+        first_available: u64,
+    },
     /// A machine had nothing in flight, nothing due and nothing to report: no input could
     /// ever move it again. A bug in this crate, reported instead of hanging the host.
     Stalled,
@@ -97,6 +103,10 @@ impl fmt::Display for FatalError {
             FatalError::Store { path, message } => write!(f, "store error at {path}: {message}"),
             FatalError::Contended => write!(f, "other writers kept claiming the log during open"),
             FatalError::Encode { reason } => write!(f, "encoding failed: {reason}"),
+            FatalError::Truncated { first_available } => write!(
+                f,
+                "the log no longer holds that position: it starts at {first_available}"
+            ),
             FatalError::Stalled => write!(
                 f,
                 "the machine stalled with nothing to wait for (a bug in tidewal: please report it)"

@@ -37,7 +37,7 @@ pub use codec::{
     Codec, CodecError, Entry, EntryHeader, EntryKind, Generation, GenerationHeader,
     PositionedRecords, RawCodec, Record,
 };
-pub use config::{GroupCommit, ReaderConfig, RetryPolicy, WriterConfig};
+pub use config::{GroupCommit, ReaderConfig, RetryPolicy, Start, WriterConfig};
 pub use error::{AppendError, CommandError, ConfigError, FatalError};
 pub use host_error::Error;
 pub use inspect::{Inspection, Inspector, Verified, Verifier, VerifyEvent};

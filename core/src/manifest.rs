@@ -90,6 +90,17 @@ impl GenerationRecord {
 }
 
 impl Manifest {
+    /// The lowest position the log still holds: a WAL-only log drops what `truncate` moves
+    /// the cursor past; a log with generations keeps every entry (for now: retention will
+    /// move this).
+    pub fn first_available(&self) -> u64 {
+        if self.wal_only {
+            self.replay_cursor
+        } else {
+            0
+        }
+    }
+
     /// Checks that the log's recorded schema is `codec`'s: `SchemaMismatch` naming this
     /// manifest (`path`) and what differs.
     pub(crate) fn check_schema(

@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use crate::codec::{Codec, Record};
-use crate::config::ReaderConfig;
+use crate::config::{ReaderConfig, Start};
 use crate::error::FatalError;
 use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
 use crate::machine::{earliest, Machine, Output};
@@ -86,6 +86,10 @@ pub struct Reader {
 impl Reader {
     /// Creates a reader and starts reading. `seed` only jitters retries.
     pub fn new(cfg: ReaderConfig, codec: Box<dyn Codec>, seed: u64, now: Duration) -> Self {
+        let start = match cfg.from {
+            Start::Position(p) => p,
+            Start::Beginning => 0,
+        };
         let mut r = Reader {
             paths: Paths::new(&cfg.prefix),
             walk: Walk::new(0, 0, cfg.read_ahead),
@@ -96,7 +100,7 @@ impl Reader {
             phase: Phase::Elsewhere,
             now,
             manifest: None,
-            next_position: 0,
+            next_position: start,
             todo: VecDeque::new(),
             poll_at: None,
             caught_up_at: None,
@@ -113,7 +117,7 @@ impl Reader {
         self.phase == Phase::Done
     }
 
-    /// Every record below this position has been reported.
+    /// Every record below this position has been reported (or lies below the start).
     pub fn position(&self) -> u64 {
         self.next_position
     }
@@ -221,14 +225,21 @@ impl Reader {
             return self.fail(e);
         }
         let first_read = self.manifest.is_none();
+        if let (true, Start::Position(p)) = (first_read, self.cfg.from) {
+            let first_available = m.first_available();
+            if p < first_available {
+                return self.fail(FatalError::Truncated { first_available });
+            }
+        }
         let moved = m.replay_cursor > self.walk.position();
         if first_read || moved {
             // Generations from the first record not yet reported.
             let from = self.next_position;
+            let until = self.cfg.until.unwrap_or(u64::MAX);
             self.todo = m
                 .generations
                 .iter()
-                .filter(|g| g.last_position >= from)
+                .filter(|g| g.last_position >= from && g.first_position < until)
                 .cloned()
                 .collect();
             self.walk.restart(m.replay_cursor, m.cursor_epoch);
@@ -286,12 +297,8 @@ impl Reader {
                 });
             }
             previous = Some(entry.position);
-            if entry.position >= self.next_position {
-                self.next_position = entry.position + 1;
-                self.events.push_back(ReadEvent::Records {
-                    position: entry.position,
-                    records: entry.records,
-                });
+            if entry.position >= self.next_position && !self.report(entry.position, entry.records) {
+                return;
             }
         }
         self.todo.pop_front();
@@ -314,14 +321,12 @@ impl Reader {
                 Step::Data(entry) => {
                     let position = entry.header.position;
                     if position >= self.next_position {
-                        self.next_position = position + 1;
+                        if !self.report(position, entry.records) {
+                            return;
+                        }
                         self.caught_up_at = None;
                         self.checked_at = None;
                         self.probing = false;
-                        self.events.push_back(ReadEvent::Records {
-                            position,
-                            records: entry.records,
-                        });
                     }
                 }
                 Step::Orphan => {}
@@ -336,6 +341,9 @@ impl Reader {
                     return self.list_manifests();
                 }
                 Step::End(position) => {
+                    if self.cfg.until.is_some_and(|u| position >= u) {
+                        return self.reached_until();
+                    }
                     // The slot may be collected behind a newer cursor, or not written yet:
                     // look for a newer manifest once, then call it the end.
                     if self.checked_at == Some(position) {
@@ -352,6 +360,33 @@ impl Reader {
             let path = self.paths.wal(position);
             self.get(path, Purpose::Slot { position, token });
         }
+    }
+
+    /// Reports the records of `position` unless it is at or past `until` (then the reader
+    /// finishes): the one gate every report passes, so nothing outside `from .. until` is
+    /// ever reported. `false`: the reader finished.
+    fn report(&mut self, position: u64, records: Vec<Record>) -> bool {
+        if self.cfg.until.is_some_and(|u| position >= u) {
+            self.reached_until();
+            return false;
+        }
+        self.next_position = position + 1;
+        self.events
+            .push_back(ReadEvent::Records { position, records });
+        true
+    }
+
+    /// Everything before `until` was reported: caught up there, and done even when following.
+    fn reached_until(&mut self) {
+        let until = self.cfg.until.unwrap_or(u64::MAX);
+        if self.caught_up_at != Some(until) {
+            self.caught_up_at = Some(until);
+            self.events
+                .push_back(ReadEvent::CaughtUp { position: until });
+        }
+        self.phase = Phase::Done;
+        self.io.shut();
+        self.poll_at = None;
     }
 
     fn caught_up(&mut self, position: u64) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use harness::*;
 use std::collections::VecDeque;
 
-use tidewal_core::{Machine, Op, ReadEvent, Reader, ReaderConfig, Record, Request};
+use tidewal_core::{Machine, Op, ReadEvent, Reader, ReaderConfig, Record, Request, Start};
 
 fn follower(h: &Harness) -> Reader {
     let cfg = ReaderConfig {
@@ -271,4 +271,117 @@ fn lagging_reader_skips_acked_entries_behind_a_buried_fence() {
         })
         .collect();
     assert_eq!(read, vec![4, 5, 6, 7, 8, 13], "acked 5..=8 must be read");
+}
+
+/// A reader of `from .. until`, following or not; runs until it waits or is done.
+fn read_range(
+    h: &mut Harness,
+    from: Start,
+    until: Option<u64>,
+    follow: bool,
+) -> (Vec<ReadEvent>, Reader) {
+    let cfg = ReaderConfig {
+        prefix: "t".into(),
+        from,
+        until,
+        follow,
+        poll_interval: Duration::from_millis(50),
+        read_ahead: 4,
+        ..ReaderConfig::default()
+    };
+    let mut r = Reader::new(cfg, codec(), 9, h.now);
+    let ev = pump(h, &mut r);
+    (ev, r)
+}
+
+/// Writer 1 (fence 0, data 4..=6, flushed into a generation), writer 2 (fence 7, data 11..=12
+/// in the WAL): a generation, a fence window and a WAL tail to start in.
+fn log_across_a_generation_and_a_window(h: &mut Harness) {
+    let mut a = h.open(config(), 1);
+    for i in 0..3 {
+        a.append(h, rec(i));
+    }
+    h.settle(&mut a);
+    a.w.flush_memtable(h.now).unwrap();
+    a.collect();
+    h.settle(&mut a);
+    let mut b = h.open(config(), 2);
+    for i in 3..5 {
+        b.append(h, rec(i));
+    }
+    h.settle(&mut b);
+    assert_eq!(b.durable().last().map(|d| d.1), Some(12));
+}
+
+#[test]
+fn a_reader_starts_at_any_position_and_reports_nothing_below_it() {
+    let mut h = Harness::new();
+    log_across_a_generation_and_a_window(&mut h);
+    let cases: [(u64, &[u64]); 6] = [
+        (0, &[4, 5, 6, 11, 12]),
+        (5, &[5, 6, 11, 12]), // inside the generation: its entries below 5 are dropped
+        (7, &[11, 12]),       // on the fence
+        (9, &[11, 12]),       // inside the fence window: nothing from it
+        (12, &[12]),          // in the WAL tail
+        (40, &[]),            // past the end: caught up, nothing reported
+    ];
+    for (from, want) in cases {
+        let (ev, r) = read_range(&mut h, Start::Position(from), None, false);
+        assert_eq!(positions(&ev), want, "from {from}");
+        assert!(r.is_done());
+        assert!(
+            !ev.iter().any(|e| matches!(e, ReadEvent::Fatal(_))),
+            "{ev:?}"
+        );
+    }
+}
+
+#[test]
+fn a_reader_stops_before_until_even_when_following() {
+    let mut h = Harness::new();
+    log_across_a_generation_and_a_window(&mut h);
+    for (from, until, want) in [
+        (0, 6, vec![4, 5]),
+        (5, 12, vec![5, 6, 11]),
+        (11, 11, vec![]),
+    ] {
+        let (ev, mut r) = read_range(&mut h, Start::Position(from), Some(until), true);
+        assert_eq!(positions(&ev), want, "{from}..{until}");
+        assert_eq!(ev.last(), Some(&ReadEvent::CaughtUp { position: until }));
+        assert!(r.is_done(), "done at until though following");
+        assert!(drain(&mut r).done);
+    }
+    // Until past the end while following: it waits for the log to get there.
+    let (ev, mut r) = read_range(&mut h, Start::Beginning, Some(20), true);
+    assert_eq!(positions(&ev), vec![4, 5, 6, 11, 12]);
+    assert!(!r.is_done(), "still following: 20 not reached");
+    assert!(deadline(&mut r).is_some());
+}
+
+#[test]
+fn a_start_below_what_a_truncated_log_holds_is_refused_with_its_first_position() {
+    let mut h = Harness::new();
+    let mut cfg = config();
+    cfg.wal_only = true;
+    let mut w = h.open(cfg, 1);
+    for i in 0..4 {
+        w.append(&h, rec(i));
+    }
+    h.settle(&mut w);
+    w.w.truncate(6, h.now).unwrap();
+    w.collect();
+    h.settle(&mut w);
+    let (ev, r) = read_range(&mut h, Start::Position(5), None, false);
+    assert_eq!(
+        ev,
+        vec![ReadEvent::Fatal(tidewal_core::FatalError::Truncated {
+            first_available: 6
+        })]
+    );
+    assert!(r.is_done());
+    // From the beginning, or from what it holds: what is left.
+    let (ev, _) = read_range(&mut h, Start::Beginning, None, false);
+    assert_eq!(positions(&ev), vec![6, 7]);
+    let (ev, _) = read_range(&mut h, Start::Position(6), None, false);
+    assert_eq!(positions(&ev), vec![6, 7]);
 }
