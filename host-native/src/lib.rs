@@ -23,10 +23,10 @@ mod url;
 mod wal;
 
 pub use admin::{inspect, log_schema, verify, verify_with, Inspection, Verified};
-pub use read::{read_log, Item, Tailer};
+pub use read::{read_log, Item, ReadOptions, Tailer};
 pub use store::{execute, store_error};
 pub use tidewal_core::Error;
-pub use tidewal_core::{Ack, AppendId, Stats, WriterConfig, WriterStats};
+pub use tidewal_core::{Ack, AppendId, Start, Stats, WriterConfig, WriterStats};
 pub use url::store_for;
 pub use wal::{AppendHandle, Options, ReplayProgress, Wal};
 

@@ -10,7 +10,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow::ArrowCodec;
-use tidewal_core::{Error, ReadEvent, Reader, ReaderConfig};
+use tidewal_core::{Error, ReadEvent, Reader, ReaderConfig, Start};
 use tokio::sync::mpsc;
 
 use crate::driver::{drive, Role};
@@ -85,11 +85,46 @@ fn spawn_reader(
     })
 }
 
+/// Where a read starts and ends, and whether it follows the log.
+#[derive(Clone, Debug)]
+pub struct ReadOptions {
+    /// Where to start (a start below what the log still holds fails with `Truncated`).
+    pub from: Start,
+    /// Stop before this position (the read then ends, following or not).
+    pub until: Option<u64>,
+    /// Keep reading new entries as they become durable.
+    pub follow: bool,
+    /// How often a follower looks for new entries.
+    pub poll_interval: Duration,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        ReadOptions {
+            from: Start::Beginning,
+            until: None,
+            follow: false,
+            poll_interval: ReaderConfig::default().poll_interval,
+        }
+    }
+}
+
 fn config(prefix: &str, follow: bool, poll_interval: Duration) -> ReaderConfig {
-    ReaderConfig {
-        prefix: prefix.to_string(),
+    let options = ReadOptions {
         follow,
         poll_interval,
+        ..ReadOptions::default()
+    };
+    config_of(prefix, &options)
+}
+
+fn config_of(prefix: &str, o: &ReadOptions) -> ReaderConfig {
+    ReaderConfig {
+        prefix: prefix.to_string(),
+        from: o.from,
+        until: o.until,
+        follow: o.follow,
+        poll_interval: o.poll_interval,
         ..ReaderConfig::default()
     }
 }
@@ -128,6 +163,16 @@ impl Tailer {
         poll_interval: Duration,
     ) -> Result<Tailer, Error> {
         Self::start(store, schema, config(prefix, true, poll_interval))
+    }
+
+    /// Reads the log as `options` say: from where, until where, following or not.
+    pub fn with_options(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        schema: SchemaRef,
+        options: &ReadOptions,
+    ) -> Result<Tailer, Error> {
+        Self::start(store, schema, config_of(prefix, options))
     }
 
     /// Reads the log once, as a stream: it ends after the first `CaughtUp`.

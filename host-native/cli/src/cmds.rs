@@ -7,7 +7,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use clap::ValueEnum;
-use tidewal::{Error, Item, Options, Tailer, Wal};
+use tidewal::{Error, Item, Options, ReadOptions, Start, Tailer, Wal};
 
 /// Output formats of `cat` and `tail`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -192,11 +192,21 @@ fn with_replay_progress() -> (Options, indicatif::ProgressBar) {
     (options, bar)
 }
 
-/// `cat`: every durable row, in order.
-pub async fn cat(url: &str, format: Format) -> Result<(), Error> {
+/// What `--from`, `--until` and `--follow` ask of a read.
+pub fn range(from: Option<u64>, until: Option<u64>, follow: bool) -> ReadOptions {
+    ReadOptions {
+        from: from.map_or(Start::Beginning, Start::Position),
+        until,
+        follow,
+        poll_interval: Duration::from_millis(200),
+    }
+}
+
+/// `cat`: every durable row in the range, in order.
+pub async fn cat(url: &str, range: ReadOptions, format: Format) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
-    let mut scan = Tailer::scan(store, &prefix, schema.clone())?;
+    let mut scan = Tailer::with_options(store, &prefix, schema.clone(), &range)?;
     let bar = progress(None, "reading");
     let mut batches = Vec::new();
     while let Some(item) = scan.next().await {
@@ -211,10 +221,15 @@ pub async fn cat(url: &str, format: Format) -> Result<(), Error> {
 }
 
 /// `tail`: like `cat`, printing as it reads; with `follow`, keeps printing new rows.
-pub async fn tail(url: &str, follow: bool, format: Format) -> Result<(), Error> {
+pub async fn tail(url: &str, range: ReadOptions, format: Format) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
-    let mut tailer = Tailer::open(store, &prefix, schema.clone(), Duration::from_millis(200))?;
+    let follow = range.follow;
+    let range = ReadOptions {
+        follow: true,
+        ..range
+    };
+    let mut tailer = Tailer::with_options(store, &prefix, schema.clone(), &range)?;
     let mut header = true;
     while let Some(item) = tailer.next().await {
         match item? {

@@ -53,6 +53,12 @@ enum Command {
     Cat {
         /// The log.
         url: String,
+        /// Start at this position (default: the first the log holds).
+        #[arg(long)]
+        from: Option<u64>,
+        /// Stop before this position.
+        #[arg(long)]
+        until: Option<u64>,
         /// Output format.
         #[arg(long, value_enum, default_value = "table")]
         format: cmds::Format,
@@ -61,6 +67,9 @@ enum Command {
     Tail {
         /// The log.
         url: String,
+        /// Start at this position (default: the first the log holds).
+        #[arg(long)]
+        from: Option<u64>,
         /// Keep following the log.
         #[arg(long)]
         follow: bool,
@@ -481,12 +490,18 @@ async fn run(command: Command) -> Result<(), Error> {
             generate,
             batch_rows,
         } => cmds::append(&url, (ipc, csv, generate), batch_rows).await,
-        Command::Cat { url, format } => cmds::cat(&url, format).await,
+        Command::Cat {
+            url,
+            from,
+            until,
+            format,
+        } => cmds::cat(&url, cmds::range(from, until, false), format).await,
         Command::Tail {
             url,
+            from,
             follow,
             format,
-        } => cmds::tail(&url, follow, format).await,
+        } => cmds::tail(&url, cmds::range(from, None, follow), format).await,
         Command::Inspect { url, json } => cmds::inspect(&url, json).await,
         Command::Verify { url } => cmds::verify(&url).await,
         Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,

@@ -112,3 +112,33 @@ fn tail_as_csv_prints_the_header_once() {
     assert_eq!(lines.len(), 11, "one header and ten rows: {printed}");
     assert!(lines[1..].iter().all(|l| *l != lines[0]), "{printed}");
 }
+
+#[test]
+fn cat_reads_from_and_until_a_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    // Six runs of one row each: one entry per run, at the position each run prints.
+    let positions: Vec<String> = (0..6)
+        .map(|_| {
+            let out = tidewal(&["append", log, "--generate", "1"]);
+            assert!(out.status.success(), "{}", text(&out.stderr));
+            let line = text(&out.stdout);
+            let at = line.split(r#""first_position":"#).nth(1).unwrap();
+            at.split(',').next().unwrap().to_string()
+        })
+        .collect();
+    let rows = |args: &[&str]| {
+        let out = tidewal(args);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().count()
+    };
+    let (from, until) = (positions[2].as_str(), positions[4].as_str());
+    assert_eq!(rows(&["cat", log, "--format", "json"]), 6);
+    assert_eq!(rows(&["cat", log, "--format", "json", "--from", from]), 4);
+    let ranged = [
+        "cat", log, "--format", "json", "--from", from, "--until", until,
+    ];
+    assert_eq!(rows(&ranged), 2);
+    assert_eq!(rows(&["tail", log, "--format", "json", "--from", from]), 4);
+}
