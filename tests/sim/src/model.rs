@@ -197,6 +197,45 @@ impl Model {
     }
 }
 
+/// The data a walk from `m`'s cursor reaches, straight from the store, and where it ends: the
+/// first empty or undecodable slot, or `until`.
+pub fn walk(
+    store: &MemStore,
+    codec: &RawCodec,
+    prefix: &str,
+    m: &Manifest,
+    until: Option<u64>,
+) -> (Vec<(u64, u64)>, u64) {
+    let mut out = Vec::new();
+    let mut pos = m.replay_cursor;
+    let mut fence_epoch = m.cursor_epoch;
+    while until.is_none_or(|u| pos < u) {
+        let Some(body) = store.object(&format!("{prefix}wal/{pos:020}.arrows")) else {
+            break;
+        };
+        let Ok(e) = codec.decode_entry(body.clone()) else {
+            break;
+        };
+        match e.header.kind {
+            EntryKind::Fence { window } => {
+                fence_epoch = fence_epoch.max(e.header.epoch);
+                pos += u64::from(window);
+                continue;
+            }
+            EntryKind::Data if e.header.epoch >= fence_epoch => {
+                for r in &e.records {
+                    if let Some(id) = payload_id(&r.payload) {
+                        out.push((pos, id));
+                    }
+                }
+            }
+            EntryKind::Data => {}
+        }
+        pos += 1;
+    }
+    (out, pos)
+}
+
 /// The position named by a WAL path.
 pub fn wal_position(path: &str) -> Option<u64> {
     let name = path.rsplit_once("wal/")?.1;
