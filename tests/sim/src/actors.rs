@@ -43,6 +43,8 @@ pub(crate) struct Client {
     /// FNV-1a over every (position, payload byte) a reader reported.
     pub read_digest: u64,
     pub timer_at: Option<Duration>,
+    /// The instant of the latest timer wake, and how many came at it.
+    pub wakes: (Duration, u32),
     /// Latency multiplier of this client's requests.
     pub slowness: u64,
     /// A reader expected to fail (the corruption check).

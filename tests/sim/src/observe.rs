@@ -5,16 +5,26 @@ use std::collections::BTreeSet;
 use tidewal_core::{AppendError, AppendId, Event, FatalError, ReadEvent, Record};
 
 use crate::actors::Machine;
-use crate::model::{payload_id, walk};
+use crate::model::{payload_id, View};
 use crate::world::World;
 
 impl World {
+    /// What the writer of `epoch` replayed, from the store as it stood when its fence landed.
+    fn replay_of(&self, client: usize, epoch: u64) -> Result<View, String> {
+        match self.model.replays.get(&epoch) {
+            Some(Ok(view)) => Ok(view.clone()),
+            Some(Err(e)) => Err(format!("c{client} ready with epoch {epoch}, but {e}")),
+            None => Err(format!(
+                "c{client} ready with epoch {epoch}, no fence of it landed"
+            )),
+        }
+    }
+
     /// A writer owns the log: its replay is a valid run of the log that holds everything an
     /// older epoch acknowledged.
-    fn opened(&mut self, client: usize, epoch: u64) -> Result<(), String> {
+    fn opened(&mut self, client: usize, epoch: u64, (items, cursor): View) -> Result<(), String> {
         self.clients[client].epoch = epoch;
         self.clients[client].ready = true;
-        let (items, cursor) = self.writer_view(client)?;
         let who = format!("writer c{client} (epoch {epoch}) at open");
         self.model.check_sequence(&who, &items, &self.epochs())?;
         let view: BTreeSet<u64> = items.iter().map(|&(_, id)| id).collect();
@@ -99,7 +109,28 @@ impl World {
     pub(crate) fn writer_event(&mut self, client: usize, e: Event) -> Result<(), String> {
         self.note(format_args!("c{client} event {e:?}"));
         match e {
-            Event::Ready { epoch, .. } => self.opened(client, epoch)?,
+            Event::Ready {
+                epoch,
+                replayed_records,
+                ..
+            } => {
+                self.clients[client].epoch = epoch;
+                let view = self.writer_view(client)?;
+                let replay = self.replay_of(client, epoch)?;
+                let same = if self.wcfg.wal_only {
+                    replay.0.len() as u64 == replayed_records
+                } else {
+                    view == replay
+                };
+                if !same {
+                    return Err(format!(
+                        "c{client} replayed {} records ({replayed_records} walked), its walk to its fence holds {}",
+                        view.0.len(),
+                        replay.0.len()
+                    ));
+                }
+                self.opened(client, epoch, view)?;
+            }
             Event::Durable {
                 last_append,
                 position,
@@ -201,14 +232,17 @@ impl World {
         Ok(())
     }
 
-    /// A writer's log at open: its manifest's generations, then its memtable.
-    pub(crate) fn writer_view(&mut self, client: usize) -> Result<(Vec<(u64, u64)>, u64), String> {
+    /// A writer's log at open: its manifest's generations, then its memtable (WAL-only
+    /// keeps no memtable: then what its walk replayed, read back from the store).
+    pub(crate) fn writer_view(&mut self, client: usize) -> Result<View, String> {
         let Some(Machine::Writer(w)) = &self.clients[client].machine else {
             return Ok((Vec::new(), 0));
         };
         let m = w.manifest().cloned().ok_or("ready without a manifest")?;
+        if m.wal_only {
+            return self.replay_of(client, w.epoch());
+        }
         let mut items = self.model.generations(&self.net.store, &self.codec, &m)?;
-        let cursor = if m.wal_only { m.replay_cursor } else { 0 };
         let Some(Machine::Writer(w)) = &self.clients[client].machine else {
             unreachable!()
         };
@@ -217,10 +251,6 @@ impl World {
                 items.push((e.position, payload_id(&r.payload).ok_or("short payload")?));
             }
         }
-        if m.wal_only {
-            // WAL-only keeps no memtable: the view is what the walk replayed, read back.
-            items = walk(&self.net.store, &self.codec, "log/", &m, None).0;
-        }
-        Ok((items, cursor))
+        Ok((items, 0))
     }
 }

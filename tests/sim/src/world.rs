@@ -19,6 +19,8 @@ use crate::rng::Rng;
 pub(crate) const SCHEMA: &str = "sim-schema";
 const WORK_TIME: Duration = Duration::from_secs(3);
 const FINAL_DEADLINE: Duration = Duration::from_secs(120);
+/// Timer wakes of one client at one instant past which it spins.
+const SPIN_LIMIT: u32 = 1000;
 
 /// What one seed did.
 pub struct Outcome {
@@ -204,7 +206,19 @@ impl World {
                 if self.clients[client].timer_at != Some(now) {
                     return Ok(());
                 }
-                self.clients[client].timer_at = None;
+                let c = &mut self.clients[client];
+                c.timer_at = None;
+                // A deadline that stays due would make a host spin.
+                c.wakes = if c.wakes.0 == now {
+                    (now, c.wakes.1 + 1)
+                } else {
+                    (now, 1)
+                };
+                if c.wakes.1 > SPIN_LIMIT {
+                    return Err(format!(
+                        "c{client} spins: woken {SPIN_LIMIT} times at {now:?}, still due"
+                    ));
+                }
                 match &mut self.clients[client].machine {
                     Some(Machine::Writer(w)) => w.handle_timeout(now),
                     Some(Machine::Reader(r)) => r.handle_timeout(now),
