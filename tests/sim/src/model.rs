@@ -35,6 +35,8 @@ pub struct Model {
     /// over then): (position, payload) in order and the cursor below which nothing is owed,
     /// or why the store no longer holds the walk.
     pub replays: BTreeMap<u64, Result<View, String>>,
+    /// Payloads that must never land, and why (timed out, refused, zero rows).
+    pub never: BTreeMap<u64, String>,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -75,6 +77,12 @@ impl Model {
                 EntryKind::Data => {
                     for r in &e.records {
                         let id = payload_id(&r.payload).ok_or("short payload")?;
+                        if let Some(why) = self.never.get(&id) {
+                            return Err(format!(
+                                "payload {id} landed at {}, but {why}",
+                                e.header.position
+                            ));
+                        }
                         if let Some(prev) = self.landed.insert(id, e.header.position) {
                             if prev != e.header.position {
                                 return Err(format!(

@@ -1,14 +1,84 @@
-//! What the clients report, checked and fed into the model: writers' events, readers' output.
+//! What the clients report, checked and fed into the model: session replies and events, bare
+//! writers' events, readers' output.
 
 use std::collections::BTreeSet;
 
-use tidewal_core::{AppendError, AppendId, Event, FatalError, ReadEvent, Record};
+use tidewal_core::{AppendError, AppendId, Event, FatalError, ReadEvent, Record, SessionEvent};
 
 use crate::actors::Machine;
 use crate::model::{payload_id, View};
+use crate::replies::Fact;
 use crate::world::World;
 
 impl World {
+    /// After each call into a session (and after dropping one): what its writer accepted,
+    /// then every reply answered since, in the order they were answered.
+    pub(crate) fn settle_replies(&mut self, client: usize) -> Result<(), String> {
+        let (now, timeout) = (self.now, self.backpressure_timeout);
+        let c = &self.clients[client];
+        if let (Some(Machine::Session(s)), true) = (&c.machine, c.ledger.is_waiting()) {
+            let total = s.stats().writer.appends;
+            self.clients[client]
+                .ledger
+                .accepted(total, now, timeout)
+                .map_err(|e| format!("c{client}: {e}"))?;
+        }
+        for a in self.log.take() {
+            let c = a.client;
+            self.note(format_args!("c{c} t{} answered {:?}", a.ticket, a.outcome));
+            let fact = self.clients[c]
+                .ledger
+                .answer(a.ticket, a.outcome, now, timeout)
+                .map_err(|e| format!("c{c}: {e}"))?;
+            match fact {
+                Fact::Nothing => {}
+                Fact::Ready(epoch) => {
+                    if let Some(Machine::Session(s)) = &self.clients[c].machine {
+                        let stats = s.stats().writer;
+                        if stats.epoch != epoch {
+                            return Err(format!(
+                                "c{c} ready with epoch {epoch}, its writer has {}",
+                                stats.epoch
+                            ));
+                        }
+                    }
+                    let view = self.replay_of(c, epoch)?;
+                    self.opened(c, epoch, view)?;
+                }
+                Fact::Acked(ids, position) => self.durable(c, ids, position)?,
+                Fact::Never(ids, why) => {
+                    for id in ids {
+                        if let Some(p) = self.model.landed.get(&id) {
+                            return Err(format!("c{c}: payload {id} landed at {p}, but {why}"));
+                        }
+                        self.model.never.insert(id, why.clone());
+                    }
+                }
+                Fact::Generation(g) => {
+                    let m = self.model.high.as_ref();
+                    if !m.is_some_and(|m| m.generations.iter().any(|r| r.id == g)) {
+                        return Err(format!("c{c}: generation {g} flushed, not in the manifest"));
+                    }
+                }
+            }
+        }
+        self.clients[client]
+            .ledger
+            .settled()
+            .map_err(|e| format!("c{client}: {e}"))
+    }
+
+    pub(crate) fn session_event(&mut self, client: usize, e: SessionEvent) -> Result<(), String> {
+        self.note(format_args!("c{client} session event {e:?}"));
+        match e {
+            SessionEvent::Fenced(e) => self.clients[client]
+                .ledger
+                .fenced(e)
+                .map_err(|e| format!("c{client}: {e}")),
+            _ => Ok(()),
+        }
+    }
+
     /// What the writer of `epoch` replayed, from the store as it stood when its fence landed.
     fn replay_of(&self, client: usize, epoch: u64) -> Result<View, String> {
         match self.model.replays.get(&epoch) {
@@ -74,7 +144,7 @@ impl World {
         Ok(())
     }
 
-    /// Records an append; `retry` marks a retry at `Writable`, which must not be
+    /// Records a bare writer's append; `retry` marks a retry at `Writable`, which must not be
     /// refused for backpressure again (a host retrying at once would spin).
     pub(crate) fn appended(
         &mut self,
@@ -232,7 +302,7 @@ impl World {
         Ok(())
     }
 
-    /// A writer's log at open: its manifest's generations, then its memtable (WAL-only
+    /// A bare writer's log at open: its manifest's generations, then its memtable (WAL-only
     /// keeps no memtable: then what its walk replayed, read back from the store).
     pub(crate) fn writer_view(&mut self, client: usize) -> Result<View, String> {
         let Some(Machine::Writer(w)) = &self.clients[client].machine else {

@@ -8,12 +8,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use tidewal_core::{
     FatalError, GroupCommit, Machine as _, Op, Output, RawCodec, Request, RequestId, Response,
-    RetryPolicy, WriterConfig,
+    RetryPolicy, Session, WriterConfig,
 };
 
 use crate::actors::{Client, Machine, Out};
 use crate::model::Model;
 use crate::net::{is_ok, op_name, Faults, Net};
+use crate::replies::Log;
 use crate::rng::Rng;
 
 pub(crate) const SCHEMA: &str = "sim-schema";
@@ -28,6 +29,10 @@ pub struct Outcome {
     pub steps: u64,
     /// Appends acknowledged.
     pub acked: u64,
+    /// Session replies answered.
+    pub replies: u64,
+    /// Appends that timed out under backpressure.
+    pub timed_out: u64,
     /// Hash of the trace (the same seed must give the same hash).
     pub trace_hash: u64,
     /// The first broken invariant, if any.
@@ -68,6 +73,13 @@ pub(crate) struct World {
     pub(crate) wcfg: WriterConfig,
     /// Whether the workload calls `flush_memtable` (else only thresholds and backpressure do).
     pub(crate) manual_flushes: bool,
+    /// How long a session lets an append wait for room.
+    pub(crate) backpressure_timeout: Duration,
+    /// The share of workload writers driven as a bare `Writer`: the only ones that truncate
+    /// (`Session` has no truncate) and whose replay can be read off the machine at open.
+    pub(crate) bare_writers: f64,
+    /// Where every session reply records its answer.
+    pub(crate) log: Log,
     pub(crate) next_payload: u64,
     steps: u64,
     hash: u64,
@@ -79,9 +91,13 @@ pub(crate) struct World {
 pub fn run(seed: u64, trace: bool) -> Outcome {
     let mut w = World::new(seed, trace);
     let violation = w.main().err();
+    let sessions = w.clients.iter().map(|c| &c.ledger);
+    let (replies, timed_out) = sessions.fold((0, 0), |(r, t), l| (r + l.answered, t + l.timed_out));
     Outcome {
         steps: w.steps,
         acked: w.model.acked.len() as u64,
+        replies,
+        timed_out,
         trace_hash: w.hash,
         violation,
         trace: w.trace.unwrap_or_default(),
@@ -119,14 +135,26 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
     }
 }
 
+/// A seed's backpressure timeout: often short enough that blocked appends fail.
+fn backpressure_timeout(rng: &mut Rng) -> Duration {
+    match rng.range(0, 9) {
+        0..=2 => Duration::from_millis(rng.range(0, 40)),
+        3..=5 => Duration::from_millis(rng.range(40, 1000)),
+        _ => Session::DEFAULT_BACKPRESSURE_TIMEOUT,
+    }
+}
+
 impl World {
     fn new(seed: u64, trace: bool) -> Self {
         let mut rng = Rng::new(seed);
         let faults = Faults::draw(&mut rng);
         let wcfg = writer_config(&mut rng);
         let manual_flushes = rng.chance(0.5);
+        let backpressure_timeout = backpressure_timeout(&mut rng);
         World {
             manual_flushes,
+            backpressure_timeout,
+            bare_writers: if wcfg.wal_only { 0.3 } else { 0.15 },
             rng,
             now: Duration::ZERO,
             queue: BTreeMap::new(),
@@ -136,6 +164,7 @@ impl World {
             model: Model::default(),
             codec: RawCodec::new(SCHEMA),
             wcfg,
+            log: Log::default(),
             next_payload: 0,
             steps: 0,
             hash: 0xcbf2_9ce4_8422_2325,
@@ -196,6 +225,7 @@ impl World {
             Ev::Deliver { client, id, resp } => {
                 self.note(format_args!("c{client} <- #{} ok={}", id.0, is_ok(&resp)));
                 match &mut self.clients[client].machine {
+                    Some(Machine::Session(s)) => s.handle_response(id, resp, now),
                     Some(Machine::Writer(w)) => w.handle_response(id, resp, now),
                     Some(Machine::Reader(r)) => r.handle_response(id, resp, now),
                     None => return Ok(()),
@@ -220,6 +250,7 @@ impl World {
                     ));
                 }
                 match &mut self.clients[client].machine {
+                    Some(Machine::Session(s)) => s.handle_timeout(now),
                     Some(Machine::Writer(w)) => w.handle_timeout(now),
                     Some(Machine::Reader(r)) => r.handle_timeout(now),
                     None => return Ok(()),
@@ -237,7 +268,7 @@ impl World {
                 if readers == 0 && self.rng.chance(0.3) {
                     self.spawn_reader(true);
                 } else if writers < 3 {
-                    self.spawn_writer();
+                    self.spawn_writer(false)?;
                 }
                 let next = self.now + Duration::from_millis(self.rng.range(100, 900));
                 self.schedule(next, Ev::Spawn);
@@ -246,11 +277,18 @@ impl World {
         }
     }
 
-    /// Moves a client's requests onto the network and its events into the model, then arms
-    /// its timer (the `Machine` drain rule: until it waits).
+    /// Settles a client's replies, moves its requests onto the network and its events into
+    /// the model, then arms its timer (the `Machine` drain rule: until it waits).
     pub(crate) fn drain(&mut self, client: usize) -> Result<(), String> {
+        self.settle_replies(client)?;
         let timeout = loop {
             let out = match &mut self.clients[client].machine {
+                Some(Machine::Session(s)) => match s.poll_output() {
+                    Output::Request(r) => Out::Request(r),
+                    Output::Event(e) => Out::Session(e),
+                    Output::Wait(at) => Out::Wait(at),
+                    _ => Out::Wait(None),
+                },
                 Some(Machine::Writer(w)) => match w.poll_output() {
                     Output::Request(r) => Out::Request(r),
                     Output::Event(e) => Out::Writer(e),
@@ -271,11 +309,16 @@ impl World {
                     let at = self.now + self.latency(client);
                     self.schedule(at, Ev::Arrive { client, id, op });
                 }
+                Out::Session(e) => self.session_event(client, e)?,
                 Out::Writer(e) => self.writer_event(client, e)?,
                 Out::Reader(e) => self.reader_event(client, e)?,
                 Out::Wait(at) => break at,
             }
         };
+        self.clients[client]
+            .ledger
+            .told()
+            .map_err(|e| format!("c{client}: {e}"))?;
         if let Some(t) = timeout {
             let t = t.max(self.now);
             if self.clients[client].timer_at != Some(t) {
@@ -330,18 +373,27 @@ impl World {
         Ok(())
     }
 
-    /// Faults off, every client crashes, a final writer must replay every acknowledged append,
-    /// a final reader must read the same, and a flipped byte must be caught.
+    /// Faults off, every client crashes (its session's replies die with it), a final writer
+    /// must replay every acknowledged append, a final reader must read the same, and a
+    /// flipped byte must be caught.
     fn finale(&mut self) -> Result<(), String> {
         self.check_liveness()?;
         self.net.calm();
-        for c in &mut self.clients {
-            c.machine = None;
+        for client in 0..self.clients.len() {
+            self.crash(client)?;
         }
         self.note(format_args!("finale: all clients crashed"));
+        for (i, c) in self.clients.iter().enumerate() {
+            let l = &c.ledger;
+            if l.issued != l.answered + l.dropped || !l.pending.is_empty() {
+                return Err(format!(
+                    "c{i}: {} replies asked for, {} answered, {} dropped at its crash",
+                    l.issued, l.answered, l.dropped
+                ));
+            }
+        }
         let deadline = self.now + FINAL_DEADLINE;
-        self.spawn_writer();
-        let fw = self.clients.len() - 1;
+        let fw = self.spawn_writer(true)?;
         let opened = self.run_until(deadline, |w| {
             w.clients[fw].ready || w.clients[fw].machine.is_none()
         })?;
