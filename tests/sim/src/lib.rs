@@ -1,13 +1,19 @@
 //! Deterministic simulation of the tidewal protocol.
 //!
-//! A seeded in-memory store with real create-if-absent / if-match semantics sits behind a
-//! network with latency, jitter, reordering and faults injected before and after the store
-//! applies a request. Writers (old ones kept alive as zombies), crashes, restarts, GC and a
-//! tailing reader run against it; [`model::Model`] checks the invariants of `core/PROTOCOL.md`
-//! §6 after every step. No threads and no sleeps: virtual time jumps to the next event. One
-//! seed is one run.
+//! A seeded in-memory store with real create-if-absent semantics sits behind a network with
+//! latency, jitter, reordering and faults injected before and after the store applies a
+//! request (`net`). Writers driven through [`tidewal_core::Session`] with recording replies
+//! (a few bare `Writer`s too, the only ones that truncate), old ones kept alive as zombies,
+//! crashes, restarts, GC and a tailing reader run against it (`actors`); [`model::Model`]
+//! checks the invariants of `core/PROTOCOL.md` §6 after every step, and a `replies::Ledger`
+//! per session the rules of its replies. No threads and no sleeps: virtual time jumps to the
+//! next event (`world`). One seed is one run.
 
+mod actors;
 pub mod model;
+mod net;
+mod observe;
+mod replies;
 mod rng;
 mod world;
 

@@ -17,8 +17,8 @@ fn main() -> ExitCode {
             println!("{line}");
         }
         println!(
-            "seed {seed}: {} steps, {} acked, violation: {:?}",
-            out.steps, out.acked, out.violation
+            "seed {seed}: {} steps, {} acked, {} replies, {} timed out, violation: {:?}",
+            out.steps, out.acked, out.replies, out.timed_out, out.violation
         );
         return if out.violation.is_some() {
             ExitCode::FAILURE
@@ -41,10 +41,14 @@ fn main() -> ExitCode {
     let start = arg(&args, "--start").unwrap_or(0);
     let started = Instant::now();
     let (mut steps, mut acked, mut violations) = (0u64, 0u64, 0u64);
+    let (mut replies, mut timed_out, mut ran) = (0u64, 0u64, 0u64);
     for seed in start..start + seeds {
+        ran += 1;
         let out = tidewal_sim::run(seed, false);
         steps += out.steps;
         acked += out.acked;
+        replies += out.replies;
+        timed_out += out.timed_out;
         if let Some(v) = out.violation {
             violations += 1;
             let traced = tidewal_sim::run(seed, true);
@@ -60,7 +64,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{seeds} seeds, {violations} violations, {steps} steps, {acked} acked appends ({:.1}s)",
+        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     if violations == 0 {

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use tidewal_core::{Body, Codec, EntryKind, Manifest, MemStore, RawCodec};
+use tidewal_core::{Body, Codec, EntryHeader, EntryKind, Manifest, MemStore, RawCodec};
 
 /// Payload ids are the first 8 bytes of each record.
 pub fn payload_id(payload: &Body) -> Option<u64> {
@@ -27,9 +27,23 @@ pub struct Model {
     pub high: Option<Manifest>,
     /// WAL-only: the highest position any writer asked to truncate to.
     pub truncated_to: u64,
+    /// The first manifest of each (epoch, writer nonce): the writer's claim, which its walk
+    /// starts from. (A slow opener's claim may fill a collected hole with an epoch already
+    /// taken; its post-commit check fails it before it walks.)
+    pub claims: BTreeMap<(u64, u64), Manifest>,
+    /// Each epoch's replay as the store holds it when the epoch's fence lands (the walk is
+    /// over then): (position, payload) in order and the cursor below which nothing is owed,
+    /// or why the store no longer holds the walk.
+    pub replays: BTreeMap<u64, Result<View, String>>,
+    /// Payloads that must never land, and why (timed out, refused, zero rows).
+    pub never: BTreeMap<u64, String>,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
+
+/// A log as one observer saw it: (position, payload) in order, and the cursor below which it
+/// holds nothing (WAL-only logs drop what lies below; 0 otherwise).
+pub type View = (Vec<(u64, u64)>, u64);
 
 pub type Check = Result<(), String>;
 
@@ -48,6 +62,11 @@ impl Model {
                 .map_err(|e| format!("unreadable entry written at {path}: {e}"))?;
             match e.header.kind {
                 EntryKind::Fence { .. } => {
+                    if let Some((prefix, _)) = path.rsplit_once("wal/") {
+                        let h = &e.header;
+                        let replay = self.replay_to(store, codec, prefix, h);
+                        self.replays.insert(h.epoch, replay);
+                    }
                     // A slow opener can fence a slot that a newer writer already flushed and
                     // collected: below the cursor nobody walks, so it fences nothing.
                     let cursor = self.high.as_ref().map_or(0, |m| m.replay_cursor);
@@ -58,6 +77,12 @@ impl Model {
                 EntryKind::Data => {
                     for r in &e.records {
                         let id = payload_id(&r.payload).ok_or("short payload")?;
+                        if let Some(why) = self.never.get(&id) {
+                            return Err(format!(
+                                "payload {id} landed at {}, but {why}",
+                                e.header.position
+                            ));
+                        }
                         if let Some(prev) = self.landed.insert(id, e.header.position) {
                             if prev != e.header.position {
                                 return Err(format!(
@@ -71,6 +96,9 @@ impl Model {
             }
         } else if path.contains("manifest/") {
             let m = Manifest::decode(body).map_err(|e| format!("bad manifest {path}: {e:?}"))?;
+            self.claims
+                .entry((m.epoch, m.writer_nonce))
+                .or_insert_with(|| m.clone());
             let newer = self.high.as_ref().is_none_or(|h| m.version > h.version);
             if newer {
                 if let Some(h) = &self.high {
@@ -165,6 +193,33 @@ impl Model {
         Ok(out)
     }
 
+    /// What the writer of this fence replayed, if the fence just landed: its claim's
+    /// generations, then the walk from the claim's cursor up to the fence.
+    fn replay_to(
+        &mut self,
+        store: &MemStore,
+        codec: &RawCodec,
+        prefix: &str,
+        fence: &EntryHeader,
+    ) -> Result<View, String> {
+        let (epoch, at) = (fence.epoch, fence.position);
+        let m = self
+            .claims
+            .get(&(epoch, fence.nonce))
+            .cloned()
+            .ok_or_else(|| format!("a fence of epoch {epoch}, which its writer never claimed"))?;
+        let mut items = self.generations(store, codec, &m)?;
+        let (walked, end) = walk(store, codec, prefix, &m, Some(at));
+        if end != at {
+            return Err(format!(
+                "the walk of epoch {epoch} from {} ends at {end}, its fence is at {at}",
+                m.replay_cursor
+            ));
+        }
+        items.extend(walked);
+        Ok((items, if m.wal_only { m.replay_cursor } else { 0 }))
+    }
+
     /// One observed run of the log (a writer's view at open, or a reader's output so far):
     /// ordered, no duplicates, consistent with the store, nothing written past a newer fence.
     pub fn check_sequence(&self, who: &str, items: &[(u64, u64)], epochs: &[u64]) -> Check {
@@ -195,6 +250,45 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// The data a walk from `m`'s cursor reaches, straight from the store, and where it ends: the
+/// first empty or undecodable slot, or `until`.
+pub fn walk(
+    store: &MemStore,
+    codec: &RawCodec,
+    prefix: &str,
+    m: &Manifest,
+    until: Option<u64>,
+) -> (Vec<(u64, u64)>, u64) {
+    let mut out = Vec::new();
+    let mut pos = m.replay_cursor;
+    let mut fence_epoch = m.cursor_epoch;
+    while until.is_none_or(|u| pos < u) {
+        let Some(body) = store.object(&format!("{prefix}wal/{pos:020}.arrows")) else {
+            break;
+        };
+        let Ok(e) = codec.decode_entry(body.clone()) else {
+            break;
+        };
+        match e.header.kind {
+            EntryKind::Fence { window } => {
+                fence_epoch = fence_epoch.max(e.header.epoch);
+                pos += u64::from(window);
+                continue;
+            }
+            EntryKind::Data if e.header.epoch >= fence_epoch => {
+                for r in &e.records {
+                    if let Some(id) = payload_id(&r.payload) {
+                        out.push((pos, id));
+                    }
+                }
+            }
+            EntryKind::Data => {}
+        }
+        pos += 1;
+    }
+    (out, pos)
 }
 
 /// The position named by a WAL path.

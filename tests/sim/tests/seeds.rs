@@ -34,3 +34,18 @@ fn runs_acknowledge_appends() {
     let acked: u64 = (0..50).map(|s| tidewal_sim::run(s, false).acked).sum();
     assert!(acked > 1000, "only {acked} acked appends in 50 seeds");
 }
+
+#[test]
+fn sessions_answer_replies_and_time_appends_out() {
+    let runs: Vec<_> = (0..100).map(|s| tidewal_sim::run(s, false)).collect();
+    let replies: u64 = runs.iter().map(|o| o.replies).sum();
+    let timed_out: u64 = runs.iter().map(|o| o.timed_out).sum();
+    assert!(
+        replies > 2000,
+        "only {replies} session replies in 100 seeds"
+    );
+    assert!(
+        timed_out > 10,
+        "only {timed_out} backpressure timeouts in 100 seeds"
+    );
+}

@@ -1,0 +1,346 @@
+//! The workload: writer clients (each a [`Session`], some a bare [`Writer`]), readers,
+//! crashes, and the random commands writers issue. Writers collect garbage themselves; old
+//! writers keep running as zombies until a crash or their own failure ends them.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tidewal_core::{
+    Event, FatalError, ReadEvent, Reader, ReaderConfig, Record, Request, Session, SessionEvent,
+    Writer,
+};
+
+use crate::replies::{Cmd, Ledger, Outcome};
+use crate::world::{Ev, World};
+
+pub(crate) enum Machine {
+    Session(Box<Session>),
+    /// A writer driven without a session: the host retries refused appends at `Writable`
+    /// itself, and only these truncate (`Session` has no truncate).
+    Writer(Box<Writer>),
+    Reader(Box<Reader>),
+}
+
+/// One output of any machine.
+pub(crate) enum Out {
+    Request(Request),
+    Session(SessionEvent),
+    Writer(Event),
+    Reader(ReadEvent),
+    Wait(Option<Duration>),
+}
+
+#[derive(Default)]
+pub(crate) struct Client {
+    pub machine: Option<Machine>,
+    pub epoch: u64,
+    pub ready: bool,
+    /// Payloads of the log when this writer opened.
+    pub view: BTreeSet<u64>,
+    pub view_cursor: u64,
+    /// A session's callers.
+    pub ledger: Ledger,
+    /// Commands a stopped session still gets (each answered at once) before it is let go.
+    pub last_words: u32,
+    /// A bare writer: payload ids of each accepted append (a group holds several).
+    pub appends: Vec<Vec<u64>>,
+    pub acked: usize,
+    /// A bare writer: an append refused for backpressure (payload ids, records), retried at
+    /// `Writable` as hosts do; the client appends nothing else meanwhile.
+    pub refused: Option<(Vec<u64>, Vec<Record>)>,
+    /// A bare writer's append was refused and `Writable` has not come yet.
+    pub blocked: bool,
+    /// A reader's output.
+    pub read: Vec<(u64, u64)>,
+    /// FNV-1a over every (position, payload byte) a reader reported.
+    pub read_digest: u64,
+    pub timer_at: Option<Duration>,
+    /// The instant of the latest timer wake, and how many came at it.
+    pub wakes: (Duration, u32),
+    /// Latency multiplier of this client's requests.
+    pub slowness: u64,
+    /// A reader expected to fail (the corruption check).
+    pub tolerate_failure: bool,
+    pub closed: bool,
+    pub failure: Option<FatalError>,
+}
+
+impl Client {
+    /// A writer that has not stopped (what the spawner counts).
+    pub fn is_live_writer(&self) -> bool {
+        match &self.machine {
+            Some(Machine::Session(_)) => self.ledger.terminal.is_none(),
+            Some(Machine::Writer(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether it still owes something (then it must have a request out or a timer).
+    pub fn owes(&self) -> bool {
+        match &self.machine {
+            Some(Machine::Session(_)) => self.ledger.owes(),
+            Some(Machine::Writer(_)) => {
+                !self.ready || self.blocked || self.appends.len() > self.acked
+            }
+            Some(Machine::Reader(r)) => !r.is_done(),
+            None => false,
+        }
+    }
+}
+
+/// The records of payloads `ids` (the first 8 bytes are the id); `zero` gives the first no
+/// rows (a session leaves it out, or refuses the append if it is alone).
+fn records(ids: &[u64], zero: bool) -> Vec<Record> {
+    ids.iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let filler = (id % 97) as usize;
+            let mut payload = id.to_le_bytes().to_vec();
+            payload.resize(8 + filler, (id % 251) as u8);
+            Record::new(payload, if zero && i == 0 { 0 } else { 1 + id % 4 })
+        })
+        .collect()
+}
+
+impl World {
+    fn slowness(&mut self) -> u64 {
+        if self.rng.chance(0.3) {
+            self.rng.range(2, 12)
+        } else {
+            1
+        }
+    }
+
+    /// A new writer: a session (opened either way), or a bare writer (always for `bare`, the
+    /// finale's, which must expose what it replayed).
+    pub(crate) fn spawn_writer(&mut self, bare: bool) -> Result<usize, String> {
+        let seed = self.rng.u64();
+        let client = self.clients.len();
+        let bare = bare || self.rng.chance(self.bare_writers);
+        let (cfg, codec) = (self.wcfg.clone(), Box::new(self.codec.clone()));
+        let mut ledger = Ledger::default();
+        let machine = if bare {
+            Writer::new(cfg, codec, seed, self.now).map(|w| Machine::Writer(Box::new(w)))
+        } else {
+            let ticket = ledger.issue(Cmd::Ready);
+            let ready = self.log.reply(client, ticket, Outcome::Ready);
+            let timeout = self.backpressure_timeout;
+            let session = if self.rng.chance(0.5) {
+                Session::open(cfg, codec, seed, timeout, ready)
+            } else {
+                Writer::new(cfg, codec, seed, self.now).map(|w| Session::new(w, ready, timeout))
+            };
+            session.map(|s| Machine::Session(Box::new(s)))
+        };
+        let machine = machine.map_err(|e| format!("a valid writer config refused: {e:?}"))?;
+        let kind = if bare { "writer" } else { "session" };
+        self.note(format_args!("c{client} spawn {kind}"));
+        let slowness = self.slowness();
+        self.clients.push(Client {
+            machine: Some(machine),
+            slowness,
+            ledger,
+            last_words: self.rng.range(1, 4) as u32,
+            ..Client::default()
+        });
+        self.drain(client)?;
+        let at = self.now + Duration::from_millis(self.rng.range(1, 5));
+        self.schedule(at, Ev::Act { client });
+        Ok(client)
+    }
+
+    pub(crate) fn spawn_reader(&mut self, follow: bool) -> usize {
+        let cfg = ReaderConfig {
+            prefix: "log".into(),
+            follow,
+            poll_interval: Duration::from_millis(20),
+            read_ahead: self.rng.range(1, 8) as u32,
+            retry: self.wcfg.retry.clone(),
+            ..ReaderConfig::default()
+        };
+        let seed = self.rng.u64();
+        let client = self.clients.len();
+        self.note(format_args!("c{client} spawn reader follow={follow}"));
+        let slowness = self.slowness();
+        let reader = Reader::new(cfg, Box::new(self.codec.clone()), seed, self.now);
+        self.clients.push(Client {
+            slowness,
+            machine: Some(Machine::Reader(Box::new(reader))),
+            ..Client::default()
+        });
+        let _ = self.drain(client);
+        client
+    }
+
+    /// The process dies: its machine is gone, and the replies its session held with it.
+    pub(crate) fn crash(&mut self, client: usize) -> Result<(), String> {
+        let c = &mut self.clients[client];
+        if c.machine.take().is_some() {
+            c.ledger.crashed = true;
+        }
+        self.settle_replies(client)
+    }
+
+    /// The next payload ids, owned by `client`.
+    fn payloads(&mut self, client: usize, count: u64) -> Vec<u64> {
+        let ids: Vec<u64> = (self.next_payload..self.next_payload + count).collect();
+        self.next_payload += count;
+        for _ in &ids {
+            self.model.owner.push(client);
+        }
+        ids
+    }
+
+    /// A random command from a writer (or a crash).
+    pub(crate) fn act(&mut self, client: usize) -> Result<(), String> {
+        let roll = self.rng.range(0, 999);
+        if !matches!(
+            self.clients[client].machine,
+            Some(Machine::Session(_) | Machine::Writer(_))
+        ) {
+            return Ok(());
+        }
+        if roll < 12 {
+            self.note(format_args!("c{client} CRASH"));
+            return self.crash(client);
+        }
+        match self.clients[client].machine {
+            Some(Machine::Session(_)) => self.act_session(client, roll)?,
+            _ => self.act_bare(client, roll)?,
+        }
+        if self.clients[client].machine.is_some() {
+            let at = self.now + Duration::from_millis(self.rng.range(1, 8));
+            self.schedule(at, Ev::Act { client });
+        }
+        Ok(())
+    }
+
+    /// A session's caller: appends (also while others wait for room: the session queues them),
+    /// flushes, memtable flushes, close. Once the session stopped, a few more commands that
+    /// must each be answered at once with its error, then the caller lets it go.
+    fn act_session(&mut self, client: usize, roll: u64) -> Result<(), String> {
+        let now = self.now;
+        let stopped = self.clients[client].ledger.terminal.clone();
+        if stopped.is_some() {
+            let c = &mut self.clients[client];
+            if c.last_words == 0 {
+                c.machine = None;
+                self.note(format_args!("c{client} lets its stopped session go"));
+                return self.settle_replies(client);
+            }
+            c.last_words -= 1;
+        }
+        let zero = self.rng.chance(0.02);
+        let ids = if roll < 750 {
+            // One in five appends is a group of 2-3 records that must share an entry.
+            let count = if roll.is_multiple_of(5) {
+                2 + roll % 2
+            } else {
+                1
+            };
+            self.payloads(client, count)
+        } else {
+            Vec::new()
+        };
+        if zero && !ids.is_empty() {
+            let why = format!("c{client} gave it no rows");
+            self.model.never.insert(ids[0], why);
+        }
+        let (log, c) = (self.log.clone(), &mut self.clients[client]);
+        let Some(Machine::Session(s)) = &mut c.machine else {
+            return Ok(());
+        };
+        let memtable = if self.wcfg.wal_only {
+            roll < 860 // refused (there is no memtable), and answered so
+        } else {
+            self.manual_flushes
+        };
+        let (ticket, what) = if roll < 750 {
+            let records = records(&ids, zero);
+            let kept = ids.iter().skip(usize::from(zero)).copied().collect();
+            let cmd = Cmd::Append {
+                ids: ids.clone(),
+                kept,
+                issued: now,
+                accepted: None,
+            };
+            let ticket = c.ledger.issue(cmd);
+            s.append(records, log.reply(client, ticket, Outcome::Append), now);
+            (ticket, "append")
+        } else if roll < 850 {
+            let ticket = c.ledger.issue(Cmd::Flush);
+            s.flush(log.reply(client, ticket, Outcome::Flush), now);
+            (ticket, "flush")
+        } else if roll < 900 && memtable {
+            let ticket = c.ledger.issue(Cmd::Memtable);
+            s.flush_memtable(log.reply(client, ticket, Outcome::Memtable), now);
+            (ticket, "flush_memtable")
+        } else if (900..905).contains(&roll) || stopped.is_some() && roll >= 850 {
+            let ticket = c.ledger.issue(Cmd::Close);
+            s.close(log.reply(client, ticket, Outcome::Close), now);
+            (ticket, "close")
+        } else {
+            return Ok(());
+        };
+        self.note(format_args!("c{client} asks t{ticket}: {what} {ids:?}"));
+        self.drain(client)?;
+        match stopped {
+            Some(e) if self.clients[client].ledger.pending.contains_key(&ticket) => Err(format!(
+                "c{client}: t{ticket}, asked after the session stopped with {e:?}, not answered at once"
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// A bare writer's caller, as hosts did before sessions: retries a refused append at
+    /// `Writable` and appends nothing else meanwhile; truncates WAL-only logs.
+    fn act_bare(&mut self, client: usize, roll: u64) -> Result<(), String> {
+        let now = self.now;
+        let waiting = self.clients[client].refused.is_some();
+        if roll < 750 && !waiting {
+            let count = if roll.is_multiple_of(5) {
+                2 + roll % 2
+            } else {
+                1
+            };
+            let ids = self.payloads(client, count);
+            let records = records(&ids, false);
+            let Some(Machine::Writer(w)) = &mut self.clients[client].machine else {
+                return Ok(());
+            };
+            let result = if count == 1 {
+                w.append(records[0].clone(), now)
+            } else {
+                w.append_group(records.clone(), now)
+            };
+            self.appended(client, ids, records, result, false)?;
+            return self.drain(client);
+        }
+        let Some(Machine::Writer(w)) = &mut self.clients[client].machine else {
+            return Ok(());
+        };
+        if roll < 750 {
+            // Waiting for `Writable`.
+        } else if roll < 850 {
+            let _ = w.flush(now);
+        } else if roll < 900 {
+            if self.wcfg.wal_only {
+                if let Some(m) = w.manifest().cloned() {
+                    let target = w
+                        .stats()
+                        .durable_position
+                        .map_or(m.replay_cursor, |d| d + 1);
+                    let to = self.rng.range(m.replay_cursor, target.max(m.replay_cursor));
+                    if w.truncate(to, now).is_ok() {
+                        self.model.truncated_to = self.model.truncated_to.max(to);
+                    }
+                }
+            } else if self.manual_flushes {
+                let _ = w.flush_memtable(now);
+            }
+        } else if roll < 905 {
+            let _ = w.close(now);
+        }
+        self.drain(client)
+    }
+}
