@@ -49,6 +49,15 @@ pub struct Manifest {
     pub next_generation: u64,
     /// Flushed generations, in position order.
     pub generations: Vec<GenerationRecord>,
+    /// Every position below this was dropped (a WAL-only truncate asked for it): the log
+    /// holds none of them and a reader may not start there. Written only once it is not 0,
+    /// so logs that never dropped anything keep manifests older versions read as they are.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dropped_before: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 /// A generation file as recorded in the manifest.
@@ -90,15 +99,11 @@ impl GenerationRecord {
 }
 
 impl Manifest {
-    /// The lowest position the log still holds: a WAL-only log drops what `truncate` moves
-    /// the cursor past; a log with generations keeps every entry (for now: retention will
-    /// move this).
+    /// The lowest position the log still holds ([`Manifest::dropped_before`]). Not the
+    /// cursor: a truncate moves the cursor to the first data entry at or past what it asked
+    /// for, and what lies between (a fence and its window) held no data to drop.
     pub fn first_available(&self) -> u64 {
-        if self.wal_only {
-            self.replay_cursor
-        } else {
-            0
-        }
+        self.dropped_before
     }
 
     /// Checks that the log's recorded schema is `codec`'s: `SchemaMismatch` naming this
@@ -288,6 +293,7 @@ mod tests {
                 bytes: 1000,
                 crc32c: "0a0b0c0d".into(),
             }],
+            dropped_before: 0,
         }
     }
 
@@ -298,6 +304,8 @@ mod tests {
         assert_eq!(Manifest::decode(&bytes).unwrap(), m);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["writer_nonce"], "fffffffffffffffa");
+        // Nothing dropped: the field is left out, so older readers see the same bytes.
+        assert!(v.get("dropped_before").is_none());
         assert_eq!(m.schema_bytes().unwrap(), b"schema");
     }
 

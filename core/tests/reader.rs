@@ -385,3 +385,21 @@ fn a_start_below_what_a_truncated_log_holds_is_refused_with_its_first_position()
     let (ev, _) = read_range(&mut h, Start::Position(6), None, false);
     assert_eq!(positions(&ev), vec![6, 7]);
 }
+
+#[test]
+fn a_truncate_that_drops_no_data_refuses_no_start() {
+    let mut h = Harness::new();
+    let mut cfg = config();
+    cfg.wal_only = true;
+    let mut w = h.open(cfg, 1);
+    w.append(&h, rec(1));
+    h.settle(&mut w);
+    // The cursor moves past the fence and its window to the first entry, 4; nothing held
+    // data below it, so nothing was dropped.
+    w.w.truncate(0, h.now).unwrap();
+    w.collect();
+    h.settle(&mut w);
+    assert_eq!(w.w.manifest().unwrap().replay_cursor, 4);
+    let (ev, _) = read_range(&mut h, Start::Position(1), None, false);
+    assert_eq!(positions(&ev), vec![4]);
+}

@@ -181,6 +181,7 @@ impl Writer {
                 return;
             }
             m.replay_cursor = cursor;
+            m.dropped_before = m.dropped_before.max(to);
             m.cursor_epoch = self.cursor_epoch(cursor);
             self.start_commit(m, CommitKind::Truncate);
         }

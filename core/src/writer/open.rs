@@ -72,6 +72,7 @@ impl Writer {
             schema: encode_hex(&self.codec.schema()),
             next_generation: 0,
             generations: alloc::vec::Vec::new(),
+            dropped_before: 0,
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);

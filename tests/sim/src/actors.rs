@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tidewal_core::{
     Event, FatalError, ReadEvent, Reader, ReaderConfig, Record, Request, Session, SessionEvent,
-    Writer,
+    Start, Writer,
 };
 
 use crate::replies::{Cmd, Ledger, Outcome};
@@ -50,6 +50,8 @@ pub(crate) struct Client {
     pub refused: Option<(Vec<u64>, Vec<Record>)>,
     /// A bare writer's append was refused and `Writable` has not come yet.
     pub blocked: bool,
+    /// A reader's range: where it started (0: the beginning) and where it stops.
+    pub range: (u64, Option<u64>),
     /// A reader's output.
     pub read: Vec<(u64, u64)>,
     /// FNV-1a over every (position, payload byte) a reader reported.
@@ -150,8 +152,36 @@ impl World {
     }
 
     pub(crate) fn spawn_reader(&mut self, follow: bool) -> usize {
+        self.spawn_range_reader(follow, Start::Beginning, None)
+    }
+
+    /// A follower that starts at the beginning, or at a random position up to a little past
+    /// the log's end, and stops at a random position past that, or never.
+    pub(crate) fn spawn_random_reader(&mut self) -> usize {
+        let end = self.model.landed.values().max().map_or(0, |p| p + 1);
+        let from = match self.rng.range(0, 2) {
+            0 => Start::Beginning,
+            _ => Start::Position(self.rng.range(0, end + 8)),
+        };
+        let start = match from {
+            Start::Position(p) => p,
+            _ => 0,
+        };
+        let until = self.rng.chance(0.5).then(|| start + self.rng.range(0, 24));
+        self.spawn_range_reader(true, from, until)
+    }
+
+    /// A reader of `from .. until` (the model checks it reports exactly that part of the log).
+    pub(crate) fn spawn_range_reader(
+        &mut self,
+        follow: bool,
+        from: Start,
+        until: Option<u64>,
+    ) -> usize {
         let cfg = ReaderConfig {
             prefix: "log".into(),
+            from,
+            until,
             follow,
             poll_interval: Duration::from_millis(20),
             read_ahead: self.rng.range(1, 8) as u32,
@@ -160,12 +190,19 @@ impl World {
         };
         let seed = self.rng.u64();
         let client = self.clients.len();
-        self.note(format_args!("c{client} spawn reader follow={follow}"));
+        self.note(format_args!(
+            "c{client} spawn reader follow={follow} from={from:?} until={until:?}"
+        ));
         let slowness = self.slowness();
         let reader = Reader::new(cfg, Box::new(self.codec.clone()), seed, self.now);
+        let start = match from {
+            Start::Position(p) => p,
+            _ => 0,
+        };
         self.clients.push(Client {
             slowness,
             machine: Some(Machine::Reader(Box::new(reader))),
+            range: (start, until),
             ..Client::default()
         });
         let _ = self.drain(client);

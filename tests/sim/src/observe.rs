@@ -248,6 +248,12 @@ impl World {
                     records.len()
                 ));
                 let c = &mut self.clients[client];
+                let (from, until) = c.range;
+                if position < from || until.is_some_and(|u| position >= u) {
+                    return Err(format!(
+                        "reader c{client} reported {position} outside its range {from}..{until:?}"
+                    ));
+                }
                 for r in records {
                     let id = payload_id(&r.payload).ok_or("short payload")?;
                     c.read.push((position, id));
@@ -278,8 +284,12 @@ impl World {
                 } else {
                     0
                 };
+                // ... and at or past where it started, below where it stops.
+                let (from, until) = self.clients[client].range;
+                let floor = floor.max(from);
+                let end = until.map_or(position, |u| u.min(position));
                 for (&id, &pos) in &self.model.acked {
-                    if pos >= floor && pos < position && !read.contains(&id) {
+                    if pos >= floor && pos < end && !read.contains(&id) {
                         return Err(format!(
                             "reader c{client} caught up at {position} without acked p{id} at {pos}"
                         ));
@@ -292,7 +302,17 @@ impl World {
                     self.clients[client].failure = Some(f);
                     return Ok(());
                 }
-                if !matches!(f, FatalError::Store { .. }) {
+                // A start below what a WAL-only log still holds: refused, naming a first
+                // position that some truncate asked for and that lies past the start.
+                let refused_start = match f {
+                    FatalError::Truncated { first_available } => {
+                        self.wcfg.wal_only
+                            && self.clients[client].range.0 < first_available
+                            && first_available <= self.model.truncated_to
+                    }
+                    _ => false,
+                };
+                if !matches!(f, FatalError::Store { .. }) && !refused_start {
                     return Err(format!("reader c{client} failed: {f}"));
                 }
                 self.clients[client].machine = None;

@@ -265,8 +265,10 @@ impl World {
                     .iter()
                     .filter(|c| matches!(c.machine, Some(Machine::Reader(_))))
                     .count();
-                if readers == 0 && self.rng.chance(0.3) {
-                    self.spawn_reader(true);
+                // Readers come and go while the log grows, so they start in generations,
+                // fence windows and the WAL tail alike.
+                if readers < 2 && self.rng.chance(0.3) {
+                    self.spawn_random_reader();
                 } else if writers < 3 {
                     self.spawn_writer(false)?;
                 }
