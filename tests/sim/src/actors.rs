@@ -186,7 +186,6 @@ impl World {
             poll_interval: Duration::from_millis(20),
             read_ahead: self.rng.range(1, 8) as u32,
             retry: self.wcfg.retry.clone(),
-            ..ReaderConfig::default()
         };
         let seed = self.rng.u64();
         let client = self.clients.len();
