@@ -82,6 +82,10 @@ pub struct Session {
     /// WAL-only truncates by position, answered once the committed cursor reaches it.
     truncates: Vec<(u64, Reply<u64>)>,
     closing: Option<Reply<()>>,
+    /// `close` was called: later commands are refused at once. While appends still wait
+    /// for room, the close waits behind them (and the flushes deferred before it) here.
+    close_asked: bool,
+    deferred_close: Option<Reply<()>>,
     blocked: VecDeque<Blocked>,
     backpressure_timeout: Duration,
     failed: Option<Error>,
@@ -123,6 +127,8 @@ impl Session {
             generations: Vec::new(),
             truncates: Vec::new(),
             closing: None,
+            close_asked: false,
+            deferred_close: None,
             blocked: VecDeque::new(),
             backpressure_timeout,
             failed: None,
@@ -138,7 +144,7 @@ impl Session {
     /// refused ([`AppendError::ZeroRows`]) with nothing queued.
     pub fn append(&mut self, mut records: Vec<Record>, reply: Reply<Ack>, now: Duration) {
         self.now = self.now.max(now);
-        if let Some(e) = self.failed.clone() {
+        if let Some(e) = self.refusal() {
             return reply(Err(e));
         }
         records.retain(|r| r.rows > 0);
@@ -161,7 +167,7 @@ impl Session {
     /// Seals pending appends; `reply` once all appends so far are durable.
     pub fn flush(&mut self, reply: Reply<()>, now: Duration) {
         self.now = self.now.max(now);
-        if let Some(e) = self.failed.clone() {
+        if let Some(e) = self.refusal() {
             return reply(Err(e));
         }
         if self.blocked.is_empty() {
@@ -175,7 +181,7 @@ impl Session {
     /// Freezes the memtable; `reply` with the generation id once committed (`None`: empty).
     pub fn flush_memtable(&mut self, reply: Reply<Option<u64>>, now: Duration) {
         self.now = self.now.max(now);
-        if let Some(e) = self.failed.clone() {
+        if let Some(e) = self.refusal() {
             return reply(Err(e));
         }
         match self.machine.flush_memtable(now) {
@@ -193,7 +199,7 @@ impl Session {
     /// memtable (`WrongMode`) or before the writer is ready.
     pub fn truncate(&mut self, position: u64, reply: Reply<u64>, now: Duration) {
         self.now = self.now.max(now);
-        if let Some(e) = self.failed.clone() {
+        if let Some(e) = self.refusal() {
             return reply(Err(e));
         }
         let cursor = self.machine.manifest().map_or(0, |m| m.replay_cursor);
@@ -205,17 +211,37 @@ impl Session {
         self.settle();
     }
 
-    /// Drains and stops the writer; `reply` once it is closed.
+    /// Drains and stops the writer; `reply` once it is closed. Everything asked before it
+    /// is drained first, appends still waiting for room included (they become durable or
+    /// time out); everything asked after it is refused with `Closed`.
     pub fn close(&mut self, reply: Reply<()>, now: Duration) {
         self.now = self.now.max(now);
-        if let Some(e) = self.failed.clone() {
+        if let Some(e) = self.refusal() {
             return reply(Err(e));
         }
+        self.close_asked = true;
+        if self.blocked.is_empty() {
+            self.close_now(reply, now);
+        } else {
+            self.deferred_close = Some(reply);
+        }
+        self.settle();
+    }
+
+    fn close_now(&mut self, reply: Reply<()>, now: Duration) {
         match self.machine.close(now) {
             Ok(()) => self.closing = Some(reply),
             Err(e) => reply(Err(e.into())),
         }
-        self.settle();
+    }
+
+    /// Why a new command is refused at once: the writer stopped, or `close` was called.
+    fn refusal(&self) -> Option<Error> {
+        match &self.failed {
+            Some(e) => Some(e.clone()),
+            None if self.close_asked => Some(Error::Closed),
+            None => None,
+        }
     }
 
     /// Counters, gauges and acknowledgement latency percentiles.
@@ -274,10 +300,14 @@ impl Session {
         self.run_deferred(now);
     }
 
+    /// Once no append waits for room: the flushes, then the close, asked meanwhile.
     fn run_deferred(&mut self, now: Duration) {
         if self.blocked.is_empty() {
             for reply in core::mem::take(&mut self.deferred) {
                 self.flush_now(reply, now);
+            }
+            if let Some(reply) = self.deferred_close.take() {
+                self.close_now(reply, now);
             }
         }
     }
@@ -378,7 +408,12 @@ impl Session {
             .into_iter()
             .map(|(_, r)| r);
         let deferred = core::mem::take(&mut self.deferred);
-        for r in done.chain(deferred).chain(self.closing.take()) {
+        let closes = self
+            .closing
+            .take()
+            .into_iter()
+            .chain(self.deferred_close.take());
+        for r in done.chain(deferred).chain(closes) {
             r(Err(e.clone()));
         }
         for (_, r) in core::mem::take(&mut self.generations) {

@@ -219,3 +219,39 @@ fn a_wal_only_truncate_is_answered_once_the_cursor_is_committed() {
     s.truncate(last, again, Duration::ZERO);
     assert_eq!(taken(&at_once), vec![Ok(last)]);
 }
+
+#[test]
+fn close_drains_appends_waiting_for_room_and_refuses_what_comes_after() {
+    let mut store = MemStore::new();
+    let cfg = WriterConfig {
+        unflushed_budget: 20,
+        ..config()
+    };
+    let mut s = open(&mut store, cfg, 7, Duration::from_secs(5));
+    let t = Duration::from_secs(1);
+    let logs: Vec<Log<Ack>> = (0..3)
+        .map(|n| {
+            let (reply, log) = recorder();
+            s.append(vec![rec(n)], reply, t);
+            log
+        })
+        .collect();
+    // The third waits for room; close is asked behind it.
+    let (c, closed) = recorder();
+    s.close(c, t);
+    let (late, refused) = recorder();
+    s.append(vec![rec(9)], late, t);
+    assert!(
+        matches!(taken(&refused)[..], [Err(Error::Closed)]),
+        "after close: refused at once"
+    );
+    run(&mut s, &mut store, t);
+    for log in &logs {
+        assert!(
+            matches!(taken(log)[..], [Ok(_)]),
+            "drained, not refused: {:?}",
+            taken(log)
+        );
+    }
+    assert_eq!(taken(&closed), vec![Ok(())]);
+}
