@@ -39,9 +39,10 @@ pub struct Manifest {
     pub fence_window: u32,
     /// First WAL position not contained in a generation.
     pub replay_cursor: u64,
-    /// Highest fence epoch at or below the cursor.
+    /// Highest fence epoch below the cursor.
     pub cursor_epoch: u64,
-    /// Whether the log keeps no memtable and no generations.
+    /// Whether the log keeps no memtable and no generations (absent: `false`).
+    #[serde(default)]
     pub wal_only: bool,
     /// The codec's schema bytes, hex.
     pub schema: String,
