@@ -200,7 +200,10 @@ async fn flush_memtable_writes_a_generation_and_collects_the_wal() {
     assert_eq!(wal.flush_memtable().await.unwrap(), None);
     let gens: Vec<_> = std::fs::read_dir(dir.path().join("gen")).unwrap().collect();
     assert_eq!(gens.len(), 1);
-    assert_eq!(ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()), (0..15).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()),
+        (0..15).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -264,7 +267,10 @@ async fn many_logs_share_one_runtime_and_report_their_stats() {
         let (p50, p99) = (stats.ack_p50.unwrap(), stats.ack_p99.unwrap());
         assert!(p50 <= p99);
         let expected: Vec<i64> = (0..10).map(|j| i as i64 * 100 + j).collect();
-        assert_eq!(ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()), expected);
+        assert_eq!(
+            ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()),
+            expected
+        );
     }
 }
 
@@ -291,7 +297,10 @@ async fn a_group_is_one_entry_and_a_bad_batch_refuses_all_of_it() {
             ack.position + 1,
             "the group took one position"
         );
-        assert_eq!(ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()), (0..6).collect::<Vec<_>>());
+        assert_eq!(
+            ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()),
+            (0..6).collect::<Vec<_>>()
+        );
         let nothing = wal.append_group(&[batch(9, 0)]).await;
         assert!(matches!(nothing, Err(Error::Invalid(ref why)) if why.contains("no rows")));
         wal.close().await.unwrap();

@@ -161,7 +161,10 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("\"nope\"") && e.to_string().contains("id, ts, name, vec"));
-        assert!(matches!(c.projection(&["id", "id"]), Err(Error::Invalid(_))));
+        assert!(matches!(
+            c.projection(&["id", "id"]),
+            Err(Error::Invalid(_))
+        ));
         assert!(matches!(c.projection::<&str>(&[]), Err(Error::Invalid(_))));
     }
 
@@ -170,7 +173,10 @@ mod tests {
         let c = codec();
         let rec = c.encode_batch(&batch(5, 1)).unwrap();
         let p = c.projection(&["id"]).unwrap();
-        let short = Record::new(rec.payload.to_bytes().slice(..rec.payload.len() - 8), rec.rows);
+        let short = Record::new(
+            rec.payload.to_bytes().slice(..rec.payload.len() - 8),
+            rec.rows,
+        );
         assert!(matches!(
             c.decode_projected(&short, Some(&p)),
             Err(CodecError::Corrupt(_))

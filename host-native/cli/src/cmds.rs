@@ -146,9 +146,9 @@ impl Printer {
             Format::Table => Sink::Table(out),
             Format::Csv => Sink::Csv { out, header: true },
             Format::Json => Sink::Json(arrow_json::LineDelimitedWriter::new(out)),
-            Format::Ipc => Sink::Ipc(
-                arrow_ipc::writer::StreamWriter::try_new(out, schema).map_err(invalid)?,
-            ),
+            Format::Ipc => {
+                Sink::Ipc(arrow_ipc::writer::StreamWriter::try_new(out, schema).map_err(invalid)?)
+            }
         };
         Ok(Printer { out })
     }

@@ -142,3 +142,31 @@ fn cat_reads_from_and_until_a_position() {
     assert_eq!(rows(&ranged), 2);
     assert_eq!(rows(&["tail", log, "--format", "json", "--from", from]), 4);
 }
+
+#[test]
+fn cat_and_tail_print_only_the_named_columns_and_refuse_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let out = tidewal(&["append", log, "--generate", "7", "--batch-rows", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for cmd in ["cat", "tail"] {
+        let out = tidewal(&[cmd, log, "--format", "csv", "--columns", "value,id"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(lines[0], "value,id", "{printed}");
+        assert_eq!(lines.len(), 8, "{printed}");
+        assert!(
+            lines[1..].iter().all(|l| l.split(',').count() == 2),
+            "{printed}"
+        );
+    }
+    let out = tidewal(&["cat", log, "--columns", "id,nope"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("\"nope\"") && err.contains("id, ts, name, value"),
+        "{err}"
+    );
+}
