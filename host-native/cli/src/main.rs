@@ -126,6 +126,29 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         start: i64,
     },
+    /// Writes about MIB MiB of `(id, blob)` rows to DIR, one entry per ENTRY_KIB batch, with
+    /// generations of MEMTABLE_MIB (the memory proof's and its smoke test's log).
+    #[command(hide = true)]
+    Fill {
+        /// Where the log lives.
+        dir: String,
+        /// MiB of payload to write.
+        #[arg(long)]
+        mib: usize,
+        /// KiB per batch (one WAL entry each).
+        #[arg(long, default_value_t = 256)]
+        entry_kib: usize,
+        /// Memtable size in MiB: the size of each generation file.
+        #[arg(long, default_value_t = 8)]
+        memtable_mib: usize,
+    },
+    /// Opens the log at DIR as a writer and streams `Wal::scan` over it, printing rows and
+    /// bytes read (the memory proof of `Wal::scan`; see `TIDEWAL_PRINT_VMHWM`).
+    #[command(hide = true)]
+    ScanCount {
+        /// Where the log lives.
+        dir: String,
+    },
     /// Durable appends/s, MB/s, ack latency and puts per MB against InMemory with a fixed put
     /// latency and against a local directory, beside a raw put loop at the same depth.
     Bench {
@@ -205,6 +228,80 @@ async fn append_forever(dir: &str, start: i64) -> Result<(), Error> {
             }
         }
     }
+    Ok(())
+}
+
+fn blob_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("blob", DataType::Binary, false),
+    ]))
+}
+
+async fn fill(dir: &str, mib: usize, entry_kib: usize, memtable_mib: usize) -> Result<(), Error> {
+    use arrow_array::BinaryArray;
+    if entry_kib == 0 || memtable_mib == 0 {
+        return Err(Error::Invalid(
+            "--entry-kib and --memtable-mib must be positive".into(),
+        ));
+    }
+    let schema = blob_schema();
+    let mut options = Options::default();
+    options.writer.memtable_bytes = memtable_mib << 20;
+    options.writer.group_commit.max_bytes = 1;
+    let wal = Wal::open_url(dir, schema.clone(), options).await?;
+    let entries = (mib << 10) / entry_kib;
+    let mut pending = std::collections::VecDeque::new();
+    for id in 0..entries as i64 {
+        let blob = vec![(id % 251) as u8; entry_kib << 10];
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![id])),
+                Arc::new(BinaryArray::from(vec![blob.as_slice()])),
+            ],
+        )
+        .expect("blob batch matches its schema");
+        pending.push_back(wal.append_nowait(&batch)?);
+        // A window of appends, so the writer's own memory stays small too.
+        if pending.len() >= 16 {
+            if let Some(h) = pending.pop_front() {
+                h.await?;
+            }
+        }
+    }
+    for h in pending {
+        h.await?;
+    }
+    wal.close().await?;
+    println!("wrote {entries} entries of {entry_kib} KiB ({mib} MiB) to {dir}");
+    Ok(())
+}
+
+async fn scan_count(dir: &str) -> Result<(), Error> {
+    use futures::StreamExt;
+    let (store, prefix) = tidewal::store_for(dir)?;
+    let schema = tidewal::log_schema(store.clone(), &prefix).await?;
+    let wal = Wal::open(store, &prefix, schema, Options::default()).await?;
+    if std::env::var_os("TIDEWAL_PRINT_VMHWM").is_some() {
+        eprint!("after open: ");
+        print_peak_memory();
+    }
+    let started = Instant::now();
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    let mut scan = wal.scan();
+    while let Some(batch) = scan.next().await {
+        let batch = batch?;
+        rows += batch.num_rows();
+        bytes += batch.get_array_memory_size();
+    }
+    let secs = started.elapsed().as_secs_f64();
+    wal.close().await?;
+    println!(
+        "Wal::scan: {rows} rows, {:.0} MB in {secs:.1} s ({:.0} MB/s)",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs
+    );
     Ok(())
 }
 
@@ -534,6 +631,13 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Verify { url } => cmds::verify(&url).await,
         Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
+        Command::Fill {
+            dir,
+            mib,
+            entry_kib,
+            memtable_mib,
+        } => fill(&dir, mib, entry_kib, memtable_mib).await,
+        Command::ScanCount { dir } => scan_count(&dir).await,
         Command::Bench {
             latency_ms,
             seconds,
