@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The memory proof (not part of scripts/test.sh: it writes a 1 GiB log). Writes MIB MiB
-# (default 1024) of 256 KiB entries in generations of MEMTABLE_MIB (default 8) to DIR (default
+# (default 1024) of 256 KiB entries in generations of MEMTABLE_MIB (default 4) to DIR (default
 # a tmpfs folder), then streams `tidewal cat` of it (all columns, then one column) to
 # /dev/null and `Wal::scan` over it, printing each one's peak RSS (VmHWM) and failing if one
 # reaches 128 MiB. Generations are fetched whole (no ranged reads yet): each read holds up to
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-/dev/shm/tidewal-memory-$$}
 mib=${2:-1024}
-memtable=${3:-8}
+memtable=${3:-4}
 limit_kb=$((128 * 1024))
 cargo build --release -p tidewal-cli
 bin=${CARGO_TARGET_DIR:-target}/release/tidewal

@@ -1,6 +1,7 @@
 //! The `tidewal` command line.
 
 mod bench;
+mod bench_scan;
 mod cmds;
 
 use std::sync::Arc;
@@ -173,6 +174,13 @@ enum Command {
         /// MiB of WAL (64 KiB entries) for the replay measurement (0: none).
         #[arg(long, default_value_t = 64)]
         replay_mib: usize,
+        /// MiB of WAL (ten columns, 64 KiB entries) for the streaming scan measurement: all
+        /// columns, one column, raw GETs (0: none).
+        #[arg(long, default_value_t = 0)]
+        scan_mib: usize,
+        /// Skip the append cells (e.g. to measure only replay or scan).
+        #[arg(long)]
+        skip_appends: bool,
         /// Measure only these stores (throttled, local, s3); default: all given.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -293,7 +301,15 @@ async fn scan_count(dir: &str) -> Result<(), Error> {
     while let Some(batch) = scan.next().await {
         let batch = batch?;
         rows += batch.num_rows();
-        bytes += batch.get_array_memory_size();
+        // The blobs' bytes (a batch's buffers are slices of a larger fetched object).
+        if let Some(blobs) = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow_array::BinaryArray>()
+        {
+            let offsets = blobs.value_offsets();
+            bytes += (offsets[offsets.len() - 1] - offsets[0]) as usize;
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     wal.close().await?;
@@ -310,6 +326,8 @@ struct BenchCells {
     sizes_kib: Vec<usize>,
     depths: Vec<u32>,
     replay_mib: usize,
+    scan_mib: usize,
+    skip_appends: bool,
     only: Vec<String>,
     cell_mib: usize,
     raw_fresh_bodies: bool,
@@ -327,6 +345,8 @@ async fn bench(
         sizes_kib,
         depths,
         replay_mib,
+        scan_mib,
+        skip_appends,
         only,
         cell_mib,
         raw_fresh_bodies,
@@ -371,7 +391,7 @@ async fn bench(
         .copied()
         .filter(|k| only.is_empty() || only.iter().any(|o| o == k))
         .collect();
-    for &kind in &kinds {
+    for &kind in kinds.iter().filter(|_| !skip_appends) {
         for &kib in &sizes_kib {
             for &depth in &depths {
                 let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
@@ -441,6 +461,40 @@ async fn bench(
             _ => drop(std::fs::remove_dir_all(dir.join("replay"))),
         }
         print_replay(&r?, header);
+        header = false;
+    }
+    let mut header = true;
+    for &kind in kinds.iter().filter(|_| scan_mib > 0) {
+        let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
+            "throttled" => {
+                let config = ThrottleConfig {
+                    wait_get_per_call: std::time::Duration::from_millis(latency_ms),
+                    ..ThrottleConfig::default()
+                };
+                let store = ThrottledStore::new(InMemory::new(), config);
+                (Arc::new(store), format!("InMemory+{latency_ms}ms get"))
+            }
+            "s3" => {
+                let base = s3.as_deref().unwrap_or_default().trim_end_matches('/');
+                let (store, prefix) =
+                    tidewal::store_for(&format!("{base}/scan-{}", std::process::id()))?;
+                let store = object_store::prefix::PrefixStore::new(store, prefix.as_str());
+                (Arc::new(store), "S3 (SeaweedFS)".into())
+            }
+            _ => {
+                let scan_dir = dir.join("scan");
+                let _ = std::fs::remove_dir_all(&scan_dir);
+                let (store, _) = tidewal::store_for(&scan_dir.to_string_lossy())?;
+                (store, "LocalFileSystem".into())
+            }
+        };
+        let s =
+            crate::bench_scan::measure_scan(store.clone(), &label, 64 << 10, scan_mib << 20).await;
+        match kind {
+            "s3" => delete_all(&store).await,
+            _ => drop(std::fs::remove_dir_all(dir.join("scan"))),
+        }
+        crate::bench_scan::print_scan(&s?, header);
         header = false;
     }
     drop(scratch);
@@ -646,6 +700,8 @@ async fn run(command: Command) -> Result<(), Error> {
             depths,
             s3,
             replay_mib,
+            scan_mib,
+            skip_appends,
             only,
             cell_mib,
             raw_fresh_bodies,
@@ -655,6 +711,8 @@ async fn run(command: Command) -> Result<(), Error> {
                 sizes_kib,
                 depths,
                 replay_mib,
+                scan_mib,
+                skip_appends,
                 only,
                 cell_mib,
                 raw_fresh_bodies,
