@@ -148,8 +148,18 @@ pub struct ReaderConfig {
     pub poll_interval: Duration,
     /// WAL entries read ahead.
     pub read_ahead: u32,
+    /// Bytes read ahead (PROTOCOL.md §5 "Flow control"): once the records reported and not
+    /// yet released with [`crate::Reader::release`], plus the slots and the generation it
+    /// fetches, reach this many bytes, the reader sends no more GETs until the host releases
+    /// some (one GET is always allowed when it holds nothing; 0 is taken as 1).
+    pub read_ahead_bytes: u64,
     /// Store retries.
     pub retry: RetryPolicy,
+}
+
+impl ReaderConfig {
+    /// The default `read_ahead_bytes`: 16 MiB.
+    pub const DEFAULT_READ_AHEAD_BYTES: u64 = 16 << 20;
 }
 
 impl Default for ReaderConfig {
@@ -161,6 +171,7 @@ impl Default for ReaderConfig {
             follow: false,
             poll_interval: Duration::from_millis(100),
             read_ahead: 64,
+            read_ahead_bytes: Self::DEFAULT_READ_AHEAD_BYTES,
             retry: RetryPolicy::default(),
         }
     }

@@ -3,6 +3,7 @@
 
 use alloc::format;
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use core::fmt;
 use core::time::Duration;
 
@@ -52,6 +53,13 @@ pub enum Error {
     },
     /// Bad input (empty or oversized batch, bad URL, bad option); nothing was written.
     Invalid(String),
+    /// A read named a column the log does not have.
+    UnknownColumn {
+        /// The name asked for.
+        column: String,
+        /// The log's columns, in order.
+        columns: Vec<String>,
+    },
     /// The writer was closed.
     Closed,
     /// Any other terminal condition of the log.
@@ -78,6 +86,11 @@ impl fmt::Display for Error {
                 "the store cannot create-if-absent ({path}: {message}); tidewal needs conditional puts"
             ),
             Error::Invalid(why) => write!(f, "invalid input: {why}"),
+            Error::UnknownColumn { column, columns } => write!(
+                f,
+                "unknown column {column:?}; the log's columns are {}",
+                columns.join(", ")
+            ),
             Error::Closed => write!(f, "the writer is closed"),
             Error::Failed(e) => write!(f, "{e}"),
         }

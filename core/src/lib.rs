@@ -20,6 +20,7 @@ pub mod codec;
 pub mod config;
 pub mod crc32c;
 pub mod error;
+mod flow;
 pub mod host_error;
 pub mod inspect;
 pub mod io;

@@ -11,6 +11,7 @@ use core::time::Duration;
 use crate::codec::{Codec, Record};
 use crate::config::{ReaderConfig, Start};
 use crate::error::FatalError;
+use crate::flow::{record_bytes, Flow, Holding};
 use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
 use crate::machine::{earliest, Machine, Output};
 use crate::manifest::{GenerationRecord, Manifest, ManifestError};
@@ -37,6 +38,18 @@ pub enum ReadEvent {
     },
     /// The reader stopped.
     Fatal(FatalError),
+}
+
+impl ReadEvent {
+    /// The bytes this event holds against the reader's read-ahead bound (its records'
+    /// payloads; 0 for other events): give them back with [`Reader::release`] once the
+    /// records are handed on (PROTOCOL.md §5 "Flow control").
+    pub fn bytes(&self) -> u64 {
+        match self {
+            ReadEvent::Records { records, .. } => record_bytes(records),
+            _ => 0,
+        }
+    }
 }
 
 /// What each request was for. (Its attempt is kept by the request table.)
@@ -81,6 +94,10 @@ pub struct Reader {
     fence_checked_at: Option<u64>,
     /// Caught up: fetch only the next slot until data flows again (no read-ahead polling).
     probing: bool,
+    /// Bytes held against `read_ahead_bytes` (PROTOCOL.md §5 "Flow control").
+    flow: Flow,
+    /// The next generation's GET waits for the host to release bytes.
+    generation_deferred: bool,
 }
 
 impl Reader {
@@ -91,6 +108,8 @@ impl Reader {
             Start::Beginning => 0,
         };
         let mut r = Reader {
+            flow: Flow::new(cfg.read_ahead_bytes),
+            generation_deferred: false,
             paths: Paths::new(&cfg.prefix),
             walk: Walk::new(0, 0, cfg.read_ahead),
             io: Requests::new(seed, cfg.retry.clone()),
@@ -125,6 +144,34 @@ impl Reader {
     /// Requests issued, by kind.
     pub fn io_counters(&self) -> IoCounters {
         self.io.counters
+    }
+
+    /// The host handed on `bytes` of reported records (the [`ReadEvent::bytes`] of the events
+    /// it is done with; more than it was given counts as all): room for more read-ahead.
+    /// Until records are released, the reader stops fetching once it holds
+    /// `read_ahead_bytes` (PROTOCOL.md §5 "Flow control").
+    pub fn release(&mut self, bytes: u64) {
+        self.flow.release(bytes);
+        if self.is_done() {
+            return;
+        }
+        if self.generation_deferred {
+            self.next_generation();
+        } else if self.phase == Phase::Walking {
+            self.drive_walk();
+        }
+    }
+
+    /// Bytes reported and not released yet.
+    pub fn unreleased(&self) -> u64 {
+        self.flow.unreleased()
+    }
+
+    fn holding(&self) -> Holding {
+        Holding {
+            arrived: self.walk.arrived_bytes(),
+            slots_in_flight: self.walk.in_flight(),
+        }
     }
 
     /// Stops following; the reader becomes inert.
@@ -253,9 +300,13 @@ impl Reader {
     }
 
     fn next_generation(&mut self) {
+        self.generation_deferred = false;
         match self.todo.front() {
+            // Flow control: a generation waits until the host released enough.
+            Some(_) if !self.flow.may_send(self.holding()) => self.generation_deferred = true,
             Some(g) => {
                 let path = g.path.clone();
+                self.flow.generation(g.bytes);
                 self.get(path, Purpose::Generation);
             }
             None => {
@@ -280,6 +331,8 @@ impl Reader {
             }
             Err(e) => return self.retry(request, &e),
         };
+        // Its bytes now count as the records it reports.
+        self.flow.generation(0);
         if let Err(e) = record.verify(self.codec.as_ref(), &body) {
             return self.fail(e);
         }
@@ -355,7 +408,8 @@ impl Reader {
             }
         }
         let limit = if self.probing { 1 } else { self.cfg.read_ahead };
-        let wanted = self.walk.wanted(limit);
+        let budget = self.flow.slot_budget(self.holding(), limit as usize);
+        let wanted = self.walk.wanted_at_most(limit, budget);
         for (position, token) in wanted {
             let path = self.paths.wal(position);
             self.get(path, Purpose::Slot { position, token });
@@ -371,6 +425,7 @@ impl Reader {
             return false;
         }
         self.next_position = position + 1;
+        self.flow.reported(record_bytes(&records));
         self.events
             .push_back(ReadEvent::Records { position, records });
         true
@@ -411,7 +466,12 @@ impl Reader {
         let path = self.paths.wal(position);
         let entry = match resp.into_get() {
             Ok(got) => match decode_slot(self.codec.as_ref(), path, position, got) {
-                Ok(e) => Some(e),
+                Ok(e) => {
+                    if !e.records.is_empty() {
+                        self.flow.slot_arrived(record_bytes(&e.records));
+                    }
+                    Some(e)
+                }
                 Err(fatal) => return self.fail(fatal),
             },
             Err(e) if e.kind == StoreErrorKind::NotFound => None,
@@ -466,9 +526,11 @@ impl Machine for Reader {
             Output::Done
         } else {
             let wake = earliest(self.poll_at, self.io.next_deadline());
-            if wake.is_none() && self.io.in_flight() == 0 {
-                // Nothing out and nothing due: no input could ever move it again. Say so
-                // rather than leave a host waiting forever.
+            let waiting_for_release = self.flow.waiting_for_release(self.holding());
+            if wake.is_none() && self.io.in_flight() == 0 && !waiting_for_release {
+                // Nothing out, nothing due and nothing the host could release: no input
+                // could ever move it again. Say so rather than leave a host waiting forever.
+                // (Waiting for a release is `Wait(None)`: the host holds the records.)
                 self.fail(FatalError::Stalled);
                 return self.poll_output();
             }

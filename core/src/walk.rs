@@ -75,9 +75,18 @@ impl Walk {
     /// Positions to fetch now (at most `limit` ahead), each with the token its answer must
     /// carry.
     pub(crate) fn wanted(&mut self, limit: u32) -> Vec<(u64, u64)> {
+        self.wanted_at_most(limit, usize::MAX)
+    }
+
+    /// [`Walk::wanted`], but at most `max_new` new fetches (the nearest first): a reader's
+    /// flow control (PROTOCOL.md §5 "Flow control") may allow fewer than the window.
+    pub(crate) fn wanted_at_most(&mut self, limit: u32, max_new: usize) -> Vec<(u64, u64)> {
         let mut out = Vec::new();
         let ahead = self.read_ahead.min(u64::from(limit.max(1)));
         for p in self.next..self.next.saturating_add(ahead) {
+            if out.len() >= max_new {
+                break;
+            }
             if !self.requested.contains_key(&p) && !self.arrived.contains_key(&p) {
                 self.next_token += 1;
                 self.requested.insert(p, self.next_token);
@@ -85,6 +94,20 @@ impl Walk {
             }
         }
         out
+    }
+
+    /// Live fetches (sent, not answered, not made stale by a restart or a skip).
+    pub(crate) fn in_flight(&self) -> usize {
+        self.requested.len()
+    }
+
+    /// Record bytes of the slots that arrived and wait to be consumed.
+    pub(crate) fn arrived_bytes(&self) -> u64 {
+        self.arrived
+            .values()
+            .flatten()
+            .map(|e| crate::flow::record_bytes(&e.records))
+            .sum()
     }
 
     /// Whether `token` is the live fetch of `position` (else its answer is stale).

@@ -25,6 +25,9 @@ fn pump(h: &mut Harness, r: &mut Reader) -> Vec<ReadEvent> {
     let mut out = Vec::new();
     for _ in 0..10_000 {
         let d = drain(r);
+        for e in &d.events {
+            r.release(e.bytes());
+        }
         out.extend(d.events);
         if d.requests.is_empty() {
             return out;

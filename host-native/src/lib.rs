@@ -23,7 +23,7 @@ mod url;
 mod wal;
 
 pub use admin::{inspect, log_schema, verify, verify_with, Inspection, Verified};
-pub use read::{read_log, Item, ReadOptions, Tailer};
+pub use read::{read_log, Batches, Item, ReadOptions, Tailer};
 pub use store::{execute, store_error};
 pub use tidewal_core::Error;
 pub use tidewal_core::{Ack, AppendId, Start, Stats, WriterConfig, WriterStats};

@@ -15,7 +15,7 @@ use tidewal_core::{Ack, Record, Session, SessionEvent, Stats, WriterConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{drive, Role};
-use crate::read::read_log;
+use crate::read::{Batches, ReadOptions, Tailer};
 use tidewal_core::Error;
 
 /// Called during a long replay at open with the WAL entries and bytes replayed so far (every
@@ -224,9 +224,23 @@ impl Wal {
         rx.await.map_err(|_| Error::Closed)
     }
 
-    /// Every durable row of the log, in order: generations, then the WAL.
-    pub async fn scan(&self) -> Result<Vec<RecordBatch>, Error> {
-        read_log(self.store.clone(), &self.prefix, &self.codec).await
+    /// Every durable row of the log, in order (generations, then the WAL), as a stream of
+    /// batches read ahead at most [`ReadOptions::default`]'s bytes beyond what was taken.
+    /// (`futures::TryStreamExt::try_collect` gathers it into a `Vec`.)
+    pub fn scan(&self) -> Batches {
+        let (store, codec) = (self.store.clone(), self.codec.clone());
+        Tailer::spawn(store, codec, &self.prefix, &ReadOptions::default(), None).batches()
+    }
+
+    /// Reads the log as `options` say (range, follow, columns, read-ahead bytes), as a stream
+    /// of [`crate::Item`]s. Fails at once only for a column the log does not have.
+    pub fn read(&self, options: &ReadOptions) -> Result<Tailer, Error> {
+        Tailer::start(
+            self.store.clone(),
+            self.codec.clone(),
+            &self.prefix,
+            options,
+        )
     }
 
     fn send(&self, command: Command) -> Result<(), Error> {

@@ -13,6 +13,7 @@ use arrow_array::{Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use async_trait::async_trait;
 use futures::stream::BoxStream;
+use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
@@ -161,13 +162,13 @@ async fn puts_that_land_then_fail_lose_nothing_and_duplicate_nothing() {
         h.await.unwrap();
     }
     assert_eq!(
-        ids(&wal.scan().await.unwrap()),
+        ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()),
         (0..200).collect::<Vec<_>>()
     );
     wal.close().await.unwrap();
     let again = Wal::open(s, "p", schema(), options).await.unwrap();
     assert_eq!(
-        ids(&again.scan().await.unwrap()),
+        ids(&again.scan().try_collect::<Vec<_>>().await.unwrap()),
         (0..200).collect::<Vec<_>>()
     );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::{Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use futures::FutureExt;
+use futures::{FutureExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
@@ -80,7 +80,7 @@ async fn appends_are_durable_in_order_and_scan_reads_them_back() {
             positions.windows(2).all(|w| w[0] <= w[1]),
             "acks follow positions"
         );
-        let read = wal.scan().await.unwrap();
+        let read = wal.scan().try_collect::<Vec<_>>().await.unwrap();
         assert_eq!(ids(&read), (0..500).collect::<Vec<_>>());
         wal.close().await.unwrap();
         assert_eq!(wal.append(&batch(0, 1)).await, Err(Error::Closed));
@@ -109,7 +109,7 @@ async fn a_second_writer_fences_the_first_and_replays_its_data() {
         assert!(matches!(a.flush().await, Err(Error::Fenced { .. })));
         b.append(&batch(100, 5)).await.unwrap();
         assert_eq!(
-            ids(&b.scan().await.unwrap()),
+            ids(&b.scan().try_collect::<Vec<_>>().await.unwrap()),
             vec![0, 1, 2, 3, 4, 100, 101, 102, 103, 104]
         );
         b.close().await.unwrap();
@@ -119,6 +119,7 @@ async fn a_second_writer_fences_the_first_and_replays_its_data() {
             .unwrap();
         assert_eq!(
             c.scan()
+                .try_collect::<Vec<_>>()
                 .await
                 .unwrap()
                 .iter()
@@ -150,7 +151,7 @@ async fn bad_batches_are_refused_and_nothing_is_written() {
         ));
         wal.flush().await.unwrap();
         assert_eq!(wal.stats().await.unwrap().writer.appends, 0);
-        assert!(wal.scan().await.unwrap().is_empty());
+        assert!(wal.scan().try_collect::<Vec<_>>().await.unwrap().is_empty());
     })
     .await;
 }
@@ -199,7 +200,10 @@ async fn flush_memtable_writes_a_generation_and_collects_the_wal() {
     assert_eq!(wal.flush_memtable().await.unwrap(), None);
     let gens: Vec<_> = std::fs::read_dir(dir.path().join("gen")).unwrap().collect();
     assert_eq!(gens.len(), 1);
-    assert_eq!(ids(&wal.scan().await.unwrap()), (0..15).collect::<Vec<_>>());
+    assert_eq!(
+        ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()),
+        (0..15).collect::<Vec<_>>()
+    );
 }
 
 #[tokio::test]
@@ -263,7 +267,10 @@ async fn many_logs_share_one_runtime_and_report_their_stats() {
         let (p50, p99) = (stats.ack_p50.unwrap(), stats.ack_p99.unwrap());
         assert!(p50 <= p99);
         let expected: Vec<i64> = (0..10).map(|j| i as i64 * 100 + j).collect();
-        assert_eq!(ids(&wal.scan().await.unwrap()), expected);
+        assert_eq!(
+            ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()),
+            expected
+        );
     }
 }
 
@@ -290,7 +297,10 @@ async fn a_group_is_one_entry_and_a_bad_batch_refuses_all_of_it() {
             ack.position + 1,
             "the group took one position"
         );
-        assert_eq!(ids(&wal.scan().await.unwrap()), (0..6).collect::<Vec<_>>());
+        assert_eq!(
+            ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()),
+            (0..6).collect::<Vec<_>>()
+        );
         let nothing = wal.append_group(&[batch(9, 0)]).await;
         assert!(matches!(nothing, Err(Error::Invalid(ref why)) if why.contains("no rows")));
         wal.close().await.unwrap();
@@ -318,7 +328,7 @@ async fn a_wal_only_log_truncates_from_the_host() {
         let cursor = wal.truncate(acks[2].position).await.unwrap();
         assert_eq!(cursor, acks[2].position);
         assert_eq!(
-            ids(&wal.scan().await.unwrap()),
+            ids(&wal.scan().try_collect::<Vec<_>>().await.unwrap()),
             (20..40).collect::<Vec<_>>()
         );
         let past = wal.truncate(acks[3].position + 5).await;
@@ -367,7 +377,7 @@ async fn a_long_replay_reports_its_progress() {
         assert_eq!(told.len(), 2, "every 4 MiB of 9: {told:?}");
         assert!(told.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1));
         assert!(told[1].1 >= 8 << 20, "{told:?}");
-        assert_eq!(b.scan().await.unwrap().len(), 9);
+        assert_eq!(b.scan().try_collect::<Vec<_>>().await.unwrap().len(), 9);
         b.close().await.unwrap();
     })
     .await;

@@ -63,6 +63,13 @@ async fn inspection(store: Store, prefix: &str) -> Result<Inspection, Error> {
     run(Inspector::new(prefix), store).await
 }
 
+/// The codec of the log under `prefix` (its schema from the manifest; an error if there is
+/// no log).
+pub(crate) async fn log_codec(store: Store, prefix: &str) -> Result<ArrowCodec, Error> {
+    let schema = inspection(store, prefix).await?.arrow_schema(prefix)?;
+    Ok(ArrowCodec::new(schema)?)
+}
+
 /// What the log under `prefix` of `store` holds: `{ manifest, manifestVersions, wal }`, with
 /// `manifest` the current manifest as stored (PROTOCOL.md §3) or `null` if there is no log,
 /// and `wal` the WAL objects as `{ position, bytes }`. Writes nothing.

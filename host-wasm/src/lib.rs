@@ -19,6 +19,7 @@ mod wal;
 
 pub use admin::{inspect, verify};
 pub use memory::MemoryStore;
+pub use reader::LogReader;
 pub use wal::{Tail, Wal};
 
 use wasm_bindgen::prelude::wasm_bindgen;

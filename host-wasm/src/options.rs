@@ -99,3 +99,67 @@ pub(crate) fn parse(options: &JsValue) -> Result<OpenOptions, JsValue> {
         backpressure_timeout,
     })
 }
+
+/// What `Reader.open` was given.
+pub(crate) struct ReaderOptions {
+    pub(crate) reader: tidewal_core::ReaderConfig,
+    pub(crate) columns: Option<Vec<String>>,
+}
+
+/// A position option (`from`, `until`): a whole number.
+fn position(obj: &JsValue, key: &str) -> Result<Option<u64>, JsValue> {
+    Ok(number(obj, key, 0.0, 2f64.powi(53))?.map(|n| n as u64))
+}
+
+/// Parses `Reader.open`'s options object (every field is optional).
+pub(crate) fn parse_reader(options: &JsValue) -> Result<ReaderOptions, JsValue> {
+    use tidewal_core::{ReaderConfig, Start};
+    let mut r = ReaderConfig::default();
+    if options.is_undefined() || options.is_null() {
+        return Ok(ReaderOptions {
+            reader: r,
+            columns: None,
+        });
+    }
+    if !options.is_object() {
+        return Err(invalid("options must be an object"));
+    }
+    if let Some(p) = field(options, "prefix")? {
+        let p = p
+            .as_string()
+            .ok_or_else(|| invalid("option prefix must be a string"))?;
+        r.prefix = if p.is_empty() || p.ends_with('/') {
+            p
+        } else {
+            format!("{p}/")
+        };
+    }
+    r.from = position(options, "from")?.map_or(Start::Beginning, Start::Position);
+    r.until = position(options, "until")?;
+    if let Some(v) = field(options, "follow")? {
+        r.follow = v
+            .as_bool()
+            .ok_or_else(|| invalid("option follow must be a boolean"))?;
+    }
+    if let Some(ms) = number(options, "pollMs", 1.0, 3.6e6)? {
+        r.poll_interval = Duration::from_millis(ms as u64);
+    }
+    if let Some(n) = number(options, "readAheadBytes", 1.0, 2f64.powi(53))? {
+        r.read_ahead_bytes = n as u64;
+    }
+    let columns = match field(options, "columns")? {
+        None => None,
+        Some(v) => {
+            let names: Option<Vec<String>> = js_sys::Array::is_array(&v)
+                .then(|| {
+                    js_sys::Array::from(&v)
+                        .iter()
+                        .map(|n| n.as_string())
+                        .collect()
+                })
+                .flatten();
+            Some(names.ok_or_else(|| invalid("option columns must be an array of strings"))?)
+        }
+    };
+    Ok(ReaderOptions { reader: r, columns })
+}

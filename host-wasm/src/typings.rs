@@ -41,6 +41,25 @@ export interface WalOptions {
   backpressureTimeoutMs?: number;
 }
 
+/** `Reader.open` options (all optional): where to start and stop (positions), whether to
+ * follow new entries, which columns to decode, how many bytes to read ahead of what was
+ * pulled (default 16 MiB). */
+export interface ReaderOptions {
+  prefix?: string;
+  from?: number;
+  until?: number;
+  follow?: boolean;
+  pollMs?: number;
+  columns?: string[];
+  readAheadBytes?: number;
+}
+
+/** `for await (const ipc of reader)`: a `Reader` is its own async iterator. */
+export interface Reader { [Symbol.asyncIterator](): AsyncIterator<ReaderItem, undefined> }
+
+/** One item of a `Reader`: a WAL position's rows as an Arrow IPC stream, and that position. */
+export type ReaderItem = Uint8Array & { readonly position: number };
+
 /** What `inspect` found: the current manifest as stored (null: no log), the manifest
  * versions present and the WAL objects. */
 export interface Inspection {

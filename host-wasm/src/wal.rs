@@ -7,13 +7,14 @@ use bytes::Bytes;
 use futures::channel::oneshot;
 use js_sys::{Function, Object, Promise, Uint8Array};
 use tidewal_core::arrow::{stream_schema, ArrowCodec};
-use tidewal_core::{Error, Reader, ReaderConfig, Session, SessionEvent};
+use tidewal_core::{Error, ReaderConfig, Session, SessionEvent};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::clock::now_ms;
 use crate::driver::{pump, Driver, Handler, Shared};
 use crate::error::{invalid, to_js};
+use crate::reader::Reading;
 use crate::store::{set, Store};
 
 /// A writer of one log. Opening it fences every older writer of the log; a newer writer
@@ -29,7 +30,7 @@ pub struct Wal {
     epoch: u64,
 }
 
-fn random_seed() -> u64 {
+pub(crate) fn random_seed() -> u64 {
     let half = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
     (half() << 32) | half()
 }
@@ -232,6 +233,7 @@ impl Wal {
     /// (from the start of the log, then each new entry as it lands, checking every
     /// `pollMs`, default 100), with that position's rows as an Arrow IPC stream. Returns a
     /// handle whose `stop()` ends it; `handle.done` settles when it ends (rejects on error).
+    /// (A loop over a `Reader` of this log, pulling as soon as the callback returns.)
     pub fn tail(
         &self,
         #[wasm_bindgen(unchecked_param_type = "(ipc: Uint8Array, position: number) => void")]
@@ -246,24 +248,16 @@ impl Wal {
             ),
             ..ReaderConfig::default()
         };
-        let reader = Reader::new(
-            cfg,
-            Box::new(self.codec.clone()),
-            random_seed(),
-            Default::default(),
-        );
-        let codec = self.codec.clone();
-        let deliver = move |position: u64, records: Vec<_>| {
-            let ipc = Uint8Array::from(&codec.join_stream(&records)[..]);
-            let _ = callback.call2(&JsValue::NULL, &ipc, &JsValue::from(position as f64));
-        };
-        let running = crate::reader::start(reader, self.store.clone(), deliver);
-        let reader = running.driver.clone();
+        let reading = Reading::start(cfg, &self.codec, self.store.clone(), random_seed());
+        let (codec, pulling) = (self.codec.clone(), reading.clone());
         let done = future_to_promise(async move {
-            running.finished().await.map_err(|e| to_js(&e))?;
+            while let Some((position, records)) = pulling.next().await.map_err(|e| to_js(&e))? {
+                let ipc = Uint8Array::from(&codec.join_stream(&records)[..]);
+                let _ = callback.call2(&JsValue::NULL, &ipc, &JsValue::from(position as f64));
+            }
             Ok(JsValue::UNDEFINED)
         });
-        Tail { reader, done }
+        Tail { reading, done }
     }
 
     /// Runs a driver command whose reply maps to a JS value.
@@ -286,7 +280,7 @@ impl Wal {
 /// A running `tail`.
 #[wasm_bindgen]
 pub struct Tail {
-    reader: Shared<Reader>,
+    reading: Reading,
     done: Promise,
 }
 
@@ -294,8 +288,7 @@ pub struct Tail {
 impl Tail {
     /// Stops following: no request is sent after this, and `done` resolves.
     pub fn stop(&self) {
-        self.reader.borrow_mut().machine.stop();
-        pump(&self.reader);
+        self.reading.stop();
     }
 
     /// Settles when the tail ends: resolves after `stop()`, rejects if reading failed.
@@ -305,25 +298,18 @@ impl Tail {
     }
 }
 
-/// Reads every durable record of the log into one IPC stream.
+/// Reads every durable record of the log into one IPC stream (pulling each position as it
+/// comes, so the reader's read-ahead stays bounded; the result is the whole log).
 async fn scan_log(store: Store, codec: ArrowCodec, prefix: String) -> Result<Vec<u8>, Error> {
     let cfg = ReaderConfig {
         prefix,
         ..ReaderConfig::default()
     };
-    let reader = Reader::new(
-        cfg,
-        Box::new(codec.clone()),
-        random_seed(),
-        Default::default(),
-    );
-    let records = Rc::new(RefCell::new(Vec::new()));
-    let sink = records.clone();
-    let collect = move |_, mut r: Vec<_>| sink.borrow_mut().append(&mut r);
-    crate::reader::start(reader, store, collect)
-        .finished()
-        .await?;
-    let records = records.borrow();
+    let reading = Reading::start(cfg, &codec, store, random_seed());
+    let mut records = Vec::new();
+    while let Some((_, mut r)) = reading.next().await? {
+        records.append(&mut r);
+    }
     Ok(codec.join_stream(records.iter()))
 }
 

@@ -1,7 +1,7 @@
 // Compiled (never run) against the generated typings by `wasm_types`: the API as a user
 // writes it must type-check, and misuse must not (each @ts-expect-error line must be an error).
-import init, { MemoryStore, Wal, inspect, verify } from './tidewal_wasm.js';
-import type { AppendAck, Inspection, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
+import init, { MemoryStore, Reader, Wal, inspect, verify } from './tidewal_wasm.js';
+import type { AppendAck, Inspection, ReaderItem, ReaderOptions, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
 import { OpfsStore } from './js/opfs_store.js';
 import { R2Store } from './js/r2_store.js';
 
@@ -20,6 +20,19 @@ export async function usage(): Promise<number> {
   const tail = wal.tail((bytes: Uint8Array, position: number) => console.log(bytes.length, position), 50);
   tail.stop();
   await tail.done;
+  const readerOptions: ReaderOptions = { prefix: 'logs/a', from: 0, follow: true, columns: ['id'] };
+  const reader: Reader = await Reader.open(stores[0], readerOptions);
+  for await (const item of reader) {
+    const bytes: Uint8Array = item;
+    const at: number = item.position;
+    console.log(bytes.length, at);
+    break;
+  }
+  const next: IteratorResult<ReaderItem, undefined> = await reader.next();
+  console.log(next.done);
+  reader.stop();
+  // @ts-expect-error columns are names
+  await Reader.open(stores[0], { columns: [1] });
   await wal.flush();
   const cursor: number = await wal.truncate(ack.position);
   await wal.close();

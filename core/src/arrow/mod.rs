@@ -10,11 +10,13 @@ mod framing;
 mod generations;
 mod input;
 mod metadata;
+mod projection;
 mod schema;
 #[cfg(test)]
 mod test_util;
 
 pub use input::stream_schema;
+pub use projection::Projection;
 pub use schema::decode_schema;
 
 use alloc::format;
@@ -22,11 +24,9 @@ use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Display;
-use std::collections::HashMap;
 
 use arrow_array::RecordBatch;
 use arrow_ipc::convert::try_schema_from_ipc_buffer;
-use arrow_ipc::reader::read_record_batch;
 use arrow_ipc::writer::{
     write_message, DictionaryTracker, IpcDataGenerator, IpcWriteOptions, StreamEncoder,
 };
@@ -40,7 +40,6 @@ use crate::codec::{
 use crate::crc32c::{crc32c_append, Crc32cAppend};
 use crate::io::Body;
 use entries::{record_rows, share_large_pieces};
-use framing::batch_message;
 use metadata::{HeadTemplate, FORMAT, PREFIX};
 use schema::{fields_diff, has_dictionary, input_fields_diff};
 
@@ -174,26 +173,7 @@ impl ArrowCodec {
     /// Decodes a record (as made by [`ArrowCodec::encode_batch`] or returned by a decode) into a
     /// batch of the log schema, validating its buffers.
     pub fn decode_record(&self, record: &Record) -> Result<RecordBatch, CodecError> {
-        // A record straight from encode_batch shares its batch's buffers in pieces; arrow's
-        // reader wants one buffer.
-        let buf = record.payload.to_bytes();
-        let (m, rb, rows) = batch_message(&buf)?;
-        buffers::check_buffer_lengths(self.schema.fields(), rb).map_err(corrupt)?;
-        // Zero-copy when the body is aligned; arrow copies it otherwise.
-        let body = buf.slice(m.body.clone()).into();
-        let batch = read_record_batch(
-            &body,
-            rb,
-            self.schema.clone(),
-            &HashMap::new(),
-            None,
-            &m.msg.version(),
-        )
-        .map_err(|e| corrupt(format!("bad record batch: {e}")))?;
-        if rows != record.rows {
-            return Err(corrupt("record row count differs from its batch"));
-        }
-        Ok(batch)
+        self.decode_projected(record, None)
     }
 
     /// Appends the framed schema message of `schema` to `out`.

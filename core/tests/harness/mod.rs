@@ -157,6 +157,8 @@ impl Harness {
         for _ in 0..100_000 {
             let d = drain(&mut r);
             for e in d.events {
+                // Handed on: its bytes are room for the reader's read-ahead again.
+                r.release(e.bytes());
                 match e {
                     ReadEvent::Records { position, records } => out.push((position, records)),
                     ReadEvent::Fatal(f) => return Err(f),

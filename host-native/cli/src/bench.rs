@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use arrow_array::{BinaryArray, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{FuturesUnordered, StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{ObjectStore, PutMode, PutOptions};
 use tidewal::{Error, Options, Wal};
@@ -347,7 +347,13 @@ pub async fn measure_replay(
     let reopened = Wal::open(store.clone(), "replay", schema.clone(), options).await?;
     let open_secs = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let rows: usize = reopened.scan().await?.iter().map(|b| b.num_rows()).sum();
+    let rows: usize = reopened
+        .scan()
+        .try_collect::<Vec<_>>()
+        .await?
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
     let scan_secs = started.elapsed().as_secs_f64();
     if rows != total / entry {
         return Err(Error::Invalid(format!(

@@ -106,57 +106,96 @@ pub async fn append(
     Ok(())
 }
 
-/// Prints `batches`; `header`: a CSV header line goes first (once per output, not per call).
-fn write_batches(
-    format: Format,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    header: bool,
-) -> Result<(), Error> {
-    match write_to_stdout(format, schema, batches, header) {
-        // A closed pipe (`| head`) is the reader's choice, not a failure.
-        Err(e) if e.to_string().contains("Broken pipe") => Ok(()),
-        other => other,
+/// Prints batches as they come, in one output (one CSV header, one IPC stream).
+struct Printer {
+    out: Sink,
+}
+
+/// The format's writer over a buffered stdout (not locked: the command runs on a task that
+/// may move between threads).
+enum Sink {
+    Table(std::io::BufWriter<std::io::Stdout>),
+    /// `header`: the CSV header is still to be written (once, before the first row).
+    Csv {
+        out: std::io::BufWriter<std::io::Stdout>,
+        header: bool,
+    },
+    Json(arrow_json::LineDelimitedWriter<std::io::BufWriter<std::io::Stdout>>),
+    Ipc(arrow_ipc::writer::StreamWriter<std::io::BufWriter<std::io::Stdout>>),
+}
+
+/// What a write to stdout came to: a closed pipe (`| head`) is the reader's choice, not a
+/// failure, and ends the output quietly.
+enum Wrote {
+    More,
+    PipeClosed,
+}
+
+fn written(result: Result<(), Error>) -> Result<Wrote, Error> {
+    match result {
+        Err(e) if e.to_string().contains("Broken pipe") => Ok(Wrote::PipeClosed),
+        Err(e) => Err(e),
+        Ok(()) => Ok(Wrote::More),
     }
 }
 
-fn write_to_stdout(
-    format: Format,
-    schema: &SchemaRef,
-    batches: &[RecordBatch],
-    header: bool,
-) -> Result<(), Error> {
-    let stdout = std::io::stdout();
-    let mut out = stdout.lock();
-    match format {
-        Format::Table => {
-            let table = arrow_cast::pretty::pretty_format_batches(batches).map_err(invalid)?;
-            writeln!(out, "{table}").map_err(invalid)?;
-        }
-        Format::Csv => {
-            let mut w = arrow_csv::WriterBuilder::new()
-                .with_header(header)
-                .build(&mut out);
-            for b in batches {
-                w.write(b).map_err(invalid)?;
+impl Printer {
+    fn new(format: Format, schema: &SchemaRef) -> Result<Printer, Error> {
+        let out = std::io::BufWriter::new(std::io::stdout());
+        let out = match format {
+            Format::Table => Sink::Table(out),
+            Format::Csv => Sink::Csv { out, header: true },
+            Format::Json => Sink::Json(arrow_json::LineDelimitedWriter::new(out)),
+            Format::Ipc => {
+                Sink::Ipc(arrow_ipc::writer::StreamWriter::try_new(out, schema).map_err(invalid)?)
             }
-        }
-        Format::Json => {
-            let mut w = arrow_json::LineDelimitedWriter::new(&mut out);
-            w.write_batches(&batches.iter().collect::<Vec<_>>())
-                .map_err(invalid)?;
-            w.finish().map_err(invalid)?;
-        }
-        Format::Ipc => {
-            let mut w =
-                arrow_ipc::writer::StreamWriter::try_new(&mut out, schema).map_err(invalid)?;
-            for b in batches {
-                w.write(b).map_err(invalid)?;
+        };
+        Ok(Printer { out })
+    }
+
+    /// Writes one batch and flushes it out.
+    fn print(&mut self, batch: &RecordBatch) -> Result<Wrote, Error> {
+        written(self.write(batch))
+    }
+
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
+        match &mut self.out {
+            Sink::Table(out) => {
+                let table = arrow_cast::pretty::pretty_format_batches(std::slice::from_ref(batch))
+                    .map_err(invalid)?;
+                writeln!(out, "{table}").map_err(invalid)?;
+                out.flush().map_err(invalid)
             }
-            w.finish().map_err(invalid)?;
+            Sink::Csv { out, header } => {
+                let mut w = arrow_csv::WriterBuilder::new()
+                    .with_header(*header)
+                    .build(&mut *out);
+                w.write(batch).map_err(invalid)?;
+                drop(w);
+                *header = false;
+                out.flush().map_err(invalid)
+            }
+            Sink::Json(w) => {
+                w.write(batch).map_err(invalid)?;
+                w.get_mut().flush().map_err(invalid)
+            }
+            Sink::Ipc(w) => {
+                w.write(batch).map_err(invalid)?;
+                w.flush().map_err(invalid)
+            }
         }
     }
-    out.flush().map_err(invalid)
+
+    /// Ends the output (the IPC end-of-stream marker; a JSON writer's finish).
+    fn finish(self) -> Result<(), Error> {
+        let done = match self.out {
+            Sink::Table(mut out) => out.flush().map_err(invalid),
+            Sink::Csv { mut out, .. } => out.flush().map_err(invalid),
+            Sink::Json(mut w) => w.finish().map_err(invalid),
+            Sink::Ipc(mut w) => w.finish().map_err(invalid),
+        };
+        written(done).map(|_| ())
+    }
 }
 
 /// A progress bar on stderr (drawn only when stderr is a terminal).
@@ -192,35 +231,43 @@ fn with_replay_progress() -> (Options, indicatif::ProgressBar) {
     (options, bar)
 }
 
-/// What `--from`, `--until` and `--follow` ask of a read.
-pub fn range(from: Option<u64>, until: Option<u64>, follow: bool) -> ReadOptions {
+/// What `--from`, `--until`, `--follow`, `--columns` and `--read-ahead-mib` ask of a read.
+pub fn range(
+    from: Option<u64>,
+    until: Option<u64>,
+    follow: bool,
+    columns: Option<Vec<String>>,
+    read_ahead_mib: Option<u64>,
+) -> ReadOptions {
+    let defaults = ReadOptions::default();
     ReadOptions {
         from: from.map_or(Start::Beginning, Start::Position),
         until,
         follow,
         poll_interval: Duration::from_millis(200),
+        columns,
+        read_ahead_bytes: read_ahead_mib.map_or(defaults.read_ahead_bytes, |m| m << 20),
     }
 }
 
-/// `cat`: every durable row in the range, in order.
+/// `cat`: every durable row in the range, in order, printed as it is read (memory stays near
+/// the read-ahead bound whatever the log's size).
 pub async fn cat(url: &str, range: ReadOptions, format: Format) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
-    let mut scan = Tailer::with_options(store, &prefix, schema.clone(), &range)?;
-    let bar = progress(None, "reading");
-    let mut batches = Vec::new();
+    let mut scan = Tailer::with_options(store, &prefix, schema, &range)?;
+    let mut printer = Printer::new(format, &scan.schema())?;
     while let Some(item) = scan.next().await {
         if let Item::Batch { batch, .. } = item? {
-            bar.inc(batch.num_rows() as u64);
-            bar.set_message(format!("reading: {} rows", bar.position()));
-            batches.push(batch);
+            if let Wrote::PipeClosed = printer.print(&batch)? {
+                return Ok(());
+            }
         }
     }
-    bar.finish_and_clear();
-    write_batches(format, &schema, &batches, true)
+    printer.finish()
 }
 
-/// `tail`: like `cat`, printing as it reads; with `follow`, keeps printing new rows.
+/// `tail`: like `cat`; with `follow`, keeps printing new rows.
 pub async fn tail(url: &str, range: ReadOptions, format: Format) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
@@ -229,19 +276,20 @@ pub async fn tail(url: &str, range: ReadOptions, format: Format) -> Result<(), E
         follow: true,
         ..range
     };
-    let mut tailer = Tailer::with_options(store, &prefix, schema.clone(), &range)?;
-    let mut header = true;
+    let mut tailer = Tailer::with_options(store, &prefix, schema, &range)?;
+    let mut printer = Printer::new(format, &tailer.schema())?;
     while let Some(item) = tailer.next().await {
         match item? {
             Item::Batch { batch, .. } => {
-                write_batches(format, &schema, &[batch], header)?;
-                header = false;
+                if let Wrote::PipeClosed = printer.print(&batch)? {
+                    return Ok(());
+                }
             }
-            Item::CaughtUp { .. } if !follow => return Ok(()),
+            Item::CaughtUp { .. } if !follow => break,
             Item::CaughtUp { .. } => {}
         }
     }
-    Ok(())
+    printer.finish()
 }
 
 /// `inspect`: manifest, epoch, positions, generations, WAL objects.

@@ -1,6 +1,7 @@
 //! The `tidewal` command line.
 
 mod bench;
+mod bench_scan;
 mod cmds;
 
 use std::sync::Arc;
@@ -59,7 +60,13 @@ enum Command {
         /// Stop before this position.
         #[arg(long)]
         until: Option<u64>,
-        /// Output format.
+        /// Print only these columns, in this order (only they are decoded).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
+        /// MiB of records read ahead of what is printed (default 16).
+        #[arg(long)]
+        read_ahead_mib: Option<u64>,
+        /// Output format (table: one table per stored batch, printed as it is read).
         #[arg(long, value_enum, default_value = "table")]
         format: cmds::Format,
     },
@@ -73,6 +80,9 @@ enum Command {
         /// Keep following the log.
         #[arg(long)]
         follow: bool,
+        /// Print only these columns, in this order (only they are decoded).
+        #[arg(long, value_delimiter = ',')]
+        columns: Option<Vec<String>>,
         /// Output format.
         #[arg(long, value_enum, default_value = "json")]
         format: cmds::Format,
@@ -117,6 +127,29 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         start: i64,
     },
+    /// Writes about MIB MiB of `(id, blob)` rows to DIR, one entry per ENTRY_KIB batch, with
+    /// generations of MEMTABLE_MIB (the memory proof's and its smoke test's log).
+    #[command(hide = true)]
+    Fill {
+        /// Where the log lives.
+        dir: String,
+        /// MiB of payload to write.
+        #[arg(long)]
+        mib: usize,
+        /// KiB per batch (one WAL entry each).
+        #[arg(long, default_value_t = 256)]
+        entry_kib: usize,
+        /// Memtable size in MiB: the size of each generation file.
+        #[arg(long, default_value_t = 8)]
+        memtable_mib: usize,
+    },
+    /// Opens the log at DIR as a writer and streams `Wal::scan` over it, printing rows and
+    /// bytes read (the memory proof of `Wal::scan`; see `TIDEWAL_PRINT_VMHWM`).
+    #[command(hide = true)]
+    ScanCount {
+        /// Where the log lives.
+        dir: String,
+    },
     /// Durable appends/s, MB/s, ack latency and puts per MB against InMemory with a fixed put
     /// latency and against a local directory, beside a raw put loop at the same depth.
     Bench {
@@ -141,6 +174,13 @@ enum Command {
         /// MiB of WAL (64 KiB entries) for the replay measurement (0: none).
         #[arg(long, default_value_t = 64)]
         replay_mib: usize,
+        /// MiB of WAL (ten columns, 64 KiB entries) for the streaming scan measurement: all
+        /// columns, one column, raw GETs (0: none).
+        #[arg(long, default_value_t = 0)]
+        scan_mib: usize,
+        /// Skip the append cells (e.g. to measure only replay or scan).
+        #[arg(long)]
+        skip_appends: bool,
         /// Measure only these stores (throttled, local, s3); default: all given.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
@@ -199,11 +239,95 @@ async fn append_forever(dir: &str, start: i64) -> Result<(), Error> {
     Ok(())
 }
 
+fn blob_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("blob", DataType::Binary, false),
+    ]))
+}
+
+async fn fill(dir: &str, mib: usize, entry_kib: usize, memtable_mib: usize) -> Result<(), Error> {
+    use arrow_array::BinaryArray;
+    if entry_kib == 0 || memtable_mib == 0 {
+        return Err(Error::Invalid(
+            "--entry-kib and --memtable-mib must be positive".into(),
+        ));
+    }
+    let schema = blob_schema();
+    let mut options = Options::default();
+    options.writer.memtable_bytes = memtable_mib << 20;
+    options.writer.group_commit.max_bytes = 1;
+    let wal = Wal::open_url(dir, schema.clone(), options).await?;
+    let entries = (mib << 10) / entry_kib;
+    let mut pending = std::collections::VecDeque::new();
+    for id in 0..entries as i64 {
+        let blob = vec![(id % 251) as u8; entry_kib << 10];
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from(vec![id])),
+                Arc::new(BinaryArray::from(vec![blob.as_slice()])),
+            ],
+        )
+        .expect("blob batch matches its schema");
+        pending.push_back(wal.append_nowait(&batch)?);
+        // A window of appends, so the writer's own memory stays small too.
+        if pending.len() >= 16 {
+            if let Some(h) = pending.pop_front() {
+                h.await?;
+            }
+        }
+    }
+    for h in pending {
+        h.await?;
+    }
+    wal.close().await?;
+    println!("wrote {entries} entries of {entry_kib} KiB ({mib} MiB) to {dir}");
+    Ok(())
+}
+
+async fn scan_count(dir: &str) -> Result<(), Error> {
+    use futures::StreamExt;
+    let (store, prefix) = tidewal::store_for(dir)?;
+    let schema = tidewal::log_schema(store.clone(), &prefix).await?;
+    let wal = Wal::open(store, &prefix, schema, Options::default()).await?;
+    if std::env::var_os("TIDEWAL_PRINT_VMHWM").is_some() {
+        eprint!("after open: ");
+        print_peak_memory();
+    }
+    let started = Instant::now();
+    let (mut rows, mut bytes) = (0usize, 0usize);
+    let mut scan = wal.scan();
+    while let Some(batch) = scan.next().await {
+        let batch = batch?;
+        rows += batch.num_rows();
+        // The blobs' bytes (a batch's buffers are slices of a larger fetched object).
+        if let Some(blobs) = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<arrow_array::BinaryArray>()
+        {
+            let offsets = blobs.value_offsets();
+            bytes += (offsets[offsets.len() - 1] - offsets[0]) as usize;
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    wal.close().await?;
+    println!(
+        "Wal::scan: {rows} rows, {:.0} MB in {secs:.1} s ({:.0} MB/s)",
+        bytes as f64 / 1e6,
+        bytes as f64 / 1e6 / secs
+    );
+    Ok(())
+}
+
 /// What `bench` measures.
 struct BenchCells {
     sizes_kib: Vec<usize>,
     depths: Vec<u32>,
     replay_mib: usize,
+    scan_mib: usize,
+    skip_appends: bool,
     only: Vec<String>,
     cell_mib: usize,
     raw_fresh_bodies: bool,
@@ -221,6 +345,8 @@ async fn bench(
         sizes_kib,
         depths,
         replay_mib,
+        scan_mib,
+        skip_appends,
         only,
         cell_mib,
         raw_fresh_bodies,
@@ -265,7 +391,7 @@ async fn bench(
         .copied()
         .filter(|k| only.is_empty() || only.iter().any(|o| o == k))
         .collect();
-    for &kind in &kinds {
+    for &kind in kinds.iter().filter(|_| !skip_appends) {
         for &kib in &sizes_kib {
             for &depth in &depths {
                 let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
@@ -337,6 +463,40 @@ async fn bench(
         print_replay(&r?, header);
         header = false;
     }
+    let mut header = true;
+    for &kind in kinds.iter().filter(|_| scan_mib > 0) {
+        let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
+            "throttled" => {
+                let config = ThrottleConfig {
+                    wait_get_per_call: std::time::Duration::from_millis(latency_ms),
+                    ..ThrottleConfig::default()
+                };
+                let store = ThrottledStore::new(InMemory::new(), config);
+                (Arc::new(store), format!("InMemory+{latency_ms}ms get"))
+            }
+            "s3" => {
+                let base = s3.as_deref().unwrap_or_default().trim_end_matches('/');
+                let (store, prefix) =
+                    tidewal::store_for(&format!("{base}/scan-{}", std::process::id()))?;
+                let store = object_store::prefix::PrefixStore::new(store, prefix.as_str());
+                (Arc::new(store), "S3 (SeaweedFS)".into())
+            }
+            _ => {
+                let scan_dir = dir.join("scan");
+                let _ = std::fs::remove_dir_all(&scan_dir);
+                let (store, _) = tidewal::store_for(&scan_dir.to_string_lossy())?;
+                (store, "LocalFileSystem".into())
+            }
+        };
+        let s =
+            crate::bench_scan::measure_scan(store.clone(), &label, 64 << 10, scan_mib << 20).await;
+        match kind {
+            "s3" => delete_all(&store).await,
+            _ => drop(std::fs::remove_dir_all(dir.join("scan"))),
+        }
+        crate::bench_scan::print_scan(&s?, header);
+        header = false;
+    }
     drop(scratch);
     Ok(())
 }
@@ -404,7 +564,7 @@ async fn demo(dir: &str) -> Result<(), Error> {
     println!("tidewal demo: log in {dir}");
 
     let a = Wal::open(store.clone(), &prefix, schema.clone(), Options::default()).await?;
-    let before = rows(&a.scan().await?);
+    let before = rows(&futures::TryStreamExt::try_collect::<Vec<_>>(a.scan()).await?);
     println!(
         "1. writer A opened with epoch {} ({before} rows already in the log)",
         a.epoch()
@@ -446,7 +606,7 @@ async fn demo(dir: &str) -> Result<(), Error> {
     c.flush().await?;
     let generation = c.flush_memtable().await?;
     println!("   C appended 100 rows and flushed generation {generation:?}");
-    let all = c.scan().await?;
+    let all: Vec<_> = futures::TryStreamExt::try_collect(c.scan()).await?;
     let stats = c.stats().await?;
     c.close().await?;
     println!(
@@ -470,12 +630,25 @@ async fn main() -> std::process::ExitCode {
         Ok(result) => result,
         Err(e) => Err(Error::Invalid(format!("the command's task failed: {e}"))),
     };
+    if std::env::var_os("TIDEWAL_PRINT_VMHWM").is_some() {
+        print_peak_memory();
+    }
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// With `TIDEWAL_PRINT_VMHWM` set, the process's peak resident memory goes to stderr as
+/// `VmHWM: <kB> kB` (Linux; the memory proof and its smoke test read it).
+fn print_peak_memory() {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    match status.lines().find(|l| l.starts_with("VmHWM:")) {
+        Some(line) => eprintln!("{}", line.split_whitespace().collect::<Vec<_>>().join(" ")),
+        None => eprintln!("VmHWM: unknown (no /proc/self/status)"),
     }
 }
 
@@ -494,18 +667,31 @@ async fn run(command: Command) -> Result<(), Error> {
             url,
             from,
             until,
+            columns,
+            read_ahead_mib,
             format,
-        } => cmds::cat(&url, cmds::range(from, until, false), format).await,
+        } => {
+            let range = cmds::range(from, until, false, columns, read_ahead_mib);
+            cmds::cat(&url, range, format).await
+        }
         Command::Tail {
             url,
             from,
             follow,
+            columns,
             format,
-        } => cmds::tail(&url, cmds::range(from, None, follow), format).await,
+        } => cmds::tail(&url, cmds::range(from, None, follow, columns, None), format).await,
         Command::Inspect { url, json } => cmds::inspect(&url, json).await,
         Command::Verify { url } => cmds::verify(&url).await,
         Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
+        Command::Fill {
+            dir,
+            mib,
+            entry_kib,
+            memtable_mib,
+        } => fill(&dir, mib, entry_kib, memtable_mib).await,
+        Command::ScanCount { dir } => scan_count(&dir).await,
         Command::Bench {
             latency_ms,
             seconds,
@@ -514,6 +700,8 @@ async fn run(command: Command) -> Result<(), Error> {
             depths,
             s3,
             replay_mib,
+            scan_mib,
+            skip_appends,
             only,
             cell_mib,
             raw_fresh_bodies,
@@ -523,6 +711,8 @@ async fn run(command: Command) -> Result<(), Error> {
                 sizes_kib,
                 depths,
                 replay_mib,
+                scan_mib,
+                skip_appends,
                 only,
                 cell_mib,
                 raw_fresh_bodies,

@@ -142,3 +142,67 @@ fn cat_reads_from_and_until_a_position() {
     assert_eq!(rows(&ranged), 2);
     assert_eq!(rows(&["tail", log, "--format", "json", "--from", from]), 4);
 }
+
+#[test]
+fn cat_and_tail_print_only_the_named_columns_and_refuse_unknown_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let out = tidewal(&["append", log, "--generate", "7", "--batch-rows", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for cmd in ["cat", "tail"] {
+        let out = tidewal(&[cmd, log, "--format", "csv", "--columns", "value,id"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let printed = text(&out.stdout);
+        let lines: Vec<&str> = printed.lines().collect();
+        assert_eq!(lines[0], "value,id", "{printed}");
+        assert_eq!(lines.len(), 8, "{printed}");
+        assert!(
+            lines[1..].iter().all(|l| l.split(',').count() == 2),
+            "{printed}"
+        );
+    }
+    let out = tidewal(&["cat", log, "--columns", "id,nope"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("\"nope\"") && err.contains("id, ts, name, value"),
+        "{err}"
+    );
+}
+
+/// The memory smoke (scripts/memory.sh is the 1 GiB proof): `cat` of a 64 MiB log with a
+/// 4 MiB read-ahead keeps its peak RSS far below the log's size.
+#[test]
+fn cat_of_a_64_mib_log_stays_far_below_its_size_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let out = tidewal(&[
+        "fill",
+        log,
+        "--mib",
+        "64",
+        "--entry-kib",
+        "256",
+        "--memtable-mib",
+        "4",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_tidewal"))
+        .args(["cat", log, "--format", "ipc", "--read-ahead-mib", "4"])
+        .env("TIDEWAL_PRINT_VMHWM", "1")
+        .stdout(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let kb: u64 = err
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM: "))
+        .and_then(|v| v.trim_end_matches(" kB").parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in {err}"));
+    println!("cat of a 64 MiB log: peak RSS {kb} kB");
+    // Collecting the log first would take more than its 64 MiB.
+    assert!(kb < 48 << 10, "peak RSS {kb} kB for a 64 MiB log");
+}

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_schema::{DataType, Field, Schema};
+use futures::TryStreamExt;
 use tidewal::{Options, Wal};
 
 const KILLS: u64 = 20;
@@ -88,7 +89,7 @@ async fn kill_and_check(path: &str) {
         let wal = Wal::open_url(&path, schema.clone(), Options::default())
             .await
             .unwrap();
-        let batches = wal.scan().await.unwrap();
+        let batches = wal.scan().try_collect::<Vec<_>>().await.unwrap();
         let ids = ids(&batches);
         let unique: BTreeSet<i64> = ids.iter().copied().collect();
         assert_eq!(

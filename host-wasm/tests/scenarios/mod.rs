@@ -12,7 +12,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
-use tidewal_wasm::{inspect, verify, MemoryStore, Wal};
+use tidewal_wasm::{inspect, verify, LogReader, MemoryStore, Wal};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -528,6 +528,98 @@ async fn a_wal_only_log_truncates_from_js() {
         assert_eq!(name(&e), "InvalidInputError", "{e:?}");
         let e = wait(wal.truncate(positions[2] + 9.0)).await.unwrap_err();
         assert_eq!(name(&e), "InvalidInputError", "{e:?}");
+        wait(wal.close()).await.unwrap();
+    }
+}
+
+/// Reader options as a JS object.
+fn reader_options(prefix: &str, follow: bool, columns: Option<&[&str]>) -> JsValue {
+    let o = Object::new();
+    Reflect::set(&o, &"prefix".into(), &prefix.into()).unwrap();
+    Reflect::set(&o, &"follow".into(), &follow.into()).unwrap();
+    Reflect::set(&o, &"pollMs".into(), &JsValue::from(5)).unwrap();
+    Reflect::set(&o, &"readAheadBytes".into(), &JsValue::from(1)).unwrap();
+    if let Some(columns) = columns {
+        let names: js_sys::Array = columns.iter().map(|c| JsValue::from(*c)).collect();
+        Reflect::set(&o, &"columns".into(), &names).unwrap();
+    }
+    o.into()
+}
+
+/// The batches of one reader item (an IPC stream) and its position.
+fn item_batches(item: &JsValue) -> (f64, Vec<RecordBatch>) {
+    let value = get(item, "value");
+    let bytes = Uint8Array::new(&value).to_vec();
+    let reader = StreamReader::try_new(Cursor::new(bytes), None).unwrap();
+    (
+        num(&value, "position"),
+        reader.map(|b| b.unwrap()).collect(),
+    )
+}
+
+#[wasm_bindgen_test]
+async fn a_reader_follows_a_log_while_its_writer_appends_and_never_fences_it() {
+    for (kind, store) in stores("reader").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "reader").await;
+        wait(wal.append(&ipc(&schema(), &[batch(0..2)])))
+            .await
+            .unwrap();
+        let fenced = Rc::new(Cell::new(false));
+        let told = fenced.clone();
+        let onfenced = Closure::<dyn Fn(JsValue)>::new(move |_| told.set(true));
+        wal.set_onfenced(Some(
+            onfenced
+                .as_ref()
+                .unchecked_ref::<js_sys::Function>()
+                .clone(),
+        ));
+        let options = reader_options("reader", true, Some(&["name"]));
+        let reader = wait(LogReader::open(store.clone(), options)).await.unwrap();
+        // `for await` finds the reader its own async iterator.
+        let iterator: js_sys::Function = Reflect::get(&reader, &js_sys::Symbol::async_iterator())
+            .unwrap()
+            .unchecked_into();
+        assert_eq!(iterator.call0(&reader).unwrap(), reader);
+        let mut ids = Vec::new();
+        let mut positions = Vec::new();
+        for k in 1..5i64 {
+            let item = call(&reader, "next", &[]).await.unwrap();
+            assert_eq!(get(&item, "done"), JsValue::FALSE);
+            let (position, batches) = item_batches(&item);
+            positions.push(position);
+            for b in batches {
+                // Only the projected column, decoded.
+                assert_eq!(b.num_columns(), 1);
+                let names = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
+                ids.extend(names.iter().map(|n| n.unwrap().to_string()));
+            }
+            // The writer goes on appending while the reader follows it.
+            let rows = (k * 10)..(k * 10 + 1);
+            wait(wal.append(&ipc(&schema(), &[batch(rows)])))
+                .await
+                .unwrap();
+        }
+        assert_eq!(ids, ["row-0", "row-1", "row-10", "row-20", "row-30"]);
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        // Leaving the loop early (`return`) stops it: iteration ends.
+        let ended = call(&reader, "return", &[]).await.unwrap();
+        assert_eq!(get(&ended, "done"), JsValue::TRUE);
+        let after = call(&reader, "next", &[]).await.unwrap();
+        assert_eq!(get(&after, "done"), JsValue::TRUE);
+        // The writer was never fenced: it still appends.
+        wait(wal.append(&ipc(&schema(), &[batch(50..51)])))
+            .await
+            .unwrap();
+        assert!(!fenced.get(), "a reader must not fence the writer");
+        // Unknown columns reject, naming the log's columns.
+        let bad = reader_options("reader", false, Some(&["nope"]));
+        let e = wait(LogReader::open(store.clone(), bad)).await.unwrap_err();
+        let message = get(&e, "message").as_string().unwrap();
+        assert!(
+            message.contains("\"nope\"") && message.contains("id, name"),
+            "{message}"
+        );
         wait(wal.close()).await.unwrap();
     }
 }

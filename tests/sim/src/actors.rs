@@ -2,12 +2,12 @@
 //! crashes, and the random commands writers issue. Writers collect garbage themselves; old
 //! writers keep running as zombies until a crash or their own failure ends them.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use tidewal_core::{
-    Event, FatalError, ReadEvent, Reader, ReaderConfig, Record, Request, Session, SessionEvent,
-    Start, Writer,
+    Event, FatalError, ReadEvent, Reader, ReaderConfig, Record, Request, RequestId, Session,
+    SessionEvent, Start, Writer,
 };
 
 use crate::replies::{Cmd, Ledger, Outcome};
@@ -56,6 +56,16 @@ pub(crate) struct Client {
     pub read: Vec<(u64, u64)>,
     /// FNV-1a over every (position, payload byte) a reader reported.
     pub read_digest: u64,
+    /// A reader's read-ahead bound in bytes.
+    pub read_bound: u64,
+    /// Bytes of each event the reader's host took and has not released yet, oldest first.
+    pub held: VecDeque<u64>,
+    /// A release of held bytes is scheduled.
+    pub release_due: bool,
+    /// A reader's data GETs (slots, generations) out, by request, with their paths.
+    pub data_gets: BTreeMap<RequestId, String>,
+    /// Paths whose data GET failed: the reader may send them again (a retry, not read-ahead).
+    pub retried_paths: BTreeSet<String>,
     pub timer_at: Option<Duration>,
     /// The instant of the latest timer wake, and how many came at it.
     pub wakes: (Duration, u32),
@@ -185,8 +195,11 @@ impl World {
             follow,
             poll_interval: Duration::from_millis(20),
             read_ahead: self.rng.range(1, 8) as u32,
+            // Records are 8..105 bytes: from below one record to a few entries.
+            read_ahead_bytes: self.rng.range(1, 600),
             retry: self.wcfg.retry.clone(),
         };
+        let read_bound = cfg.read_ahead_bytes;
         let seed = self.rng.u64();
         let client = self.clients.len();
         self.note(format_args!(
@@ -202,6 +215,7 @@ impl World {
             slowness,
             machine: Some(Machine::Reader(Box::new(reader))),
             range: (start, until),
+            read_bound,
             ..Client::default()
         });
         let _ = self.drain(client);

@@ -241,6 +241,9 @@ impl World {
     }
 
     pub(crate) fn reader_event(&mut self, client: usize, e: ReadEvent) -> Result<(), String> {
+        if e.bytes() > 0 {
+            self.took(client, e.bytes());
+        }
         match e {
             ReadEvent::Records { position, records } => {
                 self.note(format_args!(

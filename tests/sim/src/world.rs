@@ -58,6 +58,10 @@ pub(crate) enum Ev {
     Act {
         client: usize,
     },
+    /// A reader's host releases some of the bytes it holds.
+    Release {
+        client: usize,
+    },
     Spawn,
 }
 
@@ -224,6 +228,7 @@ impl World {
             }
             Ev::Deliver { client, id, resp } => {
                 self.note(format_args!("c{client} <- #{} ok={}", id.0, is_ok(&resp)));
+                self.data_get_answered(client, id, &resp);
                 match &mut self.clients[client].machine {
                     Some(Machine::Session(s)) => s.handle_response(id, resp, now),
                     Some(Machine::Writer(w)) => w.handle_response(id, resp, now),
@@ -258,6 +263,7 @@ impl World {
                 self.drain(client)
             }
             Ev::Act { client } => self.act(client),
+            Ev::Release { client } => self.release(client),
             Ev::Spawn => {
                 let writers = self.clients.iter().filter(|c| c.is_live_writer()).count();
                 let readers = self
@@ -308,6 +314,7 @@ impl World {
             match out {
                 Out::Request(Request { id, op, .. }) => {
                     self.note(format_args!("c{client} -> #{} {}", id.0, op_name(&op)));
+                    self.data_get_sent(client, id, &op)?;
                     let at = self.now + self.latency(client);
                     self.schedule(at, Ev::Arrive { client, id, op });
                 }
@@ -363,7 +370,9 @@ impl World {
     fn check_liveness(&self) -> Result<(), String> {
         let mut busy = BTreeSet::new();
         for ev in self.queue.values() {
-            if let Ev::Arrive { client, .. } | Ev::Deliver { client, .. } = ev {
+            if let Ev::Arrive { client, .. } | Ev::Deliver { client, .. } | Ev::Release { client } =
+                ev
+            {
                 busy.insert(*client);
             }
         }

@@ -1,0 +1,90 @@
+//! Readers' flow control (PROTOCOL.md §5 "Flow control"): each reader's host takes events and
+//! releases their bytes lazily, at random later times and in random amounts; the check is that
+//! no reader asks for more data while its host holds its whole bound, and (through the
+//! liveness check and the final read) that a reader waiting for release resumes once released.
+
+use std::time::Duration;
+
+use tidewal_core::{Op, RequestId, Response, StoreErrorKind};
+
+use crate::actors::Machine;
+use crate::world::{Ev, World};
+
+/// Whether `op` fetches log data a reader holds (a WAL slot or a generation).
+fn data_path(op: &Op) -> Option<&str> {
+    match op {
+        Op::Get { path } if path.contains("/wal/") || path.contains("/gen/") => Some(path),
+        _ => None,
+    }
+}
+
+impl World {
+    /// A reader's host took an event of `bytes`: it holds them until a later release.
+    pub(crate) fn took(&mut self, client: usize, bytes: u64) {
+        self.clients[client].held.push_back(bytes);
+        self.schedule_release(client);
+    }
+
+    fn schedule_release(&mut self, client: usize) {
+        let c = &self.clients[client];
+        if c.release_due || c.held.is_empty() {
+            return;
+        }
+        self.clients[client].release_due = true;
+        let at = self.now + Duration::from_millis(self.rng.range(0, 60));
+        self.schedule(at, Ev::Release { client });
+    }
+
+    /// Releases the oldest few events the host holds (one to all), then drains the reader.
+    pub(crate) fn release(&mut self, client: usize) -> Result<(), String> {
+        let c = &mut self.clients[client];
+        c.release_due = false;
+        let n = self.rng.range(1, c.held.len().max(1) as u64) as usize;
+        let bytes: u64 = c.held.drain(..n.min(c.held.len())).sum();
+        let Some(Machine::Reader(r)) = &mut c.machine else {
+            return Ok(());
+        };
+        r.release(bytes);
+        self.note(format_args!("c{client} releases {bytes} bytes"));
+        self.drain(client)?;
+        self.schedule_release(client);
+        Ok(())
+    }
+
+    /// A reader sent `op`: a data GET that is not a retry must find its host holding less than
+    /// the bound (or nothing at all).
+    pub(crate) fn data_get_sent(
+        &mut self,
+        client: usize,
+        id: RequestId,
+        op: &Op,
+    ) -> Result<(), String> {
+        let c = &mut self.clients[client];
+        let (Some(Machine::Reader(_)), Some(path)) = (&c.machine, data_path(op)) else {
+            return Ok(());
+        };
+        let retry = c.retried_paths.remove(path) || c.data_gets.values().any(|p| p == path);
+        c.data_gets.insert(id, path.to_string());
+        let held: u64 = c.held.iter().sum();
+        if !retry && held > 0 && held >= c.read_bound {
+            return Err(format!(
+                "reader c{client} asked for {path} while its host holds {held} bytes (bound {})",
+                c.read_bound
+            ));
+        }
+        Ok(())
+    }
+
+    /// The answer to a reader's data GET: a failed one may be sent again.
+    pub(crate) fn data_get_answered(&mut self, client: usize, id: RequestId, resp: &Response) {
+        let c = &mut self.clients[client];
+        let Some(path) = c.data_gets.remove(&id) else {
+            return;
+        };
+        if let Response::Get(Err(e)) = resp {
+            if e.kind != StoreErrorKind::NotFound {
+                c.retried_paths.insert(path);
+            }
+        }
+    }
+}
