@@ -7,6 +7,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::codec::CodecError;
+use crate::consumer::ConsumerError;
 use crate::error::{AppendError, CommandError, FatalError};
 
 /// Anything that can go wrong with a log.
@@ -54,6 +55,8 @@ pub enum Error {
     Invalid(String),
     /// The writer was closed.
     Closed,
+    /// A named consumer refused a command or lost its name.
+    Consumer(ConsumerError),
     /// Any other terminal condition of the log.
     Failed(FatalError),
 }
@@ -79,6 +82,7 @@ impl fmt::Display for Error {
             ),
             Error::Invalid(why) => write!(f, "invalid input: {why}"),
             Error::Closed => write!(f, "the writer is closed"),
+            Error::Consumer(e) => write!(f, "{e}"),
             Error::Failed(e) => write!(f, "{e}"),
         }
     }
@@ -126,6 +130,16 @@ impl From<CodecError> for Error {
         match e {
             CodecError::SchemaMismatch(detail) => Error::SchemaMismatch { detail },
             other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<ConsumerError> for Error {
+    fn from(e: ConsumerError) -> Self {
+        match e {
+            ConsumerError::Failed(f) => f.into(),
+            ConsumerError::Closed => Error::Closed,
+            other => Error::Consumer(other),
         }
     }
 }
