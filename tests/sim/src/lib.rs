@@ -10,6 +10,7 @@
 //! next event (`world`). One seed is one run.
 
 mod actors;
+mod consumers;
 pub mod model;
 mod net;
 mod observe;
