@@ -39,7 +39,13 @@ pub(crate) struct Consumers {
 
 impl Consumers {
     /// An acknowledged version: checked against every other one of the name.
-    fn acknowledge(&mut self, name: &str, version: u64, claim: u64, position: u64) -> Result<(), String> {
+    fn acknowledge(
+        &mut self,
+        name: &str,
+        version: u64,
+        claim: u64,
+        position: u64,
+    ) -> Result<(), String> {
         let versions = self.acked.entry(name.into()).or_default();
         if let Some(&(c, p)) = versions.range(..version).next_back().map(|(_, v)| v) {
             if c > claim || p > position {
@@ -71,7 +77,11 @@ impl Consumers {
 
 impl World {
     /// A new instance of a random name (or of `name`), following the log.
-    pub(crate) fn spawn_consumer(&mut self, name: Option<&str>, follow: bool) -> Result<usize, String> {
+    pub(crate) fn spawn_consumer(
+        &mut self,
+        name: Option<&str>,
+        follow: bool,
+    ) -> Result<usize, String> {
         let name = match name {
             Some(n) => n.to_string(),
             None => NAMES[self.rng.range(0, NAMES.len() as u64 - 1) as usize].to_string(),
@@ -91,8 +101,14 @@ impl World {
         let client = self.clients.len();
         let consumer = Consumer::new(cfg, Box::new(self.codec.clone()), seed, self.now)
             .map_err(|e| format!("a valid consumer refused: {e}"))?;
-        self.note(format_args!("c{client} spawn consumer {name} follow={follow}"));
-        let slowness = if self.rng.chance(0.3) { self.rng.range(2, 12) } else { 1 };
+        self.note(format_args!(
+            "c{client} spawn consumer {name} follow={follow}"
+        ));
+        let slowness = if self.rng.chance(0.3) {
+            self.rng.range(2, 12)
+        } else {
+            1
+        };
         self.clients.push(Client {
             slowness,
             machine: Some(Machine::Consumer(Box::new(consumer))),
@@ -150,11 +166,23 @@ impl World {
             match result {
                 Ok(()) => {
                     self.clients[client].asked = position;
-                    self.model_consumers().asked.entry(name).or_default().insert(position);
+                    self.model_consumers()
+                        .asked
+                        .entry(name)
+                        .or_default()
+                        .insert(position);
                 }
                 Err(ConsumerError::CommitBelow { .. }) if position < floor => {}
-                Err(ConsumerError::NotClaimed | ConsumerError::Fenced { .. } | ConsumerError::Closed) => {}
-                Err(e) => return Err(format!("c{client}: a valid commit of {position} refused: {e}")),
+                Err(
+                    ConsumerError::NotClaimed
+                    | ConsumerError::Fenced { .. }
+                    | ConsumerError::Closed,
+                ) => {}
+                Err(e) => {
+                    return Err(format!(
+                        "c{client}: a valid commit of {position} refused: {e}"
+                    ))
+                }
             }
             self.drain(client)?;
         }
@@ -178,7 +206,9 @@ impl World {
                 self.clients[client].caught_up |= caught_up;
             }
             ConsumerEvent::Claimed { version, position } => {
-                self.note(format_args!("c{client} consumer {name} claimed v{version} at {position}"));
+                self.note(format_args!(
+                    "c{client} consumer {name} claimed v{version} at {position}"
+                ));
                 let highest = self.consumers.highest_acked(&name);
                 if position < highest {
                     return Err(format!(
@@ -192,21 +222,30 @@ impl World {
                     ));
                 }
                 self.consumers.resumes += u64::from(position > 0);
-                self.consumers.acknowledge(&name, version, version, position)?;
+                self.consumers
+                    .acknowledge(&name, version, version, position)?;
                 let c = &mut self.clients[client];
                 c.claim = version;
                 c.asked = position;
                 c.range = (position, None);
             }
             ConsumerEvent::Committed { position, version } => {
-                self.note(format_args!("c{client} consumer {name} committed {position} as v{version}"));
+                self.note(format_args!(
+                    "c{client} consumer {name} committed {position} as v{version}"
+                ));
                 let claim = self.clients[client].claim;
                 self.consumers.commits += 1;
-                self.consumers.acknowledge(&name, version, claim, position)?;
+                self.consumers
+                    .acknowledge(&name, version, claim, position)?;
             }
             ConsumerEvent::CommitFailed { position, error } => {
-                self.note(format_args!("c{client} consumer {name} commit {position} failed: {error}"));
-                if !matches!(error, ConsumerError::Fenced { .. } | ConsumerError::Failed(_)) {
+                self.note(format_args!(
+                    "c{client} consumer {name} commit {position} failed: {error}"
+                ));
+                if !matches!(
+                    error,
+                    ConsumerError::Fenced { .. } | ConsumerError::Failed(_)
+                ) {
                     return Err(format!("c{client}: commit of {position} failed: {error}"));
                 }
             }

@@ -49,3 +49,17 @@ fn sessions_answer_replies_and_time_appends_out() {
         "only {timed_out} backpressure timeouts in 100 seeds"
     );
 }
+
+#[test]
+fn consumers_commit_resume_and_fence_each_other() {
+    let runs: Vec<_> = (0..200).map(|s| tidewal_sim::run(s, false)).collect();
+    let commits: u64 = runs.iter().map(|o| o.consumer_commits).sum();
+    let fenced: u64 = runs.iter().map(|o| o.consumers_fenced).sum();
+    let resumes: u64 = runs.iter().map(|o| o.consumer_resumes).sum();
+    assert!(
+        commits > 1000,
+        "only {commits} consumer commits in 200 seeds"
+    );
+    assert!(fenced > 5, "only {fenced} fenced consumers in 200 seeds");
+    assert!(resumes > 100, "only {resumes} resumes past 0 in 200 seeds");
+}
