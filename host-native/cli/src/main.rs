@@ -73,9 +73,21 @@ enum Command {
         /// Keep following the log.
         #[arg(long)]
         follow: bool,
+        /// Read as this named consumer: start at its committed position and commit after
+        /// each printed batch, so that running it again prints only what is new.
+        #[arg(long, conflicts_with = "from")]
+        consumer: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "json")]
         format: cmds::Format,
+    },
+    /// Lists the log's named consumers: committed position and lag behind the log's end.
+    Consumers {
+        /// The log.
+        url: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Shows the manifest, epoch, cursor, generations and WAL objects.
     Inspect {
@@ -498,10 +510,19 @@ async fn run(command: Command) -> Result<(), Error> {
         } => cmds::cat(&url, cmds::range(from, until, false), format).await,
         Command::Tail {
             url,
+            from: _,
+            follow,
+            consumer: Some(name),
+            format,
+        } => cmds::tail_consumer(&url, &name, follow, format).await,
+        Command::Tail {
+            url,
             from,
             follow,
+            consumer: None,
             format,
         } => cmds::tail(&url, cmds::range(from, None, follow), format).await,
+        Command::Consumers { url, json } => cmds::consumers(&url, json).await,
         Command::Inspect { url, json } => cmds::inspect(&url, json).await,
         Command::Verify { url } => cmds::verify(&url).await,
         Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,
