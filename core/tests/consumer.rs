@@ -127,7 +127,7 @@ impl Driven {
     }
 
     fn fenced(&self) -> bool {
-        self.events.iter().any(|e| *e == ConsumerEvent::Fenced)
+        self.events.contains(&ConsumerEvent::Fenced)
     }
 }
 

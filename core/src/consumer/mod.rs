@@ -475,7 +475,7 @@ impl Machine for Consumer {
         if self.phase == Phase::Done {
             return;
         }
-        if id.0 % 2 == 0 {
+        if id.0.is_multiple_of(2) {
             if let Some(r) = &mut self.reader {
                 r.handle_response(RequestId(id.0 / 2), response, self.now);
             }
