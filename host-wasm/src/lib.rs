@@ -17,7 +17,7 @@ mod store;
 mod typings;
 mod wal;
 
-pub use admin::{inspect, verify};
+pub use admin::{consumers, inspect, verify};
 pub use memory::MemoryStore;
 pub use wal::{Tail, Wal};
 

@@ -49,6 +49,13 @@ export interface Inspection {
   wal: { position: number; bytes: number }[];
 }
 
+/** A named consumer as `consumers` lists it: its committed position, the version holding
+ * it, and how far it is behind the log's end (entries: an upper bound; bytes: what a resume
+ * reads). */
+export interface ConsumerInfo {
+  name: string; position: number; version: number; lagEntries: number; lagBytes: number;
+}
+
 /** What `verify` checked: every object of the log passed. */
 export interface Verified {
   manifests: number; generations: number; walEntries: number; fences: number;

@@ -12,7 +12,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
-use tidewal_wasm::{inspect, verify, MemoryStore, Wal};
+use tidewal_wasm::{consumers, inspect, verify, MemoryStore, Wal};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -528,6 +528,68 @@ async fn a_wal_only_log_truncates_from_js() {
         assert_eq!(name(&e), "InvalidInputError", "{e:?}");
         let e = wait(wal.truncate(positions[2] + 9.0)).await.unwrap_err();
         assert_eq!(name(&e), "InvalidInputError", "{e:?}");
+        wait(wal.close()).await.unwrap();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn consumers_are_listed_with_their_lag() {
+    for (kind, store) in stores("consumers_are_listed_with_their_lag").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "cons").await;
+        for i in 0..3 {
+            wait(wal.append(&ipc(&schema(), &[batch(i * 2..i * 2 + 2)])))
+                .await
+                .unwrap();
+        }
+        let none = wait(consumers(store.clone(), "cons".into())).await.unwrap();
+        assert_eq!(js_sys::Array::from(&none).length(), 0);
+        // A version as a native consumer writes it: "etl" consumed everything below the
+        // last entry's position (slots: the fence at 0, the window, then entries).
+        let wal_slots: Vec<String> = paths(&store)
+            .await
+            .into_iter()
+            .filter(|p| p.contains("/wal/"))
+            .collect();
+        let last = wal_slots.last().unwrap();
+        let last: u64 = last[last.len() - 27..last.len() - 7].parse().unwrap();
+        let version = tidewal_core::consumer::ConsumerVersion {
+            format: 1,
+            name: "etl".into(),
+            version: 3,
+            position: last,
+            nonce: 7,
+            claim: 2,
+        };
+        let path = "cons/consumers/etl/00000000000000000003.json";
+        let body = Uint8Array::from(&version.encode()[..]);
+        call(&store, "put", &[path.into(), body.into()])
+            .await
+            .unwrap();
+        let listed =
+            js_sys::Array::from(&wait(consumers(store.clone(), "cons".into())).await.unwrap());
+        assert_eq!(listed.length(), 1);
+        let etl = listed.get(0);
+        assert_eq!(get(&etl, "name").as_string().unwrap(), "etl");
+        assert_eq!(
+            (num(&etl, "position"), num(&etl, "version")),
+            (last as f64, 3.0)
+        );
+        assert_eq!(num(&etl, "lagEntries"), 1.0);
+        assert!(num(&etl, "lagBytes") > 0.0);
+        // A damaged version is reported with its path.
+        let mut bytes = version.encode().to_vec();
+        bytes[30] ^= 1;
+        call(&store, "delete", &[path.into()]).await.unwrap();
+        let damaged = Uint8Array::from(&bytes[..]);
+        call(&store, "put", &[path.into(), damaged.into()])
+            .await
+            .unwrap();
+        let e = wait(consumers(store.clone(), "cons".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(name(&e), "CorruptError", "{e:?}");
+        assert_eq!(get(&e, "path").as_string().unwrap(), path);
         wait(wal.close()).await.unwrap();
     }
 }
