@@ -408,8 +408,8 @@ impl Consumer {
         self.events
             .push_back(ConsumerEvent::Claimed { version, position });
         let cfg = ReaderConfig {
-            // No version yet: the log's first entry, wherever it starts.
-            from: if version == 1 {
+            // Nothing consumed yet: the log's first entry, wherever it starts now.
+            from: if position == 0 {
                 Start::Beginning
             } else {
                 Start::Position(position)
