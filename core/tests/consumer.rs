@@ -376,3 +376,76 @@ fn close_answers_commits_asked_before_it() {
     assert_eq!(a.committed(), [5]);
     assert_eq!(a.events.last(), Some(&ConsumerEvent::Closed));
 }
+
+/// Runs a one-verdict machine (inspector, lister) against the store.
+fn verdict<M: Machine>(h: &mut Harness, mut m: M) -> M::Event {
+    for _ in 0..1000 {
+        let d = drain(&mut m);
+        if let Some(e) = d.events.into_iter().next() {
+            return e;
+        }
+        assert!(!d.requests.is_empty(), "no verdict and nothing asked");
+        for r in d.requests {
+            let resp = h.store.execute(&r.op);
+            m.handle_response(r.id, resp, h.now);
+        }
+    }
+    panic!("no verdict");
+}
+
+#[test]
+fn the_listing_counts_what_lies_past_each_position() {
+    let mut h = Harness::new();
+    let mut w = h.open(config(), 1);
+    for i in 0..4 {
+        w.append(&h, rec(i)); // positions 4..=7
+    }
+    h.settle(&mut w);
+    w.w.flush_memtable(h.now).unwrap();
+    w.collect();
+    h.settle(&mut w);
+    for i in 4..6 {
+        w.append(&h, rec(i)); // positions 8, 9: in the WAL above the cursor
+    }
+    h.settle(&mut w);
+    let at = |h: &mut Harness, name: &str, p: u64, seed: u64| {
+        let mut c = consumer(h, name, seed);
+        c.settle(h);
+        if p > 0 {
+            c.c.commit(p).unwrap();
+            c.settle(h);
+            assert_eq!(c.committed(), [p]);
+        }
+    };
+    at(&mut h, "all", 0, 80);
+    at(&mut h, "mid", 6, 81);
+    at(&mut h, "wal", 9, 82);
+    at(&mut h, "end", 10, 83);
+    let inspection = verdict(&mut h, tidewal_core::Inspector::new("t")).unwrap();
+    let generation = inspection.manifest.clone().unwrap().generations[0].clone();
+    assert_eq!(
+        (generation.first_position, generation.last_position),
+        (4, 7)
+    );
+    let slot = |p: u64| inspection.wal.iter().find(|w| w.0 == p).unwrap().1;
+    let listed = verdict(
+        &mut h,
+        tidewal_core::ConsumerLister::new("t", inspection.clone()),
+    );
+    let lag: Vec<(String, u64, u64, u64)> = listed
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.name, c.position, c.lag_entries, c.lag_bytes))
+        .collect();
+    let (g, s8, s9) = (generation.bytes, slot(8), slot(9));
+    assert_eq!(
+        lag,
+        [
+            ("all".into(), 0, 6, g + s8 + s9),
+            // Inside the generation: its entries past 6, the generation read whole.
+            ("end".into(), 10, 0, 0),
+            ("mid".into(), 6, 2 + 2, g + s8 + s9),
+            ("wal".into(), 9, 1, s9),
+        ]
+    );
+}
