@@ -1,6 +1,7 @@
 //! What a named consumer costs: requests to open (claim) and to commit, counted on the core's
 //! in-memory store, and the time of each on InMemory, InMemory with 20 ms per request
-//! (object_store's ThrottledStore) and LocalFileSystem. Prints numbers; asserts nothing.
+//! (object_store's ThrottledStore), LocalFileSystem and, when `TIDEWAL_S3_BUCKET` names one
+//! (scripts/seaweedfs.sh), a real S3 server. Prints numbers; asserts nothing.
 //!
 //! `cargo run --release -p tidewal --example consumer_cost`
 
@@ -164,4 +165,11 @@ async fn main() {
         Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap()),
     )
     .await;
+    // A real S3 server when one is configured (scripts/seaweedfs.sh exports these).
+    if let Ok(bucket) = std::env::var("TIDEWAL_S3_BUCKET") {
+        let url = format!("s3://{bucket}/consumer-cost-{}", std::process::id());
+        let (store, prefix) = tidewal::store_for(&url).unwrap();
+        let store = object_store::prefix::PrefixStore::new(store, prefix.as_str());
+        time_on("S3 (TIDEWAL_S3_BUCKET)", Arc::new(store)).await;
+    }
 }

@@ -131,7 +131,8 @@ impl Consumer {
 
     /// Stores `position` durably: every entry below it was consumed, and the next instance
     /// of the name starts there. Refused below the committed position, past what this
-    /// instance has yielded, and once another instance claimed the name (`Fenced`, for good).
+    /// instance has read (its items, taken or still buffered), and once another instance
+    /// claimed the name (`Fenced`, for good).
     /// Resolves with the version that holds it.
     pub async fn commit(&self, position: u64) -> Result<u64, Error> {
         let (tx, rx) = oneshot::channel();
