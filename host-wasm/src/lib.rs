@@ -8,6 +8,7 @@
 
 mod admin;
 mod clock;
+mod consumer;
 mod driver;
 mod error;
 mod memory;
@@ -18,6 +19,7 @@ mod typings;
 mod wal;
 
 pub use admin::{consumers, inspect, verify};
+pub use consumer::Consumer;
 pub use memory::MemoryStore;
 pub use wal::{Tail, Wal};
 
