@@ -8,6 +8,7 @@ use core::fmt;
 use core::time::Duration;
 
 use crate::codec::CodecError;
+use crate::consumer::ConsumerError;
 use crate::error::{AppendError, CommandError, FatalError};
 
 /// Anything that can go wrong with a log.
@@ -62,6 +63,8 @@ pub enum Error {
     },
     /// The writer was closed.
     Closed,
+    /// A named consumer refused a command or lost its name.
+    Consumer(ConsumerError),
     /// Any other terminal condition of the log.
     Failed(FatalError),
 }
@@ -92,6 +95,7 @@ impl fmt::Display for Error {
                 columns.join(", ")
             ),
             Error::Closed => write!(f, "the writer is closed"),
+            Error::Consumer(e) => write!(f, "{e}"),
             Error::Failed(e) => write!(f, "{e}"),
         }
     }
@@ -139,6 +143,16 @@ impl From<CodecError> for Error {
         match e {
             CodecError::SchemaMismatch(detail) => Error::SchemaMismatch { detail },
             other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<ConsumerError> for Error {
+    fn from(e: ConsumerError) -> Self {
+        match e {
+            ConsumerError::Failed(f) => f.into(),
+            ConsumerError::Closed => Error::Closed,
+            other => Error::Consumer(other),
         }
     }
 }

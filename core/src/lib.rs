@@ -18,6 +18,7 @@ extern crate std;
 pub mod arrow;
 pub mod codec;
 pub mod config;
+pub mod consumer;
 pub mod crc32c;
 pub mod error;
 mod flow;
@@ -39,6 +40,9 @@ pub use codec::{
     PositionedRecords, RawCodec, Record,
 };
 pub use config::{GroupCommit, ReaderConfig, RetryPolicy, Start, WriterConfig};
+pub use consumer::{
+    Consumer, ConsumerConfig, ConsumerError, ConsumerEvent, ConsumerInfo, ConsumerLister,
+};
 pub use error::{AppendError, CommandError, ConfigError, FatalError};
 pub use host_error::Error;
 pub use inspect::{Inspection, Inspector, Verified, Verifier, VerifyEvent};

@@ -140,34 +140,12 @@ pub enum ManifestError {
 impl Manifest {
     /// Encodes as checksummed JSON.
     pub fn encode(&self) -> Bytes {
-        // serde_json of a plain struct cannot fail.
-        let body = serde_json::to_vec(self).unwrap_or_default();
-        let rest = &body[1..]; // drop '{'
-        let mut out = Vec::with_capacity(PREFIX_LEN + rest.len());
-        out.extend_from_slice(b"{\"crc32c\":\"");
-        out.extend_from_slice(&to_hex8(crc32c(rest)));
-        out.extend_from_slice(b"\",");
-        out.extend_from_slice(rest);
-        Bytes::from(out)
+        frame(self)
     }
 
     /// Decodes and verifies manifest bytes.
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
-        let corrupt = |why: &str| ManifestError::Corrupt(why.into());
-        if bytes.len() <= PREFIX_LEN
-            || &bytes[..11] != b"{\"crc32c\":\""
-            || &bytes[19..PREFIX_LEN] != b"\","
-        {
-            return Err(corrupt("not a tidewal manifest (bad prefix)"));
-        }
-        let rest = &bytes[PREFIX_LEN..];
-        // Compare the digits as written: parsing would accept `A` for `a` or a leading `+`.
-        if bytes[11..19] != to_hex8(crc32c(rest)) {
-            return Err(corrupt("checksum mismatch"));
-        }
-        let mut json = Vec::with_capacity(rest.len() + 1);
-        json.push(b'{');
-        json.extend_from_slice(rest);
+        let json = unframe(bytes).map_err(ManifestError::Corrupt)?;
         #[derive(Deserialize)]
         struct Probe {
             format: u32,
@@ -224,6 +202,39 @@ impl Manifest {
     }
 }
 
+/// `value` as JSON whose first 21 bytes are `{"crc32c":"XXXXXXXX",`, the CRC-32C of every
+/// byte after them (the framing of manifests and consumer versions, PROTOCOL.md §3).
+pub(crate) fn frame<T: Serialize>(value: &T) -> Bytes {
+    // serde_json of a plain struct cannot fail.
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let rest = body.get(1..).unwrap_or_default(); // drop '{'
+    let mut out = Vec::with_capacity(PREFIX_LEN + rest.len());
+    out.extend_from_slice(b"{\"crc32c\":\"");
+    out.extend_from_slice(&to_hex8(crc32c(rest)));
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(rest);
+    Bytes::from(out)
+}
+
+/// The JSON object inside a [`frame`], checksum verified; the error says what is wrong.
+pub(crate) fn unframe(bytes: &[u8]) -> Result<Vec<u8>, String> {
+    if bytes.len() <= PREFIX_LEN
+        || &bytes[..11] != b"{\"crc32c\":\""
+        || &bytes[19..PREFIX_LEN] != b"\","
+    {
+        return Err("not a tidewal object (bad prefix)".into());
+    }
+    let rest = &bytes[PREFIX_LEN..];
+    // Compare the digits as written: parsing would accept `A` for `a` or a leading `+`.
+    if bytes[11..19] != to_hex8(crc32c(rest)) {
+        return Err("checksum mismatch".into());
+    }
+    let mut json = Vec::with_capacity(rest.len() + 1);
+    json.push(b'{');
+    json.extend_from_slice(rest);
+    Ok(json)
+}
+
 /// Lowercase hex of `bytes`.
 pub fn encode_hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
@@ -247,7 +258,7 @@ pub fn decode_hex(s: &str) -> Option<Vec<u8>> {
 }
 
 /// A u64 as 16 hex digits: JSON numbers lose precision past 2^53 in many readers.
-mod hex_u64 {
+pub(crate) mod hex_u64 {
     use alloc::format;
     use alloc::string::String;
     use serde::{de::Error, Deserialize, Deserializer, Serializer};

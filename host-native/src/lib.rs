@@ -16,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+mod consumer;
 mod driver;
 mod read;
 mod store;
@@ -23,6 +24,7 @@ mod url;
 mod wal;
 
 pub use admin::{inspect, log_schema, verify, verify_with, Inspection, Verified};
+pub use consumer::{consumers, Consumer, ConsumerInfo, ConsumerOptions};
 pub use read::{read_log, Batches, Item, ReadOptions, Tailer};
 pub use store::{execute, store_error};
 pub use tidewal_core::Error;

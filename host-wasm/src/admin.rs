@@ -8,7 +8,8 @@ use futures::channel::oneshot;
 use js_sys::{Array, Object, Promise};
 use tidewal_core::arrow::ArrowCodec;
 use tidewal_core::{
-    Error, FatalError, Inspection, Inspector, Machine, Verified, Verifier, VerifyEvent,
+    ConsumerInfo, ConsumerLister, Error, FatalError, Inspection, Inspector, Machine, Verified,
+    Verifier, VerifyEvent,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -31,6 +32,12 @@ impl<T> Verdict<T> {
 
 impl Handler<Result<Inspection, FatalError>> for Verdict<Inspection> {
     fn event(&self, result: Result<Inspection, FatalError>) {
+        self.settle(result);
+    }
+}
+
+impl Handler<Result<Vec<ConsumerInfo>, FatalError>> for Verdict<Vec<ConsumerInfo>> {
+    fn event(&self, result: Result<Vec<ConsumerInfo>, FatalError>) {
         self.settle(result);
     }
 }
@@ -135,5 +142,36 @@ pub fn verify(
         set(&o, "rows", v.rows as f64);
         set(&o, "bytes", v.bytes as f64);
         Ok(o.into())
+    })
+}
+
+/// The named consumers of the log under `prefix` of `store`, by name: `{ name, position,
+/// version, lagEntries, lagBytes }` (PROTOCOL.md §5, "Named consumers": the committed
+/// position, and how far it is behind the log's end). Writes nothing.
+#[wasm_bindgen(unchecked_return_type = "Promise<ConsumerInfo[]>")]
+pub fn consumers(
+    #[wasm_bindgen(unchecked_param_type = "Store")] store: JsValue,
+    prefix: String,
+) -> Promise {
+    future_to_promise(async move {
+        let store = Store::new(store)?;
+        let listed = async {
+            let i = inspection(store.clone(), &prefix).await?;
+            run(ConsumerLister::new(&prefix, i), store).await
+        };
+        let list = listed.await.map_err(|e| to_js(&e))?;
+        let out: Array = list
+            .iter()
+            .map(|c| {
+                let o = Object::new();
+                set(&o, "name", c.name.as_str());
+                set(&o, "position", c.position as f64);
+                set(&o, "version", c.version as f64);
+                set(&o, "lagEntries", c.lag_entries as f64);
+                set(&o, "lagBytes", c.lag_bytes as f64);
+                JsValue::from(o)
+            })
+            .collect();
+        Ok(out.into())
     })
 }

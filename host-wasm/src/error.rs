@@ -15,6 +15,7 @@ pub(crate) fn error_name(e: &Error) -> &'static str {
         Error::Unsupported { .. } => "UnsupportedError",
         Error::Invalid(_) => "InvalidInputError",
         Error::Closed => "ClosedError",
+        Error::Consumer(_) => "ConsumerError",
         _ => "WalError",
     }
 }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod clock;
+mod consumer;
 mod driver;
 mod error;
 mod memory;
@@ -17,7 +18,8 @@ mod store;
 mod typings;
 mod wal;
 
-pub use admin::{inspect, verify};
+pub use admin::{consumers, inspect, verify};
+pub use consumer::Consumer;
 pub use memory::MemoryStore;
 pub use reader::LogReader;
 pub use wal::{Tail, Wal};

@@ -68,6 +68,23 @@ export interface Inspection {
   wal: { position: number; bytes: number }[];
 }
 
+/** A named consumer as `consumers` lists it: its committed position, the version holding
+ * it, and how far it is behind the log's end (entries: an upper bound; bytes: what a resume
+ * reads). */
+export interface ConsumerInfo {
+  name: string; position: number; version: number; lagEntries: number; lagBytes: number;
+}
+
+/** `Consumer.open`'s options: the name (1 to 64 of `A-Za-z0-9._-`), the log's prefix and
+ * schema (an Arrow IPC stream), and whether to keep following the log. */
+export interface ConsumerOptions {
+  name: string;
+  schema: Uint8Array;
+  prefix?: string;
+  follow?: boolean;
+  pollMs?: number;
+}
+
 /** What `verify` checked: every object of the log passed. */
 export interface Verified {
   manifests: number; generations: number; walEntries: number; fences: number;
@@ -88,6 +105,6 @@ export interface WalStats {
 /** The `name` of every error a `Wal` rejects with. */
 export type WalErrorName = 'FencedError' | 'CorruptError' | 'SchemaMismatchError'
   | 'BackpressureTimeoutError' | 'StoreError' | 'UnsupportedError' | 'InvalidInputError'
-  | 'ClosedError' | 'WalError';
+  | 'ClosedError' | 'ConsumerError' | 'WalError';
 export interface WalError extends Error { name: WalErrorName; epoch?: number; path?: string }
 "#;

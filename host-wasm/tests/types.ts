@@ -1,7 +1,7 @@
 // Compiled (never run) against the generated typings by `wasm_types`: the API as a user
 // writes it must type-check, and misuse must not (each @ts-expect-error line must be an error).
-import init, { MemoryStore, Reader, Wal, inspect, verify } from './tidewal_wasm.js';
-import type { AppendAck, Inspection, ReaderItem, ReaderOptions, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
+import init, { Consumer, MemoryStore, Reader, Wal, consumers, inspect, verify } from './tidewal_wasm.js';
+import type { AppendAck, ConsumerInfo, Inspection, ReaderItem, ReaderOptions, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
 import { OpfsStore } from './js/opfs_store.js';
 import { R2Store } from './js/r2_store.js';
 
@@ -39,6 +39,13 @@ export async function usage(): Promise<number> {
   const found: Inspection = await inspect(stores[0], 'logs/a');
   const checked: Verified = await verify(stores[0], 'logs/a');
   console.log(found.manifest === null, found.wal[0]?.position, checked.rows);
+  const etl: Consumer = await Consumer.open(stores[0], { name: 'etl', schema: ipc, prefix: 'logs/a' },
+    (bytes: Uint8Array, position: number) => console.log(bytes.length, position));
+  const version: number = await etl.commit(await etl.caughtUp());
+  await etl.close();
+  console.log(etl.position, version);
+  const names: ConsumerInfo[] = await consumers(stores[0], 'logs/a');
+  console.log(names[0]?.name, names[0]?.lagEntries, names[0]?.lagBytes);
   // @ts-expect-error append takes Arrow IPC bytes, not a string
   await wal.append('rows');
   // @ts-expect-error the schema option is required

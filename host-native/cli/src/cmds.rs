@@ -7,7 +7,7 @@ use std::time::Duration;
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use clap::ValueEnum;
-use tidewal::{Error, Item, Options, ReadOptions, Start, Tailer, Wal};
+use tidewal::{Consumer, ConsumerOptions, Error, Item, Options, ReadOptions, Start, Tailer, Wal};
 
 /// Output formats of `cat` and `tail`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -290,6 +290,85 @@ pub async fn tail(url: &str, range: ReadOptions, format: Format) -> Result<(), E
         }
     }
     printer.finish()
+}
+
+/// `tail --consumer NAME`: prints what follows the name's committed position and commits as
+/// it goes: once a batch at a new position is printed, everything below it was, so that
+/// position is committed (awaited, one commit per position); catching up commits the end.
+/// Interrupted, a rerun prints at most the entry it was printing again, never skips one.
+pub async fn tail_consumer(
+    url: &str,
+    name: &str,
+    follow: bool,
+    format: Format,
+) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let schema = tidewal::log_schema(store.clone(), &prefix).await?;
+    let options = ConsumerOptions {
+        follow,
+        poll_interval: Duration::from_millis(200),
+        ..ConsumerOptions::default()
+    };
+    let mut consumer = Consumer::open(store, &prefix, schema.clone(), name, options).await?;
+    let mut committed = consumer.start_position();
+    let mut printer = Printer::new(format, &schema)?;
+    while let Some(item) = consumer.next().await {
+        match item? {
+            Item::Batch { position, batch } => {
+                // Everything below `position` was printed and flushed (`print` flushes).
+                if position > committed {
+                    consumer.commit(position).await?;
+                    committed = position;
+                }
+                if let Wrote::PipeClosed = printer.print(&batch)? {
+                    // The reader of our output left: this batch may not have reached it,
+                    // and stays uncommitted.
+                    return consumer.close().await;
+                }
+            }
+            Item::CaughtUp { position } => {
+                if position > committed {
+                    consumer.commit(position).await?;
+                    committed = position;
+                }
+            }
+        }
+    }
+    printer.finish()?;
+    consumer.close().await
+}
+
+/// `consumers`: every named consumer with its committed position and lag.
+pub async fn consumers(url: &str, json: bool) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let list = tidewal::consumers(store, &prefix).await?;
+    if json {
+        let value: Vec<_> = list
+            .iter()
+            .map(|c| {
+                serde_json::json!({
+                    "name": c.name,
+                    "position": c.position,
+                    "version": c.version,
+                    "lag_entries": c.lag_entries,
+                    "lag_bytes": c.lag_bytes,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(value));
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:>12} {:>12} {:>14}",
+        "name", "position", "lag entries", "lag bytes"
+    );
+    for c in &list {
+        println!(
+            "{:<24} {:>12} {:>12} {:>14}",
+            c.name, c.position, c.lag_entries, c.lag_bytes
+        );
+    }
+    Ok(())
 }
 
 /// `inspect`: manifest, epoch, positions, generations, WAL objects.

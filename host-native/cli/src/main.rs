@@ -81,11 +81,23 @@ enum Command {
         #[arg(long)]
         follow: bool,
         /// Print only these columns, in this order (only they are decoded).
-        #[arg(long, value_delimiter = ',')]
+        #[arg(long, value_delimiter = ',', conflicts_with = "consumer")]
         columns: Option<Vec<String>>,
+        /// Read as this named consumer: start at its committed position and commit after
+        /// each printed batch, so that running it again prints only what is new.
+        #[arg(long, conflicts_with = "from")]
+        consumer: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value = "json")]
         format: cmds::Format,
+    },
+    /// Lists the log's named consumers: committed position and lag behind the log's end.
+    Consumers {
+        /// The log.
+        url: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Shows the manifest, epoch, cursor, generations and WAL objects.
     Inspect {
@@ -676,11 +688,21 @@ async fn run(command: Command) -> Result<(), Error> {
         }
         Command::Tail {
             url,
+            from: _,
+            follow,
+            columns: _,
+            consumer: Some(name),
+            format,
+        } => cmds::tail_consumer(&url, &name, follow, format).await,
+        Command::Tail {
+            url,
             from,
             follow,
             columns,
+            consumer: None,
             format,
         } => cmds::tail(&url, cmds::range(from, None, follow, columns, None), format).await,
+        Command::Consumers { url, json } => cmds::consumers(&url, json).await,
         Command::Inspect { url, json } => cmds::inspect(&url, json).await,
         Command::Verify { url } => cmds::verify(&url).await,
         Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,

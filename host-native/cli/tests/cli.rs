@@ -206,3 +206,60 @@ fn cat_of_a_64_mib_log_stays_far_below_its_size_in_memory() {
     // Collecting the log first would take more than its 64 MiB.
     assert!(kb < 48 << 10, "peak RSS {kb} kB for a 64 MiB log");
 }
+
+#[test]
+fn tail_as_a_consumer_prints_only_what_is_new_each_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let tail = || tidewal(&["tail", log, "--consumer", "etl", "--format", "json"]);
+    assert!(
+        tidewal(&["append", log, "--generate", "50", "--batch-rows", "10"])
+            .status
+            .success()
+    );
+    let out = tail();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 50);
+    // Nothing new: nothing printed.
+    let out = tail();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "");
+    assert!(tidewal(&["append", log, "--generate", "7"])
+        .status
+        .success());
+    let out = tail();
+    assert_eq!(
+        text(&out.stdout).lines().count(),
+        7,
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = tidewal(&["consumers", log, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "etl");
+    assert_eq!(v[0]["lag_entries"], 0);
+    assert!(v[0]["position"].as_u64().unwrap() > 0);
+    let out = tidewal(&["consumers", log]);
+    assert!(text(&out.stdout).contains("etl"), "{}", text(&out.stdout));
+    // Another name starts from the beginning.
+    let out = tidewal(&["tail", log, "--consumer", "other", "--format", "json"]);
+    assert_eq!(text(&out.stdout).lines().count(), 57);
+}
+
+#[test]
+fn a_bad_consumer_name_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    assert!(tidewal(&["append", log, "--generate", "5"])
+        .status
+        .success());
+    let out = tidewal(&["tail", log, "--consumer", "a/b"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("\"a/b\""), "{err}");
+    assert!(!dir.path().join("log/consumers").exists());
+}

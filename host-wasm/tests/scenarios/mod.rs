@@ -12,7 +12,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
-use tidewal_wasm::{inspect, verify, LogReader, MemoryStore, Wal};
+use tidewal_wasm::{consumers, inspect, verify, Consumer, LogReader, MemoryStore, Wal};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -620,6 +620,146 @@ async fn a_reader_follows_a_log_while_its_writer_appends_and_never_fences_it() {
             message.contains("\"nope\"") && message.contains("id, name"),
             "{message}"
         );
+        wait(wal.close()).await.unwrap();
+    }
+}
+
+#[wasm_bindgen_test]
+async fn consumers_are_listed_with_their_lag() {
+    for (kind, store) in stores("consumers_are_listed_with_their_lag").await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "cons").await;
+        for i in 0..3 {
+            wait(wal.append(&ipc(&schema(), &[batch(i * 2..i * 2 + 2)])))
+                .await
+                .unwrap();
+        }
+        let none = wait(consumers(store.clone(), "cons".into())).await.unwrap();
+        assert_eq!(js_sys::Array::from(&none).length(), 0);
+        // A version as a native consumer writes it: "etl" consumed everything below the
+        // last entry's position (slots: the fence at 0, the window, then entries).
+        let wal_slots: Vec<String> = paths(&store)
+            .await
+            .into_iter()
+            .filter(|p| p.contains("/wal/"))
+            .collect();
+        let last = wal_slots.last().unwrap();
+        let last: u64 = last[last.len() - 27..last.len() - 7].parse().unwrap();
+        let version = tidewal_core::consumer::ConsumerVersion {
+            format: 1,
+            name: "etl".into(),
+            version: 3,
+            position: last,
+            nonce: 7,
+            claim: 2,
+        };
+        let path = "cons/consumers/etl/00000000000000000003.json";
+        let body = Uint8Array::from(&version.encode()[..]);
+        call(&store, "put", &[path.into(), body.into()])
+            .await
+            .unwrap();
+        let listed =
+            js_sys::Array::from(&wait(consumers(store.clone(), "cons".into())).await.unwrap());
+        assert_eq!(listed.length(), 1);
+        let etl = listed.get(0);
+        assert_eq!(get(&etl, "name").as_string().unwrap(), "etl");
+        assert_eq!(
+            (num(&etl, "position"), num(&etl, "version")),
+            (last as f64, 3.0)
+        );
+        assert_eq!(num(&etl, "lagEntries"), 1.0);
+        assert!(num(&etl, "lagBytes") > 0.0);
+        // A damaged version is reported with its path.
+        let mut bytes = version.encode().to_vec();
+        bytes[30] ^= 1;
+        call(&store, "delete", &[path.into()]).await.unwrap();
+        let damaged = Uint8Array::from(&bytes[..]);
+        call(&store, "put", &[path.into(), damaged.into()])
+            .await
+            .unwrap();
+        let e = wait(consumers(store.clone(), "cons".into()))
+            .await
+            .unwrap_err();
+        assert_eq!(name(&e), "CorruptError", "{e:?}");
+        assert_eq!(get(&e, "path").as_string().unwrap(), path);
+        wait(wal.close()).await.unwrap();
+    }
+}
+
+/// A consumer named `name` of the log under `prefix` whose batches go to `seen` as
+/// (position, first id of the batch's rows, row count).
+async fn consumer(
+    store: &JsValue,
+    prefix: &str,
+    name: &str,
+    seen: Rc<std::cell::RefCell<Vec<(u64, i64, usize)>>>,
+) -> Result<Consumer, JsValue> {
+    let o = Object::new();
+    Reflect::set(&o, &"prefix".into(), &prefix.into()).unwrap();
+    Reflect::set(&o, &"name".into(), &name.into()).unwrap();
+    Reflect::set(&o, &"schema".into(), &ipc(&schema(), &[])).unwrap();
+    let onbatch = Closure::<dyn FnMut(Uint8Array, f64)>::new(move |bytes: Uint8Array, at: f64| {
+        let reader = StreamReader::try_new(Cursor::new(bytes.to_vec()), None).unwrap();
+        for b in reader {
+            let b = b.unwrap();
+            let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            seen.borrow_mut()
+                .push((at as u64, col.value(0), b.num_rows()));
+        }
+    });
+    let f: js_sys::Function = onbatch.as_ref().unchecked_ref::<js_sys::Function>().clone();
+    onbatch.forget();
+    Consumer::open(store.clone(), o.into(), f).await
+}
+
+#[wasm_bindgen_test]
+async fn a_consumer_resumes_after_its_commit_and_fences_an_older_instance() {
+    let tag = "a_consumer_resumes_after_its_commit_and_fences_an_older_instance";
+    for (kind, store) in stores(tag).await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "c").await;
+        for i in 0..3 {
+            wait(wal.append(&ipc(&schema(), &[batch(i * 2..i * 2 + 2)])))
+                .await
+                .unwrap();
+        }
+        let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let a = consumer(&store, "c", "etl", seen.clone()).await.unwrap();
+        assert_eq!(a.position(), 0.0);
+        let end = wait(a.caught_up()).await.unwrap().as_f64().unwrap();
+        let firsts: Vec<i64> = seen.borrow().iter().map(|s| s.1).collect();
+        assert_eq!(firsts, [0, 2, 4]);
+        let version = wait(a.commit(end)).await.unwrap().as_f64().unwrap();
+        assert_eq!(version, 2.0);
+        // Below what is committed, past what was read: refused by name.
+        let e = wait(a.commit(end - 1.0)).await.unwrap_err();
+        assert_eq!(name(&e), "ConsumerError", "{e:?}");
+        let e = wait(a.commit(end + 1.0)).await.unwrap_err();
+        assert_eq!(name(&e), "ConsumerError", "{e:?}");
+
+        wait(wal.append(&ipc(&schema(), &[batch(6..8)])))
+            .await
+            .unwrap();
+        let later = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let b = consumer(&store, "c", "etl", later.clone()).await.unwrap();
+        assert_eq!(b.position(), end);
+        wait(b.caught_up()).await.unwrap();
+        let firsts: Vec<i64> = later.borrow().iter().map(|s| s.1).collect();
+        assert_eq!(firsts, [6], "only what follows the commit");
+        // The older instance lost the name: its next commit is refused, for good.
+        let e = wait(a.commit(end)).await.unwrap_err();
+        assert_eq!(name(&e), "ConsumerError", "{e:?}");
+        let message = get(&e, "message").as_string().unwrap();
+        assert!(message.contains("fenced"), "{message}");
+        wait(a.close()).await.unwrap();
+        wait(b.close()).await.unwrap();
+        // A bad name is refused before anything is written.
+        let e = consumer(&store, "c", "a/b", Rc::default())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(name(&e), "ConsumerError", "{e:?}");
+        assert!(!paths(&store).await.iter().any(|p| p.contains("a/b")));
         wait(wal.close()).await.unwrap();
     }
 }

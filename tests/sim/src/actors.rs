@@ -6,8 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use tidewal_core::{
-    Event, FatalError, ReadEvent, Reader, ReaderConfig, Record, Request, RequestId, Session,
-    SessionEvent, Start, Writer,
+    Consumer, ConsumerEvent, Event, FatalError, ReadEvent, Reader, ReaderConfig, Record, Request,
+    RequestId, Session, SessionEvent, Start, Writer,
 };
 
 use crate::replies::{Cmd, Ledger, Outcome};
@@ -19,6 +19,8 @@ pub(crate) enum Machine {
     /// itself, and only these truncate (`Session` has no truncate).
     Writer(Box<Writer>),
     Reader(Box<Reader>),
+    /// A named consumer's instance.
+    Consumer(Box<Consumer>),
 }
 
 /// One output of any machine.
@@ -27,6 +29,7 @@ pub(crate) enum Out {
     Session(SessionEvent),
     Writer(Event),
     Reader(ReadEvent),
+    Consumer(ConsumerEvent),
     Wait(Option<Duration>),
 }
 
@@ -75,6 +78,12 @@ pub(crate) struct Client {
     pub tolerate_failure: bool,
     pub closed: bool,
     pub failure: Option<FatalError>,
+    /// A consumer instance: its name, its claim's version, the highest position it asked
+    /// to commit, and whether its reader caught up.
+    pub consumer: Option<String>,
+    pub claim: u64,
+    pub asked: u64,
+    pub caught_up: bool,
 }
 
 impl Client {
@@ -95,6 +104,7 @@ impl Client {
                 !self.ready || self.blocked || self.appends.len() > self.acked
             }
             Some(Machine::Reader(r)) => !r.is_done(),
+            Some(Machine::Consumer(c)) => !c.is_done(),
             None => false,
         }
     }
@@ -243,6 +253,9 @@ impl World {
 
     /// A random command from a writer (or a crash).
     pub(crate) fn act(&mut self, client: usize) -> Result<(), String> {
+        if matches!(self.clients[client].machine, Some(Machine::Consumer(_))) {
+            return self.act_consumer(client);
+        }
         let roll = self.rng.range(0, 999);
         if !matches!(
             self.clients[client].machine,

@@ -41,10 +41,11 @@ impl World {
         c.release_due = false;
         let n = self.rng.range(1, c.held.len().max(1) as u64) as usize;
         let bytes: u64 = c.held.drain(..n.min(c.held.len())).sum();
-        let Some(Machine::Reader(r)) = &mut c.machine else {
-            return Ok(());
-        };
-        r.release(bytes);
+        match &mut c.machine {
+            Some(Machine::Reader(r)) => r.release(bytes),
+            Some(Machine::Consumer(k)) => k.release(bytes),
+            _ => return Ok(()),
+        }
         self.note(format_args!("c{client} releases {bytes} bytes"));
         self.drain(client)?;
         self.schedule_release(client);
@@ -60,7 +61,8 @@ impl World {
         op: &Op,
     ) -> Result<(), String> {
         let c = &mut self.clients[client];
-        let (Some(Machine::Reader(_)), Some(path)) = (&c.machine, data_path(op)) else {
+        let reads = matches!(c.machine, Some(Machine::Reader(_) | Machine::Consumer(_)));
+        let (true, Some(path)) = (reads, data_path(op)) else {
             return Ok(());
         };
         let retry = c.retried_paths.remove(path) || c.data_gets.values().any(|p| p == path);

@@ -39,6 +39,10 @@ pub struct Outcome {
     pub violation: Option<String>,
     /// The trace lines, when asked for.
     pub trace: Vec<String>,
+    /// Consumer commits acknowledged, instances fenced, claims that resumed past 0.
+    pub consumer_commits: u64,
+    pub consumers_fenced: u64,
+    pub consumer_resumes: u64,
 }
 
 pub(crate) enum Ev {
@@ -73,6 +77,7 @@ pub(crate) struct World {
     pub(crate) net: Net,
     pub(crate) clients: Vec<Client>,
     pub(crate) model: Model,
+    pub(crate) consumers: crate::consumers::Consumers,
     pub(crate) codec: RawCodec,
     pub(crate) wcfg: WriterConfig,
     /// Whether the workload calls `flush_memtable` (else only thresholds and backpressure do).
@@ -105,6 +110,9 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         trace_hash: w.hash,
         violation,
         trace: w.trace.unwrap_or_default(),
+        consumer_commits: w.consumers.commits,
+        consumers_fenced: w.consumers.fenced,
+        consumer_resumes: w.consumers.resumes,
     }
 }
 
@@ -166,6 +174,7 @@ impl World {
             net: Net::new(faults),
             clients: Vec::new(),
             model: Model::default(),
+            consumers: Default::default(),
             codec: RawCodec::new(SCHEMA),
             wcfg,
             log: Log::default(),
@@ -233,6 +242,7 @@ impl World {
                     Some(Machine::Session(s)) => s.handle_response(id, resp, now),
                     Some(Machine::Writer(w)) => w.handle_response(id, resp, now),
                     Some(Machine::Reader(r)) => r.handle_response(id, resp, now),
+                    Some(Machine::Consumer(c)) => c.handle_response(id, resp, now),
                     None => return Ok(()),
                 }
                 self.drain(client)
@@ -258,6 +268,7 @@ impl World {
                     Some(Machine::Session(s)) => s.handle_timeout(now),
                     Some(Machine::Writer(w)) => w.handle_timeout(now),
                     Some(Machine::Reader(r)) => r.handle_timeout(now),
+                    Some(Machine::Consumer(c)) => c.handle_timeout(now),
                     None => return Ok(()),
                 }
                 self.drain(client)
@@ -273,10 +284,19 @@ impl World {
                     .count();
                 // Readers come and go while the log grows, so they start in generations,
                 // fence windows and the WAL tail alike.
+                let consumers = self
+                    .clients
+                    .iter()
+                    .filter(|c| matches!(&c.machine, Some(Machine::Consumer(m)) if !m.is_fenced()))
+                    .count();
                 if readers < 2 && self.rng.chance(0.3) {
                     self.spawn_random_reader();
                 } else if writers < 3 {
                     self.spawn_writer(false)?;
+                }
+                // Instances of few names come and go beside them, so they overlap and fence.
+                if consumers < 3 && self.rng.chance(0.6) {
+                    self.spawn_consumer(None, true)?;
                 }
                 let next = self.now + Duration::from_millis(self.rng.range(100, 900));
                 self.schedule(next, Ev::Spawn);
@@ -309,6 +329,12 @@ impl World {
                     Output::Wait(at) => Out::Wait(at),
                     _ => Out::Wait(None),
                 },
+                Some(Machine::Consumer(c)) => match c.poll_output() {
+                    Output::Request(r) => Out::Request(r),
+                    Output::Event(e) => Out::Consumer(e),
+                    Output::Wait(at) => Out::Wait(at),
+                    _ => Out::Wait(None),
+                },
                 None => Out::Wait(None),
             };
             match out {
@@ -321,6 +347,7 @@ impl World {
                 Out::Session(e) => self.session_event(client, e)?,
                 Out::Writer(e) => self.writer_event(client, e)?,
                 Out::Reader(e) => self.reader_event(client, e)?,
+                Out::Consumer(e) => self.consumer_event(client, e)?,
                 Out::Wait(at) => break at,
             }
         };
@@ -343,7 +370,7 @@ impl World {
     }
 
     /// Runs until `done` holds or the deadline passes (no more workload).
-    fn run_until(
+    pub(crate) fn run_until(
         &mut self,
         deadline: Duration,
         done: impl Fn(&World) -> bool,
@@ -442,6 +469,7 @@ impl World {
                 expected.len()
             ));
         }
+        self.resume_every_consumer(self.now + FINAL_DEADLINE)?;
         self.check_corruption(digest)
     }
 
