@@ -73,7 +73,10 @@ fn store_fatal(path: &str, e: StoreError) -> FatalError {
 /// The path a request was about (a list's prefix).
 fn path_of(op: &Op) -> &str {
     match op {
-        Op::Put { path, .. } | Op::Get { path } | Op::Delete { path } => path,
+        Op::Put { path, .. }
+        | Op::Get { path }
+        | Op::GetRange { path, .. }
+        | Op::Delete { path } => path,
         Op::List { prefix, .. } => prefix,
     }
 }

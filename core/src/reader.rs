@@ -6,9 +6,11 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec::Vec;
+use bytes::Bytes;
+use core::ops::Range;
 use core::time::Duration;
 
-use crate::codec::{Codec, Record};
+use crate::codec::{Codec, IndexedEntry, Record};
 use crate::config::{ReaderConfig, Start};
 use crate::error::FatalError;
 use crate::io::{Op, RequestId, Response, StoreError, StoreErrorKind};
@@ -43,9 +45,31 @@ pub enum ReadEvent {
 #[derive(Clone, Debug)]
 enum Purpose {
     List,
-    Manifest { version: u64 },
+    Manifest {
+        version: u64,
+    },
     Generation,
-    Slot { position: u64, token: u64 },
+    /// The index of the generation at the front of `todo` (a start inside it).
+    GenerationIndex,
+    /// Bytes of that generation's records (`RangedGeneration::in_flight`).
+    GenerationRange,
+    Slot {
+        position: u64,
+        token: u64,
+    },
+}
+
+/// The largest ranged get of a generation's records (more than one record); a single record
+/// larger than this is fetched alone.
+const MAX_RANGE: u64 = 8 << 20;
+
+/// A generation read from inside (PROTOCOL.md §5): its index was fetched and checked; the
+/// entries at or past the start are fetched with ranged gets, a run of them at a time.
+struct RangedGeneration {
+    /// Entries still to report, in order.
+    entries: VecDeque<IndexedEntry>,
+    /// The range in flight: how many of the front entries it covers, and its bytes.
+    in_flight: Option<(usize, Range<u64>)>,
 }
 
 /// What slot answers do: only a walking reader consumes them at once.
@@ -72,6 +96,8 @@ pub struct Reader {
     /// Every record below this position has been reported.
     next_position: u64,
     todo: VecDeque<GenerationRecord>,
+    /// The front of `todo`, when it is read with ranged gets.
+    ranged: Option<RangedGeneration>,
     walk: Walk,
     poll_at: Option<Duration>,
     caught_up_at: Option<u64>,
@@ -102,6 +128,7 @@ impl Reader {
             manifest: None,
             next_position: start,
             todo: VecDeque::new(),
+            ranged: None,
             poll_at: None,
             caught_up_at: None,
             checked_at: None,
@@ -152,7 +179,7 @@ impl Reader {
             return;
         };
         let path = match &request.op {
-            Op::Get { path, .. } => path.clone(),
+            Op::Get { path, .. } | Op::GetRange { path, .. } => path.clone(),
             Op::List { prefix, .. } => prefix.clone(),
             _ => alloc::string::String::new(),
         };
@@ -242,6 +269,7 @@ impl Reader {
                 .filter(|g| g.last_position >= from && g.first_position < until)
                 .cloned()
                 .collect();
+            self.ranged = None;
             self.walk.restart(m.replay_cursor, m.cursor_epoch);
         }
         self.manifest = Some(m);
@@ -256,13 +284,180 @@ impl Reader {
         match self.todo.front() {
             Some(g) => {
                 let path = g.path.clone();
-                self.get(path, Purpose::Generation);
+                // Whole when the start is not inside it (all of it is read anyway) or when it
+                // has no index (written before ranged reads existed).
+                let inside = self.next_position > g.first_position;
+                match g.index.as_ref().filter(|_| inside) {
+                    Some(index) => {
+                        let range = index.range();
+                        self.io
+                            .send(Op::GetRange { path, range }, Purpose::GenerationIndex);
+                    }
+                    None => self.get(path, Purpose::Generation),
+                }
             }
             None => {
                 self.next_position = self.next_position.max(self.walk.position());
                 self.resume_walk();
             }
         }
+    }
+
+    /// The bytes of a generation's (ranged) get, or `None` once the failure is handled.
+    fn generation_bytes(
+        &mut self,
+        path: &str,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) -> Option<Bytes> {
+        let reason = match resp.into_get() {
+            Ok(got) => return Some(got),
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                "generation named by the manifest is missing".into()
+            }
+            Err(e) if e.kind == StoreErrorKind::InvalidRange => {
+                format!("shorter than the manifest says ({})", e.message)
+            }
+            Err(e) => {
+                self.retry(request, &e);
+                return None;
+            }
+        };
+        self.fail(FatalError::Corrupt {
+            path: path.into(),
+            reason,
+        });
+        None
+    }
+
+    /// The index of the front generation arrived: check it against the manifest, keep the
+    /// entries at or past the start and fetch them.
+    fn on_generation_index(&mut self, request: Pending<Purpose>, resp: Response) {
+        let Some(record) = self.todo.front().cloned() else {
+            return;
+        };
+        let Some(body) = self.generation_bytes(&record.path, request, resp) else {
+            return;
+        };
+        let path = record.path.clone();
+        let checked = match &record.index {
+            Some(index) => index.verify(self.codec.as_ref(), &path, &body),
+            None => return,
+        };
+        if let Err(e) = checked {
+            return self.fail(e);
+        }
+        let index = match self.codec.decode_generation_index(&body, record.bytes) {
+            Ok(index) => index,
+            Err(e) => return self.fail(FatalError::from_codec(path, e)),
+        };
+        if let Err(e) = check_positions(&record, index.entries.iter().map(|e| e.position)) {
+            return self.fail(e);
+        }
+        let from = self.next_position;
+        self.ranged = Some(RangedGeneration {
+            entries: index
+                .entries
+                .into_iter()
+                .filter(|e| e.position >= from)
+                .collect(),
+            in_flight: None,
+        });
+        self.fetch_range();
+    }
+
+    /// Reports what needs no bytes and asks for the next run of entries whose records lie
+    /// next to each other; moves to the next generation once none is left.
+    fn fetch_range(&mut self) {
+        let until = self.cfg.until.unwrap_or(u64::MAX);
+        let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
+            return;
+        };
+        loop {
+            let Some(ranged) = self.ranged.as_mut() else {
+                return;
+            };
+            let Some(front) = ranged.entries.front() else {
+                self.ranged = None;
+                self.todo.pop_front();
+                return self.next_generation();
+            };
+            if front.position >= until {
+                // The gate finishes the reader there: nothing of it is fetched.
+                return self.reached_until();
+            }
+            if !front.records.is_empty() {
+                break;
+            }
+            let position = front.position;
+            ranged.entries.pop_front();
+            if !self.report(position, Vec::new()) {
+                return;
+            }
+        }
+        let Some(ranged) = self.ranged.as_mut() else {
+            return;
+        };
+        let start = ranged.entries[0].records[0].range.start;
+        let (mut end, mut covered) = (start, 0);
+        for e in ranged.entries.iter().take_while(|e| e.position < until) {
+            let first = e.records.first().map_or(end, |r| r.range.start);
+            let last = e.records.last().map_or(end, |r| r.range.end);
+            if first != end || (covered > 0 && last - start > MAX_RANGE) {
+                break;
+            }
+            end = last;
+            covered += 1;
+        }
+        ranged.in_flight = Some((covered, start..end));
+        self.io.send(
+            Op::GetRange {
+                path,
+                range: start..end,
+            },
+            Purpose::GenerationRange,
+        );
+    }
+
+    /// A run of records arrived: check each against the index's checksum, report their
+    /// entries and fetch the next run.
+    fn on_generation_range(&mut self, request: Pending<Purpose>, resp: Response) {
+        let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
+            return;
+        };
+        let Some(body) = self.generation_bytes(&path, request, resp) else {
+            return;
+        };
+        let Some((covered, range)) = self.ranged.as_mut().and_then(|r| r.in_flight.take()) else {
+            return;
+        };
+        for _ in 0..covered {
+            let Some(entry) = self.ranged.as_mut().and_then(|r| r.entries.pop_front()) else {
+                return;
+            };
+            let mut records = Vec::with_capacity(entry.records.len());
+            for r in entry.records {
+                let (lo, hi) = (r.range.start - range.start, r.range.end - range.start);
+                let bytes = body.slice(lo as usize..hi as usize);
+                if self.codec.checksum(&bytes) != r.crc32c {
+                    return self.fail(FatalError::Corrupt {
+                        path,
+                        reason: format!(
+                            "record at bytes {}..{} differs from its checksum in the index",
+                            r.range.start, r.range.end
+                        ),
+                    });
+                }
+                match self.codec.generation_record(bytes, r.rows) {
+                    Ok(record) => records.push(record),
+                    Err(e) => return self.fail(FatalError::from_codec(path, e)),
+                }
+            }
+            if !self.report(entry.position, records) {
+                return;
+            }
+        }
+        self.fetch_range();
     }
 
     fn on_generation(&mut self, request: Pending<Purpose>, resp: Response) {
@@ -287,16 +482,10 @@ impl Reader {
             Ok(g) => g,
             Err(e) => return self.fail(FatalError::from_codec(path, e)),
         };
-        let mut previous = None;
+        if let Err(e) = check_positions(&record, generation.entries.iter().map(|e| e.position)) {
+            return self.fail(e);
+        }
         for entry in generation.entries {
-            let in_range = (record.first_position..=record.last_position).contains(&entry.position);
-            if !in_range || previous.is_some_and(|p| p >= entry.position) {
-                return self.fail(FatalError::Corrupt {
-                    path,
-                    reason: format!("entry position {} out of order or range", entry.position),
-                });
-            }
-            previous = Some(entry.position);
             if entry.position >= self.next_position && !self.report(entry.position, entry.records) {
                 return;
             }
@@ -424,6 +613,25 @@ impl Reader {
     }
 }
 
+/// A generation's positions lie within its manifest record's range, in increasing order.
+fn check_positions(
+    record: &GenerationRecord,
+    positions: impl Iterator<Item = u64>,
+) -> Result<(), FatalError> {
+    let mut previous = None;
+    for position in positions {
+        let in_range = (record.first_position..=record.last_position).contains(&position);
+        if !in_range || previous.is_some_and(|p| p >= position) {
+            return Err(FatalError::Corrupt {
+                path: record.path.clone(),
+                reason: format!("entry position {position} out of order or range"),
+            });
+        }
+        previous = Some(position);
+    }
+    Ok(())
+}
+
 impl Machine for Reader {
     type Event = ReadEvent;
 
@@ -440,6 +648,8 @@ impl Machine for Reader {
             Purpose::List => self.on_list(request, response),
             Purpose::Manifest { version } => self.on_manifest(version, request, response),
             Purpose::Generation => self.on_generation(request, response),
+            Purpose::GenerationIndex => self.on_generation_index(request, response),
+            Purpose::GenerationRange => self.on_generation_range(request, response),
             Purpose::Slot { position, token } => self.on_slot(position, token, request, response),
         }
     }

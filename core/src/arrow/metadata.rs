@@ -19,6 +19,8 @@ pub(super) const WINDOW: &str = "tidewal.window";
 pub(super) const CRC: &str = "tidewal.crc32c";
 pub(super) const GENERATION: &str = "tidewal.generation";
 pub(super) const POSITIONS: &str = "tidewal.positions";
+pub(super) const TIMES: &str = "tidewal.times";
+pub(super) const BATCH_CRCS: &str = "tidewal.batch_crc32c";
 pub(super) const CRC_PLACEHOLDER: &[u8; 8] = b"00000000";
 
 /// The `tidewal.*` key/value pairs of a schema message, borrowed from the buffer.

@@ -201,6 +201,7 @@ impl Writer {
             if !self.cfg.wal_only {
                 self.memtable.push(PositionedRecords {
                     position,
+                    time: None,
                     records: slot.batch.records,
                 });
             }

@@ -357,7 +357,10 @@ impl Writer {
 
     fn path_of(op: &Op) -> String {
         match op {
-            Op::Put { path, .. } | Op::Get { path, .. } | Op::Delete { path } => path.clone(),
+            Op::Put { path, .. }
+            | Op::Get { path, .. }
+            | Op::GetRange { path, .. }
+            | Op::Delete { path } => path.clone(),
             Op::List { prefix, .. } => prefix.clone(),
         }
     }

@@ -258,6 +258,7 @@ impl Writer {
         if !self.cfg.wal_only {
             self.memtable.push(PositionedRecords {
                 position,
+                time: None,
                 records: entry.records,
             });
         }
