@@ -7,7 +7,10 @@ use std::time::Duration;
 use harness::*;
 use std::collections::VecDeque;
 
-use tidewal_core::{Machine, Op, ReadEvent, Reader, ReaderConfig, Record, Request, Start};
+use tidewal_core::{
+    FatalError, GenerationRecord, Machine, Manifest, MemStore, Op, RawCodec, ReadEvent, Reader,
+    ReaderConfig, Record, Request, Start, StoreErrorKind,
+};
 
 fn follower(h: &Harness) -> Reader {
     let cfg = ReaderConfig {
@@ -402,4 +405,183 @@ fn a_truncate_that_drops_no_data_refuses_no_start() {
     assert_eq!(w.w.manifest().unwrap().replay_cursor, 4);
     let (ev, _) = read_range(&mut h, Start::Position(1), None, false);
     assert_eq!(positions(&ev), vec![4]);
+}
+
+/// One writer, ten entries (positions 4..=13) flushed into one generation, with `codec`.
+fn one_generation(h: &mut Harness, codec: Box<dyn tidewal_core::Codec>) -> GenerationRecord {
+    let mut a = Harness::writer_with(h, codec, config());
+    h.settle(&mut a);
+    for i in 0..10 {
+        a.append(h, rec(i));
+    }
+    h.settle(&mut a);
+    a.w.flush_memtable(h.now).unwrap();
+    a.collect();
+    h.settle(&mut a);
+    let newest = h
+        .store
+        .paths()
+        .filter(|p| p.starts_with("t/manifest/"))
+        .max();
+    let m = Manifest::decode(h.store.object(newest.unwrap()).unwrap());
+    let g = m.unwrap().generations[0].clone();
+    assert_eq!((g.first_position, g.last_position), (4, 13));
+    g
+}
+
+/// A reader from `from` with every request it made.
+fn read_logged(h: &mut Harness, from: u64) -> (Vec<ReadEvent>, Vec<Op>) {
+    let cfg = ReaderConfig {
+        prefix: "t".into(),
+        from: Start::Position(from),
+        read_ahead: 4,
+        ..ReaderConfig::default()
+    };
+    let mut r = Reader::new(cfg, codec(), 9, h.now);
+    let (mut events, mut ops) = (Vec::new(), Vec::new());
+    for _ in 0..10_000 {
+        let d = drain(&mut r);
+        events.extend(d.events);
+        if d.requests.is_empty() {
+            return (events, ops);
+        }
+        for req in d.requests {
+            let resp = h.store.execute(&req.op);
+            ops.push(req.op);
+            r.handle_response(req.id, resp, h.now);
+        }
+    }
+    panic!("reader never went idle");
+}
+
+fn fatal(events: &[ReadEvent]) -> Option<&FatalError> {
+    events.iter().find_map(|e| match e {
+        ReadEvent::Fatal(f) => Some(f),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_start_inside_a_generation_fetches_its_index_and_only_the_records_from_there() {
+    let mut h = Harness::new();
+    let g = one_generation(&mut h, codec());
+    let index = g.index.clone().expect("an indexed generation");
+    let (events, ops) = read_logged(&mut h, 10);
+    assert_eq!(positions(&events), [10, 11, 12, 13]);
+    assert!(fatal(&events).is_none(), "{events:?}");
+    let on_gen: Vec<&Op> = ops
+        .iter()
+        .filter(|op| matches!(op, Op::Get { path } | Op::GetRange { path, .. } if *path == g.path))
+        .collect();
+    // The index, then one range of the four records it needs; never the whole file.
+    assert_eq!(on_gen.len(), 2, "{on_gen:?}");
+    assert!(matches!(on_gen[0], Op::GetRange { range, .. } if *range == index.range()));
+    let Op::GetRange { range, .. } = on_gen[1] else {
+        panic!("{:?}", on_gen[1]);
+    };
+    // Four records of 8 bytes each.
+    assert_eq!(range.end - range.start, 4 * 8);
+    let fetched = index.length + (range.end - range.start);
+    assert!(fetched < g.bytes, "{fetched} of {}", g.bytes);
+    // The records are the appended ones.
+    let got: Vec<Record> = events
+        .iter()
+        .filter_map(|e| match e {
+            ReadEvent::Records { records, .. } => Some(records[0].clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (6..10).map(rec).collect::<Vec<_>>());
+    // At the generation's first position it is read whole, in one get.
+    let (events, ops) = read_logged(&mut h, 4);
+    assert_eq!(positions(&events).len(), 10);
+    assert!(ops.contains(&Op::Get {
+        path: g.path.clone()
+    }));
+    assert!(!ops.iter().any(|op| matches!(op, Op::GetRange { .. })));
+}
+
+/// Flips one byte of the object at `path`.
+fn flip(h: &mut Harness, path: &str, at: u64) {
+    let mut bytes = h.store.object(path).unwrap().to_vec();
+    bytes[at as usize] ^= 0x40;
+    h.store.tamper(path, bytes.into());
+}
+
+#[test]
+fn a_corrupt_index_or_record_is_corrupt_with_the_generations_path() {
+    let mut h = Harness::new();
+    let g = one_generation(&mut h, codec());
+    let index = g.index.clone().unwrap();
+    let clean = h.store.object(&g.path).unwrap().clone();
+    // A byte of the index: its checksum in the manifest catches it.
+    flip(&mut h, &g.path, index.offset + 3);
+    let (events, _) = read_logged(&mut h, 10);
+    assert!(
+        matches!(fatal(&events), Some(FatalError::Corrupt { path, reason })
+            if *path == g.path && reason.contains("index")),
+        "{events:?}"
+    );
+    assert!(positions(&events).is_empty());
+    // A byte of the record at position 12 (the 9th record, 8 bytes each after the magic):
+    // 10 and 11 are reported, 12 is refused.
+    h.store.tamper(&g.path, clean.clone());
+    flip(&mut h, &g.path, 4 + 8 * 8 + 2);
+    let (events, _) = read_logged(&mut h, 10);
+    assert!(
+        matches!(fatal(&events), Some(FatalError::Corrupt { path, reason })
+            if *path == g.path && reason.contains("checksum")),
+        "{events:?}"
+    );
+    assert!(positions(&events).iter().all(|&p| p < 12), "{events:?}");
+    // A file shorter than the manifest says: the ranged get is past its end.
+    h.store
+        .tamper(&g.path, clean.slice(..index.offset as usize - 4));
+    let (events, _) = read_logged(&mut h, 10);
+    assert!(
+        matches!(fatal(&events), Some(FatalError::Corrupt { path, reason })
+            if *path == g.path && reason.contains("shorter")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_generation_written_without_an_index_is_read_whole() {
+    let mut h = Harness::new();
+    let g = one_generation(&mut h, Box::new(RawCodec::new("schema-a").unindexed()));
+    assert_eq!(g.index, None);
+    let (events, ops) = read_logged(&mut h, 10);
+    assert_eq!(positions(&events), [10, 11, 12, 13]);
+    assert!(ops.contains(&Op::Get {
+        path: g.path.clone()
+    }));
+    assert!(!ops.iter().any(|op| matches!(op, Op::GetRange { .. })));
+}
+
+#[test]
+fn a_range_past_an_objects_end_is_a_typed_error() {
+    let mut store = MemStore::new();
+    store.overwrite("a", bytes::Bytes::from_static(b"0123456789"));
+    let get = |store: &mut MemStore, range| {
+        store.execute(&Op::GetRange {
+            path: "a".into(),
+            range,
+        })
+    };
+    assert_eq!(
+        get(&mut store, 2..5).into_get().unwrap(),
+        bytes::Bytes::from_static(b"234")
+    );
+    for bad in [5..11, 10..12, 4..4] {
+        let err = get(&mut store, bad.clone()).into_get().unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::InvalidRange, "{bad:?}");
+    }
+    let missing = store.execute(&Op::GetRange {
+        path: "b".into(),
+        range: 0..1,
+    });
+    assert_eq!(
+        missing.into_get().unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
 }

@@ -119,7 +119,13 @@ impl World {
         let seed = self.rng.u64();
         let client = self.clients.len();
         let bare = bare || self.rng.chance(self.bare_writers);
-        let (cfg, codec) = (self.wcfg.clone(), Box::new(self.codec.clone()));
+        // Some writers record generations as writers before ranged reads did (no index in
+        // the manifest): readers must read those whole and the others with ranges.
+        let codec = match self.rng.chance(0.3) {
+            true => self.codec.clone().unindexed(),
+            false => self.codec.clone(),
+        };
+        let (cfg, codec) = (self.wcfg.clone(), Box::new(codec));
         let mut ledger = Ledger::default();
         let machine = if bare {
             Writer::new(cfg, codec, seed, self.now).map(|w| Machine::Writer(Box::new(w)))

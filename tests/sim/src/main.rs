@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let start = arg(&args, "--start").unwrap_or(0);
     let started = Instant::now();
     let (mut steps, mut acked, mut violations) = (0u64, 0u64, 0u64);
-    let (mut replies, mut timed_out, mut ran) = (0u64, 0u64, 0u64);
+    let (mut replies, mut timed_out, mut ran, mut ranged) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
         ran += 1;
         let out = tidewal_sim::run(seed, false);
@@ -49,6 +49,7 @@ fn main() -> ExitCode {
         acked += out.acked;
         replies += out.replies;
         timed_out += out.timed_out;
+        ranged += out.range_gets;
         if let Some(v) = out.violation {
             violations += 1;
             let traced = tidewal_sim::run(seed, true);
@@ -64,7 +65,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts ({:.1}s)",
+        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {ranged} ranged gets ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     if violations == 0 {
