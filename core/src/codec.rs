@@ -56,6 +56,10 @@ pub struct EntryHeader {
     pub position: u64,
     /// The writer's nonce (recognises its own writes when a put was ambiguous).
     pub nonce: u64,
+    /// Data entries: the writer's wall-clock time at seal, unix ms (`tidewal.time`), never
+    /// below an earlier entry's of the log; `None` for fences and for entries of writers
+    /// that record no time (older ones).
+    pub time: Option<u64>,
 }
 
 /// A decoded WAL entry.
@@ -346,6 +350,7 @@ impl Codec for RawCodec {
         out.extend_from_slice(&header.position.to_le_bytes());
         out.extend_from_slice(&header.nonce.to_le_bytes());
         out.extend_from_slice(&window.to_le_bytes());
+        out.extend_from_slice(&header.time.unwrap_or(NO_TIME).to_le_bytes());
         put_records(&mut out, records);
         Ok(seal(out).into())
     }
@@ -360,6 +365,7 @@ impl Codec for RawCodec {
         let position = c.u64()?;
         let nonce = c.u64()?;
         let window = c.u32()?;
+        let time = Some(c.u64()?).filter(|&t| t != NO_TIME);
         let kind = match (kind, window) {
             (0, 0) => EntryKind::Data,
             (1, w) if w > 0 => EntryKind::Fence { window: w },
@@ -376,6 +382,7 @@ impl Codec for RawCodec {
                 epoch,
                 position,
                 nonce,
+                time,
             },
             records,
         })
@@ -540,6 +547,7 @@ mod tests {
             epoch: 3,
             position: 42,
             nonce: 0xfeed,
+            time: Some(1_700_000_000_123),
         }
     }
 

@@ -87,12 +87,16 @@ pub struct GenerationRecord {
     /// generations written before ranged reads existed (they are read whole).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<IndexRecord>,
-    /// The earliest entry time (unix ms) in the generation, if any entry has one.
+    /// The earliest entry time (unix ms) in the generation, of those that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min_time: Option<u64>,
-    /// The latest entry time (unix ms) in the generation, if any entry has one.
+    /// The latest entry time (unix ms) in the generation, of those that have one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_time: Option<u64>,
+    /// Entries without a time (their writers recorded none); left out when 0. A reader
+    /// skips a generation by its `max_time` only when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub untimed: u64,
 }
 
 /// The index of a generation file, as recorded in the manifest.
@@ -348,6 +352,7 @@ mod tests {
                 index: None,
                 min_time: None,
                 max_time: None,
+                untimed: 0,
             }],
             dropped_before: 0,
         }

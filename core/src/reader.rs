@@ -93,8 +93,12 @@ pub struct Reader {
     phase: Phase,
     now: Duration,
     manifest: Option<Manifest>,
-    /// Every record below this position has been reported.
+    /// Every record below this position has been reported (or lies below the start).
     next_position: u64,
+    /// A start at a time whose first entry was not met yet: entries of a known earlier time
+    /// are read, not reported. `None` once the gate is open (times never decrease along the
+    /// log, so everything after is reported).
+    time_from: Option<u64>,
     todo: VecDeque<GenerationRecord>,
     /// The front of `todo`, when it is read with ranged gets.
     ranged: Option<RangedGeneration>,
@@ -114,7 +118,11 @@ impl Reader {
     pub fn new(cfg: ReaderConfig, codec: Box<dyn Codec>, seed: u64, now: Duration) -> Self {
         let start = match cfg.from {
             Start::Position(p) => p,
-            Start::Beginning => 0,
+            Start::Beginning | Start::Time(_) => 0,
+        };
+        let time_from = match cfg.from {
+            Start::Time(t) => Some(t),
+            _ => None,
         };
         let mut r = Reader {
             paths: Paths::new(&cfg.prefix),
@@ -127,6 +135,7 @@ impl Reader {
             now,
             manifest: None,
             next_position: start,
+            time_from,
             todo: VecDeque::new(),
             ranged: None,
             poll_at: None,
@@ -260,6 +269,18 @@ impl Reader {
         }
         let moved = m.replay_cursor > self.walk.position();
         if first_read || moved {
+            if let Some(t) = self.time_from {
+                // Generations wholly before `t` (by the manifest: no request) hold nothing
+                // to report: start after them.
+                let before = m
+                    .generations
+                    .iter()
+                    .take_while(|g| g.untimed == 0 && g.max_time.is_some_and(|max| max < t))
+                    .last();
+                if let Some(g) = before {
+                    self.next_position = self.next_position.max(g.last_position + 1);
+                }
+            }
             // Generations from the first record not yet reported.
             let from = self.next_position;
             let until = self.cfg.until.unwrap_or(u64::MAX);
@@ -286,7 +307,10 @@ impl Reader {
                 let path = g.path.clone();
                 // Whole when the start is not inside it (all of it is read anyway) or when it
                 // has no index (written before ranged reads existed).
-                let inside = self.next_position > g.first_position;
+                let inside = self.next_position > g.first_position
+                    || self
+                        .time_from
+                        .is_some_and(|t| g.untimed > 0 || g.min_time.is_none_or(|min| min < t));
                 match g.index.as_ref().filter(|_| inside) {
                     Some(index) => {
                         let range = index.range();
@@ -355,11 +379,15 @@ impl Reader {
             return self.fail(e);
         }
         let from = self.next_position;
+        let time_from = self.time_from;
+        let before_time =
+            |e: &IndexedEntry| time_from.is_some_and(|t| e.time.is_some_and(|et| et < t));
         self.ranged = Some(RangedGeneration {
             entries: index
                 .entries
                 .into_iter()
                 .filter(|e| e.position >= from)
+                .skip_while(before_time)
                 .collect(),
             in_flight: None,
         });
@@ -389,9 +417,9 @@ impl Reader {
             if !front.records.is_empty() {
                 break;
             }
-            let position = front.position;
+            let (position, time) = (front.position, front.time);
             ranged.entries.pop_front();
-            if !self.report(position, Vec::new()) {
+            if !self.report(position, time, Vec::new()) {
                 return;
             }
         }
@@ -453,7 +481,7 @@ impl Reader {
                     Err(e) => return self.fail(FatalError::from_codec(path, e)),
                 }
             }
-            if !self.report(entry.position, records) {
+            if !self.report(entry.position, entry.time, records) {
                 return;
             }
         }
@@ -486,7 +514,9 @@ impl Reader {
             return self.fail(e);
         }
         for entry in generation.entries {
-            if entry.position >= self.next_position && !self.report(entry.position, entry.records) {
+            if entry.position >= self.next_position
+                && !self.report(entry.position, entry.time, entry.records)
+            {
                 return;
             }
         }
@@ -510,7 +540,7 @@ impl Reader {
                 Step::Data(entry) => {
                     let position = entry.header.position;
                     if position >= self.next_position {
-                        if !self.report(position, entry.records) {
+                        if !self.report(position, entry.header.time, entry.records) {
                             return;
                         }
                         self.caught_up_at = None;
@@ -552,14 +582,23 @@ impl Reader {
     }
 
     /// Reports the records of `position` unless it is at or past `until` (then the reader
-    /// finishes): the one gate every report passes, so nothing outside `from .. until` is
-    /// ever reported. `false`: the reader finished.
-    fn report(&mut self, position: u64, records: Vec<Record>) -> bool {
+    /// finishes) or, for a start at a time not met yet, its entry is known to be earlier:
+    /// the one gate every report passes, so nothing outside `from .. until` is ever
+    /// reported. `false`: the reader finished.
+    fn report(&mut self, position: u64, time: Option<u64>, records: Vec<Record>) -> bool {
         if self.cfg.until.is_some_and(|u| position >= u) {
             self.reached_until();
             return false;
         }
         self.next_position = position + 1;
+        if let Some(t) = self.time_from {
+            if time.is_some_and(|time| time < t) {
+                return true;
+            }
+            // The first entry at or past `t`, or of unknown time (an older writer's: nothing
+            // says it is earlier): from here on, all.
+            self.time_from = None;
+        }
         self.events
             .push_back(ReadEvent::Records { position, records });
         true

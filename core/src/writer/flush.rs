@@ -123,6 +123,7 @@ impl Writer {
                 length: r.end - r.start,
                 crc32c: hex(self.codec.checksum(&body[r.start as usize..r.end as usize])),
             });
+        // Over the entries that have a time (PROTOCOL.md §3).
         let times = entries.iter().filter_map(|e| e.time);
         let record = GenerationRecord {
             id,
@@ -141,6 +142,7 @@ impl Writer {
             index,
             min_time: times.clone().min(),
             max_time: times.max(),
+            untimed: entries.iter().filter(|e| e.time.is_none()).count() as u64,
         };
         self.memtable.frozen_bytes += bytes;
         self.memtable.frozen.push_back(Frozen {

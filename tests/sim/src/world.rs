@@ -18,6 +18,9 @@ use crate::replies::Log;
 use crate::rng::Rng;
 
 pub(crate) const SCHEMA: &str = "sim-schema";
+/// Unix ms at the sim clock's zero: writers' wall clocks are this plus the sim clock plus a
+/// skew of their own.
+pub(crate) const WALL_CLOCK_BASE: u64 = 1_700_000_000_000;
 const WORK_TIME: Duration = Duration::from_secs(3);
 const FINAL_DEADLINE: Duration = Duration::from_secs(120);
 /// Timer wakes of one client at one instant past which it spins.
@@ -137,6 +140,7 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
             max: Duration::from_millis(200),
             attempts: 40,
         },
+        unix_ms_at_origin: None,
     }
 }
 
