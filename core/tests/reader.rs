@@ -7,9 +7,10 @@ use std::time::Duration;
 use harness::*;
 use std::collections::VecDeque;
 
+use tidewal_core::Codec as _;
 use tidewal_core::{
     FatalError, GenerationRecord, Machine, Manifest, MemStore, Op, RawCodec, ReadEvent, Reader,
-    ReaderConfig, Record, Request, Start, StoreErrorKind,
+    ReaderConfig, Record, Request, Start, StoreErrorKind, WriterConfig,
 };
 
 fn follower(h: &Harness) -> Reader {
@@ -584,4 +585,146 @@ fn a_range_past_an_objects_end_is_a_typed_error() {
         missing.into_get().unwrap_err().kind,
         StoreErrorKind::NotFound
     );
+}
+
+/// Writer 1 (wall clock at 1_000_000 ms) writes ten entries 10 ms apart (positions 4..=13)
+/// and flushes them; writer 2, whose clock is far behind, writes two more in the WAL. Returns
+/// the generation's record and every data entry's (position, time).
+fn timed_log(h: &mut Harness) -> (GenerationRecord, Vec<(u64, u64)>) {
+    let timed = |origin| WriterConfig {
+        unix_ms_at_origin: Some(origin),
+        ..config()
+    };
+    let mut a = Harness::writer_with(h, codec(), timed(1_000_000));
+    h.settle(&mut a);
+    for i in 0..10 {
+        a.append(h, rec(i));
+        h.settle(&mut a);
+        h.now += Duration::from_millis(10);
+    }
+    a.w.flush_memtable(h.now).unwrap();
+    a.collect();
+    h.settle(&mut a);
+    let mut b = Harness::writer_with(h, codec(), timed(5));
+    h.settle(&mut b);
+    for i in 10..12 {
+        b.append(h, rec(i));
+        h.settle(&mut b);
+    }
+    let newest = h
+        .store
+        .paths()
+        .filter(|p| p.starts_with("t/manifest/"))
+        .max();
+    let m = Manifest::decode(h.store.object(newest.unwrap()).unwrap()).unwrap();
+    let g = m.generations[0].clone();
+    let mut times = Vec::new();
+    let generation = codec()
+        .decode_generation(h.store.object(&g.path).unwrap().clone())
+        .unwrap();
+    for e in generation.entries {
+        times.push((e.position, e.time.expect("a timed entry")));
+    }
+    let wal: Vec<String> = h
+        .store
+        .paths()
+        .filter(|p| p.contains("/wal/"))
+        .map(String::from)
+        .collect();
+    for path in wal {
+        let e = codec()
+            .decode_entry(h.store.object(&path).unwrap().clone())
+            .unwrap();
+        if e.header.kind == tidewal_core::EntryKind::Data && e.header.position > g.last_position {
+            times.push((e.header.position, e.header.time.expect("a timed entry")));
+        }
+    }
+    (g, times)
+}
+
+fn read_since(h: &mut Harness, t: u64) -> (Vec<ReadEvent>, Vec<Op>) {
+    let cfg = ReaderConfig {
+        prefix: "t".into(),
+        from: Start::Time(t),
+        read_ahead: 4,
+        ..ReaderConfig::default()
+    };
+    let mut r = Reader::new(cfg, codec(), 9, h.now);
+    let (mut events, mut ops) = (Vec::new(), Vec::new());
+    for _ in 0..10_000 {
+        let d = drain(&mut r);
+        events.extend(d.events);
+        if d.requests.is_empty() {
+            assert!(r.is_done());
+            return (events, ops);
+        }
+        for req in d.requests {
+            let resp = h.store.execute(&req.op);
+            ops.push(req.op);
+            r.handle_response(req.id, resp, h.now);
+        }
+    }
+    panic!("reader never went idle");
+}
+
+#[test]
+fn entries_record_non_decreasing_wall_clock_times() {
+    let mut h = Harness::new();
+    let (g, times) = timed_log(&mut h);
+    assert_eq!(times.len(), 12);
+    // Writer 1's clock: 1_000_000 + its monotonic time, 10 ms apart at least.
+    assert!(times[0].1 >= 1_000_000);
+    for w in times[..10].windows(2) {
+        assert!(w[1].1 >= w[0].1 + 10, "{times:?}");
+    }
+    // Writer 2's clock is behind: it stamps the newest time it saw, never less.
+    assert_eq!(times[10].1, times[9].1);
+    assert_eq!(times[11].1, times[9].1);
+    assert_eq!(
+        (g.min_time, g.max_time),
+        (Some(times[0].1), Some(times[9].1))
+    );
+    assert_eq!(g.untimed, 0);
+}
+
+#[test]
+fn a_start_at_a_time_reports_from_the_first_entry_at_or_past_it() {
+    let mut h = Harness::new();
+    let (g, times) = timed_log(&mut h);
+    let positions_from = |i: usize| times[i..].iter().map(|&(p, _)| p).collect::<Vec<_>>();
+    let touches_gen = |ops: &[Op]| {
+        ops.iter()
+            .filter(
+                |op| matches!(op, Op::Get { path } | Op::GetRange { path, .. } if *path == g.path),
+            )
+            .count()
+    };
+    // Before everything: all of it, the generation in one whole get.
+    let (ev, ops) = read_since(&mut h, 0);
+    assert_eq!(positions(&ev), positions_from(0));
+    assert!(ops.contains(&Op::Get {
+        path: g.path.clone()
+    }));
+    // Inside the generation: its index, then only the entries from there.
+    let (ev, ops) = read_since(&mut h, times[4].1);
+    assert_eq!(positions(&ev), positions_from(4));
+    assert!(!ops.contains(&Op::Get {
+        path: g.path.clone()
+    }));
+    assert_eq!(touches_gen(&ops), 2, "{ops:?}");
+    // A millisecond after entry 4: from entry 5.
+    let (ev, _) = read_since(&mut h, times[4].1 + 1);
+    assert_eq!(positions(&ev), positions_from(5));
+    // Past the generation (by the manifest's max_time): nothing of it is fetched. Writer 2's
+    // entries share the generation's last time, so a start just after it is past them too.
+    let (ev, ops) = read_since(&mut h, times[9].1 + 1);
+    assert_eq!(positions(&ev), Vec::<u64>::new());
+    assert_eq!(touches_gen(&ops), 0, "{ops:?}");
+    assert!(
+        matches!(ev.last(), Some(ReadEvent::CaughtUp { .. })),
+        "{ev:?}"
+    );
+    // At the last time: the generation's last entry and writer 2's.
+    let (ev, _) = read_since(&mut h, times[9].1);
+    assert_eq!(positions(&ev), positions_from(9));
 }
