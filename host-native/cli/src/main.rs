@@ -2,6 +2,7 @@
 
 mod bench;
 mod cmds;
+mod since;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -54,8 +55,12 @@ enum Command {
         /// The log.
         url: String,
         /// Start at this position (default: the first the log holds).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "since")]
         from: Option<u64>,
+        /// Start at the first entry written at or after TIME: unix milliseconds or RFC 3339
+        /// (`2024-05-01T12:00:00Z`, `...+02:00`).
+        #[arg(long)]
+        since: Option<String>,
         /// Stop before this position.
         #[arg(long)]
         until: Option<u64>,
@@ -493,9 +498,17 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Cat {
             url,
             from,
+            since,
             until,
             format,
-        } => cmds::cat(&url, cmds::range(from, until, false), format).await,
+        } => {
+            let mut range = cmds::range(from, until, false);
+            if let Some(s) = since {
+                let t = since::parse_time(&s).map_err(Error::Invalid)?;
+                range.from = tidewal::Start::Time(t);
+            }
+            cmds::cat(&url, range, format).await
+        }
         Command::Tail {
             url,
             from,
