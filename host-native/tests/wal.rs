@@ -439,3 +439,61 @@ async fn a_read_from_inside_a_generation_yields_only_what_follows() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_read_from_a_time_yields_what_was_written_from_then() {
+    on_each_store(|store| async move {
+        let unix_ms = || {
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+            now.unwrap().as_millis() as u64
+        };
+        let wal = Wal::open(store.clone(), "", schema(), Options::default())
+            .await
+            .unwrap();
+        for i in 0..3 {
+            wal.append(&batch(i * 2, 2)).await.unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let since = unix_ms();
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        for i in 3..6 {
+            wal.append(&batch(i * 2, 2)).await.unwrap();
+        }
+        // Two generations (close flushes the second): the time falls inside the first, which
+        // is read from inside.
+        wal.flush_memtable().await.unwrap();
+        for i in 6..8 {
+            wal.append(&batch(i * 2, 2)).await.unwrap();
+        }
+        wal.close().await.unwrap();
+        let read_from = |from| {
+            let store = store.clone();
+            async move {
+                let options = tidewal::ReadOptions {
+                    from,
+                    ..tidewal::ReadOptions::default()
+                };
+                let mut t = tidewal::Tailer::with_options(store, "", schema(), &options).unwrap();
+                let mut got = Vec::new();
+                while let Some(item) = t.next().await {
+                    match item.unwrap() {
+                        tidewal::Item::Batch { batch, .. } => got.push(batch),
+                        tidewal::Item::CaughtUp { .. } => break,
+                    }
+                }
+                ids(&got)
+            }
+        };
+        assert_eq!(
+            read_from(tidewal::Start::Time(since)).await,
+            (6..16).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            read_from(tidewal::Start::Time(0)).await,
+            (0..16).collect::<Vec<_>>()
+        );
+        let later = read_from(tidewal::Start::Time(unix_ms() + 60_000)).await;
+        assert!(later.is_empty(), "{later:?}");
+    })
+    .await;
+}
