@@ -236,7 +236,7 @@ impl RawCodec {
     }
 }
 
-const RAW_ENTRY_MAGIC: &[u8; 4] = b"TWE1";
+const RAW_ENTRY_MAGIC: &[u8; 4] = b"TWE2";
 const RAW_GEN_MAGIC: &[u8; 4] = b"TWG2";
 
 fn put_records(out: &mut Vec<u8>, records: &[Record]) {

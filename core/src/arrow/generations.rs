@@ -513,4 +513,39 @@ mod tests {
                 .is_err());
         }
     }
+
+    #[test]
+    fn a_generation_written_before_times_and_batch_checksums_reads_whole() {
+        use super::{EPOCH, KIND};
+        use alloc::format;
+        use alloc::vec::Vec;
+        use arrow_ipc::writer::FileWriter;
+        let c = codec();
+        // What writers wrote before: the header and the positions index, nothing more.
+        let schema = c.schema_with(&[
+            (KIND, "generation".into()),
+            (EPOCH, "1".into()),
+            (GENERATION, "0".into()),
+            (POSITIONS, "5:1,6:1".into()),
+        ]);
+        let mut w =
+            FileWriter::try_new_with_options(Vec::new(), &schema, c.options.clone()).unwrap();
+        w.write(&batch(2, 1)).unwrap();
+        w.write(&batch(3, 2)).unwrap();
+        w.finish().unwrap();
+        let file = Bytes::from(w.into_inner().unwrap());
+        let g = c.decode_generation(file.clone()).unwrap();
+        let got: Vec<(u64, Option<u64>, usize)> = g
+            .entries
+            .iter()
+            .map(|e| (e.position, e.time, e.records.len()))
+            .collect();
+        assert_eq!(got, [(5, None, 1), (6, None, 1)]);
+        // Its footer cannot serve a ranged read (no batch checksums): a typed error.
+        let range = c.generation_index_range(&file).unwrap();
+        let err = c
+            .decode_generation_index(&file[range.start as usize..], file.len() as u64)
+            .unwrap_err();
+        assert!(format!("{err}").contains("tidewal.batch_crc32c"), "{err}");
+    }
 }
