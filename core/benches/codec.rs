@@ -75,6 +75,7 @@ fn main() {
         epoch: 1,
         position: 12_345,
         nonce: 0x0123_4567_89ab_cdef,
+        time: Some(1_700_000_000_000),
     };
     let empty = codec.encode_entry(&header, &[]).expect("entry").len();
     let batch_overhead = codec.encode_batch(&batch(0)).expect("encode").payload.len();

@@ -8,6 +8,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use bytes::Bytes;
 use core::fmt;
+use core::ops::Range;
 
 use crate::crc32c::crc32c;
 use crate::io::Body;
@@ -55,6 +56,10 @@ pub struct EntryHeader {
     pub position: u64,
     /// The writer's nonce (recognises its own writes when a put was ambiguous).
     pub nonce: u64,
+    /// Data entries: the writer's wall-clock time at seal, unix ms (`tidewal.time`), never
+    /// below an earlier entry's of the log; `None` for fences and for entries of writers
+    /// that record no time (older ones).
+    pub time: Option<u64>,
 }
 
 /// A decoded WAL entry.
@@ -71,6 +76,8 @@ pub struct Entry {
 pub struct PositionedRecords {
     /// WAL position the records were written at.
     pub position: u64,
+    /// The entry's time (unix ms, `tidewal.time`), if its writer recorded one.
+    pub time: Option<u64>,
     /// Records, in append order.
     pub records: Vec<Record>,
 }
@@ -91,6 +98,39 @@ pub struct Generation {
     pub header: GenerationHeader,
     /// Every WAL position it contains, in order.
     pub entries: Vec<PositionedRecords>,
+}
+
+/// One record of a generation as the generation's index places it: enough to fetch it alone
+/// with a ranged get and check it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedRecord {
+    /// Its bytes in the generation file.
+    pub range: Range<u64>,
+    /// CRC-32C of those bytes.
+    pub crc32c: u32,
+    /// Rows it holds.
+    pub rows: u64,
+}
+
+/// One WAL position of a generation, as its index describes it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IndexedEntry {
+    /// WAL position.
+    pub position: u64,
+    /// The entry's time (unix ms), if known.
+    pub time: Option<u64>,
+    /// Its records, in order.
+    pub records: Vec<IndexedRecord>,
+}
+
+/// What a generation's index (for Arrow, the IPC file footer) says: every position, where
+/// its records lie, their checksums and the entries' times (PROTOCOL.md §3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GenerationIndex {
+    /// Identity.
+    pub header: GenerationHeader,
+    /// Every WAL position the generation contains, in order.
+    pub entries: Vec<IndexedEntry>,
 }
 
 /// A codec failure.
@@ -139,6 +179,30 @@ pub trait Codec: Send + Sync {
     ) -> Result<Bytes, CodecError>;
     /// Decodes a generation file (its checksum is verified by the caller against the manifest).
     fn decode_generation(&self, bytes: Bytes) -> Result<Generation, CodecError>;
+    /// Where the index of `file` (a generation this codec encoded) lies, if the codec writes
+    /// one: recorded in the manifest so that a reader can start inside the generation with
+    /// ranged gets. `None`: the generation is only read whole.
+    fn generation_index_range(&self, file: &[u8]) -> Option<Range<u64>> {
+        let _ = file;
+        None
+    }
+    /// Decodes a generation's index: `index` is the bytes of
+    /// [`Codec::generation_index_range`] (already checked against the manifest) of a file of
+    /// `file_len` bytes. Every record range lies before the index, in order.
+    fn decode_generation_index(
+        &self,
+        index: &[u8],
+        file_len: u64,
+    ) -> Result<GenerationIndex, CodecError> {
+        let _ = (index, file_len);
+        Err(CodecError::Corrupt(
+            "this codec writes no generation index".into(),
+        ))
+    }
+    /// A generation's record fetched alone (its checksum already checked against the index).
+    fn generation_record(&self, bytes: Bytes, rows: u64) -> Result<Record, CodecError> {
+        Ok(Record::new(bytes, rows))
+    }
     /// CRC-32C of `data` (generation checksums in the manifest). A codec may use a faster
     /// implementation; the result must be the same.
     fn checksum(&self, data: &[u8]) -> u32 {
@@ -150,6 +214,8 @@ pub trait Codec: Send + Sync {
 #[derive(Clone, Debug)]
 pub struct RawCodec {
     schema: Bytes,
+    /// Whether writers record where the generation index lies (see [`RawCodec::unindexed`]).
+    indexed: bool,
 }
 
 impl RawCodec {
@@ -157,12 +223,21 @@ impl RawCodec {
     pub fn new(schema: impl Into<Bytes>) -> Self {
         RawCodec {
             schema: schema.into(),
+            indexed: true,
         }
+    }
+
+    /// The same codec, except that it names no generation index
+    /// ([`Codec::generation_index_range`] is `None`): a writer with it records generations
+    /// as writers did before ranged reads existed, and readers read them whole.
+    pub fn unindexed(mut self) -> Self {
+        self.indexed = false;
+        self
     }
 }
 
-const RAW_ENTRY_MAGIC: &[u8; 4] = b"TWE1";
-const RAW_GEN_MAGIC: &[u8; 4] = b"TWG1";
+const RAW_ENTRY_MAGIC: &[u8; 4] = b"TWE2";
+const RAW_GEN_MAGIC: &[u8; 4] = b"TWG2";
 
 fn put_records(out: &mut Vec<u8>, records: &[Record]) {
     out.extend_from_slice(&(records.len() as u32).to_le_bytes());
@@ -275,6 +350,7 @@ impl Codec for RawCodec {
         out.extend_from_slice(&header.position.to_le_bytes());
         out.extend_from_slice(&header.nonce.to_le_bytes());
         out.extend_from_slice(&window.to_le_bytes());
+        out.extend_from_slice(&header.time.unwrap_or(NO_TIME).to_le_bytes());
         put_records(&mut out, records);
         Ok(seal(out).into())
     }
@@ -289,6 +365,7 @@ impl Codec for RawCodec {
         let position = c.u64()?;
         let nonce = c.u64()?;
         let window = c.u32()?;
+        let time = Some(c.u64()?).filter(|&t| t != NO_TIME);
         let kind = match (kind, window) {
             (0, 0) => EntryKind::Data,
             (1, w) if w > 0 => EntryKind::Fence { window: w },
@@ -305,6 +382,7 @@ impl Codec for RawCodec {
                 epoch,
                 position,
                 nonce,
+                time,
             },
             records,
         })
@@ -315,45 +393,147 @@ impl Codec for RawCodec {
         header: &GenerationHeader,
         entries: &[PositionedRecords],
     ) -> Result<Bytes, CodecError> {
+        // Records first, then the index that places them, so that a reader can fetch the
+        // index and then only the records it wants (PROTOCOL.md §2, "Raw codec").
         let mut out = Vec::new();
         out.extend_from_slice(RAW_GEN_MAGIC);
-        out.extend_from_slice(&header.epoch.to_le_bytes());
-        out.extend_from_slice(&header.id.to_le_bytes());
-        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        let mut index = Vec::new();
+        index.extend_from_slice(&header.epoch.to_le_bytes());
+        index.extend_from_slice(&header.id.to_le_bytes());
+        index.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         for e in entries {
-            out.extend_from_slice(&e.position.to_le_bytes());
-            put_records(&mut out, &e.records);
+            index.extend_from_slice(&e.position.to_le_bytes());
+            index.extend_from_slice(&e.time.unwrap_or(NO_TIME).to_le_bytes());
+            index.extend_from_slice(&(e.records.len() as u32).to_le_bytes());
+            for r in &e.records {
+                let bytes = r.payload.to_bytes();
+                index.extend_from_slice(&(out.len() as u64).to_le_bytes());
+                index.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+                index.extend_from_slice(&r.rows.to_le_bytes());
+                index.extend_from_slice(&crc32c(&bytes).to_le_bytes());
+                out.extend_from_slice(&bytes);
+            }
         }
+        let index_len = index.len() as u32;
+        out.extend_from_slice(&index);
+        out.extend_from_slice(&index_len.to_le_bytes());
         Ok(seal(out))
     }
 
     fn decode_generation(&self, bytes: Bytes) -> Result<Generation, CodecError> {
-        let mut c = Cursor {
-            buf: unseal(&bytes, RAW_GEN_MAGIC)?,
-            at: 0,
-        };
-        let epoch = c.u64()?;
-        let id = c.u64()?;
-        let n = c.u32()? as usize;
-        if n > c.buf.len() / 12 {
-            return Err(CodecError::Corrupt(
-                "entry count exceeds object size".into(),
-            ));
-        }
-        let mut entries = Vec::with_capacity(n);
-        for _ in 0..n {
-            let position = c.u64()?;
+        // The whole file's checksum first; then the index places the records.
+        unseal(&bytes, RAW_GEN_MAGIC)?;
+        let tail = raw_index_tail(&bytes)?;
+        let index =
+            self.decode_generation_index(&bytes[bytes.len() - tail..], bytes.len() as u64)?;
+        let mut entries = Vec::with_capacity(index.entries.len());
+        for e in index.entries {
+            let mut records = Vec::with_capacity(e.records.len());
+            for r in e.records {
+                let payload = bytes.slice(r.range.start as usize..r.range.end as usize);
+                if crc32c(&payload) != r.crc32c {
+                    return Err(CodecError::Corrupt("record checksum mismatch".into()));
+                }
+                records.push(Record::new(payload, r.rows));
+            }
             entries.push(PositionedRecords {
-                position,
-                records: c.records()?,
+                position: e.position,
+                time: e.time,
+                records,
             });
         }
-        c.finish()?;
         Ok(Generation {
-            header: GenerationHeader { epoch, id },
+            header: index.header,
             entries,
         })
     }
+
+    fn generation_index_range(&self, file: &[u8]) -> Option<Range<u64>> {
+        if !self.indexed {
+            return None;
+        }
+        let tail = raw_index_tail(file).ok()?;
+        Some((file.len() - tail) as u64..file.len() as u64)
+    }
+
+    fn decode_generation_index(
+        &self,
+        index: &[u8],
+        file_len: u64,
+    ) -> Result<GenerationIndex, CodecError> {
+        let corrupt = |why: &str| CodecError::Corrupt(why.into());
+        if raw_index_tail(index)? != index.len() || index.len() as u64 > file_len {
+            return Err(corrupt("index length differs from its range"));
+        }
+        let records_end = file_len - index.len() as u64;
+        let mut c = Cursor {
+            buf: Bytes::copy_from_slice(&index[..index.len() - 8]),
+            at: 0,
+        };
+        let header = GenerationHeader {
+            epoch: c.u64()?,
+            id: c.u64()?,
+        };
+        let n = c.u32()? as usize;
+        if n > c.buf.len() / 20 {
+            return Err(corrupt("entry count exceeds the index"));
+        }
+        let mut entries = Vec::with_capacity(n);
+        let mut at = RAW_GEN_MAGIC.len() as u64;
+        for _ in 0..n {
+            let position = c.u64()?;
+            let time = Some(c.u64()?).filter(|&t| t != NO_TIME);
+            let count = c.u32()? as usize;
+            if count > c.buf.len() / 24 {
+                return Err(corrupt("record count exceeds the index"));
+            }
+            let mut records = Vec::with_capacity(count);
+            for _ in 0..count {
+                let offset = c.u64()?;
+                let len = u64::from(c.u32()?);
+                let rows = c.u64()?;
+                let crc = c.u32()?;
+                // Records follow each other, before the index.
+                if offset != at || offset + len > records_end {
+                    return Err(corrupt("record range out of order or bounds"));
+                }
+                at = offset + len;
+                records.push(IndexedRecord {
+                    range: offset..offset + len,
+                    crc32c: crc,
+                    rows,
+                });
+            }
+            entries.push(IndexedEntry {
+                position,
+                time,
+                records,
+            });
+        }
+        c.finish()?;
+        if at != records_end {
+            return Err(corrupt("records do not fill the file before the index"));
+        }
+        Ok(GenerationIndex { header, entries })
+    }
+}
+
+/// "No time" in a raw generation index.
+const NO_TIME: u64 = u64::MAX;
+
+/// The length of a raw generation's tail that is its index: the index, its `u32` length and
+/// the file's trailing checksum.
+fn raw_index_tail(file: &[u8]) -> Result<usize, CodecError> {
+    let n = file.len();
+    if n < 8 + RAW_GEN_MAGIC.len() {
+        return Err(CodecError::Corrupt("generation truncated".into()));
+    }
+    let l = &file[n - 8..n - 4];
+    let index_len = u32::from_le_bytes([l[0], l[1], l[2], l[3]]) as usize;
+    index_len
+        .checked_add(8)
+        .filter(|&t| t <= n)
+        .ok_or_else(|| CodecError::Corrupt("bad index length".into()))
 }
 
 #[cfg(test)]
@@ -367,6 +547,7 @@ mod tests {
             epoch: 3,
             position: 42,
             nonce: 0xfeed,
+            time: Some(1_700_000_000_123),
         }
     }
 
@@ -418,10 +599,12 @@ mod tests {
         let entries = vec![
             PositionedRecords {
                 position: 4,
+                time: None,
                 records: vec![Record::new(&b"x"[..], 1)],
             },
             PositionedRecords {
                 position: 9,
+                time: None,
                 records: vec![Record::new(&b"yy"[..], 2), Record::new(&b"z"[..], 1)],
             },
         ];

@@ -69,6 +69,11 @@ pub struct WriterConfig {
     pub open_attempts: u32,
     /// Store retries.
     pub retry: RetryPolicy,
+    /// The wall clock (unix ms) at the host's clock origin (`now` = 0): an entry sealed at
+    /// `now` records the time `unix_ms_at_origin + now` (never below an earlier entry's of
+    /// the log). Hosts pass the system time when they create the writer; `None` records no
+    /// time (entries then read as time unknown).
+    pub unix_ms_at_origin: Option<u64>,
 }
 
 impl Default for WriterConfig {
@@ -90,6 +95,7 @@ impl Default for WriterConfig {
             keep_manifests: 8,
             open_attempts: 8,
             retry: RetryPolicy::default(),
+            unix_ms_at_origin: None,
         }
     }
 }
@@ -130,6 +136,10 @@ pub enum Start {
     /// The first entry at or after this position; below what the log still holds is a
     /// [`crate::FatalError::Truncated`] error.
     Position(u64),
+    /// The first entry whose time (unix ms, `tidewal.time`) is at or after this one, and
+    /// every entry after it. An entry of unknown time (an older writer's) is reported once
+    /// reached, with all after it: nothing says it is earlier (PROTOCOL.md §5).
+    Time(u64),
 }
 
 /// How a reader behaves.

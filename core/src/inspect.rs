@@ -11,12 +11,12 @@ use alloc::vec::Vec;
 
 use bytes::Bytes;
 
-use crate::codec::{Codec, EntryKind};
+use crate::codec::{Codec, EntryKind, Generation};
 use crate::config::RetryPolicy;
 use crate::error::FatalError;
 use crate::io::{ObjectMeta, Op, RequestId, Response, StoreError};
 use crate::machine::{Machine, Output};
-use crate::manifest::{Manifest, ManifestError};
+use crate::manifest::{GenerationRecord, Manifest, ManifestError};
 use crate::paths::Paths;
 use crate::requests::{Pending, Requests};
 use crate::walk::decode_slot;
@@ -73,7 +73,10 @@ fn store_fatal(path: &str, e: StoreError) -> FatalError {
 /// The path a request was about (a list's prefix).
 fn path_of(op: &Op) -> &str {
     match op {
-        Op::Put { path, .. } | Op::Get { path } | Op::Delete { path } => path,
+        Op::Put { path, .. }
+        | Op::Get { path }
+        | Op::GetRange { path, .. }
+        | Op::Delete { path } => path,
         Op::List { prefix, .. } => prefix,
     }
 }
@@ -258,6 +261,49 @@ pub struct Verifier {
     done: bool,
 }
 
+/// A generation's index, if the manifest names one, says what a whole read finds: checked
+/// against the manifest, and every record it places is the one the file holds, with its
+/// checksum (what a reader starting inside the generation relies on, PROTOCOL.md §5).
+fn check_index(
+    codec: &dyn Codec,
+    record: &GenerationRecord,
+    file: &Bytes,
+    generation: &Generation,
+) -> Result<(), FatalError> {
+    let Some(index) = &record.index else {
+        return Ok(());
+    };
+    let corrupt = |reason: &str| FatalError::Corrupt {
+        path: record.path.clone(),
+        reason: reason.into(),
+    };
+    let bytes = &file[index.offset as usize..(index.offset + index.length) as usize];
+    index.verify(codec, &record.path, bytes)?;
+    let decoded = codec
+        .decode_generation_index(bytes, file.len() as u64)
+        .map_err(|e| FatalError::from_codec(record.path.clone(), e))?;
+    if decoded.entries.len() != generation.entries.len() {
+        return Err(corrupt("the index and the file hold different positions"));
+    }
+    for (indexed, whole) in decoded.entries.iter().zip(&generation.entries) {
+        let same = indexed.position == whole.position
+            && indexed.time == whole.time
+            && indexed.records.len() == whole.records.len();
+        if !same {
+            return Err(corrupt("the index and the file hold different positions"));
+        }
+        for (r, w) in indexed.records.iter().zip(&whole.records) {
+            let at = &file[r.range.start as usize..r.range.end as usize];
+            if codec.checksum(at) != r.crc32c || *at != w.payload.to_bytes()[..] {
+                return Err(corrupt(
+                    "a record differs from its place and checksum in the index",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Verifier {
     /// Checks what `inspection` found under `prefix` with `codec` (made from the current
     /// manifest's schema). Refused when the inspection found no log.
@@ -325,8 +371,9 @@ impl Verifier {
                 record.verify(self.codec.as_ref(), &body)?;
                 let generation = self
                     .codec
-                    .decode_generation(body)
+                    .decode_generation(body.clone())
                     .map_err(|e| FatalError::from_codec(path.into(), e))?;
+                check_index(self.codec.as_ref(), record, &body, &generation)?;
                 let records = generation.entries.iter().flat_map(|e| &e.records);
                 self.out.rows += records.map(|r| r.rows).sum::<u64>();
                 self.out.generations += 1;

@@ -38,6 +38,16 @@ pub enum Op {
         /// Object path.
         path: String,
     },
+    /// Read the bytes `range` of an object (a ranged GET), for a reader that starts inside a
+    /// generation (PROTOCOL.md §1, §5). Answer with [`Response::Get`] holding exactly those
+    /// bytes: `NotFound` if the object is missing, `InvalidRange` if the range does not lie
+    /// within it (an answer of another length is read as `InvalidRange`).
+    GetRange {
+        /// Object path.
+        path: String,
+        /// Byte range, `start < end`.
+        range: core::ops::Range<u64>,
+    },
     /// List the objects under `prefix` (ends with `/`) sorting after `after`. Answer with
     /// [`Response::List`]; the machine sorts and filters the answer itself, so a store may
     /// return them in any order, and more than asked.
@@ -64,6 +74,8 @@ pub enum OpKind {
     Put,
     /// [`Op::Get`].
     Get,
+    /// [`Op::GetRange`] (answered like a get).
+    GetRange,
     /// [`Op::List`].
     List,
     /// [`Op::Delete`].
@@ -75,7 +87,7 @@ impl OpKind {
     pub fn failed(self, error: StoreError) -> Response {
         match self {
             OpKind::Put => Response::Put(Err(error)),
-            OpKind::Get => Response::Get(Err(error)),
+            OpKind::Get | OpKind::GetRange => Response::Get(Err(error)),
             OpKind::List => Response::List(Err(error)),
             OpKind::Delete => Response::Delete(Err(error)),
         }
@@ -88,6 +100,7 @@ impl Op {
         match self {
             Op::Put { .. } => OpKind::Put,
             Op::Get { .. } => OpKind::Get,
+            Op::GetRange { .. } => OpKind::GetRange,
             Op::List { .. } => OpKind::List,
             Op::Delete { .. } => OpKind::Delete,
         }
@@ -192,7 +205,7 @@ pub struct ObjectMeta {
 pub enum Response {
     /// Outcome of [`Op::Put`].
     Put(Result<(), StoreError>),
-    /// Outcome of [`Op::Get`]: the object's bytes.
+    /// Outcome of [`Op::Get`] (the object's bytes) and of [`Op::GetRange`] (the range's).
     Get(Result<Bytes, StoreError>),
     /// Outcome of [`Op::List`].
     List(Result<Vec<ObjectMeta>, StoreError>),
@@ -229,6 +242,8 @@ pub enum StoreErrorKind {
     AlreadyExists,
     /// The store cannot do this operation (e.g. no conditional put).
     NotSupported,
+    /// A ranged get asked for bytes that the object does not hold (past its end).
+    InvalidRange,
     /// Anything else: timeout, reset, 5xx, permission. For a put the write **may or may not**
     /// have been applied; the machine resolves it by reading back.
     Unknown,
@@ -251,6 +266,19 @@ pub(crate) fn as_contract(op: &Op, response: Response) -> Response {
         }
         (Op::Delete { .. }, Response::Delete(Err(e))) if e.kind == StoreErrorKind::NotFound => {
             Response::Delete(Ok(()))
+        }
+        (Op::GetRange { path, range }, Response::Get(Ok(bytes)))
+            if bytes.len() as u64 != range.end.saturating_sub(range.start) =>
+        {
+            Response::Get(Err(StoreError::new(
+                StoreErrorKind::InvalidRange,
+                alloc::format!(
+                    "{path}: asked for bytes {}..{}, got {}",
+                    range.start,
+                    range.end,
+                    bytes.len()
+                ),
+            )))
         }
         (_, response) => response,
     }

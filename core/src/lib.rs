@@ -37,7 +37,7 @@ pub mod writer;
 
 pub use codec::{
     Codec, CodecError, Entry, EntryHeader, EntryKind, Generation, GenerationHeader,
-    PositionedRecords, RawCodec, Record,
+    GenerationIndex, IndexedEntry, IndexedRecord, PositionedRecords, RawCodec, Record,
 };
 pub use config::{GroupCommit, ReaderConfig, RetryPolicy, Start, WriterConfig};
 pub use consumer::{
@@ -50,7 +50,7 @@ pub use io::{
     Body, ObjectMeta, Op, OpKind, Request, RequestId, Response, StoreError, StoreErrorKind,
 };
 pub use machine::{Machine, Output};
-pub use manifest::{GenerationRecord, Manifest};
+pub use manifest::{GenerationRecord, IndexRecord, Manifest};
 pub use mem::MemStore;
 pub use reader::{ReadEvent, Reader};
 pub use requests::IoCounters;

@@ -82,6 +82,56 @@ pub struct GenerationRecord {
     pub bytes: u64,
     /// CRC-32C of the object, 8 hex digits.
     pub crc32c: String,
+    /// Where the generation's index (for Arrow, the IPC footer) lies and its checksum: what
+    /// a reader starting inside the generation needs to fetch only what it reads. Absent in
+    /// generations written before ranged reads existed (they are read whole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index: Option<IndexRecord>,
+    /// The earliest entry time (unix ms) in the generation, of those that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_time: Option<u64>,
+    /// The latest entry time (unix ms) in the generation, of those that have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_time: Option<u64>,
+    /// Entries without a time (their writers recorded none); left out when 0. A reader
+    /// skips a generation by its `max_time` only when there are none.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub untimed: u64,
+}
+
+/// The index of a generation file, as recorded in the manifest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexRecord {
+    /// First byte of the index in the file.
+    pub offset: u64,
+    /// Its length in bytes.
+    pub length: u64,
+    /// CRC-32C of those bytes, 8 hex digits.
+    pub crc32c: String,
+}
+
+impl IndexRecord {
+    /// The index's bytes in the file.
+    pub fn range(&self) -> core::ops::Range<u64> {
+        self.offset..self.offset + self.length
+    }
+
+    /// Checks fetched index bytes against this record: `Corrupt` naming `path` otherwise.
+    pub fn verify(
+        &self,
+        codec: &dyn crate::codec::Codec,
+        path: &str,
+        body: &[u8],
+    ) -> Result<(), FatalError> {
+        let digest = to_hex8(codec.checksum(body));
+        if body.len() as u64 != self.length || digest[..] != *self.crc32c.as_bytes() {
+            return Err(FatalError::Corrupt {
+                path: path.into(),
+                reason: "index size or checksum differs from the manifest".into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl GenerationRecord {
@@ -189,6 +239,12 @@ impl Manifest {
                 && g.id < self.next_generation;
             if !ordered {
                 return Err(format!("generation {} out of order or range", g.id));
+            }
+            let index_fits = g.index.as_ref().is_none_or(|i| {
+                i.length > 0 && i.offset.checked_add(i.length).is_some_and(|e| e <= g.bytes)
+            });
+            if !index_fits {
+                return Err(format!("generation {} index out of range", g.id));
             }
             next_position = g.last_position + 1;
             next_id = g.id + 1;
@@ -304,6 +360,10 @@ mod tests {
                 rows: 4096,
                 bytes: 1000,
                 crc32c: "0a0b0c0d".into(),
+                index: None,
+                min_time: None,
+                max_time: None,
+                untimed: 0,
             }],
             dropped_before: 0,
         }

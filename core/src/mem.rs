@@ -6,6 +6,7 @@ use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use bytes::Bytes;
+use core::ops::Range;
 
 use crate::io::{ObjectMeta, Op, Response, StoreError, StoreErrorKind};
 
@@ -31,12 +32,30 @@ impl MemStore {
                     .cloned()
                     .ok_or_else(|| not_found(path)),
             ),
+            Op::GetRange { path, range } => Response::Get(self.get_range(path, range)),
             Op::List { prefix, after } => Response::List(Ok(self.list(prefix, after.as_deref()))),
             Op::Delete { path } => {
                 self.objects.remove(path);
                 Response::Delete(Ok(()))
             }
         }
+    }
+
+    fn get_range(&self, path: &str, range: &Range<u64>) -> Result<Bytes, StoreError> {
+        let object = self.objects.get(path).ok_or_else(|| not_found(path))?;
+        let within = range.start < range.end && range.end <= object.len() as u64;
+        if !within {
+            return Err(StoreError::new(
+                StoreErrorKind::InvalidRange,
+                format!(
+                    "{path}: bytes {}..{} of {}",
+                    range.start,
+                    range.end,
+                    object.len()
+                ),
+            ));
+        }
+        Ok(object.slice(range.start as usize..range.end as usize))
     }
 
     fn create(&mut self, path: &str, body: Bytes) -> Result<(), StoreError> {

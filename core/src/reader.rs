@@ -6,9 +6,11 @@ use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec::Vec;
+use bytes::Bytes;
+use core::ops::Range;
 use core::time::Duration;
 
-use crate::codec::{Codec, Record};
+use crate::codec::{Codec, IndexedEntry, Record};
 use crate::config::{ReaderConfig, Start};
 use crate::error::FatalError;
 use crate::flow::{record_bytes, Flow, Holding};
@@ -56,9 +58,33 @@ impl ReadEvent {
 #[derive(Clone, Debug)]
 enum Purpose {
     List,
-    Manifest { version: u64 },
+    Manifest {
+        version: u64,
+    },
     Generation,
-    Slot { position: u64, token: u64 },
+    /// The index of the generation at the front of `todo` (a start inside it).
+    GenerationIndex,
+    /// Bytes of that generation's records (`RangedGeneration::in_flight`).
+    GenerationRange,
+    Slot {
+        position: u64,
+        token: u64,
+    },
+}
+
+/// The largest ranged get of a generation's records (more than one record); a single record
+/// larger than this is fetched alone.
+const MAX_RANGE: u64 = 8 << 20;
+
+/// A generation read from inside (PROTOCOL.md §5): its index was fetched and checked; the
+/// entries at or past the start are fetched with ranged gets, a run of them at a time.
+struct RangedGeneration {
+    /// Entries still to report, in order.
+    entries: VecDeque<IndexedEntry>,
+    /// The range in flight: how many of the front entries it covers, and its bytes.
+    in_flight: Option<(usize, Range<u64>)>,
+    /// The next run waits for the host to release bytes (flow control).
+    deferred: bool,
 }
 
 /// What slot answers do: only a walking reader consumes them at once.
@@ -82,9 +108,15 @@ pub struct Reader {
     phase: Phase,
     now: Duration,
     manifest: Option<Manifest>,
-    /// Every record below this position has been reported.
+    /// Every record below this position has been reported (or lies below the start).
     next_position: u64,
+    /// A start at a time whose first entry was not met yet: entries of a known earlier time
+    /// are read, not reported. `None` once the gate is open (times never decrease along the
+    /// log, so everything after is reported).
+    time_from: Option<u64>,
     todo: VecDeque<GenerationRecord>,
+    /// The front of `todo`, when it is read with ranged gets.
+    ranged: Option<RangedGeneration>,
     walk: Walk,
     poll_at: Option<Duration>,
     caught_up_at: Option<u64>,
@@ -105,7 +137,11 @@ impl Reader {
     pub fn new(cfg: ReaderConfig, codec: Box<dyn Codec>, seed: u64, now: Duration) -> Self {
         let start = match cfg.from {
             Start::Position(p) => p,
-            Start::Beginning => 0,
+            Start::Beginning | Start::Time(_) => 0,
+        };
+        let time_from = match cfg.from {
+            Start::Time(t) => Some(t),
+            _ => None,
         };
         let mut r = Reader {
             flow: Flow::new(cfg.read_ahead_bytes),
@@ -120,7 +156,9 @@ impl Reader {
             now,
             manifest: None,
             next_position: start,
+            time_from,
             todo: VecDeque::new(),
+            ranged: None,
             poll_at: None,
             caught_up_at: None,
             checked_at: None,
@@ -157,6 +195,8 @@ impl Reader {
         }
         if self.generation_deferred {
             self.next_generation();
+        } else if self.ranged.as_ref().is_some_and(|r| r.deferred) {
+            self.fetch_range();
         } else if self.phase == Phase::Walking {
             self.drive_walk();
         }
@@ -199,7 +239,7 @@ impl Reader {
             return;
         };
         let path = match &request.op {
-            Op::Get { path, .. } => path.clone(),
+            Op::Get { path, .. } | Op::GetRange { path, .. } => path.clone(),
             Op::List { prefix, .. } => prefix.clone(),
             _ => alloc::string::String::new(),
         };
@@ -280,6 +320,18 @@ impl Reader {
         }
         let moved = m.replay_cursor > self.walk.position();
         if first_read || moved {
+            if let Some(t) = self.time_from {
+                // Generations wholly before `t` (by the manifest: no request) hold nothing
+                // to report: start after them.
+                let before = m
+                    .generations
+                    .iter()
+                    .take_while(|g| g.untimed == 0 && g.max_time.is_some_and(|max| max < t))
+                    .last();
+                if let Some(g) = before {
+                    self.next_position = self.next_position.max(g.last_position + 1);
+                }
+            }
             // Generations from the first record not yet reported.
             let from = self.next_position;
             let until = self.cfg.until.unwrap_or(u64::MAX);
@@ -289,6 +341,7 @@ impl Reader {
                 .filter(|g| g.last_position >= from && g.first_position < until)
                 .cloned()
                 .collect();
+            self.ranged = None;
             self.walk.restart(m.replay_cursor, m.cursor_epoch);
         }
         self.manifest = Some(m);
@@ -306,14 +359,211 @@ impl Reader {
             Some(_) if !self.flow.may_send(self.holding()) => self.generation_deferred = true,
             Some(g) => {
                 let path = g.path.clone();
-                self.flow.generation(g.bytes);
-                self.get(path, Purpose::Generation);
+                // Whole when the start is not inside it (all of it is read anyway) and it fits
+                // the read-ahead bound, or when it has no index (written before ranged reads
+                // existed). A generation larger than the bound is read in runs of records,
+                // each fetched only once the host has room (flow control).
+                let inside = self.next_position > g.first_position
+                    || self
+                        .time_from
+                        .is_some_and(|t| g.untimed > 0 || g.min_time.is_none_or(|min| min < t));
+                let too_big = g.bytes > self.cfg.read_ahead_bytes;
+                match g.index.as_ref().filter(|_| inside || too_big) {
+                    Some(index) => {
+                        let range = index.range();
+                        self.io
+                            .send(Op::GetRange { path, range }, Purpose::GenerationIndex);
+                    }
+                    None => {
+                        self.flow.generation(g.bytes);
+                        self.get(path, Purpose::Generation);
+                    }
+                }
             }
             None => {
                 self.next_position = self.next_position.max(self.walk.position());
                 self.resume_walk();
             }
         }
+    }
+
+    /// The bytes of a generation's (ranged) get, or `None` once the failure is handled.
+    fn generation_bytes(
+        &mut self,
+        path: &str,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) -> Option<Bytes> {
+        let reason = match resp.into_get() {
+            Ok(got) => return Some(got),
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                "generation named by the manifest is missing".into()
+            }
+            Err(e) if e.kind == StoreErrorKind::InvalidRange => {
+                format!("shorter than the manifest says ({})", e.message)
+            }
+            Err(e) => {
+                self.retry(request, &e);
+                return None;
+            }
+        };
+        self.fail(FatalError::Corrupt {
+            path: path.into(),
+            reason,
+        });
+        None
+    }
+
+    /// The index of the front generation arrived: check it against the manifest, keep the
+    /// entries at or past the start and fetch them.
+    fn on_generation_index(&mut self, request: Pending<Purpose>, resp: Response) {
+        let Some(record) = self.todo.front().cloned() else {
+            return;
+        };
+        let Some(body) = self.generation_bytes(&record.path, request, resp) else {
+            return;
+        };
+        let path = record.path.clone();
+        let checked = match &record.index {
+            Some(index) => index.verify(self.codec.as_ref(), &path, &body),
+            None => return,
+        };
+        if let Err(e) = checked {
+            return self.fail(e);
+        }
+        let index = match self.codec.decode_generation_index(&body, record.bytes) {
+            Ok(index) => index,
+            Err(e) => return self.fail(FatalError::from_codec(path, e)),
+        };
+        if let Err(e) = check_positions(&record, index.entries.iter().map(|e| e.position)) {
+            return self.fail(e);
+        }
+        let from = self.next_position;
+        let time_from = self.time_from;
+        let before_time =
+            |e: &IndexedEntry| time_from.is_some_and(|t| e.time.is_some_and(|et| et < t));
+        self.ranged = Some(RangedGeneration {
+            entries: index
+                .entries
+                .into_iter()
+                .filter(|e| e.position >= from)
+                .skip_while(before_time)
+                .collect(),
+            in_flight: None,
+            deferred: false,
+        });
+        self.fetch_range();
+    }
+
+    /// Reports what needs no bytes and asks for the next run of entries whose records lie
+    /// next to each other; moves to the next generation once none is left.
+    fn fetch_range(&mut self) {
+        let until = self.cfg.until.unwrap_or(u64::MAX);
+        let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
+            return;
+        };
+        loop {
+            let Some(ranged) = self.ranged.as_mut() else {
+                return;
+            };
+            let Some(front) = ranged.entries.front() else {
+                self.ranged = None;
+                self.todo.pop_front();
+                return self.next_generation();
+            };
+            if front.position >= until {
+                // The gate finishes the reader there: nothing of it is fetched.
+                return self.reached_until();
+            }
+            if !front.records.is_empty() {
+                break;
+            }
+            let (position, time) = (front.position, front.time);
+            ranged.entries.pop_front();
+            if !self.report(position, time, Vec::new()) {
+                return;
+            }
+        }
+        if !self.flow.may_send(self.holding()) {
+            // Flow control: the next run waits for a release.
+            if let Some(r) = self.ranged.as_mut() {
+                r.deferred = true;
+            }
+            return;
+        }
+        // A run holds at most what the bound leaves room for (at least one entry).
+        let room = self
+            .cfg
+            .read_ahead_bytes
+            .saturating_sub(self.flow.held(self.holding()))
+            .min(MAX_RANGE);
+        let Some(ranged) = self.ranged.as_mut() else {
+            return;
+        };
+        ranged.deferred = false;
+        let start = ranged.entries[0].records[0].range.start;
+        let (mut end, mut covered) = (start, 0);
+        for e in ranged.entries.iter().take_while(|e| e.position < until) {
+            let first = e.records.first().map_or(end, |r| r.range.start);
+            let last = e.records.last().map_or(end, |r| r.range.end);
+            if first != end || (covered > 0 && last - start > room) {
+                break;
+            }
+            end = last;
+            covered += 1;
+        }
+        ranged.in_flight = Some((covered, start..end));
+        self.flow.generation(end - start);
+        self.io.send(
+            Op::GetRange {
+                path,
+                range: start..end,
+            },
+            Purpose::GenerationRange,
+        );
+    }
+
+    /// A run of records arrived: check each against the index's checksum, report their
+    /// entries and fetch the next run.
+    fn on_generation_range(&mut self, request: Pending<Purpose>, resp: Response) {
+        let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
+            return;
+        };
+        let Some(body) = self.generation_bytes(&path, request, resp) else {
+            return;
+        };
+        let Some((covered, range)) = self.ranged.as_mut().and_then(|r| r.in_flight.take()) else {
+            return;
+        };
+        // Its bytes now count as the records it reports.
+        self.flow.generation(0);
+        for _ in 0..covered {
+            let Some(entry) = self.ranged.as_mut().and_then(|r| r.entries.pop_front()) else {
+                return;
+            };
+            let mut records = Vec::with_capacity(entry.records.len());
+            for r in entry.records {
+                let (lo, hi) = (r.range.start - range.start, r.range.end - range.start);
+                let bytes = body.slice(lo as usize..hi as usize);
+                if self.codec.checksum(&bytes) != r.crc32c {
+                    return self.fail(FatalError::Corrupt {
+                        path,
+                        reason: format!(
+                            "record at bytes {}..{} differs from its checksum in the index",
+                            r.range.start, r.range.end
+                        ),
+                    });
+                }
+                match self.codec.generation_record(bytes, r.rows) {
+                    Ok(record) => records.push(record),
+                    Err(e) => return self.fail(FatalError::from_codec(path, e)),
+                }
+            }
+            if !self.report(entry.position, entry.time, records) {
+                return;
+            }
+        }
+        self.fetch_range();
     }
 
     fn on_generation(&mut self, request: Pending<Purpose>, resp: Response) {
@@ -340,17 +590,13 @@ impl Reader {
             Ok(g) => g,
             Err(e) => return self.fail(FatalError::from_codec(path, e)),
         };
-        let mut previous = None;
+        if let Err(e) = check_positions(&record, generation.entries.iter().map(|e| e.position)) {
+            return self.fail(e);
+        }
         for entry in generation.entries {
-            let in_range = (record.first_position..=record.last_position).contains(&entry.position);
-            if !in_range || previous.is_some_and(|p| p >= entry.position) {
-                return self.fail(FatalError::Corrupt {
-                    path,
-                    reason: format!("entry position {} out of order or range", entry.position),
-                });
-            }
-            previous = Some(entry.position);
-            if entry.position >= self.next_position && !self.report(entry.position, entry.records) {
+            if entry.position >= self.next_position
+                && !self.report(entry.position, entry.time, entry.records)
+            {
                 return;
             }
         }
@@ -374,7 +620,7 @@ impl Reader {
                 Step::Data(entry) => {
                     let position = entry.header.position;
                     if position >= self.next_position {
-                        if !self.report(position, entry.records) {
+                        if !self.report(position, entry.header.time, entry.records) {
                             return;
                         }
                         self.caught_up_at = None;
@@ -417,14 +663,24 @@ impl Reader {
     }
 
     /// Reports the records of `position` unless it is at or past `until` (then the reader
-    /// finishes): the one gate every report passes, so nothing outside `from .. until` is
-    /// ever reported. `false`: the reader finished.
-    fn report(&mut self, position: u64, records: Vec<Record>) -> bool {
+    /// finishes) or, for a start at a time not met yet, its entry is known to be earlier:
+    /// the one gate every report passes, so nothing outside `from .. until` is ever
+    /// reported. `false`: the reader finished.
+    fn report(&mut self, position: u64, time: Option<u64>, records: Vec<Record>) -> bool {
         if self.cfg.until.is_some_and(|u| position >= u) {
             self.reached_until();
             return false;
         }
         self.next_position = position + 1;
+        if let Some(t) = self.time_from {
+            if time.is_some_and(|time| time < t) {
+                return true;
+            }
+            // The first entry at or past `t`, or of unknown time (an older writer's: nothing
+            // says it is earlier): from here on, all.
+            self.time_from = None;
+        }
+        // Counted only once reported: what the gate drops, the host never holds.
         self.flow.reported(record_bytes(&records));
         self.events
             .push_back(ReadEvent::Records { position, records });
@@ -484,6 +740,25 @@ impl Reader {
     }
 }
 
+/// A generation's positions lie within its manifest record's range, in increasing order.
+fn check_positions(
+    record: &GenerationRecord,
+    positions: impl Iterator<Item = u64>,
+) -> Result<(), FatalError> {
+    let mut previous = None;
+    for position in positions {
+        let in_range = (record.first_position..=record.last_position).contains(&position);
+        if !in_range || previous.is_some_and(|p| p >= position) {
+            return Err(FatalError::Corrupt {
+                path: record.path.clone(),
+                reason: format!("entry position {position} out of order or range"),
+            });
+        }
+        previous = Some(position);
+    }
+    Ok(())
+}
+
 impl Machine for Reader {
     type Event = ReadEvent;
 
@@ -500,6 +775,8 @@ impl Machine for Reader {
             Purpose::List => self.on_list(request, response),
             Purpose::Manifest { version } => self.on_manifest(version, request, response),
             Purpose::Generation => self.on_generation(request, response),
+            Purpose::GenerationIndex => self.on_generation_index(request, response),
+            Purpose::GenerationRange => self.on_generation_range(request, response),
             Purpose::Slot { position, token } => self.on_slot(position, token, request, response),
         }
     }

@@ -14,6 +14,10 @@ pub struct IoCounters {
     pub puts: u64,
     /// Gets issued.
     pub gets: u64,
+    /// Ranged gets issued.
+    pub range_gets: u64,
+    /// Bytes asked for by ranged gets.
+    pub range_bytes: u64,
     /// Lists issued.
     pub lists: u64,
     /// Deletes issued.
@@ -101,6 +105,10 @@ impl<P> Requests<P> {
         match &request.op {
             Op::Put { .. } => self.counters.puts += 1,
             Op::Get { .. } => self.counters.gets += 1,
+            Op::GetRange { range, .. } => {
+                self.counters.range_gets += 1;
+                self.counters.range_bytes += range.end.saturating_sub(range.start);
+            }
             Op::List { .. } => self.counters.lists += 1,
             Op::Delete { .. } => self.counters.deletes += 1,
         }

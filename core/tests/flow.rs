@@ -176,7 +176,7 @@ fn a_follower_waiting_for_release_does_not_poll_or_stall() {
 }
 
 #[test]
-fn the_next_generation_waits_for_release_of_the_one_before() {
+fn a_generation_larger_than_the_bound_is_read_in_runs_each_after_a_release() {
     let mut h = Harness::new();
     let mut w = h.open(config(), 1);
     for g in 0..2 {
@@ -189,29 +189,44 @@ fn the_next_generation_waits_for_release_of_the_one_before() {
         h.settle(&mut w);
     }
     let mut r = reader(&h, 2 * REC, false);
-    let mut out: Vec<Request> = Vec::new();
     let mut events = Vec::new();
-    let mut generation_gets = 0;
-    for _ in 0..1000 {
-        let d = drain(&mut r);
-        events.extend(d.events);
-        generation_gets += d.requests.iter().filter(|q| is_generation_get(q)).count();
-        out.extend(d.requests);
-        if out.is_empty() {
-            break;
+    let (mut whole_gets, mut ranged_gets) = (0, 0);
+    // Runs the reader until it asks for nothing more; counts its generation GETs.
+    let mut settle = |r: &mut Reader, events: &mut Vec<ReadEvent>| {
+        let mut out: Vec<Request> = Vec::new();
+        for _ in 0..1000 {
+            let d = drain(r);
+            events.extend(d.events);
+            whole_gets += d.requests.iter().filter(|q| is_generation_get(q)).count();
+            ranged_gets += d
+                .requests
+                .iter()
+                .filter(|q| matches!(&q.op, Op::GetRange { path, .. } if path.contains("/gen/")))
+                .count();
+            out.extend(d.requests);
+            if out.is_empty() {
+                return;
+            }
+            let q = out.remove(0);
+            let resp = h.store.execute(&q.op);
+            r.handle_response(q.id, resp, h.now);
         }
-        let q = out.remove(0);
-        let resp = h.store.execute(&q.op);
-        r.handle_response(q.id, resp, h.now);
-    }
-    // One generation, read whole (3 records, over the bound), and then nothing until released.
-    assert_eq!(generation_gets, 1);
-    assert_eq!(positions(&events).len(), 3);
+    };
+    settle(&mut r, &mut events);
+    // Each generation (3 records) is over the bound: never fetched whole, and without a
+    // release the reader stops once its host holds the bound.
+    let first = positions(&events).len();
+    assert!((1..6).contains(&first), "{:?}", positions(&events));
+    assert!(r.unreleased() >= 2 * REC);
     assert!(failed(&events).is_none() && !drain(&mut r).done);
-    r.release(3 * REC);
-    let d = drain(&mut r);
-    assert_eq!(
-        d.requests.iter().filter(|q| is_generation_get(q)).count(),
-        1
-    );
+    // Released, it goes on, a run at a time, until every entry was read, in order.
+    for _ in 0..10 {
+        r.release(u64::MAX);
+        settle(&mut r, &mut events);
+    }
+    assert_eq!(positions(&events).len(), 6, "{:?}", positions(&events));
+    assert!(positions(&events).windows(2).all(|p| p[0] < p[1]));
+    assert_eq!(whole_gets, 0);
+    // Two indexes and at least one run per release-limited batch of records.
+    assert!(ranged_gets >= 4, "{ranged_gets} ranged gets");
 }

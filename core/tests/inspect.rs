@@ -160,3 +160,27 @@ fn a_stray_object_in_the_manifest_folder_is_named() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn verify_checks_a_generations_index_against_the_manifest() {
+    let mut h = Harness::new();
+    log_with_generation_and_tail(&mut h);
+    let i = inspect(&mut h).unwrap();
+    let version = *i.manifest_versions.last().unwrap();
+    let path = format!("t/manifest/{version:020}.json");
+    let mut m = i.manifest.clone().unwrap();
+    let gen = m.generations[0].path.clone();
+    let index = m.generations[0]
+        .index
+        .as_mut()
+        .expect("an indexed generation");
+    // The whole file is intact (its size and checksum hold); the index record lies.
+    index.crc32c = "00000000".into();
+    h.store.tamper(&path, m.encode());
+    let (_, done) = verify(&mut h);
+    assert!(
+        matches!(&done, Err(FatalError::Corrupt { path, reason })
+            if *path == gen && reason.contains("index")),
+        "{done:?}"
+    );
+}

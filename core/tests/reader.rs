@@ -7,7 +7,11 @@ use std::time::Duration;
 use harness::*;
 use std::collections::VecDeque;
 
-use tidewal_core::{Machine, Op, ReadEvent, Reader, ReaderConfig, Record, Request, Start};
+use tidewal_core::Codec as _;
+use tidewal_core::{
+    FatalError, GenerationRecord, Machine, Manifest, MemStore, Op, RawCodec, ReadEvent, Reader,
+    ReaderConfig, Record, Request, Start, StoreErrorKind, WriterConfig,
+};
 
 fn follower(h: &Harness) -> Reader {
     let cfg = ReaderConfig {
@@ -405,4 +409,325 @@ fn a_truncate_that_drops_no_data_refuses_no_start() {
     assert_eq!(w.w.manifest().unwrap().replay_cursor, 4);
     let (ev, _) = read_range(&mut h, Start::Position(1), None, false);
     assert_eq!(positions(&ev), vec![4]);
+}
+
+/// One writer, ten entries (positions 4..=13) flushed into one generation, with `codec`.
+fn one_generation(h: &mut Harness, codec: Box<dyn tidewal_core::Codec>) -> GenerationRecord {
+    let mut a = Harness::writer_with(h, codec, config());
+    h.settle(&mut a);
+    for i in 0..10 {
+        a.append(h, rec(i));
+    }
+    h.settle(&mut a);
+    a.w.flush_memtable(h.now).unwrap();
+    a.collect();
+    h.settle(&mut a);
+    let newest = h
+        .store
+        .paths()
+        .filter(|p| p.starts_with("t/manifest/"))
+        .max();
+    let m = Manifest::decode(h.store.object(newest.unwrap()).unwrap());
+    let g = m.unwrap().generations[0].clone();
+    assert_eq!((g.first_position, g.last_position), (4, 13));
+    g
+}
+
+/// A reader from `from` with every request it made.
+fn read_logged(h: &mut Harness, from: u64) -> (Vec<ReadEvent>, Vec<Op>) {
+    let cfg = ReaderConfig {
+        prefix: "t".into(),
+        from: Start::Position(from),
+        read_ahead: 4,
+        ..ReaderConfig::default()
+    };
+    let mut r = Reader::new(cfg, codec(), 9, h.now);
+    let (mut events, mut ops) = (Vec::new(), Vec::new());
+    for _ in 0..10_000 {
+        let d = drain(&mut r);
+        events.extend(d.events);
+        if d.requests.is_empty() {
+            return (events, ops);
+        }
+        for req in d.requests {
+            let resp = h.store.execute(&req.op);
+            ops.push(req.op);
+            r.handle_response(req.id, resp, h.now);
+        }
+    }
+    panic!("reader never went idle");
+}
+
+fn fatal(events: &[ReadEvent]) -> Option<&FatalError> {
+    events.iter().find_map(|e| match e {
+        ReadEvent::Fatal(f) => Some(f),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_start_inside_a_generation_fetches_its_index_and_only_the_records_from_there() {
+    let mut h = Harness::new();
+    let g = one_generation(&mut h, codec());
+    let index = g.index.clone().expect("an indexed generation");
+    let (events, ops) = read_logged(&mut h, 10);
+    assert_eq!(positions(&events), [10, 11, 12, 13]);
+    assert!(fatal(&events).is_none(), "{events:?}");
+    let on_gen: Vec<&Op> = ops
+        .iter()
+        .filter(|op| matches!(op, Op::Get { path } | Op::GetRange { path, .. } if *path == g.path))
+        .collect();
+    // The index, then one range of the four records it needs; never the whole file.
+    assert_eq!(on_gen.len(), 2, "{on_gen:?}");
+    assert!(matches!(on_gen[0], Op::GetRange { range, .. } if *range == index.range()));
+    let Op::GetRange { range, .. } = on_gen[1] else {
+        panic!("{:?}", on_gen[1]);
+    };
+    // Four records of 8 bytes each.
+    assert_eq!(range.end - range.start, 4 * 8);
+    let fetched = index.length + (range.end - range.start);
+    assert!(fetched < g.bytes, "{fetched} of {}", g.bytes);
+    // The records are the appended ones.
+    let got: Vec<Record> = events
+        .iter()
+        .filter_map(|e| match e {
+            ReadEvent::Records { records, .. } => Some(records[0].clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got, (6..10).map(rec).collect::<Vec<_>>());
+    // At the generation's first position it is read whole, in one get.
+    let (events, ops) = read_logged(&mut h, 4);
+    assert_eq!(positions(&events).len(), 10);
+    assert!(ops.contains(&Op::Get {
+        path: g.path.clone()
+    }));
+    assert!(!ops.iter().any(|op| matches!(op, Op::GetRange { .. })));
+}
+
+/// Flips one byte of the object at `path`.
+fn flip(h: &mut Harness, path: &str, at: u64) {
+    let mut bytes = h.store.object(path).unwrap().to_vec();
+    bytes[at as usize] ^= 0x40;
+    h.store.tamper(path, bytes.into());
+}
+
+#[test]
+fn a_corrupt_index_or_record_is_corrupt_with_the_generations_path() {
+    let mut h = Harness::new();
+    let g = one_generation(&mut h, codec());
+    let index = g.index.clone().unwrap();
+    let clean = h.store.object(&g.path).unwrap().clone();
+    // A byte of the index: its checksum in the manifest catches it.
+    flip(&mut h, &g.path, index.offset + 3);
+    let (events, _) = read_logged(&mut h, 10);
+    assert!(
+        matches!(fatal(&events), Some(FatalError::Corrupt { path, reason })
+            if *path == g.path && reason.contains("index")),
+        "{events:?}"
+    );
+    assert!(positions(&events).is_empty());
+    // A byte of the record at position 12 (the 9th record, 8 bytes each after the magic):
+    // 10 and 11 are reported, 12 is refused.
+    h.store.tamper(&g.path, clean.clone());
+    flip(&mut h, &g.path, 4 + 8 * 8 + 2);
+    let (events, _) = read_logged(&mut h, 10);
+    assert!(
+        matches!(fatal(&events), Some(FatalError::Corrupt { path, reason })
+            if *path == g.path && reason.contains("checksum")),
+        "{events:?}"
+    );
+    assert!(positions(&events).iter().all(|&p| p < 12), "{events:?}");
+    // A file shorter than the manifest says: the ranged get is past its end.
+    h.store
+        .tamper(&g.path, clean.slice(..index.offset as usize - 4));
+    let (events, _) = read_logged(&mut h, 10);
+    assert!(
+        matches!(fatal(&events), Some(FatalError::Corrupt { path, reason })
+            if *path == g.path && reason.contains("shorter")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_generation_written_without_an_index_is_read_whole() {
+    let mut h = Harness::new();
+    let g = one_generation(&mut h, Box::new(RawCodec::new("schema-a").unindexed()));
+    assert_eq!(g.index, None);
+    let (events, ops) = read_logged(&mut h, 10);
+    assert_eq!(positions(&events), [10, 11, 12, 13]);
+    assert!(ops.contains(&Op::Get {
+        path: g.path.clone()
+    }));
+    assert!(!ops.iter().any(|op| matches!(op, Op::GetRange { .. })));
+}
+
+#[test]
+fn a_range_past_an_objects_end_is_a_typed_error() {
+    let mut store = MemStore::new();
+    store.overwrite("a", bytes::Bytes::from_static(b"0123456789"));
+    let get = |store: &mut MemStore, range| {
+        store.execute(&Op::GetRange {
+            path: "a".into(),
+            range,
+        })
+    };
+    assert_eq!(
+        get(&mut store, 2..5).into_get().unwrap(),
+        bytes::Bytes::from_static(b"234")
+    );
+    for bad in [5..11, 10..12, 4..4] {
+        let err = get(&mut store, bad.clone()).into_get().unwrap_err();
+        assert_eq!(err.kind, StoreErrorKind::InvalidRange, "{bad:?}");
+    }
+    let missing = store.execute(&Op::GetRange {
+        path: "b".into(),
+        range: 0..1,
+    });
+    assert_eq!(
+        missing.into_get().unwrap_err().kind,
+        StoreErrorKind::NotFound
+    );
+}
+
+/// Writer 1 (wall clock at 1_000_000 ms) writes ten entries 10 ms apart (positions 4..=13)
+/// and flushes them; writer 2, whose clock is far behind, writes two more in the WAL. Returns
+/// the generation's record and every data entry's (position, time).
+fn timed_log(h: &mut Harness) -> (GenerationRecord, Vec<(u64, u64)>) {
+    let timed = |origin| WriterConfig {
+        unix_ms_at_origin: Some(origin),
+        ..config()
+    };
+    let mut a = Harness::writer_with(h, codec(), timed(1_000_000));
+    h.settle(&mut a);
+    for i in 0..10 {
+        a.append(h, rec(i));
+        h.settle(&mut a);
+        h.now += Duration::from_millis(10);
+    }
+    a.w.flush_memtable(h.now).unwrap();
+    a.collect();
+    h.settle(&mut a);
+    let mut b = Harness::writer_with(h, codec(), timed(5));
+    h.settle(&mut b);
+    for i in 10..12 {
+        b.append(h, rec(i));
+        h.settle(&mut b);
+    }
+    let newest = h
+        .store
+        .paths()
+        .filter(|p| p.starts_with("t/manifest/"))
+        .max();
+    let m = Manifest::decode(h.store.object(newest.unwrap()).unwrap()).unwrap();
+    let g = m.generations[0].clone();
+    let mut times = Vec::new();
+    let generation = codec()
+        .decode_generation(h.store.object(&g.path).unwrap().clone())
+        .unwrap();
+    for e in generation.entries {
+        times.push((e.position, e.time.expect("a timed entry")));
+    }
+    let wal: Vec<String> = h
+        .store
+        .paths()
+        .filter(|p| p.contains("/wal/"))
+        .map(String::from)
+        .collect();
+    for path in wal {
+        let e = codec()
+            .decode_entry(h.store.object(&path).unwrap().clone())
+            .unwrap();
+        if e.header.kind == tidewal_core::EntryKind::Data && e.header.position > g.last_position {
+            times.push((e.header.position, e.header.time.expect("a timed entry")));
+        }
+    }
+    (g, times)
+}
+
+fn read_since(h: &mut Harness, t: u64) -> (Vec<ReadEvent>, Vec<Op>) {
+    let cfg = ReaderConfig {
+        prefix: "t".into(),
+        from: Start::Time(t),
+        read_ahead: 4,
+        ..ReaderConfig::default()
+    };
+    let mut r = Reader::new(cfg, codec(), 9, h.now);
+    let (mut events, mut ops) = (Vec::new(), Vec::new());
+    for _ in 0..10_000 {
+        let d = drain(&mut r);
+        events.extend(d.events);
+        if d.requests.is_empty() {
+            assert!(r.is_done());
+            return (events, ops);
+        }
+        for req in d.requests {
+            let resp = h.store.execute(&req.op);
+            ops.push(req.op);
+            r.handle_response(req.id, resp, h.now);
+        }
+    }
+    panic!("reader never went idle");
+}
+
+#[test]
+fn entries_record_non_decreasing_wall_clock_times() {
+    let mut h = Harness::new();
+    let (g, times) = timed_log(&mut h);
+    assert_eq!(times.len(), 12);
+    // Writer 1's clock: 1_000_000 + its monotonic time, 10 ms apart at least.
+    assert!(times[0].1 >= 1_000_000);
+    for w in times[..10].windows(2) {
+        assert!(w[1].1 >= w[0].1 + 10, "{times:?}");
+    }
+    // Writer 2's clock is behind: it stamps the newest time it saw, never less.
+    assert_eq!(times[10].1, times[9].1);
+    assert_eq!(times[11].1, times[9].1);
+    assert_eq!(
+        (g.min_time, g.max_time),
+        (Some(times[0].1), Some(times[9].1))
+    );
+    assert_eq!(g.untimed, 0);
+}
+
+#[test]
+fn a_start_at_a_time_reports_from_the_first_entry_at_or_past_it() {
+    let mut h = Harness::new();
+    let (g, times) = timed_log(&mut h);
+    let positions_from = |i: usize| times[i..].iter().map(|&(p, _)| p).collect::<Vec<_>>();
+    let touches_gen = |ops: &[Op]| {
+        ops.iter()
+            .filter(
+                |op| matches!(op, Op::Get { path } | Op::GetRange { path, .. } if *path == g.path),
+            )
+            .count()
+    };
+    // Before everything: all of it, the generation in one whole get.
+    let (ev, ops) = read_since(&mut h, 0);
+    assert_eq!(positions(&ev), positions_from(0));
+    assert!(ops.contains(&Op::Get {
+        path: g.path.clone()
+    }));
+    // Inside the generation: its index, then only the entries from there.
+    let (ev, ops) = read_since(&mut h, times[4].1);
+    assert_eq!(positions(&ev), positions_from(4));
+    assert!(!ops.contains(&Op::Get {
+        path: g.path.clone()
+    }));
+    assert_eq!(touches_gen(&ops), 2, "{ops:?}");
+    // A millisecond after entry 4: from entry 5.
+    let (ev, _) = read_since(&mut h, times[4].1 + 1);
+    assert_eq!(positions(&ev), positions_from(5));
+    // Past the generation (by the manifest's max_time): nothing of it is fetched. Writer 2's
+    // entries share the generation's last time, so a start just after it is past them too.
+    let (ev, ops) = read_since(&mut h, times[9].1 + 1);
+    assert_eq!(positions(&ev), Vec::<u64>::new());
+    assert_eq!(touches_gen(&ops), 0, "{ops:?}");
+    assert!(
+        matches!(ev.last(), Some(ReadEvent::CaughtUp { .. })),
+        "{ev:?}"
+    );
+    // At the last time: the generation's last entry and writer 2's.
+    let (ev, _) = read_since(&mut h, times[9].1);
+    assert_eq!(positions(&ev), positions_from(9));
 }

@@ -27,6 +27,31 @@ fn meta(m: object_store::ObjectMeta) -> ObjectMeta {
     }
 }
 
+/// A ranged get. Stores answer a range past the object's end differently (an error of their
+/// own, or clipped bytes, which the core reads as `InvalidRange`): on an error the object's
+/// size is looked up, so that a range past its end is `InvalidRange` whatever the store.
+async fn get_range(
+    store: &dyn ObjectStore,
+    path: String,
+    range: std::ops::Range<u64>,
+) -> Result<bytes::Bytes, StoreError> {
+    let location = Path::from(path.as_str());
+    match store.get_range(&location, range.clone()).await {
+        Ok(bytes) => Ok(bytes),
+        Err(e @ object_store::Error::NotFound { .. }) => Err(store_error(e)),
+        Err(e) => match store.head(&location).await {
+            Ok(meta) if range.end > meta.size || range.start >= range.end => Err(StoreError::new(
+                StoreErrorKind::InvalidRange,
+                format!(
+                    "{path}: bytes {}..{} of {} ({e})",
+                    range.start, range.end, meta.size
+                ),
+            )),
+            _ => Err(store_error(e)),
+        },
+    }
+}
+
 /// A folder prefix as object_store wants it (no trailing slash).
 fn folder(prefix: &str) -> Path {
     Path::from(prefix.trim_end_matches('/'))
@@ -50,6 +75,7 @@ pub async fn execute(store: Arc<dyn ObjectStore>, op: Op) -> Response {
             let result = async { store.get(&Path::from(path)).await?.bytes().await }.await;
             Response::Get(result.map_err(store_error))
         }
+        Op::GetRange { path, range } => Response::Get(get_range(&*store, path, range).await),
         Op::List { prefix, after } => {
             let folder = folder(&prefix);
             let listing = match after {

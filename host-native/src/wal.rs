@@ -95,6 +95,11 @@ impl Wal {
         let mut cfg = options.writer;
         cfg.prefix = prefix.to_string();
         let origin = Instant::now();
+        // Entry times (PROTOCOL.md §2) are this wall clock plus the monotonic time since.
+        let wall = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        cfg.unix_ms_at_origin = cfg
+            .unix_ms_at_origin
+            .or_else(|| wall.ok().map(|d| d.as_millis() as u64));
         let (ready, opened) = oneshot::channel();
         let timeout = options.backpressure_timeout;
         let session = Session::open(

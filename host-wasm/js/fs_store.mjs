@@ -28,9 +28,22 @@ export class FsStore {
     return path.join(this.root, ...parts);
   }
 
-  async get(p) {
+  // With `opts.range`, reads only those bytes (at their offset in the file).
+  async get(p, opts = {}) {
     try {
-      return { body: new Uint8Array(await fs.readFile(this.file(p))) };
+      const range = opts.range;
+      if (!range) return { body: new Uint8Array(await fs.readFile(this.file(p))) };
+      const f = await fs.open(this.file(p), 'r');
+      try {
+        const body = new Uint8Array(range.length);
+        const { bytesRead } = await f.read(body, 0, range.length, range.offset);
+        if (bytesRead !== range.length) {
+          throw storeError('InvalidRange', `${p}: bytes ${range.offset}..${range.offset + range.length} past its end`);
+        }
+        return { body, offset: range.offset };
+      } finally {
+        await f.close();
+      }
     } catch (e) {
       if (e.code === 'ENOENT') throw storeError('NotFound', `${p} not found`);
       throw e;

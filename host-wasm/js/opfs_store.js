@@ -64,11 +64,18 @@ export class OpfsStore {
     }
   }
 
-  async get(path) {
+  // With `opts.range`, reads only those bytes (`File.slice`).
+  async get(path, opts = {}) {
     const handle = await this.file(path);
     if (!handle) throw storeError('NotFound', `${path} not found`);
     const file = await handle.getFile();
-    return { body: new Uint8Array(await file.arrayBuffer()) };
+    const range = opts.range;
+    if (!range) return { body: new Uint8Array(await file.arrayBuffer()) };
+    if (range.offset + range.length > file.size) {
+      throw storeError('InvalidRange', `${path}: bytes ${range.offset}..${range.offset + range.length} of ${file.size}`);
+    }
+    const part = file.slice(range.offset, range.offset + range.length);
+    return { body: new Uint8Array(await part.arrayBuffer()), offset: range.offset };
   }
 
   async put(path, bytes, opts = {}) {

@@ -4,7 +4,10 @@ import type { ObjectMeta, Store } from '../tidewal_wasm.js';
 export declare class R2Store implements Store {
   /** `bucket`: an R2Bucket binding (`env.MY_BUCKET`). */
   constructor(bucket: unknown);
-  get(path: string): Promise<{ body: Uint8Array }>;
+  get(
+    path: string,
+    opts?: { range?: { offset: number; length: number } },
+  ): Promise<{ body: Uint8Array; offset?: number }>;
   /** `mode: 'create'` is create-if-absent (all tidewal asks for); otherwise it overwrites. */
   put(path: string, body: Uint8Array, opts?: { mode?: 'create' | 'overwrite' }): Promise<void>;
   list(prefix: string, after?: string): Promise<ObjectMeta[]>;

@@ -14,10 +14,14 @@ export class R2Store {
     this.bucket = bucket;
   }
 
-  async get(path) {
-    const obj = await this.bucket.get(path);
+  // With `opts.range`, R2 reads only those bytes (a range past the end comes back short,
+  // which the log reads as InvalidRange).
+  async get(path, opts = {}) {
+    const range = opts.range;
+    const obj = await this.bucket.get(path, range ? { range: { offset: range.offset, length: range.length } } : undefined);
     if (obj === null) throw storeError('NotFound', `${path} not found`);
-    return { body: new Uint8Array(await obj.arrayBuffer()) };
+    const body = new Uint8Array(await obj.arrayBuffer());
+    return range ? { body, offset: range.offset } : { body };
   }
 
   async put(path, bytes, opts = {}) {

@@ -86,13 +86,55 @@ impl MemoryStore {
         self.inner.borrow_mut().execute(&op)
     }
 
-    /// Reads an object: `{ body }`.
-    #[wasm_bindgen(unchecked_return_type = "Promise<{ body: Uint8Array }>")]
-    pub fn get(&self, path: String) -> Promise {
-        settle(match self.run(Op::Get { path }) {
+    /// Reads an object: `{ body }`; with `opts.range` (`{ offset, length }`) only those
+    /// bytes: `{ body, offset }` (`InvalidRange` if they are not all there).
+    #[wasm_bindgen(unchecked_return_type = "Promise<{ body: Uint8Array; offset?: number }>")]
+    pub fn get(
+        &self,
+        path: String,
+        #[wasm_bindgen(
+            unchecked_param_type = "{ range?: { offset: number; length: number } } | undefined"
+        )]
+        opts: JsValue,
+    ) -> Promise {
+        let range = Reflect::get(&opts, &"range".into())
+            .ok()
+            .filter(|r| r.is_object())
+            .map(|r| {
+                let num = |k: &str| Reflect::get(&r, &k.into()).ok().and_then(|v| v.as_f64());
+                (num("offset"), num("length"))
+            });
+        let op = match range {
+            None => Op::Get { path },
+            Some((Some(offset), Some(length)))
+                if offset >= 0.0
+                    && length > 0.0
+                    && offset.fract() == 0.0
+                    && length.fract() == 0.0 =>
+            {
+                let start = offset as u64;
+                Op::GetRange {
+                    path,
+                    range: start..start + length as u64,
+                }
+            }
+            Some(_) => {
+                return settle(Err(invalid(
+                    "opts.range needs whole `offset` and `length` > 0",
+                )))
+            }
+        };
+        let offset = match &op {
+            Op::GetRange { range, .. } => Some(range.start),
+            _ => None,
+        };
+        settle(match self.run(op) {
             Response::Get(Ok(body)) => {
                 let o = Object::new();
                 set(&o, "body", Uint8Array::from(&body[..]));
+                if let Some(offset) = offset {
+                    set(&o, "offset", offset as f64);
+                }
                 Ok(o.into())
             }
             Response::Get(Err(e)) => Err(js_store_error(&e)),

@@ -45,6 +45,7 @@ pub(crate) fn kind_of(name: &str) -> StoreErrorKind {
         "NotFound" | "NotFoundError" => StoreErrorKind::NotFound,
         "AlreadyExists" => StoreErrorKind::AlreadyExists,
         "NotSupported" | "NotSupportedError" => StoreErrorKind::NotSupported,
+        "InvalidRange" => StoreErrorKind::InvalidRange,
         _ => StoreErrorKind::Unknown,
     }
 }
@@ -55,6 +56,7 @@ pub(crate) fn name_of(kind: StoreErrorKind) -> &'static str {
         StoreErrorKind::NotFound => "NotFound",
         StoreErrorKind::AlreadyExists => "AlreadyExists",
         StoreErrorKind::NotSupported => "NotSupported",
+        StoreErrorKind::InvalidRange => "InvalidRange",
         _ => "StoreError",
     }
 }
@@ -167,6 +169,40 @@ impl JsMethods {
                         .dyn_into::<Uint8Array>()
                         .map_err(|_| bad_answer("a get without a Uint8Array `body`"))?;
                     Ok(Bytes::from(body.to_vec()))
+                }))
+            }
+            Op::GetRange { path, range } => {
+                // `get(path, { range })`: a store that reads only the range answers with the
+                // `offset` it read from; one that ignores the argument answers the whole
+                // object, which is cut here (so every store can serve a ranged read).
+                let asked = Object::new();
+                let r = Object::new();
+                set(&r, "offset", range.start as f64);
+                set(&r, "length", (range.end - range.start) as f64);
+                set(&asked, "range", r);
+                let answer = self
+                    .call(&self.get, &[path.as_str().into(), asked.into()])
+                    .await;
+                Response::Get(answer.and_then(|v| {
+                    let body = get_field(&v, "body")
+                        .dyn_into::<Uint8Array>()
+                        .map_err(|_| bad_answer("a get without a Uint8Array `body`"))?;
+                    let offset = get_field(&v, "offset").as_f64();
+                    if offset.is_some_and(|o| o == range.start as f64) {
+                        return Ok(Bytes::from(body.to_vec()));
+                    }
+                    if offset.is_some() {
+                        return Err(bad_answer("a ranged get from another offset"));
+                    }
+                    let whole = body.length() as u64;
+                    if range.end > whole || range.start >= range.end {
+                        return Err(StoreError::new(
+                            StoreErrorKind::InvalidRange,
+                            format!("{path}: bytes {}..{} of {whole}", range.start, range.end),
+                        ));
+                    }
+                    let part = body.subarray(range.start as u32, range.end as u32);
+                    Ok(Bytes::from(part.to_vec()))
                 }))
             }
             Op::List { prefix, after } => {

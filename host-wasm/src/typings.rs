@@ -11,11 +11,19 @@ export interface ObjectMeta { path: string; size: number }
 /**
  * Any object with these four methods is a store: what the log's rules use, no more.
  * Rejections carry an error `name`: `NotFound` (get), `AlreadyExists` (put create),
- * `NotSupported`; any other rejection of a put means "may or may not have landed" (the log
+ * `InvalidRange` (a ranged get past the end), `NotSupported`; any other rejection of a put means "may or may not have landed" (the log
  * reads the object back to decide).
  */
 export interface Store {
-  get(path: string): Promise<{ body: Uint8Array }>;
+  /**
+   * With `opts.range`, a store may read only those bytes and answer with their `offset`
+   * (`InvalidRange` if they are not all there); a store that ignores it answers the whole
+   * object, which the log cuts itself.
+   */
+  get(
+    path: string,
+    opts?: { range?: { offset: number; length: number } },
+  ): Promise<{ body: Uint8Array; offset?: number }>;
   /** Create-if-absent: tidewal always passes `{ mode: 'create' }`. */
   put(path: string, body: Uint8Array, opts: { mode: 'create' }): Promise<unknown>;
   /** The objects under `prefix` sorting after `after`, in any order (the log sorts). */

@@ -66,10 +66,13 @@ impl Wal {
         let codec = ArrowCodec::new(schema).map_err(|e| to_js(&e.into()))?;
         let prefix = opts.writer.prefix.clone();
         let origin_ms = now_ms();
+        // Entry times (PROTOCOL.md §2): the wall clock now plus the monotonic time since.
+        let mut writer = opts.writer;
+        writer.unix_ms_at_origin = Some(js_sys::Date::now() as u64);
         let (ready, opened) = channel();
         let timeout = opts.backpressure_timeout;
         let session = Session::open(
-            opts.writer,
+            writer,
             Box::new(codec.clone()),
             random_seed(),
             timeout,

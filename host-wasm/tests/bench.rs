@@ -195,6 +195,7 @@ async fn cost_of_each_step() {
             epoch: 2,
             position: 64,
             nonce: 1,
+            time: Some(1_700_000_000_000),
         };
         time("encode_entry (schema, CRC-32C)", &mut || {
             drop(codec.encode_entry(&header, &records).unwrap())

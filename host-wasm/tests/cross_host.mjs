@@ -48,5 +48,17 @@ await again.close();
 run('append', path.join(work, 'copy2'), '--ipc', path.join(work, 'scan2.arrows'));
 assert.deepEqual(csv(path.join(work, 'copy2')), csv(log));
 assert.equal(csv(log).length, 156);
+// 4. FsStore's ranged get (what a reader starting inside a generation asks): only the bytes
+//    asked for, at their offset; past the end is InvalidRange.
+const fs = new FsStore(log);
+const [generation] = (await fs.list('gen/')).map((m) => m.path);
+const whole = (await fs.get(generation)).body;
+const part = await fs.get(generation, { range: { offset: 8, length: 16 } });
+assert.equal(part.offset, 8);
+assert.deepEqual(part.body, whole.subarray(8, 24));
+await assert.rejects(
+  fs.get(generation, { range: { offset: whole.length - 4, length: 8 } }),
+  (e) => e.name === 'InvalidRange',
+);
 console.log(`cross-host ok: native -> wasm (Node) -> native, ${csv(log).length - 1} rows`);
 rmSync(work, { recursive: true, force: true });

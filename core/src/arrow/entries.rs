@@ -12,7 +12,7 @@ use bytes::Bytes;
 use super::framing::{batch_header, batch_message_within, header_len, read_message, EOS};
 use super::metadata::{
     crc_range, lookup, parse_dec, parse_nonce, tidewal_metadata, value_range, HeadTemplate, CRC,
-    CRC_PLACEHOLDER, EPOCH, FORMAT, KIND, NONCE, POSITION, WINDOW,
+    CRC_PLACEHOLDER, EPOCH, FORMAT, KIND, NONCE, POSITION, TIME, WINDOW,
 };
 use super::schema::fields_diff;
 use super::{corrupt, encode_err, ArrowCodec};
@@ -64,10 +64,15 @@ fn entry_head(
     header: &EntryHeader,
 ) -> Result<(Vec<u8>, Range<usize>), CodecError> {
     let position = header.position.to_string();
+    // Only data entries carry a time.
+    let time = header
+        .time
+        .filter(|_| header.kind == EntryKind::Data)
+        .map(|t| t.to_string());
     if header.kind == EntryKind::Data {
         let template = codec.head_template.lock().ok();
         if let Some(t) = template.as_ref().and_then(|t| t.as_ref()) {
-            if let Some(head) = t.patch(header, &position) {
+            if let Some(head) = t.patch(header, &position, time.as_deref()) {
                 return Ok((head, t.crc.clone()));
             }
         }
@@ -84,6 +89,9 @@ fn entry_head(
     pairs.push((EPOCH, header.epoch.to_string()));
     pairs.push((POSITION, position));
     pairs.push((NONCE, format!("{:016x}", header.nonce)));
+    if let Some(t) = time {
+        pairs.push((TIME, t));
+    }
     pairs.push((CRC, "00000000".into()));
     let mut head = Vec::with_capacity(1024);
     codec.write_schema(&mut head, &codec.schema_with(&pairs))?;
@@ -99,6 +107,10 @@ fn entry_head(
             epoch: header.epoch,
             nonce: header.nonce,
             position: value_range(&head, &md, POSITION)?,
+            time: match header.time {
+                Some(_) => Some(value_range(&head, &md, TIME)?),
+                None => None,
+            },
             crc: crc.clone(),
             head: head.clone(),
         };
@@ -191,6 +203,13 @@ pub(super) fn decode_entry(codec: &ArrowCodec, bytes: Bytes) -> Result<Entry, Co
         epoch: parse_dec(EPOCH, lookup(&md, EPOCH)?)?,
         position: parse_dec(POSITION, lookup(&md, POSITION)?)?,
         nonce: parse_nonce(lookup(&md, NONCE)?)?,
+        time: match md.iter().find(|(k, _)| *k == TIME) {
+            Some(_) if kind != EntryKind::Data => {
+                return Err(corrupt(format!("a fence with {TIME}")))
+            }
+            Some((_, t)) => Some(parse_dec(TIME, t)?),
+            None => None,
+        },
     };
 
     let mut records = Vec::new();
@@ -261,11 +280,17 @@ mod tests {
                 } else {
                     EntryKind::Data
                 };
+                let time = match (kind, position % 3) {
+                    (EntryKind::Fence { .. }, _) | (_, 0) => None,
+                    (_, 1) => Some(1_700_000_000_000 + position % 7),
+                    _ => Some(position),
+                };
                 headers.push(EntryHeader {
                     kind,
                     epoch,
                     position,
                     nonce,
+                    time,
                 });
             }
         }

@@ -19,6 +19,9 @@ pub(super) const WINDOW: &str = "tidewal.window";
 pub(super) const CRC: &str = "tidewal.crc32c";
 pub(super) const GENERATION: &str = "tidewal.generation";
 pub(super) const POSITIONS: &str = "tidewal.positions";
+pub(super) const TIMES: &str = "tidewal.times";
+pub(super) const TIME: &str = "tidewal.time";
+pub(super) const BATCH_CRCS: &str = "tidewal.batch_crc32c";
 pub(super) const CRC_PLACEHOLDER: &[u8; 8] = b"00000000";
 
 /// The `tidewal.*` key/value pairs of a schema message, borrowed from the buffer.
@@ -79,19 +82,35 @@ pub(super) struct HeadTemplate {
     pub(super) nonce: u64,
     pub(super) head: Vec<u8>,
     pub(super) position: Range<usize>,
+    /// Where the time's digits are, if the template's entry has a time.
+    pub(super) time: Option<Range<usize>>,
     pub(super) crc: Range<usize>,
 }
 
 impl HeadTemplate {
     /// The message for a data entry of `header`, if this template is for its writer and its
-    /// position (in decimal, `digits`) has as many digits.
-    pub(super) fn patch(&self, header: &EntryHeader, digits: &str) -> Option<Vec<u8>> {
+    /// position (in decimal, `digits`) and its time (`time`, decimal) have as many digits.
+    pub(super) fn patch(
+        &self,
+        header: &EntryHeader,
+        digits: &str,
+        time: Option<&str>,
+    ) -> Option<Vec<u8>> {
+        let time_fits = match (&self.time, time) {
+            (Some(range), Some(t)) => range.len() == t.len(),
+            (None, None) => true,
+            _ => false,
+        };
         let fits = header.epoch == self.epoch
             && header.nonce == self.nonce
-            && digits.len() == self.position.len();
+            && digits.len() == self.position.len()
+            && time_fits;
         fits.then(|| {
             let mut head = self.head.clone();
             head[self.position.clone()].copy_from_slice(digits.as_bytes());
+            if let (Some(range), Some(t)) = (&self.time, time) {
+                head[range.clone()].copy_from_slice(t.as_bytes());
+            }
             head
         })
     }

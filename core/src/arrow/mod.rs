@@ -236,6 +236,22 @@ impl Codec for ArrowCodec {
         generations::encode_generation(self, header, entries)
     }
 
+    fn generation_index_range(&self, file: &[u8]) -> Option<core::ops::Range<u64>> {
+        generations::footer_range(file).map(|r| r.start as u64..r.end as u64)
+    }
+
+    fn decode_generation_index(
+        &self,
+        index: &[u8],
+        file_len: u64,
+    ) -> Result<crate::codec::GenerationIndex, CodecError> {
+        generations::decode_generation_index(self, index, file_len)
+    }
+
+    fn generation_record(&self, bytes: Bytes, _rows: u64) -> Result<Record, CodecError> {
+        generations::generation_record(bytes)
+    }
+
     fn decode_generation(&self, bytes: Bytes) -> Result<Generation, CodecError> {
         generations::decode_generation(self, bytes)
     }

@@ -64,6 +64,7 @@ pub(super) fn header(kind: EntryKind) -> EntryHeader {
         epoch: 3,
         position: 42,
         nonce: 0x00ff_00ff_dead_beef,
+        time: (kind == EntryKind::Data).then_some(1_700_000_000_123),
     }
 }
 

@@ -124,7 +124,10 @@ impl Consumer {
             return;
         };
         let path = match &request.op {
-            Op::Put { path, .. } | Op::Get { path } | Op::Delete { path } => path.clone(),
+            Op::Put { path, .. }
+            | Op::Get { path }
+            | Op::GetRange { path, .. }
+            | Op::Delete { path } => path.clone(),
             Op::List { prefix, .. } => prefix.clone(),
         };
         self.fail(FatalError::Store {

@@ -286,6 +286,8 @@ impl Consumer {
         IoCounters {
             puts: own.puts + r.puts,
             gets: own.gets + r.gets,
+            range_gets: own.range_gets + r.range_gets,
+            range_bytes: own.range_bytes + r.range_bytes,
             lists: own.lists + r.lists,
             deletes: own.deletes + r.deletes,
         }

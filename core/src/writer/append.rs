@@ -26,6 +26,8 @@ pub(super) struct Batch {
 struct Slot {
     batch: Batch,
     body: Body,
+    /// The entry's time.
+    time: Option<u64>,
     durable: bool,
 }
 
@@ -116,6 +118,11 @@ impl Pipeline {
         self.slots.get(&position).map(|s| &s.body)
     }
 
+    /// The time of the entry being put at `position`.
+    pub(super) fn time(&self, position: u64) -> Option<u64> {
+        self.slots.get(&position).and_then(|s| s.time)
+    }
+
     /// Lowest position not yet durable among those issued, else the next to issue.
     pub(super) fn first_undurable(&self) -> u64 {
         self.slots
@@ -127,13 +134,34 @@ impl Pipeline {
 }
 
 impl Writer {
-    pub(super) fn entry_header(&self, position: u64) -> EntryHeader {
+    pub(super) fn entry_header(&self, position: u64, time: Option<u64>) -> EntryHeader {
         EntryHeader {
             kind: EntryKind::Data,
             epoch: self.epoch,
             position,
             nonce: self.nonce,
+            time,
         }
+    }
+
+    /// The time of an entry sealed now: the wall clock (`unix_ms_at_origin` + `now`), but
+    /// never below the newest time this writer saw, replayed or its own (PROTOCOL.md §2).
+    /// `None` when the host gave no wall clock.
+    fn stamp(&mut self) -> Option<u64> {
+        let origin = self.cfg.unix_ms_at_origin?;
+        let committed = self.manifest.as_ref().and_then(|m| {
+            // Times never decrease along the log: the newest known one is the last.
+            m.generations.iter().rev().find_map(|g| g.max_time)
+        });
+        let now = origin.saturating_add(self.now.as_millis().min(u64::MAX as u128) as u64);
+        let time = now.max(self.last_time).max(committed.unwrap_or(0));
+        self.last_time = time;
+        Some(time)
+    }
+
+    /// A replayed (or otherwise seen) entry's time: later stamps are not below it.
+    pub(super) fn saw_time(&mut self, time: Option<u64>) {
+        self.last_time = self.last_time.max(time.unwrap_or(0));
     }
 
     /// Issues sealed batches, then the open batch if it is due, while the in-flight window
@@ -149,9 +177,10 @@ impl Writer {
             self.pipeline.sealed_bytes -= batch.bytes;
             let position = self.pipeline.next_position;
             self.pipeline.next_position += 1;
+            let time = self.stamp();
             let body = match self
                 .codec
-                .encode_entry(&self.entry_header(position), &batch.records)
+                .encode_entry(&self.entry_header(position, time), &batch.records)
             {
                 Ok(b) => b,
                 Err(e) => return self.fail(FatalError::from_codec(self.paths.wal(position), e)),
@@ -162,6 +191,7 @@ impl Writer {
                 Slot {
                     batch,
                     body,
+                    time,
                     durable: false,
                 },
             );
@@ -201,6 +231,7 @@ impl Writer {
             if !self.cfg.wal_only {
                 self.memtable.push(PositionedRecords {
                     position,
+                    time: slot.time,
                     records: slot.batch.records,
                 });
             }

@@ -11,7 +11,7 @@ use crate::codec::{GenerationHeader, PositionedRecords};
 use crate::crc32c::to_hex8;
 use crate::error::{CommandError, FatalError};
 use crate::io::Body;
-use crate::manifest::GenerationRecord;
+use crate::manifest::{GenerationRecord, IndexRecord};
 
 /// A memtable frozen into a generation, waiting for its put and its commit.
 struct Frozen {
@@ -114,6 +114,17 @@ impl Writer {
                 return None;
             }
         };
+        let hex = |crc| alloc::string::String::from_utf8_lossy(&to_hex8(crc)).into();
+        let index = self
+            .codec
+            .generation_index_range(&body)
+            .map(|r| IndexRecord {
+                offset: r.start,
+                length: r.end - r.start,
+                crc32c: hex(self.codec.checksum(&body[r.start as usize..r.end as usize])),
+            });
+        // Over the entries that have a time (PROTOCOL.md §3).
+        let times = entries.iter().filter_map(|e| e.time);
         let record = GenerationRecord {
             id,
             path,
@@ -127,8 +138,11 @@ impl Writer {
                 .map(|r| r.rows)
                 .sum(),
             bytes: body.len() as u64,
-            crc32c: alloc::string::String::from_utf8_lossy(&to_hex8(self.codec.checksum(&body)))
-                .into(),
+            crc32c: hex(self.codec.checksum(&body)),
+            index,
+            min_time: times.clone().min(),
+            max_time: times.max(),
+            untimed: entries.iter().filter(|e| e.time.is_none()).count() as u64,
         };
         self.memtable.frozen_bytes += bytes;
         self.memtable.frozen.push_back(Frozen {

@@ -207,6 +207,9 @@ pub struct Writer {
     fence_at: Option<(u64, Body)>,
     /// Replayed so far: entries, records, bytes of records.
     replayed: (u64, u64, u64),
+    /// The newest entry time this writer saw (replayed, or its own last): it never stamps
+    /// below it, so times never decrease along the log.
+    last_time: u64,
     /// Fences walked or written: (position, epoch).
     fences: Vec<(u64, u64)>,
     commit: Option<commit::Commit>,
@@ -250,6 +253,7 @@ impl Writer {
             walk: None,
             fence_at: None,
             replayed: (0, 0, 0),
+            last_time: 0,
             fences: Vec::new(),
             commit: None,
             pipeline: append::Pipeline::default(),
@@ -357,7 +361,10 @@ impl Writer {
 
     fn path_of(op: &Op) -> String {
         match op {
-            Op::Put { path, .. } | Op::Get { path, .. } | Op::Delete { path } => path.clone(),
+            Op::Put { path, .. }
+            | Op::Get { path, .. }
+            | Op::GetRange { path, .. }
+            | Op::Delete { path } => path.clone(),
             Op::List { prefix, .. } => prefix.clone(),
         }
     }

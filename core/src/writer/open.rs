@@ -255,9 +255,11 @@ impl Writer {
             });
         }
         self.live_positions.push_back(position);
+        self.saw_time(entry.header.time);
         if !self.cfg.wal_only {
             self.memtable.push(PositionedRecords {
                 position,
+                time: entry.header.time,
                 records: entry.records,
             });
         }
@@ -271,6 +273,7 @@ impl Writer {
             epoch: self.epoch,
             position,
             nonce: self.nonce,
+            time: None,
         }
     }
 

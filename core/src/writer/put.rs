@@ -191,7 +191,9 @@ impl Writer {
     fn own_header(&self, target: PutTarget) -> Option<EntryHeader> {
         match target {
             PutTarget::Fence { position } => Some(self.fence_header(position)),
-            PutTarget::Entry { position } => Some(self.entry_header(position)),
+            PutTarget::Entry { position } => {
+                Some(self.entry_header(position, self.pipeline.time(position)))
+            }
             PutTarget::Manifest { .. } | PutTarget::Generation { .. } => None,
         }
     }

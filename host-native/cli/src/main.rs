@@ -3,6 +3,7 @@
 mod bench;
 mod bench_scan;
 mod cmds;
+mod since;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -55,8 +56,12 @@ enum Command {
         /// The log.
         url: String,
         /// Start at this position (default: the first the log holds).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "since")]
         from: Option<u64>,
+        /// Start at the first entry written at or after TIME: unix milliseconds or RFC 3339
+        /// (`2024-05-01T12:00:00Z`, `...+02:00`).
+        #[arg(long)]
+        since: Option<String>,
         /// Stop before this position.
         #[arg(long)]
         until: Option<u64>,
@@ -678,12 +683,17 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Cat {
             url,
             from,
+            since,
             until,
             columns,
             read_ahead_mib,
             format,
         } => {
-            let range = cmds::range(from, until, false, columns, read_ahead_mib);
+            let mut range = cmds::range(from, until, false, columns, read_ahead_mib);
+            if let Some(s) = since {
+                let t = since::parse_time(&s).map_err(Error::Invalid)?;
+                range.from = tidewal::Start::Time(t);
+            }
             cmds::cat(&url, range, format).await
         }
         Command::Tail {

@@ -263,3 +263,58 @@ fn a_bad_consumer_name_is_refused_by_name() {
     assert!(err.contains("\"a/b\""), "{err}");
     assert!(!dir.path().join("log/consumers").exists());
 }
+
+#[test]
+fn cat_since_a_time_prints_what_was_written_from_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let unix_ms = || {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.unwrap().as_millis() as u64
+    };
+    let append = || {
+        let out = tidewal(&["append", log, "--generate", "1"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    append();
+    append();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let since = unix_ms();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    append();
+    append();
+    append();
+    let rows = |time: &str| {
+        let out = tidewal(&["cat", log, "--format", "json", "--since", time]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().count()
+    };
+    assert_eq!(rows(&since.to_string()), 3);
+    assert_eq!(rows("1970-01-01T00:00:00Z"), 5);
+    assert_eq!(rows("2999-01-01T00:00:00+02:00"), 0);
+    // The same instant as RFC 3339 (seconds, milliseconds, UTC).
+    let (secs, ms) = (since / 1000, since % 1000);
+    let days = secs / 86_400;
+    let (h, m, s) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil date of `days` (Howard Hinnant's algorithm), to write the time out by hand.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let rfc = format!("{y:04}-{mo:02}-{d:02}T{h:02}:{m:02}:{s:02}.{ms:03}Z");
+    assert_eq!(rows(&rfc), 3, "{rfc}");
+    // A bad time is refused, naming it.
+    let out = tidewal(&["cat", log, "--since", "last tuesday"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("\"last tuesday\""),
+        "{}",
+        text(&out.stderr)
+    );
+}

@@ -763,3 +763,35 @@ async fn a_consumer_resumes_after_its_commit_and_fences_an_older_instance() {
         wait(wal.close()).await.unwrap();
     }
 }
+
+#[wasm_bindgen_test]
+async fn a_ranged_get_reads_only_its_bytes_and_a_range_past_the_end_is_invalid_range() {
+    for (kind, store) in stores("ranged_get").await {
+        console_log!("store: {kind}");
+        let body = Uint8Array::from(&b"0123456789"[..]);
+        let create = Object::new();
+        Reflect::set(&create, &"mode".into(), &"create".into()).unwrap();
+        call(&store, "put", &["r/obj".into(), body.into(), create.into()])
+            .await
+            .unwrap();
+        let range = |offset: f64, length: f64| {
+            let (opts, r) = (Object::new(), Object::new());
+            Reflect::set(&r, &"offset".into(), &offset.into()).unwrap();
+            Reflect::set(&r, &"length".into(), &length.into()).unwrap();
+            Reflect::set(&opts, &"range".into(), &r.into()).unwrap();
+            JsValue::from(opts)
+        };
+        let got = call(&store, "get", &["r/obj".into(), range(2.0, 3.0)])
+            .await
+            .unwrap();
+        let bytes: Uint8Array = get(&got, "body").unchecked_into();
+        assert_eq!(bytes.to_vec(), b"234");
+        assert_eq!(get(&got, "offset").as_f64(), Some(2.0));
+        // Without a range: the whole object, no offset.
+        let whole = call(&store, "get", &["r/obj".into()]).await.unwrap();
+        assert_eq!(num(&get(&whole, "body"), "length"), 10.0);
+        assert!(get(&whole, "offset").is_undefined());
+        let past = call(&store, "get", &["r/obj".into(), range(8.0, 4.0)]).await;
+        assert_eq!(name(&past.unwrap_err()), "InvalidRange", "{kind}");
+    }
+}

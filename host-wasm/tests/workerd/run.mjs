@@ -69,6 +69,10 @@ try {
   const ids = Array.from(table.getChild('id').toArray());
   assert.deepEqual(ids, Array.from({ length: 35 }, (_, i) => i));
   assert.equal(table.getChild('name').get(34), 'row-34');
+  const range = await call('range');
+  assert.equal(range.part, '234', JSON.stringify(range));
+  assert.equal(range.offset, 2);
+  assert.notEqual(range.past, 4, JSON.stringify(range));
   console.log(`workerd + R2 ok: 35 rows replayed, epochs ${first.epoch} -> ${second.epoch}, fenced writer refused`);
 } finally {
   await mf.dispose();

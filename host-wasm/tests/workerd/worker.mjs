@@ -1,5 +1,6 @@
 // A Worker that drives tidewal on its R2 binding, one step per request (run.mjs walks the
-// scenario): POST /open, /append/<id>, /close/<id>, /fenced/<id>, /scan, with Arrow IPC bodies.
+// scenario): POST /open, /append/<id>, /close/<id>, /fenced/<id>, /scan, with Arrow IPC bodies,
+// and /range (R2Store's ranged get).
 // Answers JSON; a failure answers {error: {name, message}}.
 import init, { Wal } from './tidewal_wasm.js';
 import wasmModule from './tidewal_wasm_bg.wasm';
@@ -32,6 +33,19 @@ async function step(name, id, env, body) {
       const bytes = await wal.scan();
       await wal.close();
       return { scan: Array.from(bytes) };
+    }
+    case 'range': {
+      // R2Store's ranged get: bytes 2..5 of a 10-byte object, and one past its end (R2
+      // answers it short or refuses it: either way not the 4 bytes asked for).
+      await store.put('edge/range', new TextEncoder().encode('0123456789'), { mode: 'create' });
+      const part = await store.get('edge/range', { range: { offset: 2, length: 3 } });
+      let past;
+      try {
+        past = (await store.get('edge/range', { range: { offset: 8, length: 4 } })).body.length;
+      } catch (e) {
+        past = e.name;
+      }
+      return { part: new TextDecoder().decode(part.body), offset: part.offset, past };
     }
     default:
       throw new Error(`unknown step ${name}`);

@@ -55,6 +55,9 @@ pub(crate) struct Client {
     pub blocked: bool,
     /// A reader's range: where it started (0: the beginning) and where it stops.
     pub range: (u64, Option<u64>),
+    /// A reader started at a time: it reports the acknowledged entries from the first whose
+    /// time is at or past this one, or unknown.
+    pub since: Option<u64>,
     /// A reader's output.
     pub read: Vec<(u64, u64)>,
     /// FNV-1a over every (position, payload byte) a reader reported.
@@ -139,7 +142,19 @@ impl World {
         let seed = self.rng.u64();
         let client = self.clients.len();
         let bare = bare || self.rng.chance(self.bare_writers);
-        let (cfg, codec) = (self.wcfg.clone(), Box::new(self.codec.clone()));
+        // Some writers record generations as writers before ranged reads did (no index in
+        // the manifest): readers must read those whole and the others with ranges.
+        let codec = match self.rng.chance(0.3) {
+            true => self.codec.clone().unindexed(),
+            false => self.codec.clone(),
+        };
+        let mut cfg = self.wcfg.clone();
+        // A wall clock: the sim's clock plus this writer's skew, or (an older writer) none.
+        cfg.unix_ms_at_origin = match self.rng.chance(0.1) {
+            true => None,
+            false => Some(crate::world::WALL_CLOCK_BASE - 300 + self.rng.range(0, 600)),
+        };
+        let (cfg, codec) = (cfg, Box::new(codec));
         let mut ledger = Ledger::default();
         let machine = if bare {
             Writer::new(cfg, codec, seed, self.now).map(|w| Machine::Writer(Box::new(w)))
@@ -179,9 +194,17 @@ impl World {
     /// the log's end, and stops at a random position past that, or never.
     pub(crate) fn spawn_random_reader(&mut self) -> usize {
         let end = self.model.landed.values().max().map_or(0, |p| p + 1);
-        let from = match self.rng.range(0, 2) {
+        let wall = crate::world::WALL_CLOCK_BASE + self.now.as_millis() as u64;
+        let from = match self.rng.range(0, 3) {
             0 => Start::Beginning,
-            _ => Start::Position(self.rng.range(0, end + 8)),
+            1 => Start::Position(self.rng.range(0, end + 8)),
+            _ => Start::Time(
+                wall - 500
+                    - self
+                        .rng
+                        .range(0, wall - crate::world::WALL_CLOCK_BASE + 500)
+                    + self.rng.range(0, 1000),
+            ),
         };
         let start = match from {
             Start::Position(p) => p,
@@ -221,11 +244,16 @@ impl World {
             Start::Position(p) => p,
             _ => 0,
         };
+        let since = match from {
+            Start::Time(t) => Some(t),
+            _ => None,
+        };
         self.clients.push(Client {
             slowness,
             machine: Some(Machine::Reader(Box::new(reader))),
             range: (start, until),
             read_bound,
+            since,
             ..Client::default()
         });
         let _ = self.drain(client);

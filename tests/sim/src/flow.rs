@@ -14,6 +14,8 @@ use crate::world::{Ev, World};
 fn data_path(op: &Op) -> Option<&str> {
     match op {
         Op::Get { path } if path.contains("/wal/") || path.contains("/gen/") => Some(path),
+        // A generation's index or a run of its records.
+        Op::GetRange { path, .. } if path.contains("/gen/") => Some(path),
         _ => None,
     }
 }

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
     let start = arg(&args, "--start").unwrap_or(0);
     let started = Instant::now();
     let (mut steps, mut acked, mut violations) = (0u64, 0u64, 0u64);
-    let (mut replies, mut timed_out, mut ran) = (0u64, 0u64, 0u64);
+    let (mut replies, mut timed_out, mut ran, mut ranged) = (0u64, 0u64, 0u64, 0u64);
     let (mut commits, mut fenced, mut resumes) = (0u64, 0u64, 0u64);
     for seed in start..start + seeds {
         ran += 1;
@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         commits += out.consumer_commits;
         fenced += out.consumers_fenced;
         resumes += out.consumer_resumes;
+        ranged += out.range_gets;
         if let Some(v) = out.violation {
             violations += 1;
             let traced = tidewal_sim::run(seed, true);
@@ -68,7 +69,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes ({:.1}s)",
+        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     if violations == 0 {

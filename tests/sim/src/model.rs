@@ -37,6 +37,8 @@ pub struct Model {
     pub replays: BTreeMap<u64, Result<View, String>>,
     /// Payloads that must never land, and why (timed out, refused, zero rows).
     pub never: BTreeMap<u64, String>,
+    /// Payload → the time of the entry it landed in (`None`: its writer records none).
+    pub time: BTreeMap<u64, Option<u64>>,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -83,6 +85,7 @@ impl Model {
                                 e.header.position
                             ));
                         }
+                        self.time.insert(id, e.header.time);
                         if let Some(prev) = self.landed.insert(id, e.header.position) {
                             if prev != e.header.position {
                                 return Err(format!(
@@ -222,6 +225,34 @@ impl Model {
 
     /// One observed run of the log (a writer's view at open, or a reader's output so far):
     /// ordered, no duplicates, consistent with the store, nothing written past a newer fence.
+    /// Where a reader from time `t` must start reporting: the first acknowledged entry at or
+    /// past `floor` whose time is at or past `t`, or unknown (`u64::MAX`: none yet). Also checks that the known
+    /// times of acknowledged entries never decrease along the log.
+    pub fn first_since(&self, t: u64, floor: u64) -> Result<u64, String> {
+        let mut by_position: Vec<(u64, Option<u64>)> = self
+            .acked
+            .iter()
+            .map(|(id, &pos)| (pos, self.time.get(id).copied().flatten()))
+            .collect();
+        by_position.sort();
+        let mut newest = (0, 0);
+        for &(pos, time) in &by_position {
+            if let Some(time) = time {
+                if time < newest.1 {
+                    return Err(format!(
+                        "acked entry at {pos} has time {time}, below {} at {}",
+                        newest.1, newest.0
+                    ));
+                }
+                newest = (pos, time);
+            }
+        }
+        Ok(by_position
+            .iter()
+            .find(|(pos, time)| *pos >= floor && time.is_none_or(|time| time >= t))
+            .map_or(u64::MAX, |&(pos, _)| pos))
+    }
+
     pub fn check_sequence(&self, who: &str, items: &[(u64, u64)], epochs: &[u64]) -> Check {
         let mut seen = BTreeSet::new();
         let mut last = None;

@@ -158,6 +158,7 @@ pub fn op_name(op: &Op) -> String {
     match op {
         Op::Put { path, .. } => format!("PUT {path}"),
         Op::Get { path, .. } => format!("GET {path}"),
+        Op::GetRange { path, range } => format!("GET {path} bytes {}..{}", range.start, range.end),
         Op::List { prefix, after } => format!("LIST {prefix} after {after:?}"),
         Op::Delete { path } => format!("DELETE {path}"),
         _ => "?".into(),

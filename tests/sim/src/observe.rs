@@ -259,6 +259,15 @@ impl World {
                 }
                 for r in records {
                     let id = payload_id(&r.payload).ok_or("short payload")?;
+                    // A reader from a time starts with an entry at or past it (or unknown).
+                    if let (Some(t), true) = (c.since, c.read.is_empty()) {
+                        let time = self.model.time.get(&id).copied().flatten();
+                        if time.is_some_and(|time| time < t) {
+                            return Err(format!(
+                                "reader c{client} from time {t} first reported {position} of time {time:?}"
+                            ));
+                        }
+                    }
                     c.read.push((position, id));
                     for b in position
                         .to_le_bytes()
@@ -290,6 +299,10 @@ impl World {
                 // ... and at or past where it started, below where it stops.
                 let (from, until) = self.clients[client].range;
                 let floor = floor.max(from);
+                let floor = match self.clients[client].since {
+                    Some(t) => floor.max(self.model.first_since(t, floor)?),
+                    None => floor,
+                };
                 let end = until.map_or(position, |u| u.min(position));
                 for (&id, &pos) in &self.model.acked {
                     if pos >= floor && pos < end && !read.contains(&id) {

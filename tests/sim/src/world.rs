@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tidewal_core::{
     FatalError, GroupCommit, Machine as _, Op, Output, RawCodec, Request, RequestId, Response,
-    RetryPolicy, Session, WriterConfig,
+    RetryPolicy, Session, Start, WriterConfig,
 };
 
 use crate::actors::{Client, Machine, Out};
@@ -18,6 +18,9 @@ use crate::replies::Log;
 use crate::rng::Rng;
 
 pub(crate) const SCHEMA: &str = "sim-schema";
+/// Unix ms at the sim clock's zero: writers' wall clocks are this plus the sim clock plus a
+/// skew of their own.
+pub(crate) const WALL_CLOCK_BASE: u64 = 1_700_000_000_000;
 const WORK_TIME: Duration = Duration::from_secs(3);
 const FINAL_DEADLINE: Duration = Duration::from_secs(120);
 /// Timer wakes of one client at one instant past which it spins.
@@ -33,6 +36,8 @@ pub struct Outcome {
     pub replies: u64,
     /// Appends that timed out under backpressure.
     pub timed_out: u64,
+    /// Ranged gets that reached the store.
+    pub range_gets: u64,
     /// Hash of the trace (the same seed must give the same hash).
     pub trace_hash: u64,
     /// The first broken invariant, if any.
@@ -91,6 +96,8 @@ pub(crate) struct World {
     pub(crate) log: Log,
     pub(crate) next_payload: u64,
     steps: u64,
+    /// Ranged gets that reached the store (readers starting inside generations).
+    range_gets: u64,
     hash: u64,
     trace: Option<Vec<String>>,
     line: String,
@@ -107,6 +114,7 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         acked: w.model.acked.len() as u64,
         replies,
         timed_out,
+        range_gets: w.range_gets,
         trace_hash: w.hash,
         violation,
         trace: w.trace.unwrap_or_default(),
@@ -144,6 +152,7 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
             max: Duration::from_millis(200),
             attempts: 40,
         },
+        unix_ms_at_origin: None,
     }
 }
 
@@ -180,6 +189,7 @@ impl World {
             log: Log::default(),
             next_payload: 0,
             steps: 0,
+            range_gets: 0,
             hash: 0xcbf2_9ce4_8422_2325,
             trace: trace.then(Vec::new),
             line: String::new(),
@@ -227,6 +237,9 @@ impl World {
         let now = self.now;
         match ev {
             Ev::Arrive { client, id, op } => {
+                if matches!(op, Op::GetRange { .. }) {
+                    self.range_gets += 1;
+                }
                 let (resp, note) =
                     self.net
                         .arrive(&mut self.rng, &mut self.model, &self.codec, op)?;
@@ -461,7 +474,25 @@ impl World {
             let m = self.model.high.clone().ok_or("no manifest")?;
             expected = crate::model::walk(&self.net.store, &self.codec, "log/", &m, None).0;
         }
-        let (got, digest) = self.read_all()?;
+        let (got, mut digest) = self.read_all()?;
+        // Half the corruption checks read from a random position of the log (after the
+        // final close mostly inside a generation, with ranged gets): what a clean reader
+        // from there reads is what the corrupted one must read, or fail with the path.
+        let from = match got.len() {
+            0 => Start::Beginning,
+            n if self.rng.chance(0.5) => {
+                Start::Position(got[self.rng.range(0, n as u64 - 1) as usize].0)
+            }
+            _ => Start::Beginning,
+        };
+        if from != Start::Beginning {
+            let r = self.spawn_range_reader(false, from, None);
+            self.finish_reader(r, "clean ranged reader")?;
+            if let Some(f) = self.clients[r].failure.take() {
+                return Err(format!("clean reader from {from:?} failed: {f}"));
+            }
+            digest = self.clients[r].read_digest;
+        }
         if got != expected {
             return Err(format!(
                 "final reader read {} records, final writer replayed {}",
@@ -470,7 +501,20 @@ impl World {
             ));
         }
         self.resume_every_consumer(self.now + FINAL_DEADLINE)?;
-        self.check_corruption(digest)
+        self.check_corruption(digest, from)
+    }
+
+    /// Runs reader `r` until it is done (or the deadline passes: an error).
+    fn finish_reader(&mut self, r: usize, what: &str) -> Result<(), String> {
+        let deadline = self.now + FINAL_DEADLINE;
+        let finished = self.run_until(deadline, |w| match &w.clients[r].machine {
+            Some(Machine::Reader(m)) => m.is_done(),
+            _ => true,
+        })?;
+        if !finished {
+            return Err(format!("{what} did not finish"));
+        }
+        Ok(())
     }
 
     /// Reads the whole log with a fresh non-following reader.
@@ -490,7 +534,7 @@ impl World {
 
     /// Flips one bit of a random object: a fresh reader must report it as corrupt with its
     /// path, or (if its walk never decodes that object) read exactly what it read before.
-    fn check_corruption(&mut self, expected: u64) -> Result<(), String> {
+    fn check_corruption(&mut self, expected: u64, from: Start) -> Result<(), String> {
         let store = &mut self.net.store;
         let paths: Vec<String> = store.paths().map(String::from).collect();
         let victim = paths[self.rng.range(0, paths.len() as u64 - 1) as usize].clone();
@@ -501,8 +545,10 @@ impl World {
         let at = self.rng.range(0, body.len() as u64 - 1) as usize;
         body[at] ^= 1 << self.rng.range(0, 7);
         store.tamper(&victim, Bytes::from(body));
-        self.note(format_args!("flipped a bit of {victim} at byte {at}"));
-        let r = self.spawn_reader(false);
+        self.note(format_args!(
+            "flipped a bit of {victim} at byte {at}, reading from {from:?}"
+        ));
+        let r = self.spawn_range_reader(false, from, None);
         self.clients[r].tolerate_failure = true;
         let deadline = self.now + FINAL_DEADLINE;
         let finished = self.run_until(deadline, |w| match &w.clients[r].machine {
