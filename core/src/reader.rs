@@ -7,7 +7,6 @@ use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::vec::Vec;
 use bytes::Bytes;
-use core::ops::Range;
 use core::time::Duration;
 
 use crate::codec::{Codec, IndexedEntry, Record};
@@ -20,6 +19,9 @@ use crate::manifest::{GenerationRecord, Manifest, ManifestError};
 use crate::paths::Paths;
 use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::{decode_slot, Step, Walk};
+
+mod ranged;
+use ranged::{Planned, RangedGeneration};
 
 /// What a reader reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,27 +66,14 @@ enum Purpose {
     Generation,
     /// The index of the generation at the front of `todo` (a start inside it).
     GenerationIndex,
-    /// Bytes of that generation's records (`RangedGeneration::in_flight`).
-    GenerationRange,
+    /// A run of that generation's records (`ranged::Run::seq`).
+    GenerationRange {
+        seq: u64,
+    },
     Slot {
         position: u64,
         token: u64,
     },
-}
-
-/// The largest ranged get of a generation's records (more than one record); a single record
-/// larger than this is fetched alone.
-const MAX_RANGE: u64 = 8 << 20;
-
-/// A generation read from inside (PROTOCOL.md §5): its index was fetched and checked; the
-/// entries at or past the start are fetched with ranged gets, a run of them at a time.
-struct RangedGeneration {
-    /// Entries still to report, in order.
-    entries: VecDeque<IndexedEntry>,
-    /// The range in flight: how many of the front entries it covers, and its bytes.
-    in_flight: Option<(usize, Range<u64>)>,
-    /// The next run waits for the host to release bytes (flow control).
-    deferred: bool,
 }
 
 /// What slot answers do: only a walking reader consumes them at once.
@@ -117,6 +106,9 @@ pub struct Reader {
     todo: VecDeque<GenerationRecord>,
     /// The front of `todo`, when it is read with ranged gets.
     ranged: Option<RangedGeneration>,
+    /// Names the next run of records (unique across generations, so a late answer for a
+    /// generation the reader moved past is never taken for a current one).
+    range_seq: u64,
     walk: Walk,
     poll_at: Option<Duration>,
     caught_up_at: Option<u64>,
@@ -159,6 +151,7 @@ impl Reader {
             time_from,
             todo: VecDeque::new(),
             ranged: None,
+            range_seq: 0,
             poll_at: None,
             caught_up_at: None,
             checked_at: None,
@@ -442,128 +435,142 @@ impl Reader {
         let time_from = self.time_from;
         let before_time =
             |e: &IndexedEntry| time_from.is_some_and(|t| e.time.is_some_and(|et| et < t));
-        self.ranged = Some(RangedGeneration {
-            entries: index
+        self.ranged = Some(RangedGeneration::new(
+            index
                 .entries
                 .into_iter()
                 .filter(|e| e.position >= from)
                 .skip_while(before_time)
                 .collect(),
-            in_flight: None,
-            deferred: false,
-        });
+        ));
         self.fetch_range();
     }
 
-    /// Reports what needs no bytes and asks for the next run of entries whose records lie
-    /// next to each other; moves to the next generation once none is left.
+    /// Asks for the next runs of the front generation's records while flow control allows
+    /// (several in flight, PROTOCOL.md §5), hands out what is ready, and moves to the next
+    /// generation once every entry was reported.
     fn fetch_range(&mut self) {
         let until = self.cfg.until.unwrap_or(u64::MAX);
         let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
             return;
         };
         loop {
-            let Some(ranged) = self.ranged.as_mut() else {
+            let Some(ranged) = self.ranged.as_ref() else {
                 return;
             };
-            let Some(front) = ranged.entries.front() else {
+            if ranged.finished() {
                 self.ranged = None;
+                self.flow.generation(0);
                 self.todo.pop_front();
                 return self.next_generation();
-            };
-            if front.position >= until {
+            }
+            if ranged.reached(until) {
                 // The gate finishes the reader there: nothing of it is fetched.
                 return self.reached_until();
             }
-            if !front.records.is_empty() {
-                break;
+            let may_send = self.flow.may_send(self.holding());
+            if let Some(r) = self.ranged.as_mut() {
+                // Flow control: without room, the next run waits for a release.
+                r.deferred = !may_send;
             }
-            let (position, time) = (front.position, front.time);
-            ranged.entries.pop_front();
-            if !self.report(position, time, Vec::new()) {
+            if !may_send {
                 return;
             }
-        }
-        if !self.flow.may_send(self.holding()) {
-            // Flow control: the next run waits for a release.
-            if let Some(r) = self.ranged.as_mut() {
-                r.deferred = true;
+            // A run holds at most what the bound leaves room for (at least one entry).
+            let room = self
+                .cfg
+                .read_ahead_bytes
+                .saturating_sub(self.flow.held(self.holding()));
+            let seq = self.range_seq;
+            let Some(ranged) = self.ranged.as_mut() else {
+                return;
+            };
+            let planned = ranged.plan(until, room, seq);
+            self.flow.generation(ranged.planned_bytes());
+            match planned {
+                Planned::Fetch { seq, range } => {
+                    self.range_seq += 1;
+                    let op = Op::GetRange {
+                        path: path.clone(),
+                        range,
+                    };
+                    self.io.send(op, Purpose::GenerationRange { seq });
+                }
+                Planned::Ready => {
+                    self.range_seq += 1;
+                    if !self.report_ready_runs() {
+                        return;
+                    }
+                }
+                // Every entry before `until` is planned: wait for the runs out.
+                Planned::Nothing => return,
             }
-            return;
         }
-        // A run holds at most what the bound leaves room for (at least one entry).
-        let room = self
-            .cfg
-            .read_ahead_bytes
-            .saturating_sub(self.flow.held(self.holding()))
-            .min(MAX_RANGE);
-        let Some(ranged) = self.ranged.as_mut() else {
-            return;
-        };
-        ranged.deferred = false;
-        let start = ranged.entries[0].records[0].range.start;
-        let (mut end, mut covered) = (start, 0);
-        for e in ranged.entries.iter().take_while(|e| e.position < until) {
-            let first = e.records.first().map_or(end, |r| r.range.start);
-            let last = e.records.last().map_or(end, |r| r.range.end);
-            if first != end || (covered > 0 && last - start > room) {
-                break;
-            }
-            end = last;
-            covered += 1;
-        }
-        ranged.in_flight = Some((covered, start..end));
-        self.flow.generation(end - start);
-        self.io.send(
-            Op::GetRange {
-                path,
-                range: start..end,
-            },
-            Purpose::GenerationRange,
-        );
     }
 
-    /// A run of records arrived: check each against the index's checksum, report their
-    /// entries and fetch the next run.
-    fn on_generation_range(&mut self, request: Pending<Purpose>, resp: Response) {
+    /// Run `seq` of the front generation arrived: report every run that is now ready, in
+    /// order, and ask for more.
+    fn on_generation_range(&mut self, seq: u64, request: Pending<Purpose>, resp: Response) {
         let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
             return;
         };
         let Some(body) = self.generation_bytes(&path, request, resp) else {
             return;
         };
-        let Some((covered, range)) = self.ranged.as_mut().and_then(|r| r.in_flight.take()) else {
+        if !self.ranged.as_mut().is_some_and(|r| r.arrived(seq, body)) {
+            // A run of a generation the reader has moved past.
             return;
+        }
+        if self.report_ready_runs() {
+            self.fetch_range();
+        }
+    }
+
+    /// Reports the entries of the runs whose bytes are here, in order, each record checked
+    /// against its checksum in the index. `false`: the reader finished or failed.
+    fn report_ready_runs(&mut self) -> bool {
+        let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
+            return false;
         };
-        // Its bytes now count as the records it reports.
-        self.flow.generation(0);
-        for _ in 0..covered {
-            let Some(entry) = self.ranged.as_mut().and_then(|r| r.entries.pop_front()) else {
-                return;
-            };
-            let mut records = Vec::with_capacity(entry.records.len());
-            for r in entry.records {
-                let (lo, hi) = (r.range.start - range.start, r.range.end - range.start);
-                let bytes = body.slice(lo as usize..hi as usize);
-                if self.codec.checksum(&bytes) != r.crc32c {
-                    return self.fail(FatalError::Corrupt {
-                        path,
-                        reason: format!(
-                            "record at bytes {}..{} differs from its checksum in the index",
-                            r.range.start, r.range.end
-                        ),
-                    });
+        while let Some((run, body)) = self.ranged.as_mut().and_then(RangedGeneration::pop_ready) {
+            // Its bytes now count as the records it reports.
+            let planned = self
+                .ranged
+                .as_ref()
+                .map_or(0, RangedGeneration::planned_bytes);
+            self.flow.generation(planned);
+            for entry in run.entries {
+                let mut records = Vec::with_capacity(entry.records.len());
+                for r in entry.records {
+                    let (lo, hi) = (
+                        r.range.start - run.range.start,
+                        r.range.end - run.range.start,
+                    );
+                    let bytes = body.slice(lo as usize..hi as usize);
+                    if self.codec.checksum(&bytes) != r.crc32c {
+                        self.fail(FatalError::Corrupt {
+                            path,
+                            reason: format!(
+                                "record at bytes {}..{} differs from its checksum in the index",
+                                r.range.start, r.range.end
+                            ),
+                        });
+                        return false;
+                    }
+                    match self.codec.generation_record(bytes, r.rows) {
+                        Ok(record) => records.push(record),
+                        Err(e) => {
+                            self.fail(FatalError::from_codec(path, e));
+                            return false;
+                        }
+                    }
                 }
-                match self.codec.generation_record(bytes, r.rows) {
-                    Ok(record) => records.push(record),
-                    Err(e) => return self.fail(FatalError::from_codec(path, e)),
+                if !self.report(entry.position, entry.time, records) {
+                    return false;
                 }
-            }
-            if !self.report(entry.position, entry.time, records) {
-                return;
             }
         }
-        self.fetch_range();
+        true
     }
 
     fn on_generation(&mut self, request: Pending<Purpose>, resp: Response) {
@@ -776,7 +783,7 @@ impl Machine for Reader {
             Purpose::Manifest { version } => self.on_manifest(version, request, response),
             Purpose::Generation => self.on_generation(request, response),
             Purpose::GenerationIndex => self.on_generation_index(request, response),
-            Purpose::GenerationRange => self.on_generation_range(request, response),
+            Purpose::GenerationRange { seq } => self.on_generation_range(seq, request, response),
             Purpose::Slot { position, token } => self.on_slot(position, token, request, response),
         }
     }
