@@ -1,5 +1,5 @@
 // The demo: one tidewal log in this origin's OPFS, driven by the wasm package.
-import init, { Wal } from './pkg/tidewal_wasm.js';
+import init, { Reader, Wal } from './pkg/tidewal_wasm.js';
 import { OpfsStore } from './pkg/opfs_store.js';
 
 const A = globalThis.Arrow;
@@ -138,6 +138,32 @@ $('reset').onclick = guard(async () => {
   await open();
 });
 
+// `?follow`: a read-only page. It follows the log with a `Reader`, which never writes, so the
+// writer in another tab is never fenced; it shows every row as it becomes durable.
+async function follow() {
+  for (const b of document.querySelectorAll('.controls button')) b.disabled = true;
+  status('opening', 'waiting for a log to follow…');
+  let reader;
+  while (!reader) {
+    // Rejects while there is no log yet (no manifest): look again shortly.
+    reader = await Reader.open(store, { prefix: PREFIX, follow: true, pollMs: 50 }).catch(
+      () => new Promise((resolve) => setTimeout(resolve, 200)),
+    );
+  }
+  status('following', 'following (read-only: this tab never fences the writer)');
+  let rows = 0;
+  for await (const ipc of reader) {
+    const n = A.tableFromIPC(ipc).numRows;
+    rows += n;
+    $('total').textContent = rows;
+    log(`read position ${ipc.position}: ${n} rows`);
+  }
+}
+
 await init();
 store = await OpfsStore.open('tidewal-demo');
-await open().catch(onError);
+if (new URLSearchParams(location.search).has('follow')) {
+  await follow().catch(onError);
+} else {
+  await open().catch(onError);
+}

@@ -1,6 +1,7 @@
 // The demo page in a real browser (playwright-core + Debian chromium): two pages of one
 // browser context share the log in OPFS; the second fences the first, the first shows it;
-// a reload brings the rows back by replay. Saves screenshots (the fenced tab: *-fenced.png).
+// a third page follows the log read-only (a `Reader`) while the second appends, never fencing
+// it; a reload brings the rows back by replay. Saves screenshots (the fenced tab: *-fenced.png).
 //   node demo.mjs <node_modules dir> <screenshot.png>   (www/pkg and www/vendor built first)
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -66,18 +67,32 @@ try {
   assert.match(await text(first, 'status'), /Fenced/);
   await first.screenshot({ path: screenshot.replace(/\.png$/, '-fenced.png'), fullPage: true });
 
+  // A read-only follower (a `Reader`) sees every row the second writes, and fences nobody:
+  // the writer goes on appending.
+  const follower = await context.newPage();
+  follower.on('pageerror', (e) => errors.push(e.message));
+  await follower.goto(`${url}?follow`);
+  await follower.waitForSelector('#status[data-state="following"]', { timeout: 30000 });
+  await follower.waitForFunction(() => document.getElementById('total').textContent === '2750');
+  await second.fill('#rows', '100');
+  for (let i = 0; i < 3; i++) await second.click('#append');
+  await second.waitForFunction(() => document.getElementById('total').textContent === '3050');
+  await follower.waitForFunction(() => document.getElementById('total').textContent === '3050');
+  assert.equal(await second.locator('#status').getAttribute('data-state'), 'ready');
+  await follower.close();
+
   // The second writes and flushes a generation; a reload replays every acknowledged row.
   await second.fill('#rows', '500');
   await second.click('#append');
-  await second.waitForFunction(() => document.getElementById('total').textContent === '3250');
+  await second.waitForFunction(() => document.getElementById('total').textContent === '3550');
   await second.click('#flush');
   await second.waitForFunction(() => document.getElementById('generations').textContent !== '0');
   await second.reload();
   await ready(second);
-  assert.equal(await text(second, 'total'), '3250');
+  assert.equal(await text(second, 'total'), '3550');
   await second.screenshot({ path: screenshot, fullPage: true });
   assert.deepEqual(errors, []);
-  console.log(`demo page ok: fencing across tabs, 3250 rows replayed after reload; screenshot ${screenshot}`);
+  console.log(`demo page ok: fencing across tabs, a read-only follower that fences nobody, 3550 rows replayed after reload; screenshot ${screenshot}`);
 } finally {
   await browser.close();
   server.kill();

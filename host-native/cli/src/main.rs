@@ -449,29 +449,7 @@ async fn bench(
     }
     let mut header = true;
     for &kind in kinds.iter().filter(|_| replay_mib > 0) {
-        let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
-            "throttled" => {
-                let config = ThrottleConfig {
-                    wait_get_per_call: std::time::Duration::from_millis(latency_ms),
-                    ..ThrottleConfig::default()
-                };
-                let store = ThrottledStore::new(InMemory::new(), config);
-                (Arc::new(store), format!("InMemory+{latency_ms}ms get"))
-            }
-            "s3" => {
-                let base = s3.as_deref().unwrap_or_default().trim_end_matches('/');
-                let (store, prefix) =
-                    tidewal::store_for(&format!("{base}/replay-{}", std::process::id()))?;
-                let store = object_store::prefix::PrefixStore::new(store, prefix.as_str());
-                (Arc::new(store), "S3 (SeaweedFS)".into())
-            }
-            _ => {
-                let replay_dir = dir.join("replay");
-                let _ = std::fs::remove_dir_all(&replay_dir);
-                let (store, _) = tidewal::store_for(&replay_dir.to_string_lossy())?;
-                (store, "LocalFileSystem".into())
-            }
-        };
+        let (store, label) = read_bench_store(kind, "replay", &dir, s3.as_deref(), latency_ms)?;
         let r = measure_replay(store.clone(), &label, 64 << 10, replay_mib << 20, 16).await;
         match kind {
             "s3" => delete_all(&store).await,
@@ -482,29 +460,7 @@ async fn bench(
     }
     let mut header = true;
     for &kind in kinds.iter().filter(|_| scan_mib > 0) {
-        let (store, label): (Arc<dyn object_store::ObjectStore>, String) = match kind {
-            "throttled" => {
-                let config = ThrottleConfig {
-                    wait_get_per_call: std::time::Duration::from_millis(latency_ms),
-                    ..ThrottleConfig::default()
-                };
-                let store = ThrottledStore::new(InMemory::new(), config);
-                (Arc::new(store), format!("InMemory+{latency_ms}ms get"))
-            }
-            "s3" => {
-                let base = s3.as_deref().unwrap_or_default().trim_end_matches('/');
-                let (store, prefix) =
-                    tidewal::store_for(&format!("{base}/scan-{}", std::process::id()))?;
-                let store = object_store::prefix::PrefixStore::new(store, prefix.as_str());
-                (Arc::new(store), "S3 (SeaweedFS)".into())
-            }
-            _ => {
-                let scan_dir = dir.join("scan");
-                let _ = std::fs::remove_dir_all(&scan_dir);
-                let (store, _) = tidewal::store_for(&scan_dir.to_string_lossy())?;
-                (store, "LocalFileSystem".into())
-            }
-        };
+        let (store, label) = read_bench_store(kind, "scan", &dir, s3.as_deref(), latency_ms)?;
         let s =
             crate::bench_scan::measure_scan(store.clone(), &label, 64 << 10, scan_mib << 20).await;
         match kind {
@@ -516,6 +472,42 @@ async fn bench(
     }
     drop(scratch);
     Ok(())
+}
+
+/// The store a read benchmark (`purpose`: replay, scan) runs on, and its label: InMemory with
+/// `latency_ms` per GET, a fresh folder `purpose` under `dir`, or a fresh prefix under `s3`.
+fn read_bench_store(
+    kind: &str,
+    purpose: &str,
+    dir: &std::path::Path,
+    s3: Option<&str>,
+    latency_ms: u64,
+) -> Result<(Arc<dyn object_store::ObjectStore>, String), Error> {
+    use object_store::memory::InMemory;
+    use object_store::throttle::{ThrottleConfig, ThrottledStore};
+    Ok(match kind {
+        "throttled" => {
+            let config = ThrottleConfig {
+                wait_get_per_call: std::time::Duration::from_millis(latency_ms),
+                ..ThrottleConfig::default()
+            };
+            let store = ThrottledStore::new(InMemory::new(), config);
+            (Arc::new(store), format!("InMemory+{latency_ms}ms get"))
+        }
+        "s3" => {
+            let base = s3.unwrap_or_default().trim_end_matches('/');
+            let url = format!("{base}/{purpose}-{}", std::process::id());
+            let (store, prefix) = tidewal::store_for(&url)?;
+            let store = object_store::prefix::PrefixStore::new(store, prefix.as_str());
+            (Arc::new(store), "S3 (SeaweedFS)".into())
+        }
+        _ => {
+            let folder = dir.join(purpose);
+            let _ = std::fs::remove_dir_all(&folder);
+            let (store, _) = tidewal::store_for(&folder.to_string_lossy())?;
+            (store, "LocalFileSystem".into())
+        }
+    })
 }
 
 /// Deletes every object of `store`, as far as it can (a bench's leftovers).
