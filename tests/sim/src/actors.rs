@@ -204,8 +204,15 @@ impl World {
             // cursor"), up to a little past the end.
             2 => {
                 let cursor = self.model.high.as_ref().map_or(0, |m| m.replay_cursor);
-                let past = cursor + u64::from(self.wcfg.fence_window) + 1;
-                Start::Position(self.rng.range(past, past.max(end) + 4))
+                let w = u64::from(self.wcfg.fence_window);
+                let past = cursor + w + 1;
+                // Often near the end, where puts in flight leave holes.
+                let low = if self.rng.chance(0.5) {
+                    past.max(end.saturating_sub(2 * w))
+                } else {
+                    past
+                };
+                Start::Position(self.rng.range(low, low.max(end) + 1))
             }
             _ => Start::Time(
                 wall - 500

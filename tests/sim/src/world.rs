@@ -511,8 +511,31 @@ impl World {
                 expected.len()
             ));
         }
+        self.check_reads_in_log(&got)?;
         self.resume_every_consumer(self.now + FINAL_DEADLINE)?;
         self.check_corruption(digest, from)
+    }
+
+    /// Every entry any reader reported is part of the final log (a reader that reported an
+    /// entry above a hole that later became a fence reported an orphan; the fence may land
+    /// after the report, so the check at each report cannot see it). WAL-only logs may have
+    /// truncated what lies below the truncate point.
+    fn check_reads_in_log(&self, log: &[(u64, u64)]) -> Result<(), String> {
+        let log: std::collections::BTreeSet<&(u64, u64)> = log.iter().collect();
+        let floor = if self.wcfg.wal_only {
+            self.model.truncated_to
+        } else {
+            0
+        };
+        for (i, c) in self.clients.iter().enumerate() {
+            if let Some(item) = c.read.iter().find(|r| r.0 >= floor && !log.contains(r)) {
+                return Err(format!(
+                    "c{i} read payload {} at {}, which is not in the final log",
+                    item.1, item.0
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Runs reader `r` until it is done (or the deadline passes: an error).
