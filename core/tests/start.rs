@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use harness::*;
 use tidewal_core::{
-    Machine, Op, ReadEvent, Reader, ReaderConfig, Response, Start, StartPath, StoreError,
+    Machine, Manifest, Op, ReadEvent, Reader, ReaderConfig, Response, Start, StartPath, StoreError,
     StoreErrorKind,
 };
 
@@ -195,4 +195,49 @@ fn an_intent_put_that_finds_another_object_is_a_protocol_violation() {
         "{:?}",
         b.fatal()
     );
+}
+
+#[test]
+fn a_newer_manifest_after_the_probes_falls_back() {
+    let mut h = Harness::new();
+    two_writers(&mut h);
+    let cfg = ReaderConfig {
+        prefix: "t".into(),
+        from: Start::Position(150),
+        until: Some(151),
+        ..ReaderConfig::default()
+    };
+    let mut r = Reader::new(cfg, codec(), 5, h.now);
+    let mut positions = Vec::new();
+    let mut wrote_newer = false;
+    for _ in 0..10_000 {
+        let d = drain(&mut r);
+        for e in d.events {
+            if let ReadEvent::Records { position, .. } = e {
+                positions.push(position);
+            }
+        }
+        if d.done {
+            break;
+        }
+        for req in d.requests {
+            // The last step of the shortcut: a LIST of manifests after the one read. A
+            // newer writer claims just before it (its fences may be garbage now).
+            let probe = matches!(&req.op, Op::List { prefix, after: Some(_) } if prefix.ends_with("manifest/"));
+            if probe && !wrote_newer {
+                wrote_newer = true;
+                let current = "t/manifest/00000000000000000002.json";
+                let mut m = Manifest::decode(h.store.object(current).unwrap()).unwrap();
+                m.version += 1;
+                m.epoch += 1;
+                h.store
+                    .overwrite("t/manifest/00000000000000000003.json", m.encode());
+            }
+            let resp = h.store.execute(&req.op);
+            r.handle_response(req.id, resp, h.now);
+        }
+    }
+    assert!(wrote_newer);
+    assert_eq!(r.start_path(), StartPath::Fallback);
+    assert_eq!(positions, [150]);
 }
