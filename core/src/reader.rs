@@ -686,7 +686,15 @@ impl Reader {
         self.next_generation();
     }
 
-    fn on_probe(&mut self, position: u64, resp: Response) {
+    /// A shortcut's request failed: sent again after a backoff while its budget lasts, then
+    /// the walk from the cursor.
+    fn shortcut_retry(&mut self, request: Pending<Purpose>) {
+        if self.shortcut.is_some() && self.io.retry(self.now, request).is_err() {
+            self.shortcut_fallback();
+        }
+    }
+
+    fn on_probe(&mut self, position: u64, request: Pending<Purpose>, resp: Response) {
         let entry = match resp.into_get() {
             Ok(got) => {
                 match decode_slot(self.codec.as_ref(), self.paths.wal(position), position, got) {
@@ -696,7 +704,7 @@ impl Reader {
                 }
             }
             Err(e) if e.kind == StoreErrorKind::NotFound => None,
-            Err(_) => return self.shortcut_fallback(),
+            Err(_) => return self.shortcut_retry(request),
         };
         let Some(shortcut) = self.shortcut.as_mut() else {
             return;
@@ -719,9 +727,9 @@ impl Reader {
         }
     }
 
-    fn on_intents(&mut self, resp: Response) {
+    fn on_intents(&mut self, request: Pending<Purpose>, resp: Response) {
         let Ok(items) = resp.into_list() else {
-            return self.shortcut_fallback();
+            return self.shortcut_retry(request);
         };
         let mut intents = Vec::with_capacity(items.len());
         for item in &items {
@@ -761,12 +769,12 @@ impl Reader {
             .send(Op::List { prefix, after }, Purpose::ProbeManifests);
     }
 
-    fn on_probe_manifests(&mut self, resp: Response) {
+    fn on_probe_manifests(&mut self, request: Pending<Purpose>, resp: Response) {
         let newer = match resp.into_list() {
             Ok(items) => items
                 .iter()
                 .any(|m| self.paths.manifest_version(&m.path).is_some()),
-            Err(_) => true,
+            Err(_) => return self.shortcut_retry(request),
         };
         let decision = self.shortcut.as_ref().and_then(Shortcut::decide);
         match decision {
@@ -954,9 +962,9 @@ impl Machine for Reader {
             Purpose::GenerationIndex => self.on_generation_index(request, response),
             Purpose::GenerationRange { seq } => self.on_generation_range(seq, request, response),
             Purpose::Slot { position, token } => self.on_slot(position, token, request, response),
-            Purpose::Probe { position } => self.on_probe(position, response),
-            Purpose::Intents => self.on_intents(response),
-            Purpose::ProbeManifests => self.on_probe_manifests(response),
+            Purpose::Probe { position } => self.on_probe(position, request, response),
+            Purpose::Intents => self.on_intents(request, response),
+            Purpose::ProbeManifests => self.on_probe_manifests(request, response),
         }
     }
 
