@@ -30,6 +30,8 @@ pub struct Inspection {
     pub manifest_versions: Vec<u64>,
     /// WAL objects present, ascending: (position, size in bytes).
     pub wal: Vec<(u64, u64)>,
+    /// Fence intents present, ascending: (position, epoch) (PROTOCOL.md §1).
+    pub fence_intents: Vec<(u64, u64)>,
 }
 
 #[cfg(feature = "arrow")]
@@ -87,11 +89,13 @@ enum Look {
     ManifestFolder,
     Manifest(u64),
     WalFolder,
+    FencesFolder,
 }
 
-/// Lists a log's manifests and WAL objects and reads its newest manifest. Reports one event:
+/// Lists a log's manifests, WAL objects and fence intents and reads its newest manifest. Reports one event:
 /// the [`Inspection`], or the first problem (an object in the manifest folder that is not a
-/// manifest, a manifest that does not decode, a failed request).
+/// manifest or a fence intent that is not one, a manifest that does not decode, a failed
+/// request).
 pub struct Inspector {
     paths: Paths,
     io: Requests<Look>,
@@ -115,6 +119,7 @@ impl Inspector {
                 manifest: None,
                 manifest_versions: Vec::new(),
                 wal: Vec::new(),
+                fence_intents: Vec::new(),
             },
             result: None,
             done: false,
@@ -153,12 +158,28 @@ impl Inspector {
                     .filter_map(|m| Some((self.paths.wal_position(&m.path)?, m.size)))
                     .collect();
                 self.found.wal.sort_unstable();
+                self.io
+                    .send(list(self.paths.fences_dir()), Look::FencesFolder);
+            }
+            Look::FencesFolder => {
+                let items = self.listed(response, &self.paths.fences_dir())?;
+                for item in items {
+                    let intent = self.paths.fence_intent_parts(&item.path).ok_or_else(|| {
+                        FatalError::Corrupt {
+                            path: item.path.clone(),
+                            reason: "unexpected object in the fences folder".into(),
+                        }
+                    })?;
+                    self.found.fence_intents.push(intent);
+                }
+                self.found.fence_intents.sort_unstable();
                 let found = core::mem::replace(
                     &mut self.found,
                     Inspection {
                         manifest: None,
                         manifest_versions: Vec::new(),
                         wal: Vec::new(),
+                        fence_intents: Vec::new(),
                     },
                 );
                 self.result = Some(Ok(found));

@@ -54,6 +54,31 @@ impl Paths {
         twenty_digits(name.strip_suffix(".arrows")?)
     }
 
+    /// The folder that holds fence intents (PROTOCOL.md §1, §4 "Open").
+    pub fn fences_dir(&self) -> String {
+        format!("{}fences/", self.base)
+    }
+
+    /// The intent of the fence a writer of `epoch` is about to put at `position`.
+    pub fn fence_intent(&self, position: u64, epoch: u64) -> String {
+        format!("{}fences/{position:020}-{epoch:010}", self.base)
+    }
+
+    /// A LIST bound below every intent at or past `position`.
+    pub fn fence_intents_from(&self, position: u64) -> String {
+        format!("{}fences/{position:020}", self.base)
+    }
+
+    /// The position and epoch named by a fence intent path, if it is one.
+    pub fn fence_intent_parts(&self, path: &str) -> Option<(u64, u64)> {
+        let name = path.strip_prefix(&self.fences_dir())?;
+        let (position, epoch) = name.split_once('-')?;
+        if epoch.len() != 10 || !epoch.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some((twenty_digits(position)?, epoch.parse().ok()?))
+    }
+
     /// Generation `id` flushed by a writer of `epoch`.
     pub fn generation(&self, epoch: u64, id: u64) -> String {
         format!("{}gen/{epoch:010}-{id:010}.arrow", self.base)
@@ -91,5 +116,15 @@ mod tests {
         );
         assert_eq!(Paths::new("").wal(1), "wal/00000000000000000001.arrows");
         assert_eq!(p.generation(2, 3), "logs/a/gen/0000000002-0000000003.arrow");
+        let intent = p.fence_intent(12, 3);
+        assert_eq!(intent, "logs/a/fences/00000000000000000012-0000000003");
+        assert_eq!(p.fence_intent_parts(&intent), Some((12, 3)));
+        assert!(p.fence_intents_from(12) < intent && intent < p.fence_intents_from(13));
+        assert!(p.fence_intent(9, 99) < p.fence_intent(10, 1));
+        assert_eq!(p.fence_intent_parts("logs/a/fences/12-3"), None);
+        assert_eq!(
+            p.fence_intent_parts("logs/a/fences/00000000000000000012-000000003x"),
+            None
+        );
     }
 }

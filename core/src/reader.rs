@@ -21,7 +21,9 @@ use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::{decode_slot, Step, Walk};
 
 mod ranged;
+mod shortcut;
 use ranged::{Planned, RangedGeneration};
+use shortcut::{Seen, Shortcut, Stage};
 
 /// What a reader reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +76,25 @@ enum Purpose {
         position: u64,
         token: u64,
     },
+    /// A slot probed by a start past the cursor (`shortcut.rs`).
+    Probe {
+        position: u64,
+    },
+    /// The LIST of fence intents for that start.
+    Intents,
+    /// The LIST of manifests that lets that start trust the fences it found.
+    ProbeManifests,
+}
+
+/// How a start at a position was found (PROTOCOL.md §5 "Start past the cursor").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartPath {
+    /// From the cursor (the start is not far enough past it, or not a position).
+    Walk,
+    /// Past the cursor, from the fence intents and the slots below the start.
+    Shortcut,
+    /// The shortcut was tried and fell back to the walk from the cursor.
+    Fallback,
 }
 
 /// What slot answers do: only a walking reader consumes them at once.
@@ -122,6 +143,9 @@ pub struct Reader {
     flow: Flow,
     /// The next generation's GET waits for the host to release bytes.
     generation_deferred: bool,
+    /// A start past the cursor in progress.
+    shortcut: Option<Shortcut>,
+    start_path: StartPath,
 }
 
 impl Reader {
@@ -157,6 +181,8 @@ impl Reader {
             checked_at: None,
             fence_checked_at: None,
             probing: false,
+            shortcut: None,
+            start_path: StartPath::Walk,
         };
         r.list_manifests();
         r
@@ -170,6 +196,11 @@ impl Reader {
     /// Every record below this position has been reported (or lies below the start).
     pub fn position(&self) -> u64 {
         self.next_position
+    }
+
+    /// How the start was found.
+    pub fn start_path(&self) -> StartPath {
+        self.start_path
     }
 
     /// Requests issued, by kind.
@@ -337,8 +368,25 @@ impl Reader {
             self.ranged = None;
             self.walk.restart(m.replay_cursor, m.cursor_epoch);
         }
+        let shortcut = match self.cfg.from {
+            Start::Position(p)
+                if first_read
+                    && self.todo.is_empty()
+                    && Shortcut::applies(p, m.replay_cursor, m.fence_window) =>
+            {
+                Some(Shortcut::new(
+                    p,
+                    m.replay_cursor,
+                    m.cursor_epoch,
+                    m.fence_window,
+                ))
+            }
+            _ => None,
+        };
         self.manifest = Some(m);
-        if first_read || moved {
+        if let Some(shortcut) = shortcut {
+            self.start_shortcut(shortcut);
+        } else if first_read || moved {
             self.next_generation();
         } else {
             self.resume_walk();
@@ -611,6 +659,135 @@ impl Reader {
         self.next_generation();
     }
 
+    /// A start far past the cursor (PROTOCOL.md §5 "Start past the cursor"): first the `W`
+    /// slots below the start.
+    fn start_shortcut(&mut self, mut shortcut: Shortcut) {
+        self.phase = Phase::Elsewhere;
+        for position in shortcut.check_range() {
+            shortcut.waiting.insert(position);
+            let path = self.paths.wal(position);
+            self.get(path, Purpose::Probe { position });
+        }
+        self.shortcut = Some(shortcut);
+    }
+
+    /// Gives up the shortcut: the walk from the cursor, always correct.
+    fn shortcut_fallback(&mut self) {
+        if self.shortcut.take().is_none() {
+            return;
+        }
+        // Probes still out answer into nothing (`self.shortcut` is gone).
+        self.start_path = StartPath::Fallback;
+        let (cursor, epoch) = self
+            .manifest
+            .as_ref()
+            .map_or((0, 0), |m| (m.replay_cursor, m.cursor_epoch));
+        self.walk.restart(cursor, epoch);
+        self.next_generation();
+    }
+
+    /// A shortcut's request failed: sent again after a backoff while its budget lasts, then
+    /// the walk from the cursor.
+    fn shortcut_retry(&mut self, request: Pending<Purpose>) {
+        if self.shortcut.is_some() && self.io.retry(self.now, request).is_err() {
+            self.shortcut_fallback();
+        }
+    }
+
+    fn on_probe(&mut self, position: u64, request: Pending<Purpose>, resp: Response) {
+        let entry = match resp.into_get() {
+            Ok(got) => {
+                match decode_slot(self.codec.as_ref(), self.paths.wal(position), position, got) {
+                    Ok(e) => Some(e),
+                    // The walk decides what a bad slot means (an orphan in a window is skipped).
+                    Err(_) => return self.shortcut_fallback(),
+                }
+            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => None,
+            Err(_) => return self.shortcut_retry(request),
+        };
+        let Some(shortcut) = self.shortcut.as_mut() else {
+            return;
+        };
+        shortcut.arrived(position, Seen::of(entry.as_ref()));
+        if !shortcut.stage_done() {
+            return;
+        }
+        match shortcut.stage {
+            Stage::CheckRange => {
+                // Listed only after the check range answered: a fence whose writer's data
+                // the check range saw has its intent written before that data.
+                shortcut.stage = Stage::Intents;
+                let after = Some(self.paths.fence_intents_from(shortcut.cursor));
+                let prefix = self.paths.fences_dir();
+                self.io.send(Op::List { prefix, after }, Purpose::Intents);
+            }
+            Stage::IntentSlots => self.probe_manifests(),
+            Stage::Intents | Stage::Manifests => {}
+        }
+    }
+
+    fn on_intents(&mut self, request: Pending<Purpose>, resp: Response) {
+        let Ok(items) = resp.into_list() else {
+            return self.shortcut_retry(request);
+        };
+        let mut intents = Vec::with_capacity(items.len());
+        for item in &items {
+            match self.paths.fence_intent_parts(&item.path) {
+                Some((position, _)) => intents.push(position),
+                None => return self.shortcut_fallback(),
+            }
+        }
+        let Some(shortcut) = self.shortcut.as_mut() else {
+            return;
+        };
+        shortcut.stage = Stage::IntentSlots;
+        let probes = shortcut.intent_slots_to_probe(intents);
+        if probes.is_empty() {
+            return self.probe_manifests();
+        }
+        for position in probes {
+            let path = self.paths.wal(position);
+            self.get(path, Purpose::Probe { position });
+        }
+    }
+
+    /// The fences found are trusted only if no manifest is newer than the one read: a slow
+    /// opener's fence in a slot a newer writer collected lies below that writer's cursor, and
+    /// the writer claimed (a newer manifest) before it collected.
+    fn probe_manifests(&mut self) {
+        let Some(shortcut) = self.shortcut.as_mut() else {
+            return;
+        };
+        shortcut.stage = Stage::Manifests;
+        let after = self
+            .manifest
+            .as_ref()
+            .map(|m| self.paths.manifest(m.version));
+        let prefix = self.paths.manifest_dir();
+        self.io
+            .send(Op::List { prefix, after }, Purpose::ProbeManifests);
+    }
+
+    fn on_probe_manifests(&mut self, request: Pending<Purpose>, resp: Response) {
+        let newer = match resp.into_list() {
+            Ok(items) => items
+                .iter()
+                .any(|m| self.paths.manifest_version(&m.path).is_some()),
+            Err(_) => return self.shortcut_retry(request),
+        };
+        let decision = self.shortcut.as_ref().and_then(Shortcut::decide);
+        match decision {
+            Some(d) if !newer => {
+                self.shortcut = None;
+                self.start_path = StartPath::Shortcut;
+                self.walk.restart(d.walk_from, d.fence_epoch);
+                self.next_generation();
+            }
+            _ => self.shortcut_fallback(),
+        }
+    }
+
     fn resume_walk(&mut self) {
         if self.manifest.is_none() {
             // No log yet.
@@ -785,6 +962,9 @@ impl Machine for Reader {
             Purpose::GenerationIndex => self.on_generation_index(request, response),
             Purpose::GenerationRange { seq } => self.on_generation_range(seq, request, response),
             Purpose::Slot { position, token } => self.on_slot(position, token, request, response),
+            Purpose::Probe { position } => self.on_probe(position, request, response),
+            Purpose::Intents => self.on_intents(request, response),
+            Purpose::ProbeManifests => self.on_probe_manifests(request, response),
         }
     }
 

@@ -205,6 +205,8 @@ pub struct Writer {
     /// The slot where this writer's fence is being put, and the fence's bytes (the walk
     /// waits on it).
     fence_at: Option<(u64, Body)>,
+    /// The intent of that fence while its put is out (PROTOCOL.md §4 "Open").
+    intent_at: Option<(u64, Body)>,
     /// Replayed so far: entries, records, bytes of records.
     replayed: (u64, u64, u64),
     /// The newest entry time this writer saw (replayed, or its own last): it never stamps
@@ -252,6 +254,7 @@ impl Writer {
             open_attempts: 0,
             walk: None,
             fence_at: None,
+            intent_at: None,
             replayed: (0, 0, 0),
             last_time: 0,
             fences: Vec::new(),

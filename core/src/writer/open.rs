@@ -277,14 +277,36 @@ impl Writer {
         }
     }
 
-    /// Puts this writer's fence at the walk's first empty slot.
+    /// Puts this writer's fence at the walk's first empty slot: its intent first, so that a
+    /// reader's one LIST of `fences/` finds every fence (PROTOCOL.md §4 "Open"); the fence
+    /// follows once the intent is durable ([`Writer::intent_landed`]).
     fn place_fence(&mut self, position: u64) {
         let body = match self.codec.encode_entry(&self.fence_header(position), &[]) {
             Ok(b) => b,
             Err(e) => return self.fail(FatalError::from_codec(self.paths.wal(position), e)),
         };
         self.fence_at = Some((position, body));
-        self.put(PutTarget::Fence { position });
+        // The body names the writer, so a read-back tells its own intent (an unknown outcome)
+        // from anything else.
+        let intent = format!("{:016x}", self.nonce).into_bytes();
+        self.intent_at = Some((position, Body::from(intent)));
+        self.put(PutTarget::FenceIntent { position });
+    }
+
+    /// The bytes of the fence intent being put at `position`.
+    pub(super) fn intent_body(&self, position: u64) -> Option<&Body> {
+        self.intent_at
+            .as_ref()
+            .filter(|(at, _)| *at == position)
+            .map(|(_, body)| body)
+    }
+
+    /// The intent of the fence at `position` is durable: now the fence.
+    pub(super) fn intent_landed(&mut self, position: u64) {
+        self.intent_at = None;
+        if self.fence_body(position).is_some() {
+            self.put(PutTarget::Fence { position });
+        }
     }
 
     /// The bytes of the fence being put at `position`.

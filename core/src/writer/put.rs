@@ -27,6 +27,8 @@ use crate::requests::Pending;
 pub(super) enum PutTarget {
     /// Manifest version `version` (a claim, generation or truncate commit).
     Manifest { version: u64 },
+    /// The intent of this writer's fence at `position` (put before the fence).
+    FenceIntent { position: u64 },
     /// This writer's fence in WAL slot `position`.
     Fence { position: u64 },
     /// A data entry in WAL slot `position`.
@@ -39,7 +41,10 @@ impl PutTarget {
     /// A fence is put again at once when its read-back finds the slot empty (the walk waits
     /// on it); every other target waits a backoff first.
     fn put_again_at_once(self) -> bool {
-        matches!(self, PutTarget::Fence { .. })
+        matches!(
+            self,
+            PutTarget::Fence { .. } | PutTarget::FenceIntent { .. }
+        )
     }
 }
 
@@ -173,6 +178,7 @@ impl Writer {
                 self.paths.wal(position)
             }
             PutTarget::Generation { id } => self.paths.generation(self.epoch, id),
+            PutTarget::FenceIntent { position } => self.paths.fence_intent(position, self.epoch),
         }
     }
 
@@ -184,6 +190,7 @@ impl Writer {
             PutTarget::Fence { position } => self.fence_body(position),
             PutTarget::Entry { position } => self.pipeline.body(position),
             PutTarget::Generation { id } => self.memtable.body(id),
+            PutTarget::FenceIntent { position } => self.intent_body(position),
         }
     }
 
@@ -194,7 +201,9 @@ impl Writer {
             PutTarget::Entry { position } => {
                 Some(self.entry_header(position, self.pipeline.time(position)))
             }
-            PutTarget::Manifest { .. } | PutTarget::Generation { .. } => None,
+            PutTarget::Manifest { .. }
+            | PutTarget::Generation { .. }
+            | PutTarget::FenceIntent { .. } => None,
         }
     }
 
@@ -205,6 +214,8 @@ impl Writer {
             PutTarget::Manifest { version } => self.post_check(version),
             // The fence check (PROTOCOL.md §4).
             PutTarget::Fence { position } => self.check_fence(position),
+            // Only once the intent is durable may the fence follow (PROTOCOL.md §4 "Open").
+            PutTarget::FenceIntent { position } => self.intent_landed(position),
             PutTarget::Entry { position } => self.mark_durable(position),
             PutTarget::Generation { id } => self.memtable.mark_written(id),
         }
@@ -222,6 +233,11 @@ impl Writer {
             PutTarget::Generation { .. } => self.fail(FatalError::ProtocolViolation {
                 path: self.put_path(target),
                 reason: "another object holds this writer's generation name".into(),
+            }),
+            // The name carries this writer's epoch: nobody else writes it.
+            PutTarget::FenceIntent { .. } => self.fail(FatalError::ProtocolViolation {
+                path: self.put_path(target),
+                reason: "another object holds this writer's fence intent".into(),
             }),
         }
     }

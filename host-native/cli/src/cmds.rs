@@ -385,6 +385,7 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
             "manifest": m,
             "manifest_versions": i.manifest_versions,
             "wal": i.wal.iter().map(|(p, s)| serde_json::json!({"position": p, "bytes": s})).collect::<Vec<_>>(),
+            "fence_intents": i.fence_intents.iter().map(|(p, e)| serde_json::json!({"position": p, "epoch": e})).collect::<Vec<_>>(),
         });
         println!("{value}");
         return Ok(());
@@ -415,6 +416,7 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
         i.wal.first().map_or(0, |w| w.0),
         i.wal.last().map_or(0, |w| w.0),
     );
+    println!("  fence intents: {}", i.fence_intents.len());
     Ok(())
 }
 

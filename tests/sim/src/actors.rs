@@ -55,6 +55,8 @@ pub(crate) struct Client {
     pub blocked: bool,
     /// A reader's range: where it started (0: the beginning) and where it stops.
     pub range: (u64, Option<u64>),
+    /// A reader's start path was counted (a shortcut start or a fallback).
+    pub start_counted: bool,
     /// A reader started at a time: it reports the acknowledged entries from the first whose
     /// time is at or past this one, or unknown.
     pub since: Option<u64>,
@@ -195,9 +197,23 @@ impl World {
     pub(crate) fn spawn_random_reader(&mut self) -> usize {
         let end = self.model.landed.values().max().map_or(0, |p| p + 1);
         let wall = crate::world::WALL_CLOCK_BASE + self.now.as_millis() as u64;
-        let from = match self.rng.range(0, 3) {
+        let from = match self.rng.range(0, 4) {
             0 => Start::Beginning,
             1 => Start::Position(self.rng.range(0, end + 8)),
+            // Far enough past the cursor for the shortcut (PROTOCOL.md §5 "Start past the
+            // cursor"), up to a little past the end.
+            2 => {
+                let cursor = self.model.high.as_ref().map_or(0, |m| m.replay_cursor);
+                let w = u64::from(self.wcfg.fence_window);
+                let past = cursor + w + 1;
+                // Often near the end, where puts in flight leave holes.
+                let low = if self.rng.chance(0.5) {
+                    past.max(end.saturating_sub(2 * w))
+                } else {
+                    past
+                };
+                Start::Position(self.rng.range(low, low.max(end) + 1))
+            }
             _ => Start::Time(
                 wall - 500
                     - self

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tidewal_core::{Op, RequestId, Response, StoreErrorKind};
+use tidewal_core::{Op, RequestId, Response, StartPath, StoreErrorKind};
 
 use crate::actors::Machine;
 use crate::world::{Ev, World};
@@ -90,5 +90,24 @@ impl World {
                 c.retried_paths.insert(path);
             }
         }
+    }
+
+    /// Counts a reader's start past the cursor once it is known how it was found.
+    pub(crate) fn count_start(&mut self, client: usize) {
+        let c = &mut self.clients[client];
+        let Some(Machine::Reader(r)) = &c.machine else {
+            return;
+        };
+        if c.start_counted {
+            return;
+        }
+        match r.start_path() {
+            StartPath::Shortcut => self.shortcut_starts += 1,
+            StartPath::Fallback => self.shortcut_fallbacks += 1,
+            _ => return,
+        }
+        c.start_counted = true;
+        let path = r.start_path();
+        self.note(format_args!("c{client} start: {path:?}"));
     }
 }

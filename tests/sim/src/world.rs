@@ -38,6 +38,9 @@ pub struct Outcome {
     pub timed_out: u64,
     /// Ranged gets that reached the store.
     pub range_gets: u64,
+    /// Readers' starts past the cursor that took the shortcut, and that fell back.
+    pub shortcut_starts: u64,
+    pub shortcut_fallbacks: u64,
     /// Hash of the trace (the same seed must give the same hash).
     pub trace_hash: u64,
     /// The first broken invariant, if any.
@@ -98,6 +101,9 @@ pub(crate) struct World {
     steps: u64,
     /// Ranged gets that reached the store (readers starting inside generations).
     range_gets: u64,
+    /// Readers' starts past the cursor: taken as a shortcut, fallen back to the walk.
+    pub(crate) shortcut_starts: u64,
+    pub(crate) shortcut_fallbacks: u64,
     hash: u64,
     trace: Option<Vec<String>>,
     line: String,
@@ -115,6 +121,8 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         replies,
         timed_out,
         range_gets: w.range_gets,
+        shortcut_starts: w.shortcut_starts,
+        shortcut_fallbacks: w.shortcut_fallbacks,
         trace_hash: w.hash,
         violation,
         trace: w.trace.unwrap_or_default(),
@@ -190,6 +198,8 @@ impl World {
             next_payload: 0,
             steps: 0,
             range_gets: 0,
+            shortcut_starts: 0,
+            shortcut_fallbacks: 0,
             hash: 0xcbf2_9ce4_8422_2325,
             trace: trace.then(Vec::new),
             line: String::new(),
@@ -258,6 +268,7 @@ impl World {
                     Some(Machine::Consumer(c)) => c.handle_response(id, resp, now),
                     None => return Ok(()),
                 }
+                self.count_start(client);
                 self.drain(client)
             }
             Ev::Timer { client } => {
@@ -500,8 +511,31 @@ impl World {
                 expected.len()
             ));
         }
+        self.check_reads_in_log(&got)?;
         self.resume_every_consumer(self.now + FINAL_DEADLINE)?;
         self.check_corruption(digest, from)
+    }
+
+    /// Every entry any reader reported is part of the final log (a reader that reported an
+    /// entry above a hole that later became a fence reported an orphan; the fence may land
+    /// after the report, so the check at each report cannot see it). WAL-only logs may have
+    /// truncated what lies below the truncate point.
+    fn check_reads_in_log(&self, log: &[(u64, u64)]) -> Result<(), String> {
+        let log: std::collections::BTreeSet<&(u64, u64)> = log.iter().collect();
+        let floor = if self.wcfg.wal_only {
+            self.model.truncated_to
+        } else {
+            0
+        };
+        for (i, c) in self.clients.iter().enumerate() {
+            if let Some(item) = c.read.iter().find(|r| r.0 >= floor && !log.contains(r)) {
+                return Err(format!(
+                    "c{i} read payload {} at {}, which is not in the final log",
+                    item.1, item.0
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Runs reader `r` until it is done (or the deadline passes: an error).
