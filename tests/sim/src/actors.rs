@@ -57,6 +57,8 @@ pub(crate) struct Client {
     pub range: (u64, Option<u64>),
     /// A reader's start path was counted (a shortcut start or a fallback).
     pub start_counted: bool,
+    /// A reader's start at a time was counted (searched or fallen back).
+    pub time_start_counted: bool,
     /// A reader started at a time: it reports the acknowledged entries from the first whose
     /// time is at or past this one, or unknown.
     pub since: Option<u64>,
