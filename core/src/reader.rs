@@ -89,9 +89,14 @@ enum Purpose {
     /// The LIST of every fence intent for a start at a time (`timesearch.rs`).
     SearchIntents,
     /// A fence intent's body, for that search.
-    SearchIntent { position: u64, epoch: u64 },
+    SearchIntent {
+        position: u64,
+        epoch: u64,
+    },
     /// A slot probed by that search.
-    SearchProbe { position: u64 },
+    SearchProbe {
+        position: u64,
+    },
     /// The LIST of manifests that lets that search trust what it found.
     SearchManifests,
 }
@@ -421,12 +426,9 @@ impl Reader {
             _ => None,
         };
         let search = match self.time_from {
-            Some(t) if first_read && self.todo.is_empty() => Some(TimeSearch::new(
-                t,
-                m.replay_cursor,
-                m.cursor_epoch,
-                m.epoch,
-            )),
+            Some(t) if first_read && self.todo.is_empty() => {
+                Some(TimeSearch::new(t, m.replay_cursor, m.cursor_epoch, m.epoch))
+            }
             _ => None,
         };
         self.manifest = Some(m);
@@ -841,7 +843,13 @@ impl Reader {
     fn start_search(&mut self, search: TimeSearch) {
         self.phase = Phase::Elsewhere;
         let prefix = self.paths.fences_dir();
-        self.io.send(Op::List { prefix, after: None }, Purpose::SearchIntents);
+        self.io.send(
+            Op::List {
+                prefix,
+                after: None,
+            },
+            Purpose::SearchIntents,
+        );
         self.search = Some(search);
     }
 
@@ -994,8 +1002,7 @@ impl Reader {
             return;
         };
         if Shortcut::applies(position, m.replay_cursor, m.fence_window) {
-            let shortcut =
-                Shortcut::new(position, m.replay_cursor, m.cursor_epoch, m.fence_window);
+            let shortcut = Shortcut::new(position, m.replay_cursor, m.cursor_epoch, m.fence_window);
             self.start_shortcut(shortcut);
         } else {
             self.next_generation();

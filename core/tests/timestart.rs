@@ -96,7 +96,10 @@ fn a_start_before_the_first_entry_reports_all_of_them() {
     let mut h = timed_log(200);
     let (got, how, _) = read(&mut h, ORIGIN);
     assert_eq!(got, (4..204).collect::<Vec<_>>());
-    assert!(matches!(how, TimeStart::Searched { position, .. } if position <= 4), "{how:?}");
+    assert!(
+        matches!(how, TimeStart::Searched { position, .. } if position <= 4),
+        "{how:?}"
+    );
 }
 
 #[test]
@@ -104,7 +107,10 @@ fn a_start_after_the_last_entry_reports_nothing() {
     let mut h = timed_log(200);
     let (got, how, ops) = read(&mut h, ORIGIN + 10_000);
     assert_eq!(got, Vec::<u64>::new());
-    assert!(matches!(how, TimeStart::Searched { position: 204, .. }), "{how:?}");
+    assert!(
+        matches!(how, TimeStart::Searched { position: 204, .. }),
+        "{how:?}"
+    );
     assert!(count(&ops, false) < 60, "{ops:?}");
 }
 

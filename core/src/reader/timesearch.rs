@@ -272,7 +272,16 @@ mod tests {
     fn search(t: u64, end: u64, seen: impl Fn(u64) -> Probed) -> (u64, u32) {
         let mut s = TimeSearch::new(t, 0, 1, 2);
         let keys = s.writers_to_ask(&[(0, 2)]);
-        assert_eq!(keys, [Key::Intent { position: 0, epoch: 2 }, Key::Slot(0)]);
+        assert_eq!(
+            keys,
+            [
+                Key::Intent {
+                    position: 0,
+                    epoch: 2
+                },
+                Key::Slot(0)
+            ]
+        );
         s.intent_arrived(0, 2, Some(b"00000000000000ff timed"));
         s.slot_arrived(
             0,
@@ -302,7 +311,8 @@ mod tests {
 
     #[test]
     fn uncertain_probes_only_lower_the_start() {
-        // An untimed entry, an orphan and a lost intent's stray all count as at or past t.
+        // Past 1000 only slots that claim a time below t but prove nothing: an untimed entry,
+        // an orphan (epoch 1 below the fence's 2), a writer that promised nothing, a fence.
         for odd in [
             Probed::Data {
                 epoch: 2,
@@ -310,15 +320,60 @@ mod tests {
             },
             data(1, 10),
             data(7, 10),
+            Probed::Fence {
+                epoch: 9,
+                window: 4,
+            },
         ] {
             let seen = |x| match x {
                 0..=3 => Probed::Absent,
-                500 => odd,
+                1000.. => odd,
                 _ => data(2, x / 10),
             };
             let (found, _) = search(100, 2000, seen);
-            assert!(found <= 1000, "{odd:?}: {found}");
+            assert_eq!(found, 1000, "{odd:?}");
         }
+    }
+
+    #[test]
+    fn an_orphan_or_a_window_slot_is_not_before_t() {
+        // Fence 0 (epoch 2), fence 1000 (epoch 3, W 4): past it, slots of its window and
+        // orphans of epoch 2 that claim an early time; epoch 3's entries lie at or past t.
+        let mut s = TimeSearch::new(100, 0, 1, 3);
+        s.writers_to_ask(&[(0, 2), (1000, 3)]);
+        s.intent_arrived(0, 2, Some(b"00000000000000ff timed"));
+        s.intent_arrived(1000, 3, Some(b"00000000000000fe timed"));
+        s.slot_arrived(
+            0,
+            Probed::Fence {
+                epoch: 2,
+                window: 4,
+            },
+        );
+        s.slot_arrived(
+            1000,
+            Probed::Fence {
+                epoch: 3,
+                window: 4,
+            },
+        );
+        assert!(s.writers_promise());
+        while let Some(x) = s.next_probe() {
+            let probed = match x {
+                0..=3 => Probed::Absent,
+                1000 => Probed::Fence {
+                    epoch: 3,
+                    window: 4,
+                },
+                1001..=1003 => data(2, 5),
+                1004..=1500 if x % 2 == 0 => data(2, 5),
+                1004..=1500 => data(3, 200),
+                1501.. => Probed::Absent,
+                _ => data(2, x / 20),
+            };
+            assert!(s.slot_arrived(x, probed));
+        }
+        assert_eq!(s.found(), 1000);
     }
 
     #[test]
