@@ -52,7 +52,7 @@ pub use io::{
 pub use machine::{Machine, Output};
 pub use manifest::{GenerationRecord, IndexRecord, Manifest};
 pub use mem::MemStore;
-pub use reader::{ReadEvent, Reader, StartPath};
+pub use reader::{ReadEvent, Reader, StartPath, TimeStart};
 pub use requests::IoCounters;
 pub use session::{Ack, Reply, Session, SessionEvent, Stats};
 pub use writer::{AppendId, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP};

@@ -22,8 +22,10 @@ use crate::walk::{decode_slot, Step, Walk};
 
 mod ranged;
 mod shortcut;
+mod timesearch;
 use ranged::{Planned, RangedGeneration};
 use shortcut::{Seen, Shortcut, Stage};
+use timesearch::{Key, Probed, TimeSearch};
 
 /// What a reader reports.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,6 +86,36 @@ enum Purpose {
     Intents,
     /// The LIST of manifests that lets that start trust the fences it found.
     ProbeManifests,
+    /// The LIST of every fence intent for a start at a time (`timesearch.rs`).
+    SearchIntents,
+    /// A fence intent's body, for that search.
+    SearchIntent {
+        position: u64,
+        epoch: u64,
+    },
+    /// A slot probed by that search.
+    SearchProbe {
+        position: u64,
+    },
+    /// The LIST of manifests that lets that search trust what it found.
+    SearchManifests,
+}
+
+/// How a start at a time past the generations found its position (PROTOCOL.md §5 "Start at
+/// a time").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimeStart {
+    /// Not a start at a time past the generations.
+    NotSearched,
+    /// Searched: started as a start at this position, the time gate still on.
+    Searched {
+        /// The position found.
+        position: u64,
+        /// Rounds of slot probes the search took.
+        rounds: u32,
+    },
+    /// The search could not be trusted: the walk from the cursor.
+    Fallback,
 }
 
 /// How a start at a position was found (PROTOCOL.md §5 "Start past the cursor").
@@ -146,6 +178,9 @@ pub struct Reader {
     /// A start past the cursor in progress.
     shortcut: Option<Shortcut>,
     start_path: StartPath,
+    /// A start at a time searching the WAL.
+    search: Option<TimeSearch>,
+    time_start: TimeStart,
 }
 
 impl Reader {
@@ -183,6 +218,8 @@ impl Reader {
             probing: false,
             shortcut: None,
             start_path: StartPath::Walk,
+            search: None,
+            time_start: TimeStart::NotSearched,
         };
         r.list_manifests();
         r
@@ -201,6 +238,11 @@ impl Reader {
     /// How the start was found.
     pub fn start_path(&self) -> StartPath {
         self.start_path
+    }
+
+    /// How a start at a time found its position.
+    pub fn time_start(&self) -> TimeStart {
+        self.time_start
     }
 
     /// Requests issued, by kind.
@@ -383,9 +425,17 @@ impl Reader {
             }
             _ => None,
         };
+        let search = match self.time_from {
+            Some(t) if first_read && self.todo.is_empty() => {
+                Some(TimeSearch::new(t, m.replay_cursor, m.cursor_epoch, m.epoch))
+            }
+            _ => None,
+        };
         self.manifest = Some(m);
         if let Some(shortcut) = shortcut {
             self.start_shortcut(shortcut);
+        } else if let Some(search) = search {
+            self.start_search(search);
         } else if first_read || moved {
             self.next_generation();
         } else {
@@ -788,6 +838,177 @@ impl Reader {
         }
     }
 
+    /// A start at a time past the generations (PROTOCOL.md §5 "Start at a time"): first the
+    /// LIST of every fence intent.
+    fn start_search(&mut self, search: TimeSearch) {
+        self.phase = Phase::Elsewhere;
+        let prefix = self.paths.fences_dir();
+        self.io.send(
+            Op::List {
+                prefix,
+                after: None,
+            },
+            Purpose::SearchIntents,
+        );
+        self.search = Some(search);
+    }
+
+    /// Gives up the search: the walk from the cursor, always correct.
+    fn search_fallback(&mut self) {
+        if self.search.take().is_none() {
+            return;
+        }
+        // Answers still out land in nothing (`self.search` is gone).
+        self.time_start = TimeStart::Fallback;
+        let (cursor, epoch) = self
+            .manifest
+            .as_ref()
+            .map_or((0, 0), |m| (m.replay_cursor, m.cursor_epoch));
+        self.walk.restart(cursor, epoch);
+        self.next_generation();
+    }
+
+    /// A search's request failed: sent again after a backoff while its budget lasts, then
+    /// the walk from the cursor.
+    fn search_retry(&mut self, request: Pending<Purpose>) {
+        if self.search.is_some() && self.io.retry(self.now, request).is_err() {
+            self.search_fallback();
+        }
+    }
+
+    fn on_search_intents(&mut self, request: Pending<Purpose>, resp: Response) {
+        let Ok(items) = resp.into_list() else {
+            return self.search_retry(request);
+        };
+        let mut intents = Vec::with_capacity(items.len());
+        for item in &items {
+            match self.paths.fence_intent_parts(&item.path) {
+                Some(parts) => intents.push(parts),
+                None => return self.search_fallback(),
+            }
+        }
+        let Some(search) = self.search.as_mut() else {
+            return;
+        };
+        let keys = search.writers_to_ask(&intents);
+        if keys.is_empty() {
+            return self.search_round_done();
+        }
+        for key in keys {
+            match key {
+                Key::Slot(position) => {
+                    let path = self.paths.wal(position);
+                    self.get(path, Purpose::SearchProbe { position });
+                }
+                Key::Intent { position, epoch } => {
+                    let path = self.paths.fence_intent(position, epoch);
+                    self.get(path, Purpose::SearchIntent { position, epoch });
+                }
+            }
+        }
+    }
+
+    fn on_search_intent(
+        &mut self,
+        position: u64,
+        epoch: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
+        let body = match resp.into_get() {
+            Ok(got) => Some(got),
+            Err(e) if e.kind == StoreErrorKind::NotFound => None,
+            Err(_) => return self.search_retry(request),
+        };
+        let Some(search) = self.search.as_mut() else {
+            return;
+        };
+        search.intent_arrived(position, epoch, body.as_deref());
+        if search.round_done() {
+            self.search_round_done();
+        }
+    }
+
+    fn on_search_probe(&mut self, position: u64, request: Pending<Purpose>, resp: Response) {
+        let entry = match resp.into_get() {
+            Ok(got) => {
+                match decode_slot(self.codec.as_ref(), self.paths.wal(position), position, got) {
+                    Ok(e) => Some(e),
+                    // The walk decides what a bad slot means (an orphan in a window is skipped).
+                    Err(_) => return self.search_fallback(),
+                }
+            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => None,
+            Err(_) => return self.search_retry(request),
+        };
+        let Some(search) = self.search.as_mut() else {
+            return;
+        };
+        if search.slot_arrived(position, Probed::of(entry.as_ref())) && search.round_done() {
+            self.search_round_done();
+        }
+    }
+
+    /// Every answer of a round is in: the next probe, or the LIST of manifests.
+    fn search_round_done(&mut self) {
+        let Some(search) = self.search.as_mut() else {
+            return;
+        };
+        if search.stage == timesearch::Stage::Writers && !search.writers_promise() {
+            // A writer that may not have stamped times: an untimed entry no probe can rule
+            // out would open the gate.
+            return self.search_fallback();
+        }
+        match search.next_probe() {
+            Some(position) => {
+                let path = self.paths.wal(position);
+                self.get(path, Purpose::SearchProbe { position });
+            }
+            None => {
+                search.stage = timesearch::Stage::Manifests;
+                let after = self
+                    .manifest
+                    .as_ref()
+                    .map(|m| self.paths.manifest(m.version));
+                let prefix = self.paths.manifest_dir();
+                self.io
+                    .send(Op::List { prefix, after }, Purpose::SearchManifests);
+            }
+        }
+    }
+
+    /// The search is trusted only if no writer claimed since the manifest read (its entries
+    /// and promise are unknown): then the start is a start at the position found.
+    fn on_search_manifests(&mut self, request: Pending<Purpose>, resp: Response) {
+        let newer = match resp.into_list() {
+            Ok(items) => items
+                .iter()
+                .any(|m| self.paths.manifest_version(&m.path).is_some()),
+            Err(_) => return self.search_retry(request),
+        };
+        if newer {
+            return self.search_fallback();
+        }
+        let Some(search) = self.search.take() else {
+            return;
+        };
+        let position = search.found();
+        self.time_start = TimeStart::Searched {
+            position,
+            rounds: search.rounds,
+        };
+        self.next_position = self.next_position.max(position);
+        let Some(m) = self.manifest.as_ref() else {
+            return;
+        };
+        if Shortcut::applies(position, m.replay_cursor, m.fence_window) {
+            let shortcut = Shortcut::new(position, m.replay_cursor, m.cursor_epoch, m.fence_window);
+            self.start_shortcut(shortcut);
+        } else {
+            self.next_generation();
+        }
+    }
+
     fn resume_walk(&mut self) {
         if self.manifest.is_none() {
             // No log yet.
@@ -965,6 +1186,12 @@ impl Machine for Reader {
             Purpose::Probe { position } => self.on_probe(position, request, response),
             Purpose::Intents => self.on_intents(request, response),
             Purpose::ProbeManifests => self.on_probe_manifests(request, response),
+            Purpose::SearchIntents => self.on_search_intents(request, response),
+            Purpose::SearchIntent { position, epoch } => {
+                self.on_search_intent(position, epoch, request, response)
+            }
+            Purpose::SearchProbe { position } => self.on_search_probe(position, request, response),
+            Purpose::SearchManifests => self.on_search_manifests(request, response),
         }
     }
 

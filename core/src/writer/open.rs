@@ -287,8 +287,14 @@ impl Writer {
         };
         self.fence_at = Some((position, body));
         // The body names the writer, so a read-back tells its own intent (an unknown outcome)
-        // from anything else.
-        let intent = format!("{:016x}", self.nonce).into_bytes();
+        // from anything else. A writer with a clock stamps every data entry with a time and
+        // says so: a reader's time search relies on it (PROTOCOL.md §5 "Start at a time").
+        let timed = if self.cfg.unix_ms_at_origin.is_some() {
+            " timed"
+        } else {
+            ""
+        };
+        let intent = format!("{:016x}{timed}", self.nonce).into_bytes();
         self.intent_at = Some((position, Body::from(intent)));
         self.put(PutTarget::FenceIntent { position });
     }

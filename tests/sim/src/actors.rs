@@ -57,6 +57,8 @@ pub(crate) struct Client {
     pub range: (u64, Option<u64>),
     /// A reader's start path was counted (a shortcut start or a fallback).
     pub start_counted: bool,
+    /// A reader's start at a time was counted (searched or fallen back).
+    pub time_start_counted: bool,
     /// A reader started at a time: it reports the acknowledged entries from the first whose
     /// time is at or past this one, or unknown.
     pub since: Option<u64>,
@@ -214,13 +216,22 @@ impl World {
                 };
                 Start::Position(self.rng.range(low, low.max(end) + 1))
             }
-            _ => Start::Time(
-                wall - 500
-                    - self
-                        .rng
-                        .range(0, wall - crate::world::WALL_CLOCK_BASE + 500)
-                    + self.rng.range(0, 1000),
-            ),
+            _ => {
+                let back = self
+                    .rng
+                    .range(0, wall - crate::world::WALL_CLOCK_BASE + 500);
+                let jitter = self.rng.range(0, 1000);
+                // Half the time, at (or just past) an acknowledged entry's time: a start in
+                // the middle of the log, where a time search must stop at the right entry
+                // (PROTOCOL.md §5 "Start at a time"). The same draws either way.
+                let times: Vec<u64> = self.model.time.values().filter_map(|&t| t).collect();
+                match times.len() as u64 {
+                    n if n > 0 && jitter < 500 => {
+                        Start::Time(times[(back % n) as usize] + jitter % 2)
+                    }
+                    _ => Start::Time(wall - 500 - back + jitter),
+                }
+            }
         };
         let start = match from {
             Start::Position(p) => p,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tidewal_core::{Op, RequestId, Response, StartPath, StoreErrorKind};
+use tidewal_core::{Op, RequestId, Response, StartPath, StoreErrorKind, TimeStart};
 
 use crate::actors::Machine;
 use crate::world::{Ev, World};
@@ -94,6 +94,7 @@ impl World {
 
     /// Counts a reader's start past the cursor once it is known how it was found.
     pub(crate) fn count_start(&mut self, client: usize) {
+        self.count_time_start(client);
         let c = &mut self.clients[client];
         let Some(Machine::Reader(r)) = &c.machine else {
             return;
@@ -109,5 +110,24 @@ impl World {
         c.start_counted = true;
         let path = r.start_path();
         self.note(format_args!("c{client} start: {path:?}"));
+    }
+
+    /// Counts a reader's start at a time past the generations once it searched or fell back.
+    fn count_time_start(&mut self, client: usize) {
+        let c = &mut self.clients[client];
+        let Some(Machine::Reader(r)) = &c.machine else {
+            return;
+        };
+        if c.time_start_counted {
+            return;
+        }
+        let how = r.time_start();
+        match how {
+            TimeStart::Searched { .. } => self.time_searches += 1,
+            TimeStart::Fallback => self.time_fallbacks += 1,
+            TimeStart::NotSearched => return,
+        }
+        c.time_start_counted = true;
+        self.note(format_args!("c{client} time start: {how:?}"));
     }
 }

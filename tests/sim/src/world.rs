@@ -41,6 +41,10 @@ pub struct Outcome {
     /// Readers' starts past the cursor that took the shortcut, and that fell back.
     pub shortcut_starts: u64,
     pub shortcut_fallbacks: u64,
+    /// Readers' starts at a time past the generations that searched the WAL, and that fell
+    /// back to the walk from the cursor.
+    pub time_searches: u64,
+    pub time_fallbacks: u64,
     /// Hash of the trace (the same seed must give the same hash).
     pub trace_hash: u64,
     /// The first broken invariant, if any.
@@ -104,6 +108,9 @@ pub(crate) struct World {
     /// Readers' starts past the cursor: taken as a shortcut, fallen back to the walk.
     pub(crate) shortcut_starts: u64,
     pub(crate) shortcut_fallbacks: u64,
+    /// Readers' starts at a time: searched, fallen back.
+    pub(crate) time_searches: u64,
+    pub(crate) time_fallbacks: u64,
     hash: u64,
     trace: Option<Vec<String>>,
     line: String,
@@ -123,6 +130,8 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         range_gets: w.range_gets,
         shortcut_starts: w.shortcut_starts,
         shortcut_fallbacks: w.shortcut_fallbacks,
+        time_searches: w.time_searches,
+        time_fallbacks: w.time_fallbacks,
         trace_hash: w.hash,
         violation,
         trace: w.trace.unwrap_or_default(),
@@ -200,6 +209,8 @@ impl World {
             range_gets: 0,
             shortcut_starts: 0,
             shortcut_fallbacks: 0,
+            time_searches: 0,
+            time_fallbacks: 0,
             hash: 0xcbf2_9ce4_8422_2325,
             trace: trace.then(Vec::new),
             line: String::new(),
