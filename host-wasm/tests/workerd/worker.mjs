@@ -1,8 +1,8 @@
 // A Worker that drives tidewal on its R2 binding, one step per request (run.mjs walks the
 // scenario): POST /open, /append/<id>, /close/<id>, /fenced/<id>, /scan, with Arrow IPC bodies,
-// and /range (R2Store's ranged get).
+// /read (a read-only Reader of one column) and /range (R2Store's ranged get).
 // Answers JSON; a failure answers {error: {name, message}}.
-import init, { Wal } from './tidewal_wasm.js';
+import init, { Reader, Wal } from './tidewal_wasm.js';
 import wasmModule from './tidewal_wasm_bg.wasm';
 import { R2Store } from './r2_store.js';
 
@@ -33,6 +33,13 @@ async function step(name, id, env, body) {
       const bytes = await wal.scan();
       await wal.close();
       return { scan: Array.from(bytes) };
+    }
+    case 'read': {
+      // Read-only: a Reader writes nothing, so it fences nobody. Only the `id` column.
+      const reader = await Reader.open(store, { prefix: PREFIX, columns: ['id'] });
+      const batches = [];
+      for await (const ipc of reader) batches.push({ position: ipc.position, ipc: Array.from(ipc) });
+      return { batches };
     }
     case 'range': {
       // R2Store's ranged get: bytes 2..5 of a 10-byte object, and one past its end (R2
