@@ -728,6 +728,12 @@ impl Reader {
         }
         // Probes still out answer into nothing (`self.shortcut` is gone).
         self.start_path = StartPath::Fallback;
+        self.walk_from_cursor();
+    }
+
+    /// The start every shortcut and search falls back to: the walk from the manifest's cursor
+    /// (after any generations left), always correct.
+    fn walk_from_cursor(&mut self) {
         let (cursor, epoch) = self
             .manifest
             .as_ref()
@@ -860,12 +866,7 @@ impl Reader {
         }
         // Answers still out land in nothing (`self.search` is gone).
         self.time_start = TimeStart::Fallback;
-        let (cursor, epoch) = self
-            .manifest
-            .as_ref()
-            .map_or((0, 0), |m| (m.replay_cursor, m.cursor_epoch));
-        self.walk.restart(cursor, epoch);
-        self.next_generation();
+        self.walk_from_cursor();
     }
 
     /// A search's request failed: sent again after a backoff while its budget lasts, then
