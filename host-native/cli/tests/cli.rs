@@ -171,10 +171,10 @@ fn cat_and_tail_print_only_the_named_columns_and_refuse_unknown_ones() {
     );
 }
 
-/// The memory smoke (scripts/memory.sh is the 1 GiB proof): `cat` of a 64 MiB log with a
+/// The memory smoke (scripts/memory.sh is the 1 GiB proof): `cat` of a 128 MiB log with a
 /// 4 MiB read-ahead keeps its peak RSS far below the log's size.
 #[test]
-fn cat_of_a_64_mib_log_stays_far_below_its_size_in_memory() {
+fn cat_of_a_128_mib_log_stays_far_below_its_size_in_memory() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("log");
     let log = log.to_str().unwrap();
@@ -182,7 +182,7 @@ fn cat_of_a_64_mib_log_stays_far_below_its_size_in_memory() {
         "fill",
         log,
         "--mib",
-        "64",
+        "128",
         "--entry-kib",
         "256",
         "--memtable-mib",
@@ -202,9 +202,11 @@ fn cat_of_a_64_mib_log_stays_far_below_its_size_in_memory() {
         .find_map(|l| l.strip_prefix("VmHWM: "))
         .and_then(|v| v.trim_end_matches(" kB").parse().ok())
         .unwrap_or_else(|| panic!("no VmHWM in {err}"));
-    println!("cat of a 64 MiB log: peak RSS {kb} kB");
-    // Collecting the log first would take more than its 64 MiB.
-    assert!(kb < 48 << 10, "peak RSS {kb} kB for a 64 MiB log");
+    println!("cat of a 128 MiB log: peak RSS {kb} kB");
+    // Collecting the log first would take more than its 128 MiB. What a streaming `cat` of
+    // this debug build peaks at (45-57 MiB measured, 4 MiB of it the read-ahead) varies with
+    // the allocator's arenas, hence the margin.
+    assert!(kb < 96 << 10, "peak RSS {kb} kB for a 128 MiB log");
 }
 
 #[test]
