@@ -9,7 +9,7 @@ use alloc::vec::Vec;
 use bytes::Bytes;
 use core::time::Duration;
 
-use crate::codec::{Codec, IndexedEntry, Record};
+use crate::codec::{Codec, Entry, IndexedEntry, Record};
 use crate::config::{ReaderConfig, Start};
 use crate::error::FatalError;
 use crate::flow::{record_bytes, Flow, Holding};
@@ -127,6 +127,17 @@ pub enum StartPath {
     Shortcut,
     /// The shortcut was tried and fell back to the walk from the cursor.
     Fallback,
+}
+
+/// A probe GET's outcome, for a start that may fall back to the walk.
+enum ProbeAnswer {
+    /// The slot's entry, or `None` for an empty slot.
+    Slot(Option<Entry>),
+    /// Bytes that do not decode: the walk decides what they mean (an orphan in a window is
+    /// skipped), so the start falls back to it.
+    Undecodable,
+    /// The store failed: retry within the budget.
+    Failed,
 }
 
 /// What slot answers do: only a walking reader consumes them at once.
@@ -742,6 +753,20 @@ impl Reader {
         self.next_generation();
     }
 
+    /// What a probe of slot `position` (the shortcut's or the time search's) found.
+    fn probe_answer(&self, position: u64, resp: Response) -> ProbeAnswer {
+        match resp.into_get() {
+            Ok(got) => {
+                match decode_slot(self.codec.as_ref(), self.paths.wal(position), position, got) {
+                    Ok(e) => ProbeAnswer::Slot(Some(e)),
+                    Err(_) => ProbeAnswer::Undecodable,
+                }
+            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => ProbeAnswer::Slot(None),
+            Err(_) => ProbeAnswer::Failed,
+        }
+    }
+
     /// A shortcut's request failed: sent again after a backoff while its budget lasts, then
     /// the walk from the cursor.
     fn shortcut_retry(&mut self, request: Pending<Purpose>) {
@@ -751,16 +776,10 @@ impl Reader {
     }
 
     fn on_probe(&mut self, position: u64, request: Pending<Purpose>, resp: Response) {
-        let entry = match resp.into_get() {
-            Ok(got) => {
-                match decode_slot(self.codec.as_ref(), self.paths.wal(position), position, got) {
-                    Ok(e) => Some(e),
-                    // The walk decides what a bad slot means (an orphan in a window is skipped).
-                    Err(_) => return self.shortcut_fallback(),
-                }
-            }
-            Err(e) if e.kind == StoreErrorKind::NotFound => None,
-            Err(_) => return self.shortcut_retry(request),
+        let entry = match self.probe_answer(position, resp) {
+            ProbeAnswer::Slot(entry) => entry,
+            ProbeAnswer::Undecodable => return self.shortcut_fallback(),
+            ProbeAnswer::Failed => return self.shortcut_retry(request),
         };
         let Some(shortcut) = self.shortcut.as_mut() else {
             return;
@@ -931,16 +950,10 @@ impl Reader {
     }
 
     fn on_search_probe(&mut self, position: u64, request: Pending<Purpose>, resp: Response) {
-        let entry = match resp.into_get() {
-            Ok(got) => {
-                match decode_slot(self.codec.as_ref(), self.paths.wal(position), position, got) {
-                    Ok(e) => Some(e),
-                    // The walk decides what a bad slot means (an orphan in a window is skipped).
-                    Err(_) => return self.search_fallback(),
-                }
-            }
-            Err(e) if e.kind == StoreErrorKind::NotFound => None,
-            Err(_) => return self.search_retry(request),
+        let entry = match self.probe_answer(position, resp) {
+            ProbeAnswer::Slot(entry) => entry,
+            ProbeAnswer::Undecodable => return self.search_fallback(),
+            ProbeAnswer::Failed => return self.search_retry(request),
         };
         let Some(search) = self.search.as_mut() else {
             return;

@@ -39,28 +39,8 @@ fn read(h: &mut Harness, from: u64, until: Option<u64>) -> (Vec<u64>, StartPath,
         ..ReaderConfig::default()
     };
     let mut r = Reader::new(cfg, codec(), 5, h.now);
-    let (mut positions, mut ops) = (Vec::new(), Vec::new());
-    for _ in 0..100_000 {
-        let d = drain(&mut r);
-        for e in d.events {
-            r.release(e.bytes());
-            match e {
-                ReadEvent::Records { position, .. } => positions.push(position),
-                ReadEvent::Fatal(f) => panic!("reader failed: {f}"),
-                _ => {}
-            }
-        }
-        if d.done {
-            return (positions, r.start_path(), ops);
-        }
-        assert!(!d.requests.is_empty(), "reader stuck");
-        for req in d.requests {
-            ops.push(req.op.clone());
-            let resp = h.store.execute(&req.op);
-            r.handle_response(req.id, resp, h.now);
-        }
-    }
-    panic!("reader did not finish");
+    let (positions, ops) = read_to_end(&mut r, &mut h.store, h.now, 100_000);
+    (positions, r.start_path(), ops)
 }
 
 fn gets(ops: &[Op]) -> usize {

@@ -6,7 +6,7 @@ mod harness;
 use std::time::Duration;
 
 use harness::*;
-use tidewal_core::{Machine, Op, ReadEvent, Reader, ReaderConfig, Start, TimeStart};
+use tidewal_core::{Op, Reader, ReaderConfig, Start, TimeStart};
 
 const ORIGIN: u64 = 1_700_000_000_000;
 
@@ -34,28 +34,8 @@ fn read(h: &mut Harness, t: u64) -> (Vec<u64>, TimeStart, Vec<Op>) {
         ..ReaderConfig::default()
     };
     let mut r = Reader::new(cfg, codec(), 5, h.now);
-    let (mut positions, mut ops) = (Vec::new(), Vec::new());
-    for _ in 0..1_000_000 {
-        let d = drain(&mut r);
-        for e in d.events {
-            r.release(e.bytes());
-            match e {
-                ReadEvent::Records { position, .. } => positions.push(position),
-                ReadEvent::Fatal(f) => panic!("reader failed: {f}"),
-                _ => {}
-            }
-        }
-        if d.done {
-            return (positions, r.time_start(), ops);
-        }
-        assert!(!d.requests.is_empty(), "reader stuck");
-        for req in d.requests {
-            ops.push(req.op.clone());
-            let resp = h.store.execute(&req.op);
-            r.handle_response(req.id, resp, h.now);
-        }
-    }
-    panic!("reader did not finish");
+    let (positions, ops) = read_to_end(&mut r, &mut h.store, h.now, 1_000_000);
+    (positions, r.time_start(), ops)
 }
 
 fn count(ops: &[Op], list: bool) -> usize {

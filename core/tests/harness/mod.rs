@@ -247,3 +247,35 @@ impl Harness {
         d
     }
 }
+
+/// Runs `r` against `store` until it is done (at most `steps` rounds), releasing every event
+/// at once: the positions it reported and every request it sent. Panics if it fails or stalls.
+pub fn read_to_end(
+    r: &mut Reader,
+    store: &mut MemStore,
+    now: Duration,
+    steps: usize,
+) -> (Vec<u64>, Vec<Op>) {
+    let (mut positions, mut ops) = (Vec::new(), Vec::new());
+    for _ in 0..steps {
+        let d = drain(r);
+        for e in d.events {
+            r.release(e.bytes());
+            match e {
+                ReadEvent::Records { position, .. } => positions.push(position),
+                ReadEvent::Fatal(f) => panic!("reader failed: {f}"),
+                _ => {}
+            }
+        }
+        if d.done {
+            return (positions, ops);
+        }
+        assert!(!d.requests.is_empty(), "reader stuck");
+        for req in d.requests {
+            ops.push(req.op.clone());
+            let resp = store.execute(&req.op);
+            r.handle_response(req.id, resp, now);
+        }
+    }
+    panic!("reader did not finish");
+}
