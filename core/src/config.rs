@@ -63,8 +63,12 @@ pub struct WriterConfig {
     /// caps replay near 800 MB/s, 64 ahead near 3 GB/s; the cost is memory for that many
     /// entries and as many GETs past the end of the log).
     pub read_ahead: u32,
-    /// Manifest versions kept by GC (at least 1).
+    /// Manifest versions kept by GC by count (at least 1): the newest this many.
     pub keep_manifests: u32,
+    /// Manifest versions committed more recently than this are kept too, whatever their
+    /// count (a reader as of a version, `tidewal history`): GC collects a version only when
+    /// both say so. Needs a wall clock (`unix_ms_at_origin`); without one, by count only.
+    pub keep_manifests_for: Duration,
     /// Open attempts when other writers keep claiming the log.
     pub open_attempts: u32,
     /// Store retries.
@@ -93,6 +97,7 @@ impl Default for WriterConfig {
             unflushed_budget: 512 << 20,
             read_ahead: 64,
             keep_manifests: 8,
+            keep_manifests_for: Duration::from_secs(3600),
             open_attempts: 8,
             retry: RetryPolicy::default(),
             unix_ms_at_origin: None,
@@ -152,6 +157,18 @@ pub struct ReaderConfig {
     /// Stop before this position: entries at or past it are not reported, and the reader
     /// finishes (following or not) once it meets one, or the log's end, at or past it.
     pub until: Option<u64>,
+    /// Read exactly this manifest version (PROTOCOL.md §5 "As of a version"): its
+    /// generations, below its cursor, and no WAL (the reader then finishes with `CaughtUp`
+    /// at the cursor, or `until` if lower, and never follows). A version not kept any more is
+    /// [`crate::FatalError::VersionNotKept`], one never committed
+    /// [`crate::FatalError::NoSuchVersion`], a generation of it collected since
+    /// [`crate::FatalError::GenerationCollected`].
+    pub as_of_version: Option<u64>,
+    /// Stop at the first entry whose time (unix ms) is known and past this one (PROTOCOL.md
+    /// §5 "Until a time"): entries of a time at or before it, and entries of unknown time
+    /// before that first later one, are reported; the reader then finishes with `CaughtUp`
+    /// at that entry's position, following or not.
+    pub until_time: Option<u64>,
     /// Keep polling for new entries after catching up.
     pub follow: bool,
     /// Delay between polls when following.
@@ -178,6 +195,8 @@ impl Default for ReaderConfig {
             prefix: String::new(),
             from: Start::Beginning,
             until: None,
+            as_of_version: None,
+            until_time: None,
             follow: false,
             poll_interval: Duration::from_millis(100),
             read_ahead: 64,

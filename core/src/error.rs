@@ -69,6 +69,30 @@ pub enum FatalError {
         /// The lowest position the log still holds.
         first_available: u64,
     },
+    /// A reader as of a manifest version found it collected (GC keeps versions by count and
+    /// by age, PROTOCOL.md §4 "GC").
+    VersionNotKept {
+        /// The version asked for.
+        version: u64,
+        /// The oldest version the log still keeps (`None`: none listed).
+        oldest_kept: Option<u64>,
+    },
+    /// A reader as of a manifest version asked for one never committed (0, or past the
+    /// newest).
+    NoSuchVersion {
+        /// The version asked for.
+        version: u64,
+        /// The newest version of the log (`None`: the log has none).
+        newest: Option<u64>,
+    },
+    /// A generation of the manifest version a reader reads as of was collected (that
+    /// version is no longer readable whole).
+    GenerationCollected {
+        /// The version read.
+        version: u64,
+        /// The generation gone.
+        path: String,
+    },
     /// A machine had nothing in flight, nothing due and nothing to report: no input could
     /// ever move it again. A bug in this crate, reported instead of hanging the host.
     Stalled,
@@ -106,6 +130,32 @@ impl fmt::Display for FatalError {
             FatalError::Truncated { first_available } => write!(
                 f,
                 "the log no longer holds that position: it starts at {first_available}"
+            ),
+            FatalError::VersionNotKept {
+                version,
+                oldest_kept: Some(oldest),
+            } => write!(
+                f,
+                "manifest version {version} is no longer kept: the oldest kept is {oldest}"
+            ),
+            FatalError::VersionNotKept {
+                version,
+                oldest_kept: None,
+            } => write!(f, "manifest version {version} is no longer kept (none is listed)"),
+            FatalError::NoSuchVersion {
+                version,
+                newest: Some(newest),
+            } => write!(
+                f,
+                "manifest version {version} was never committed: the newest is {newest}"
+            ),
+            FatalError::NoSuchVersion {
+                version,
+                newest: None,
+            } => write!(f, "manifest version {version} was never committed: the log has none"),
+            FatalError::GenerationCollected { version, path } => write!(
+                f,
+                "generation {path} of manifest version {version} was collected: that version is no longer readable"
             ),
             FatalError::Stalled => write!(
                 f,

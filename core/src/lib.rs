@@ -22,6 +22,7 @@ pub mod consumer;
 pub mod crc32c;
 pub mod error;
 mod flow;
+pub mod history;
 pub mod host_error;
 pub mod inspect;
 pub mod io;
@@ -31,6 +32,7 @@ pub mod mem;
 pub mod paths;
 pub mod reader;
 mod requests;
+pub mod retention;
 pub mod session;
 mod walk;
 pub mod writer;
@@ -44,6 +46,7 @@ pub use consumer::{
     Consumer, ConsumerConfig, ConsumerError, ConsumerEvent, ConsumerInfo, ConsumerLister,
 };
 pub use error::{AppendError, CommandError, ConfigError, FatalError};
+pub use history::{Change, History, ManifestHistory, VersionInfo};
 pub use host_error::Error;
 pub use inspect::{Inspection, Inspector, Verified, Verifier, VerifyEvent};
 pub use io::{

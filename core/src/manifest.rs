@@ -55,6 +55,11 @@ pub struct Manifest {
     /// so logs that never dropped anything keep manifests older versions read as they are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_before: u64,
+    /// When the version was committed: the committing writer's wall clock (unix ms), never
+    /// below the version it built on. Left out by writers without a clock (and older ones):
+    /// GC then keeps the version by count only (PROTOCOL.md §4 "GC").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<u64>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -366,6 +371,7 @@ mod tests {
                 untimed: 0,
             }],
             dropped_before: 0,
+            committed_at: None,
         }
     }
 
@@ -378,6 +384,13 @@ mod tests {
         assert_eq!(v["writer_nonce"], "fffffffffffffffa");
         // Nothing dropped: the field is left out, so older readers see the same bytes.
         assert!(v.get("dropped_before").is_none());
+        assert!(v.get("committed_at").is_none());
+        let mut timed = sample();
+        timed.committed_at = Some(1_700_000_000_123);
+        let bytes = timed.encode();
+        assert_eq!(Manifest::decode(&bytes).unwrap(), timed);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["committed_at"], 1_700_000_000_123u64);
         assert_eq!(m.schema_bytes().unwrap(), b"schema");
     }
 

@@ -99,6 +99,11 @@ enum Purpose {
     },
     /// The LIST of manifests that lets that search trust what it found.
     SearchManifests,
+    /// The LIST that names what is kept, after the version a reader as of a version asked
+    /// for was not found.
+    AsOfList {
+        version: u64,
+    },
 }
 
 /// How a start at a time past the generations found its position (PROTOCOL.md §5 "Start at
@@ -196,7 +201,9 @@ pub struct Reader {
 
 impl Reader {
     /// Creates a reader and starts reading. `seed` only jitters retries.
-    pub fn new(cfg: ReaderConfig, codec: Box<dyn Codec>, seed: u64, now: Duration) -> Self {
+    pub fn new(mut cfg: ReaderConfig, codec: Box<dyn Codec>, seed: u64, now: Duration) -> Self {
+        // A version does not grow: nothing to follow.
+        cfg.follow &= cfg.as_of_version.is_none();
         let start = match cfg.from {
             Start::Position(p) => p,
             Start::Beginning | Start::Time(_) => 0,
@@ -232,7 +239,17 @@ impl Reader {
             search: None,
             time_start: TimeStart::NotSearched,
         };
-        r.list_manifests();
+        match r.cfg.as_of_version {
+            Some(0) => r.fail(FatalError::NoSuchVersion {
+                version: 0,
+                newest: None,
+            }),
+            Some(version) => {
+                let path = r.paths.manifest(version);
+                r.get(path, Purpose::Manifest { version });
+            }
+            None => r.list_manifests(),
+        }
         r
     }
 
@@ -362,6 +379,16 @@ impl Reader {
         let path = self.paths.manifest(version);
         let body = match resp.into_get() {
             Ok(got) => got,
+            // As of a version: gone, or never there; the LIST says which.
+            Err(e) if e.kind == StoreErrorKind::NotFound && self.cfg.as_of_version.is_some() => {
+                let prefix = self.paths.manifest_dir();
+                let op = Op::List {
+                    prefix,
+                    after: None,
+                };
+                self.io.send(op, Purpose::AsOfList { version });
+                return;
+            }
             // Collected after the list: a newer one exists.
             Err(e) if e.kind == StoreErrorKind::NotFound => return self.list_manifests(),
             Err(e) => return self.retry(request, &e),
@@ -395,6 +422,11 @@ impl Reader {
                 return self.fail(FatalError::Truncated { first_available });
             }
         }
+        if self.cfg.as_of_version.is_some() {
+            // Exactly the rows below its cursor: the generations, no WAL.
+            let cursor = m.replay_cursor;
+            self.cfg.until = Some(self.cfg.until.map_or(cursor, |u| u.min(cursor)));
+        }
         let moved = m.replay_cursor > self.walk.position();
         if first_read || moved {
             if let Some(t) = self.time_from {
@@ -421,9 +453,11 @@ impl Reader {
             self.ranged = None;
             self.walk.restart(m.replay_cursor, m.cursor_epoch);
         }
+        let as_of = self.cfg.as_of_version.is_some();
         let shortcut = match self.cfg.from {
             Start::Position(p)
                 if first_read
+                    && !as_of
                     && self.todo.is_empty()
                     && Shortcut::applies(p, m.replay_cursor, m.fence_window) =>
             {
@@ -437,7 +471,7 @@ impl Reader {
             _ => None,
         };
         let search = match self.time_from {
-            Some(t) if first_read && self.todo.is_empty() => {
+            Some(t) if first_read && !as_of && self.todo.is_empty() => {
                 Some(TimeSearch::new(t, m.replay_cursor, m.cursor_epoch, m.epoch))
             }
             _ => None,
@@ -457,6 +491,9 @@ impl Reader {
     fn next_generation(&mut self) {
         self.generation_deferred = false;
         match self.todo.front() {
+            // Every entry of it is of a known time past `until_time`: the reader ends at its
+            // first position without reading it.
+            Some(g) if self.past_until_time(g) => self.finish_at(g.first_position),
             // Flow control: a generation waits until the host released enough.
             Some(_) if !self.flow.may_send(self.holding()) => self.generation_deferred = true,
             Some(g) => {
@@ -482,10 +519,65 @@ impl Reader {
                     }
                 }
             }
+            // As of a version: its generations were all; `until` is its cursor.
+            None if self.cfg.as_of_version.is_some() => self.reached_until(),
             None => {
                 self.next_position = self.next_position.max(self.walk.position());
                 self.resume_walk();
             }
+        }
+    }
+
+    /// Whether every entry of generation `g` has a known time past `until_time`.
+    fn past_until_time(&self, g: &GenerationRecord) -> bool {
+        let Some(t) = self.cfg.until_time else {
+            return false;
+        };
+        g.untimed == 0 && g.min_time.is_some_and(|min| min > t)
+    }
+
+    /// A generation named by the manifest is not there: collected, for a reader as of an
+    /// older version; corrupt otherwise (the current manifest's generations are never
+    /// deleted while it is current).
+    fn missing_generation(&self, path: &str) -> FatalError {
+        match self.cfg.as_of_version {
+            Some(version) => FatalError::GenerationCollected {
+                version,
+                path: path.into(),
+            },
+            None => FatalError::Corrupt {
+                path: path.into(),
+                reason: "generation named by the manifest is missing".into(),
+            },
+        }
+    }
+
+    /// The LIST after the version asked for was not found: collected if it lies within
+    /// the versions committed (1 ..= the newest), else never committed.
+    fn on_as_of_list(&mut self, version: u64, request: Pending<Purpose>, resp: Response) {
+        let items = match resp.into_list() {
+            Ok(items) => items,
+            Err(e) => return self.retry(request, &e),
+        };
+        let versions = || {
+            items
+                .iter()
+                .filter_map(|m| self.paths.manifest_version(&m.path))
+        };
+        let (oldest, newest) = (versions().min(), versions().max());
+        if versions().any(|v| v == version) {
+            // Committed between the GET and the LIST: read it.
+            let path = self.paths.manifest(version);
+            return self.get(path, Purpose::Manifest { version });
+        }
+        // Versions are created one above the newest, so every version up to the newest
+        // existed: one not listed was collected.
+        match newest {
+            Some(newest) if version <= newest => self.fail(FatalError::VersionNotKept {
+                version,
+                oldest_kept: oldest,
+            }),
+            newest => self.fail(FatalError::NoSuchVersion { version, newest }),
         }
     }
 
@@ -499,7 +591,9 @@ impl Reader {
         let reason = match resp.into_get() {
             Ok(got) => return Some(got),
             Err(e) if e.kind == StoreErrorKind::NotFound => {
-                "generation named by the manifest is missing".into()
+                let missing = self.missing_generation(path);
+                self.fail(missing);
+                return None;
             }
             Err(e) if e.kind == StoreErrorKind::InvalidRange => {
                 format!("shorter than the manifest says ({})", e.message)
@@ -690,10 +784,8 @@ impl Reader {
         let body = match resp.into_get() {
             Ok(got) => got,
             Err(e) if e.kind == StoreErrorKind::NotFound => {
-                return self.fail(FatalError::Corrupt {
-                    path,
-                    reason: "generation named by the manifest is missing".into(),
-                })
+                let missing = self.missing_generation(&path);
+                return self.fail(missing);
             }
             Err(e) => return self.retry(request, &e),
         };
@@ -1090,6 +1182,13 @@ impl Reader {
             self.reached_until();
             return false;
         }
+        if let (Some(t), Some(time)) = (self.cfg.until_time, time) {
+            // Times never decrease along the log: nothing after it is at or before `t`.
+            if time > t {
+                self.finish_at(position);
+                return false;
+            }
+        }
         self.next_position = position + 1;
         if let Some(t) = self.time_from {
             if time.is_some_and(|time| time < t) {
@@ -1109,10 +1208,15 @@ impl Reader {
     /// Everything before `until` was reported: caught up there, and done even when following.
     fn reached_until(&mut self) {
         let until = self.cfg.until.unwrap_or(u64::MAX);
-        if self.caught_up_at != Some(until) {
-            self.caught_up_at = Some(until);
-            self.events
-                .push_back(ReadEvent::CaughtUp { position: until });
+        self.finish_at(until);
+    }
+
+    /// The reader's end is at `position` (`until`, or the first entry of a known time past
+    /// `until_time`): caught up there, and done even when following.
+    fn finish_at(&mut self, position: u64) {
+        if self.caught_up_at != Some(position) {
+            self.caught_up_at = Some(position);
+            self.events.push_back(ReadEvent::CaughtUp { position });
         }
         self.phase = Phase::Done;
         self.io.shut();
@@ -1206,6 +1310,7 @@ impl Machine for Reader {
             }
             Purpose::SearchProbe { position } => self.on_search_probe(position, request, response),
             Purpose::SearchManifests => self.on_search_manifests(request, response),
+            Purpose::AsOfList { version } => self.on_as_of_list(version, request, response),
         }
     }
 

@@ -148,15 +148,20 @@ impl Writer {
     /// never below the newest time this writer saw, replayed or its own (PROTOCOL.md §2).
     /// `None` when the host gave no wall clock.
     fn stamp(&mut self) -> Option<u64> {
-        let origin = self.cfg.unix_ms_at_origin?;
+        let now = self.wall_now()?;
         let committed = self.manifest.as_ref().and_then(|m| {
             // Times never decrease along the log: the newest known one is the last.
             m.generations.iter().rev().find_map(|g| g.max_time)
         });
-        let now = origin.saturating_add(self.now.as_millis().min(u64::MAX as u128) as u64);
         let time = now.max(self.last_time).max(committed.unwrap_or(0));
         self.last_time = time;
         Some(time)
+    }
+
+    /// The wall clock now (unix ms, `unix_ms_at_origin + now`), `None` without a clock.
+    pub(super) fn wall_now(&self) -> Option<u64> {
+        let origin = self.cfg.unix_ms_at_origin?;
+        Some(origin.saturating_add(self.now.as_millis().min(u64::MAX as u128) as u64))
     }
 
     /// A replayed (or otherwise seen) entry's time: later stamps are not below it.

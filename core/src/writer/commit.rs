@@ -23,8 +23,12 @@ pub(super) enum CommitKind {
 }
 
 impl Writer {
-    pub(super) fn start_commit(&mut self, manifest: Manifest, kind: CommitKind) {
+    pub(super) fn start_commit(&mut self, mut manifest: Manifest, kind: CommitKind) {
         let version = manifest.version;
+        // The version built on passed its time on: never below it (GC bounds a version's
+        // time by a later one's, `retention.rs`). Without a clock: none.
+        let floor = manifest.committed_at.unwrap_or(0);
+        manifest.committed_at = self.wall_now().map(|now| now.max(floor));
         let body = manifest.encode().into();
         self.commit = Some(Commit {
             manifest,
@@ -87,7 +91,8 @@ impl Writer {
         let Some(commit) = self.commit.take() else {
             return;
         };
-        self.manifest_versions.insert(version);
+        self.manifest_versions
+            .insert(version, commit.manifest.committed_at);
         self.manifest = Some(commit.manifest);
         match commit.kind {
             CommitKind::Claim => self.on_claimed(),

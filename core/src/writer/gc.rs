@@ -1,6 +1,6 @@
 //! GC (PROTOCOL.md §4 "GC"): after a commit passed its post-check, delete the WAL data slots
-//! below the new cursor that this writer read or wrote, and manifest versions older than the
-//! newest `keep_manifests`. A fence is never deleted. A delete that keeps failing leaves
+//! below the new cursor that this writer read or wrote, and manifest versions no longer kept
+//! (older than the newest `keep_manifests` and than `keep_manifests_for`). A fence is never deleted. A delete that keeps failing leaves
 //! garbage behind and is counted (`gc_failures`); it never fails the writer.
 
 use alloc::string::String;
@@ -8,6 +8,7 @@ use alloc::string::String;
 use super::{Purpose, Writer};
 use crate::io::{Op, Response, StoreErrorKind};
 use crate::requests::Pending;
+use crate::retention::{oldest_kept_version, Retention};
 
 impl Writer {
     /// Deletes the data slots below the committed cursor. Fences are never deleted.
@@ -40,12 +41,23 @@ impl Writer {
         }
     }
 
-    /// Deletes manifest versions older than the newest `keep_manifests`.
+    /// Deletes the manifest versions it knows of below the oldest one kept
+    /// ([`crate::retention::oldest_kept_version`]: older than the newest `keep_manifests`
+    /// and committed longer than `keep_manifests_for` ago).
     pub(super) fn collect_manifests(&mut self) {
-        while self.manifest_versions.len() > self.cfg.keep_manifests as usize {
-            let Some(old) = self.manifest_versions.pop_first() else {
+        let retention = Retention {
+            keep: self.cfg.keep_manifests,
+            keep_for: self.cfg.keep_manifests_for,
+        };
+        let Some(oldest) = oldest_kept_version(&self.manifest_versions, retention, self.wall_now())
+        else {
+            return;
+        };
+        while let Some((&old, _)) = self.manifest_versions.first_key_value() {
+            if old >= oldest {
                 break;
-            };
+            }
+            self.manifest_versions.remove(&old);
             let path = self.paths.manifest(old);
             self.delete(path);
         }

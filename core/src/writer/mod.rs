@@ -32,7 +32,7 @@ mod open;
 mod put;
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -199,7 +199,9 @@ pub struct Writer {
     window: u32,
     /// The newest manifest this writer read or committed.
     manifest: Option<Manifest>,
-    manifest_versions: BTreeSet<u64>,
+    /// Manifest versions known to exist (listed at open, or committed), with their commit
+    /// time where known: what GC may delete (`retention.rs`).
+    manifest_versions: BTreeMap<u64, Option<u64>>,
     open_attempts: u32,
     walk: Option<Walk>,
     /// The slot where this writer's fence is being put, and the fence's bytes (the walk
@@ -250,7 +252,7 @@ impl Writer {
             now,
             epoch: 0,
             manifest: None,
-            manifest_versions: BTreeSet::new(),
+            manifest_versions: BTreeMap::new(),
             open_attempts: 0,
             walk: None,
             fence_at: None,

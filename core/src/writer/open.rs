@@ -39,7 +39,7 @@ impl Writer {
         for meta in items {
             match self.paths.manifest_version(&meta.path) {
                 Some(v) => {
-                    self.manifest_versions.insert(v);
+                    self.manifest_versions.insert(v, None);
                 }
                 None => {
                     return self.fail(FatalError::Corrupt {
@@ -49,7 +49,7 @@ impl Writer {
                 }
             }
         }
-        match self.manifest_versions.last().copied() {
+        match self.manifest_versions.last_key_value().map(|(&v, _)| v) {
             None => self.create_log(),
             Some(version) => {
                 let path = self.paths.manifest(version);
@@ -73,6 +73,7 @@ impl Writer {
             next_generation: 0,
             generations: alloc::vec::Vec::new(),
             dropped_before: 0,
+            committed_at: None,
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);
@@ -104,6 +105,7 @@ impl Writer {
             return self.fail(e);
         }
         self.window = m.fence_window;
+        self.manifest_versions.insert(version, m.committed_at);
         let mut claim = m.clone();
         claim.version = version + 1;
         claim.epoch = m.epoch + 1;

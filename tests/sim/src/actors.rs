@@ -62,6 +62,11 @@ pub(crate) struct Client {
     /// A reader started at a time: it reports the acknowledged entries from the first whose
     /// time is at or past this one, or unknown.
     pub since: Option<u64>,
+    /// A reader as of this manifest version, or until this time (`history.rs`).
+    pub as_of: Option<u64>,
+    pub until_time: Option<u64>,
+    /// A writer's wall clock at the sim clock's zero (`None`: it has none).
+    pub wall_origin: Option<u64>,
     /// A reader's output.
     pub read: Vec<(u64, u64)>,
     /// FNV-1a over every (position, payload byte) a reader reported.
@@ -158,6 +163,7 @@ impl World {
             true => None,
             false => Some(crate::world::WALL_CLOCK_BASE - 300 + self.rng.range(0, 600)),
         };
+        let wall_origin = cfg.unix_ms_at_origin;
         let (cfg, codec) = (cfg, Box::new(codec));
         let mut ledger = Ledger::default();
         let machine = if bare {
@@ -179,6 +185,7 @@ impl World {
         let slowness = self.slowness();
         self.clients.push(Client {
             machine: Some(machine),
+            wall_origin,
             slowness,
             ledger,
             last_words: self.rng.range(1, 4) as u32,
@@ -248,7 +255,19 @@ impl World {
         from: Start,
         until: Option<u64>,
     ) -> usize {
-        let cfg = ReaderConfig {
+        self.spawn_configured_reader(follow, from, until, |_| {})
+    }
+
+    /// A reader of `from .. until`, its config changed by `tweak` (`as_of_version`,
+    /// `until_time`: `history.rs`).
+    pub(crate) fn spawn_configured_reader(
+        &mut self,
+        follow: bool,
+        from: Start,
+        until: Option<u64>,
+        tweak: impl FnOnce(&mut ReaderConfig),
+    ) -> usize {
+        let mut cfg = ReaderConfig {
             prefix: "log".into(),
             from,
             until,
@@ -258,12 +277,15 @@ impl World {
             // Records are 8..105 bytes: from below one record to a few entries.
             read_ahead_bytes: self.rng.range(1, 600),
             retry: self.wcfg.retry.clone(),
+            ..ReaderConfig::default()
         };
+        tweak(&mut cfg);
+        let (as_of, until_time) = (cfg.as_of_version, cfg.until_time);
         let read_bound = cfg.read_ahead_bytes;
         let seed = self.rng.u64();
         let client = self.clients.len();
         self.note(format_args!(
-            "c{client} spawn reader follow={follow} from={from:?} until={until:?}"
+            "c{client} spawn reader follow={follow} from={from:?} until={until:?} as_of={as_of:?} until_time={until_time:?}"
         ));
         let slowness = self.slowness();
         let reader = Reader::new(cfg, Box::new(self.codec.clone()), seed, self.now);
@@ -281,6 +303,8 @@ impl World {
             range: (start, until),
             read_bound,
             since,
+            as_of,
+            until_time,
             ..Client::default()
         });
         let _ = self.drain(client);

@@ -12,6 +12,7 @@
 mod actors;
 mod consumers;
 mod flow;
+mod history;
 pub mod model;
 mod net;
 mod observe;

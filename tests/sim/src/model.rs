@@ -39,6 +39,9 @@ pub struct Model {
     pub never: BTreeMap<u64, String>,
     /// Payload → the time of the entry it landed in (`None`: its writer records none).
     pub time: BTreeMap<u64, Option<u64>>,
+    /// Every manifest that landed, by version (a slow writer may fill a collected version's
+    /// hole with another), and which versions a writer asked to delete (`history.rs`).
+    pub history: crate::history::Versions,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -99,6 +102,7 @@ impl Model {
             }
         } else if path.contains("manifest/") {
             let m = Manifest::decode(body).map_err(|e| format!("bad manifest {path}: {e:?}"))?;
+            self.history.landed(&m);
             self.claims
                 .entry((m.epoch, m.writer_nonce))
                 .or_insert_with(|| m.clone());

@@ -268,6 +268,14 @@ impl World {
                             ));
                         }
                     }
+                    if let Some(t) = c.until_time {
+                        let time = self.model.time.get(&id).copied().flatten();
+                        if time.is_some_and(|time| time > t) {
+                            return Err(format!(
+                                "reader c{client} until time {t} reported {position} of time {time:?}"
+                            ));
+                        }
+                    }
                     c.read.push((position, id));
                     for b in position
                         .to_le_bytes()
@@ -284,6 +292,7 @@ impl World {
             }
             ReadEvent::CaughtUp { position } => {
                 self.note(format_args!("c{client} caught up at {position}"));
+                self.check_history_reader(client, position)?;
                 // Everything acknowledged below where it stands must have been read (WAL-only
                 // logs may have truncated what lies below the truncate point).
                 let read: BTreeSet<u64> = self.clients[client]
@@ -316,6 +325,10 @@ impl World {
                 self.note(format_args!("c{client} reader failed: {f}"));
                 if self.clients[client].tolerate_failure {
                     self.clients[client].failure = Some(f);
+                    return Ok(());
+                }
+                if self.history_failure(client, &f)? {
+                    self.clients[client].machine = None;
                     return Ok(());
                 }
                 // A start below what a WAL-only log still holds: refused, naming a first

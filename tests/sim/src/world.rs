@@ -45,6 +45,11 @@ pub struct Outcome {
     /// back to the walk from the cursor.
     pub time_searches: u64,
     pub time_fallbacks: u64,
+    /// Readers as of a version that read it, that found it collected (the typed error), and
+    /// readers until a time that stopped there.
+    pub as_of_reads: u64,
+    pub as_of_collected: u64,
+    pub until_time_stops: u64,
     /// Hash of the trace (the same seed must give the same hash).
     pub trace_hash: u64,
     /// The first broken invariant, if any.
@@ -111,6 +116,7 @@ pub(crate) struct World {
     /// Readers' starts at a time: searched, fallen back.
     pub(crate) time_searches: u64,
     pub(crate) time_fallbacks: u64,
+    pub(crate) history_counts: crate::history::Counts,
     hash: u64,
     trace: Option<Vec<String>>,
     line: String,
@@ -132,6 +138,9 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         shortcut_fallbacks: w.shortcut_fallbacks,
         time_searches: w.time_searches,
         time_fallbacks: w.time_fallbacks,
+        as_of_reads: w.history_counts.as_of_reads,
+        as_of_collected: w.history_counts.as_of_collected,
+        until_time_stops: w.history_counts.until_time_stops,
         trace_hash: w.hash,
         violation,
         trace: w.trace.unwrap_or_default(),
@@ -162,7 +171,9 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
             rng.range(8192, 65536)
         } as usize,
         read_ahead: rng.range(1, 8) as u32,
-        keep_manifests: rng.range(1, 4) as u32,
+        // Few versions, kept briefly: GC collects versions while readers as of them run.
+        keep_manifests: rng.range(1, 3) as u32,
+        keep_manifests_for: Duration::from_millis(rng.range(700, 1500)),
         open_attempts: 50,
         retry: RetryPolicy {
             base: Duration::from_millis(5),
@@ -211,6 +222,7 @@ impl World {
             shortcut_fallbacks: 0,
             time_searches: 0,
             time_fallbacks: 0,
+            history_counts: Default::default(),
             hash: 0xcbf2_9ce4_8422_2325,
             trace: trace.then(Vec::new),
             line: String::new(),
@@ -258,6 +270,7 @@ impl World {
         let now = self.now;
         match ev {
             Ev::Arrive { client, id, op } => {
+                self.check_manifest_delete(client, &op)?;
                 if matches!(op, Op::GetRange { .. }) {
                     self.range_gets += 1;
                 }
@@ -328,6 +341,10 @@ impl World {
                     self.spawn_random_reader();
                 } else if writers < 3 {
                     self.spawn_writer(false)?;
+                }
+                // Readers as of a version or until a time, while GC collects versions.
+                if self.rng.chance(0.4) {
+                    self.spawn_history_reader();
                 }
                 // Instances of few names come and go beside them, so they overlap and fence.
                 if consumers < 3 && self.rng.chance(0.6) {

@@ -1,0 +1,117 @@
+//! Which manifest versions GC keeps (PROTOCOL.md §4 "GC"), in one place: the writer's GC
+//! deletes the versions below [`oldest_kept_version`], and anything else that must not
+//! delete what a kept version references asks the same function.
+
+use alloc::collections::BTreeMap;
+use core::time::Duration;
+
+/// What a writer keeps: the newest `keep` versions, and every version committed less than
+/// `keep_for` ago.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Retention {
+    /// Versions kept by count (at least 1).
+    pub keep: u32,
+    /// Versions committed more recently than this are kept whatever their count.
+    pub keep_for: Duration,
+}
+
+/// The oldest version kept among `known` (version -> its `committed_at`, `None` where it is
+/// unknown: listed, never read, or written by a writer without a clock), at the wall clock
+/// `wall_now` (unix ms; `None`: no clock, versions are kept by count only). Every known
+/// version at or past it is kept; `None` only when `known` is empty.
+///
+/// A version is collected only when it is older than the newest `keep` and its commit time
+/// is older than `keep_for`. A version's commit time is taken as that of the first known
+/// version at or past it that records one: commit times never decrease along the versions a
+/// writer builds on one another (each is floored at the one before), so that is an upper
+/// bound, and a version whose bound is unknown is kept by count only. The kept versions are
+/// a suffix: collecting stops at the first version kept.
+pub fn oldest_kept_version(
+    known: &BTreeMap<u64, Option<u64>>,
+    retention: Retention,
+    wall_now: Option<u64>,
+) -> Option<u64> {
+    let keep_for = retention.keep_for.as_millis().min(u128::from(u64::MAX)) as u64;
+    let by_count = known.len().saturating_sub(retention.keep.max(1) as usize);
+    let mut versions = known.iter().enumerate();
+    versions
+        .find(|&(i, (&version, _))| {
+            if i >= by_count {
+                return true;
+            }
+            let Some(now) = wall_now else {
+                return false;
+            };
+            let bound = known.range(version..).find_map(|(_, &at)| at);
+            bound.is_some_and(|at| at.saturating_add(keep_for) > now)
+        })
+        .map(|(_, (&version, _))| version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn known(items: &[(u64, Option<u64>)]) -> BTreeMap<u64, Option<u64>> {
+        items.iter().copied().collect()
+    }
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn without_a_clock_versions_are_kept_by_count() {
+        let k = known(&[(1, Some(0)), (2, Some(0)), (3, None), (4, None)]);
+        let r = Retention {
+            keep: 2,
+            keep_for: HOUR,
+        };
+        assert_eq!(oldest_kept_version(&k, r, None), Some(3));
+        assert_eq!(oldest_kept_version(&BTreeMap::new(), r, None), None);
+    }
+
+    #[test]
+    fn a_version_younger_than_the_age_is_kept_past_the_count() {
+        let k = known(&[
+            (1, Some(1_000)),
+            (2, Some(5_000)),
+            (3, Some(9_000)),
+            (4, None),
+        ]);
+        let r = Retention {
+            keep: 1,
+            keep_for: Duration::from_millis(4_000),
+        };
+        // At 8 500: version 1 (1 000) is old, 2 (5 000) is not.
+        assert_eq!(oldest_kept_version(&k, r, Some(8_500)), Some(2));
+        // At 9 000 exactly, 5 000 + 4 000 is not younger: collected.
+        assert_eq!(oldest_kept_version(&k, r, Some(9_000)), Some(3));
+        // Much later only the count keeps anything.
+        assert_eq!(oldest_kept_version(&k, r, Some(99_000)), Some(4));
+    }
+
+    #[test]
+    fn an_unknown_time_is_bounded_by_the_next_known_one() {
+        // 1 and 2 were listed, never read; 3 records a young time: 1 and 2 are no older.
+        let k = known(&[(1, None), (2, None), (3, Some(9_000)), (4, Some(9_100))]);
+        let r = Retention {
+            keep: 1,
+            keep_for: Duration::from_millis(1_000),
+        };
+        assert_eq!(oldest_kept_version(&k, r, Some(9_500)), Some(1));
+        assert_eq!(oldest_kept_version(&k, r, Some(10_050)), Some(4));
+        // No known time at or past a version: by count only.
+        let k = known(&[(1, None), (2, None)]);
+        assert_eq!(oldest_kept_version(&k, r, Some(0)), Some(2));
+    }
+
+    #[test]
+    fn the_kept_versions_are_a_suffix() {
+        // A young version below an old one (a skewed clock): collecting stops at it.
+        let k = known(&[(1, Some(9_000)), (2, Some(1_000)), (3, Some(9_000))]);
+        let r = Retention {
+            keep: 1,
+            keep_for: Duration::from_millis(1_000),
+        };
+        assert_eq!(oldest_kept_version(&k, r, Some(9_500)), Some(1));
+    }
+}
