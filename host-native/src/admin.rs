@@ -8,15 +8,22 @@ use std::time::Instant;
 
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
-use tidewal_core::{Error, FatalError, Inspector, Verifier, VerifyEvent};
+use tidewal_core::{Error, FatalError, History, Inspector, Verifier, VerifyEvent};
 
-pub use tidewal_core::{Inspection, Verified};
+pub use tidewal_core::{Change, Inspection, ManifestHistory, Verified, VersionInfo};
 
 use crate::driver::{drive, Role};
 
 /// Lists the log's objects and reads its current manifest.
 pub async fn inspect(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<Inspection, Error> {
     let found = drive(Inspector::new(prefix), store, Instant::now(), Gather(None)).await;
+    Ok(found.0.ok_or(Error::Closed)??)
+}
+
+/// Lists the log's manifest versions and reads each one kept (PROTOCOL.md §3 "History"): a
+/// version collected between the list and its read is skipped and named.
+pub async fn history(store: Arc<dyn ObjectStore>, prefix: &str) -> Result<ManifestHistory, Error> {
+    let found = drive(History::new(prefix), store, Instant::now(), Keep(None)).await;
     Ok(found.0.ok_or(Error::Closed)??)
 }
 
@@ -56,6 +63,19 @@ impl Role for Gather {
     type Command = Infallible;
 
     async fn event(&mut self, event: Result<Inspection, FatalError>) -> ControlFlow<()> {
+        self.0 = Some(event);
+        ControlFlow::Continue(())
+    }
+}
+
+/// Keeps the history's one result.
+struct Keep(Option<Result<ManifestHistory, FatalError>>);
+
+impl Role for Keep {
+    type Machine = History;
+    type Command = Infallible;
+
+    async fn event(&mut self, event: Result<ManifestHistory, FatalError>) -> ControlFlow<()> {
         self.0 = Some(event);
         ControlFlow::Continue(())
     }

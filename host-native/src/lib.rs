@@ -23,7 +23,10 @@ mod store;
 mod url;
 mod wal;
 
-pub use admin::{inspect, log_schema, verify, verify_with, Inspection, Verified};
+pub use admin::{
+    history, inspect, log_schema, verify, verify_with, Change, Inspection, ManifestHistory,
+    Verified, VersionInfo,
+};
 pub use consumer::{consumers, Consumer, ConsumerInfo, ConsumerOptions};
 pub use read::{read_log, Batches, Item, ReadOptions, Tailer};
 pub use store::{execute, store_error};

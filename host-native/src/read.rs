@@ -99,6 +99,13 @@ pub struct ReadOptions {
     pub from: Start,
     /// Stop before this position (the read then ends, following or not).
     pub until: Option<u64>,
+    /// Read exactly this manifest version: its generations, below its cursor, no WAL and no
+    /// following (PROTOCOL.md §5 "As of a version"). A version no longer kept, or never
+    /// committed, fails the read with a typed error naming it.
+    pub as_of_version: Option<u64>,
+    /// Stop at the first entry whose time (unix ms) is known and past this one (PROTOCOL.md
+    /// §5 "Until a time"), following or not.
+    pub until_time: Option<u64>,
     /// Keep reading new entries as they become durable.
     pub follow: bool,
     /// How often a follower looks for new entries.
@@ -117,6 +124,8 @@ impl Default for ReadOptions {
         ReadOptions {
             from: Start::Beginning,
             until: None,
+            as_of_version: None,
+            until_time: None,
             follow: false,
             poll_interval: ReaderConfig::default().poll_interval,
             columns: None,
@@ -130,6 +139,8 @@ fn config_of(prefix: &str, o: &ReadOptions) -> ReaderConfig {
         prefix: prefix.to_string(),
         from: o.from,
         until: o.until,
+        as_of_version: o.as_of_version,
+        until_time: o.until_time,
         follow: o.follow,
         poll_interval: o.poll_interval,
         read_ahead_bytes: o.read_ahead_bytes,

@@ -247,6 +247,7 @@ pub fn range(
         poll_interval: Duration::from_millis(200),
         columns,
         read_ahead_bytes: read_ahead_mib.map_or(defaults.read_ahead_bytes, |m| m << 20),
+        ..defaults
     }
 }
 
@@ -380,10 +381,13 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
     };
     let wal_bytes: u64 = i.wal.iter().map(|(_, s)| s).sum();
     let gen_bytes: u64 = m.generations.iter().map(|g| g.bytes).sum();
+    let oldest_kept = i.manifest_versions.first().copied();
     if json {
         let value = serde_json::json!({
             "manifest": m,
             "manifest_versions": i.manifest_versions,
+            "manifest_versions_kept": i.manifest_versions.len(),
+            "oldest_kept_version": oldest_kept,
             "wal": i.wal.iter().map(|(p, s)| serde_json::json!({"position": p, "bytes": s})).collect::<Vec<_>>(),
             "fence_intents": i.fence_intents.iter().map(|(p, e)| serde_json::json!({"position": p, "epoch": e})).collect::<Vec<_>>(),
         });
@@ -392,11 +396,14 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
     }
     println!("log {url}");
     println!(
-        "  format {} codec {}, manifest version {} ({} kept)",
+        "  format {} codec {}, manifest version {} ({} kept, the oldest {}), committed at {}",
         m.format,
         m.codec,
         m.version,
-        i.manifest_versions.len()
+        i.manifest_versions.len(),
+        oldest_kept.map_or("-".to_string(), |v| v.to_string()),
+        m.committed_at
+            .map_or("- (no clock)".to_string(), |t| format!("{t} (unix ms)")),
     );
     println!(
         "  epoch {} (writer nonce {:016x}), fence window {}",
@@ -417,6 +424,60 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
         i.wal.last().map_or(0, |w| w.0),
     );
     println!("  fence intents: {}", i.fence_intents.len());
+    Ok(())
+}
+
+/// `history`: every kept manifest version, oldest first: a table, or JSON lines.
+pub async fn history(url: &str, json: bool) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let h = tidewal::history(store, &prefix).await?;
+    if h.versions.is_empty() && h.skipped.is_empty() {
+        return Err(invalid(format!("no log at {url}")));
+    }
+    if json {
+        for v in &h.versions {
+            let value = serde_json::json!({
+                "version": v.version,
+                "committed_at": v.committed_at,
+                "epoch": v.epoch,
+                "cursor": v.cursor,
+                "dropped_before": v.dropped_before,
+                "generations": v.generations,
+                "rows": v.rows,
+                "bytes": v.bytes,
+                "change": v.change.name(),
+            });
+            println!("{value}");
+        }
+        for v in &h.skipped {
+            println!(
+                "{}",
+                serde_json::json!({"version": v, "skipped": "collected while listed"})
+            );
+        }
+        return Ok(());
+    }
+    println!(
+        "{:>8} {:>15} {:>6} {:>10} {:>5} {:>12} {:>12}  change",
+        "version", "committed_at", "epoch", "cursor", "gens", "rows", "bytes"
+    );
+    for v in &h.versions {
+        let at = v.committed_at.map_or("-".to_string(), |t| t.to_string());
+        println!(
+            "{:>8} {:>15} {:>6} {:>10} {:>5} {:>12} {:>12}  {}",
+            v.version,
+            at,
+            v.epoch,
+            v.cursor,
+            v.generations,
+            v.rows,
+            v.bytes,
+            v.change.name()
+        );
+    }
+    for v in &h.skipped {
+        println!("{v:>8} skipped: collected between the list and its read");
+    }
     Ok(())
 }
 

@@ -65,6 +65,14 @@ enum Command {
         /// Stop before this position.
         #[arg(long)]
         until: Option<u64>,
+        /// Print the rows of this manifest version only (see `history`): its generations,
+        /// below its cursor, nothing written after it.
+        #[arg(long)]
+        as_of_version: Option<u64>,
+        /// Stop at the first entry written after TIME (unix milliseconds or RFC 3339, as
+        /// --since).
+        #[arg(long)]
+        until_time: Option<String>,
         /// Print only these columns, in this order (only they are decoded).
         #[arg(long, value_delimiter = ',')]
         columns: Option<Vec<String>>,
@@ -101,6 +109,15 @@ enum Command {
         /// The log.
         url: String,
         /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Lists the kept manifest versions: commit time, epoch, cursor, generations, rows,
+    /// bytes and what each changed (claim, flush, truncate).
+    History {
+        /// The log.
+        url: String,
+        /// Print JSON lines.
         #[arg(long)]
         json: bool,
     },
@@ -677,6 +694,8 @@ async fn run(command: Command) -> Result<(), Error> {
             from,
             since,
             until,
+            as_of_version,
+            until_time,
             columns,
             read_ahead_mib,
             format,
@@ -686,6 +705,11 @@ async fn run(command: Command) -> Result<(), Error> {
                 let t = since::parse_time(&s).map_err(Error::Invalid)?;
                 range.from = tidewal::Start::Time(t);
             }
+            if let Some(s) = until_time {
+                let t = since::parse_time_of("--until-time", &s).map_err(Error::Invalid)?;
+                range.until_time = Some(t);
+            }
+            range.as_of_version = as_of_version;
             cmds::cat(&url, range, format).await
         }
         Command::Tail {
@@ -705,6 +729,7 @@ async fn run(command: Command) -> Result<(), Error> {
             format,
         } => cmds::tail(&url, cmds::range(from, None, follow, columns, None), format).await,
         Command::Consumers { url, json } => cmds::consumers(&url, json).await,
+        Command::History { url, json } => cmds::history(&url, json).await,
         Command::Inspect { url, json } => cmds::inspect(&url, json).await,
         Command::Verify { url } => cmds::verify(&url).await,
         Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,

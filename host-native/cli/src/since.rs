@@ -1,9 +1,15 @@
-//! `--since TIME`: unix milliseconds, or an RFC 3339 date-time. Parsed by hand: the strict
+//! `--since TIME` and `--until-time TIME`: unix milliseconds, or an RFC 3339 date-time. Parsed by hand: the strict
 //! subset `YYYY-MM-DDTHH:MM:SS[.fraction](Z|+HH:MM|-HH:MM)` is a few lines, not a dependency.
 
-/// The unix milliseconds `s` names; the error says what is wrong with it.
+/// The unix milliseconds `s` (given to `--since`) names; the error says what is wrong with it.
 pub fn parse_time(s: &str) -> Result<u64, String> {
-    let bad = |why: &str| Err(format!("--since {s:?}: {why}"));
+    parse_time_of("--since", s)
+}
+
+/// The unix milliseconds `s`, given to `flag`, names; the error names the flag and says what
+/// is wrong with it.
+pub fn parse_time_of(flag: &str, s: &str) -> Result<u64, String> {
+    let bad = |why: &str| Err(format!("{flag} {s:?}: {why}"));
     if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
         return s
             .parse()

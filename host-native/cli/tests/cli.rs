@@ -320,3 +320,133 @@ fn cat_since_a_time_prints_what_was_written_from_then() {
         text(&out.stderr)
     );
 }
+
+/// Each `append` run claims the log and flushes what it wrote at close: two versions.
+fn history_json(log: &str) -> Vec<serde_json::Value> {
+    let out = tidewal(&["history", log, "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn history_lists_every_version_and_cat_reads_one_as_of_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    for rows in ["10", "20", "30"] {
+        let out = tidewal(&["append", log, "--generate", rows]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let versions = history_json(log);
+    let changes: Vec<&str> = versions
+        .iter()
+        .map(|v| v["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        changes,
+        ["create", "flush", "claim", "flush", "claim", "flush"]
+    );
+    let rows: Vec<u64> = versions
+        .iter()
+        .map(|v| v["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(rows, [0, 10, 10, 30, 30, 60]);
+    assert!(versions
+        .iter()
+        .all(|v| v["committed_at"].as_u64().is_some()));
+    let at = |version: &str| {
+        let out = tidewal(&["cat", log, "--format", "json", "--as-of-version", version]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().count()
+    };
+    assert_eq!(at("1"), 0);
+    assert_eq!(at("2"), 10);
+    assert_eq!(at("4"), 30);
+    assert_eq!(at("6"), 60);
+    // The table says the same.
+    let out = tidewal(&["history", log]);
+    let table = text(&out.stdout);
+    assert_eq!(table.lines().count(), 7, "{table}");
+    assert!(table.lines().nth(4).unwrap().ends_with("flush"), "{table}");
+    // inspect counts what is kept.
+    let out = tidewal(&["inspect", log, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["manifest_versions_kept"], 6);
+    assert_eq!(v["oldest_kept_version"], 1);
+}
+
+#[test]
+fn cat_as_of_a_version_collected_or_never_committed_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log_s = log.to_str().unwrap();
+    let out = tidewal(&["append", log_s, "--generate", "5"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let refused = |version: &str, says: &str| {
+        let out = tidewal(&["cat", log_s, "--as-of-version", version]);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{err}");
+        assert!(out.stdout.is_empty());
+    };
+    refused(
+        "9",
+        "manifest version 9 was never committed: the newest is 2",
+    );
+    refused("0", "manifest version 0 was never committed");
+    // Collected, as GC does.
+    std::fs::remove_file(log.join("manifest/00000000000000000001.json")).unwrap();
+    refused(
+        "1",
+        "manifest version 1 is no longer kept: the oldest kept is 2",
+    );
+    let versions = history_json(log_s);
+    assert_eq!(versions.len(), 1);
+    // Its predecessor is gone: what it changed is not known.
+    assert_eq!(versions[0]["change"], "?");
+    let out = tidewal(&["inspect", log_s, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["oldest_kept_version"], 2);
+}
+
+#[test]
+fn cat_until_a_time_prints_what_was_written_until_then() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let append = || {
+        let out = tidewal(&["append", log, "--generate", "1"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    };
+    append();
+    append();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    let until = now.unwrap().as_millis() as u64;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    append();
+    append();
+    append();
+    let rows = |args: &[&str]| {
+        let out = tidewal(&[&["cat", log, "--format", "json"], args].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).lines().count()
+    };
+    assert_eq!(rows(&["--until-time", &until.to_string()]), 2);
+    // Before the first entry: nothing; far past the last: everything.
+    assert_eq!(rows(&["--until-time", "1970-01-01T00:00:00Z"]), 0);
+    assert_eq!(rows(&["--until-time", "2999-01-01T00:00:00+02:00"]), 5);
+    // With a start past the first run's entries (its flush's cursor): only the second.
+    let cursor = history_json(log)[1]["cursor"].as_u64().unwrap().to_string();
+    assert_eq!(
+        rows(&["--until-time", &until.to_string(), "--from", &cursor]),
+        1
+    );
+    let out = tidewal(&["cat", log, "--until-time", "next week"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("--until-time \"next week\""), "{err}");
+}
