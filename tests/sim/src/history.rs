@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use tidewal_core::{FatalError, Manifest, Op, Start};
 
+use crate::actors::Machine;
 use crate::world::World;
 
 /// Two writers' clocks differ by at most this (each is the sim clock plus a skew in
@@ -39,6 +40,9 @@ pub struct Counts {
     pub until_time_stops: u64,
     /// A reader as of a version: the newest version that had landed when it started.
     high_at_spawn: BTreeMap<usize, u64>,
+    /// Readers until a time that follow: they finish only where the time stops them (one
+    /// that does not follow also finishes at the log's end, wherever that is).
+    following_until: BTreeSet<usize>,
 }
 
 /// The version a manifest path names (not a consumer's version).
@@ -121,14 +125,19 @@ impl World {
                 _ => wall.saturating_sub(self.rng.range(0, 3000)),
             };
             let follow = self.rng.chance(0.5);
-            self.spawn_configured_reader(follow, from, None, |c| c.until_time = Some(t))
+            let r = self.spawn_configured_reader(follow, from, None, |c| c.until_time = Some(t));
+            if follow {
+                self.history_counts.following_until.insert(r);
+            }
+            r
         }
     }
 
     /// A history reader caught up at `position`. As of a version: it read exactly the
     /// entries at or past its start in the generations of a manifest that landed at that
     /// version, and stopped at that manifest's cursor. Until a time: the entry it stopped
-    /// at is none of an acknowledged time at or before it.
+    /// at (a follower's: it ends only there) is none of an acknowledged time at or before it,
+    /// nor of unknown time.
     pub(crate) fn check_history_reader(
         &mut self,
         client: usize,
@@ -161,7 +170,11 @@ impl World {
                 ms[0].replay_cursor
             ));
         }
-        if let Some(t) = c.until_time {
+        // A follower's CaughtUp at the log's end leaves it following: only its last one is
+        // where the time stopped it.
+        let stopped = self.history_counts.following_until.contains(&client)
+            && matches!(&c.machine, Some(Machine::Reader(r)) if r.is_done());
+        if let (Some(t), true) = (c.until_time, stopped) {
             let at: Vec<Option<u64>> = self
                 .model
                 .acked
