@@ -307,6 +307,13 @@ fn a_reader_until_a_time_stops_at_the_first_entry_past_it() {
             assert_eq!(end, Some(entries[k + 1].0));
         }
     }
+    // Just before the next entry's time: the same stop (a stop a millisecond late would
+    // report that entry).
+    for k in [3, 10] {
+        let (got, end, _, _) = run(&mut h, until_time(entries[k + 1].1 - 1, true));
+        assert_eq!(got, entries[..=k].iter().map(|e| e.0).collect::<Vec<_>>());
+        assert_eq!(end, Some(entries[k + 1].0));
+    }
     // Past the last entry: everything, then the log's end.
     let (got, _, _, _) = run(&mut h, until_time(entries[11].1 + 5, false));
     assert_eq!(got.len(), 12);

@@ -20,7 +20,9 @@ pub struct Versions {
     /// A slow writer's create may fill a collected version's hole with another manifest:
     /// every one that landed at a version, in order.
     pub by_version: BTreeMap<u64, Vec<Manifest>>,
-    pub delete_sent: BTreeSet<u64>,
+    /// Versions a writer sent a delete of, and whether one of those writers had no clock
+    /// (it keeps by count only).
+    pub delete_sent: BTreeMap<u64, bool>,
 }
 
 impl Versions {
@@ -63,7 +65,8 @@ impl World {
         let Some(v) = manifest_version(path) else {
             return Ok(());
         };
-        self.model.history.delete_sent.insert(v);
+        let clockless = self.clients[client].wall_origin.is_none();
+        *self.model.history.delete_sent.entry(v).or_default() |= clockless;
         let high = self.model.high.as_ref().map_or(0, |m| m.version);
         let keep = u64::from(self.wcfg.keep_manifests);
         if v + keep > high {
@@ -194,6 +197,41 @@ impl World {
         Ok(())
     }
 
+    /// A reader as of `v` found it collected: a writer sent its delete, and the version was
+    /// no longer kept by the rule (section 4 "GC"), judged apart from the delete's own check:
+    /// not one of the newest `keep_manifests` now, and, unless a writer without a clock
+    /// deleted it, committed longer than `keep_manifests_for` before any writer's clock now
+    /// (the newest clock, give or take the spread of clocks).
+    fn collected_under_reader(&self, client: usize, v: u64) -> Result<(), String> {
+        let Some(&clockless) = self.model.history.delete_sent.get(&v) else {
+            return Err(format!(
+                "reader c{client}: v{v} not kept, yet nobody deleted it"
+            ));
+        };
+        let high = self.model.high.as_ref().map_or(0, |m| m.version);
+        let keep = u64::from(self.wcfg.keep_manifests);
+        if v + keep > high {
+            return Err(format!(
+                "reader c{client}: v{v} not kept, one of the newest {keep} (v{high})"
+            ));
+        }
+        let committed = self.model.history.by_version.get(&v).and_then(|ms| {
+            ms.iter()
+                .map(|m| m.committed_at)
+                .collect::<Option<Vec<u64>>>()
+        });
+        let newest_clock = crate::world::WALL_CLOCK_BASE + self.now.as_millis() as u64 + 300;
+        let keep_for = self.wcfg.keep_manifests_for.as_millis() as u64;
+        match committed.and_then(|ats| ats.into_iter().min()) {
+            Some(at) if !clockless && at + keep_for > newest_clock + MAX_CLOCK_SPREAD_MS => {
+                Err(format!(
+                    "reader c{client}: v{v} committed at {at} not kept, {keep_for} ms not past (clocks at most {newest_clock})"
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Whether `f` is a history reader's legitimate end: a version collected (a writer asked
     /// to delete it, and `check_manifest_delete` checked that it could), or one that had not
     /// landed when the reader started. `Err` for any other history error.
@@ -204,9 +242,8 @@ impl World {
     ) -> Result<bool, String> {
         let as_of = self.clients[client].as_of;
         match f {
-            FatalError::VersionNotKept { version, .. }
-                if as_of == Some(*version) && self.model.history.delete_sent.contains(version) =>
-            {
+            FatalError::VersionNotKept { version, .. } if as_of == Some(*version) => {
+                self.collected_under_reader(client, *version)?;
                 self.history_counts.as_of_collected += 1;
                 Ok(true)
             }
