@@ -375,6 +375,33 @@ mod tests {
     }
 
     #[test]
+    fn the_gets_go_out_eight_at_a_time() {
+        let mut store = MemStore::new();
+        let paths = Paths::new("p");
+        for v in 1..=20 {
+            store.overwrite(&paths.manifest(v), manifest(v, 1, 0, 0).encode());
+        }
+        let mut h = History::new("p");
+        let mut most = 0;
+        let mut out = VecDeque::new();
+        let history = loop {
+            match h.poll_output() {
+                Output::Request(r) => out.push_back(r),
+                Output::Event(e) => break e.unwrap(),
+                _ => {
+                    most = most.max(out.len());
+                    let r = out.pop_front().expect("waits with nothing out");
+                    let resp = store.execute(&r.op);
+                    h.handle_response(r.id, resp, core::time::Duration::ZERO);
+                }
+            }
+        };
+        assert_eq!(most, HISTORY_PARALLEL_GETS);
+        let versions: Vec<u64> = history.versions.iter().map(|v| v.version).collect();
+        assert_eq!(versions, (1..=20).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn a_stray_object_is_refused_by_name() {
         let mut store = MemStore::new();
         store.overwrite("p/manifest/stray", bytes::Bytes::from_static(b"x"));
