@@ -491,9 +491,12 @@ impl Reader {
     fn next_generation(&mut self) {
         self.generation_deferred = false;
         match self.todo.front() {
-            // Every entry of it is of a known time past `until_time`: the reader ends at its
-            // first position without reading it.
-            Some(g) if self.past_until_time(g) => self.finish_at(g.first_position),
+            // Every entry of it is of a known time past `until_time`: the reader ends there
+            // (at its first position, or the start inside it) without reading it.
+            Some(g) if self.past_until_time(g) => {
+                let at = g.first_position.max(self.next_position);
+                self.finish_at(at)
+            }
             // Flow control: a generation waits until the host released enough.
             Some(_) if !self.flow.may_send(self.holding()) => self.generation_deferred = true,
             Some(g) => {
