@@ -507,3 +507,70 @@ async fn a_read_from_a_time_yields_what_was_written_from_then() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn history_keeps_young_versions_and_reads_one_as_of_it() {
+    on_each_store(|store| async move {
+        // One version by count, but an hour by age: nothing is collected.
+        let options = |keep_for| Options {
+            writer: WriterConfig {
+                keep_manifests: 1,
+                keep_manifests_for: keep_for,
+                ..WriterConfig::default()
+            },
+            ..Options::default()
+        };
+        let hour = std::time::Duration::from_secs(3600);
+        let wal = Wal::open(store.clone(), "t", schema(), options(hour))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            wal.append(&batch(i * 10, 10)).await.unwrap();
+            wal.flush_memtable().await.unwrap();
+        }
+        wal.close().await.unwrap();
+        let h = tidewal::history(store.clone(), "t").await.unwrap();
+        let rows: Vec<u64> = h.versions.iter().map(|v| v.rows).collect();
+        assert_eq!(rows, [0, 10, 20, 30]);
+        assert!(h.versions.iter().all(|v| v.committed_at.is_some()));
+        // As of the version of the second flush: its 20 rows, nothing after.
+        let options_as_of = tidewal::ReadOptions {
+            as_of_version: Some(h.versions[2].version),
+            ..tidewal::ReadOptions::default()
+        };
+        let read = tidewal::Tailer::with_options(store.clone(), "t", schema(), &options_as_of)
+            .unwrap()
+            .batches()
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap();
+        assert_eq!(ids(&read), (0..20).collect::<Vec<_>>());
+        // Without the age, the next commit collects all but the newest.
+        let wal = Wal::open(
+            store.clone(),
+            "t",
+            schema(),
+            options(std::time::Duration::ZERO),
+        )
+        .await
+        .unwrap();
+        wal.close().await.unwrap();
+        let h = tidewal::history(store.clone(), "t").await.unwrap();
+        assert_eq!(h.versions.len(), 1, "{h:?}");
+        let gone = tidewal::Tailer::with_options(store, "t", schema(), &options_as_of)
+            .unwrap()
+            .batches()
+            .try_collect::<Vec<_>>()
+            .await;
+        assert!(
+            matches!(
+                &gone,
+                Err(Error::Failed(
+                    tidewal_core::FatalError::VersionNotKept { .. }
+                ))
+            ),
+            "{gone:?}"
+        );
+    })
+    .await;
+}
