@@ -192,6 +192,11 @@ pub struct Reader {
     /// A start at a time searching the WAL.
     search: Option<TimeSearch>,
     time_start: TimeStart,
+    /// A generation this reader's manifest names was deleted under it (PROTOCOL.md §5
+    /// "Generation gone"): its path, while the manifest is re-read.
+    gone: Option<alloc::string::String>,
+    /// How many times that happened.
+    generations_gone: u64,
 }
 
 impl Reader {
@@ -231,6 +236,8 @@ impl Reader {
             start_path: StartPath::Walk,
             search: None,
             time_start: TimeStart::NotSearched,
+            gone: None,
+            generations_gone: 0,
         };
         r.list_manifests();
         r
@@ -254,6 +261,12 @@ impl Reader {
     /// How a start at a time found its position.
     pub fn time_start(&self) -> TimeStart {
         self.time_start
+    }
+
+    /// How many times a generation its manifest named was gone and the reader re-read the
+    /// manifest to continue (PROTOCOL.md §5 "Generation gone").
+    pub fn generations_gone(&self) -> u64 {
+        self.generations_gone
     }
 
     /// Requests issued, by kind.
@@ -354,8 +367,27 @@ impl Reader {
                 let path = self.paths.manifest(version);
                 self.get(path, Purpose::Manifest { version });
             }
-            None => self.resume_walk(),
+            // A generation was gone and no newer manifest replaced it: it is missing.
+            None => match self.gone.take() {
+                Some(path) => self.fail(FatalError::Corrupt {
+                    path,
+                    reason: "generation named by the manifest is missing".into(),
+                }),
+                None => self.resume_walk(),
+            },
         }
+    }
+
+    /// A generation the manifest names is gone (a compaction replaced it and its file was
+    /// deleted, PROTOCOL.md §5 "Generation gone"): drop what is out for it and re-read the
+    /// manifest; its generations are read on from `next_position`.
+    fn generation_gone(&mut self, path: &str) {
+        self.generations_gone += 1;
+        self.ranged = None;
+        self.flow.generation(0);
+        self.generation_deferred = false;
+        self.gone = Some(path.into());
+        self.list_manifests();
     }
 
     fn on_manifest(&mut self, version: u64, request: Pending<Purpose>, resp: Response) {
@@ -395,7 +427,9 @@ impl Reader {
                 return self.fail(FatalError::Truncated { first_available });
             }
         }
-        let moved = m.replay_cursor > self.walk.position();
+        // After a generation was gone the cursor may not have moved: its generations are
+        // read again from `next_position` all the same.
+        let moved = m.replay_cursor > self.walk.position() || self.gone.take().is_some();
         if first_read || moved {
             if let Some(t) = self.time_from {
                 // Generations wholly before `t` (by the manifest: no request) hold nothing
@@ -499,7 +533,8 @@ impl Reader {
         let reason = match resp.into_get() {
             Ok(got) => return Some(got),
             Err(e) if e.kind == StoreErrorKind::NotFound => {
-                "generation named by the manifest is missing".into()
+                self.generation_gone(path);
+                return None;
             }
             Err(e) if e.kind == StoreErrorKind::InvalidRange => {
                 format!("shorter than the manifest says ({})", e.message)
@@ -623,6 +658,10 @@ impl Reader {
         let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
             return;
         };
+        if !self.ranged.as_ref().is_some_and(|r| r.waits_for(seq)) {
+            // A run of a generation the reader moved past (or that was gone).
+            return;
+        }
         let Some(body) = self.generation_bytes(&path, request, resp) else {
             return;
         };
@@ -689,12 +728,7 @@ impl Reader {
         let path = record.path.clone();
         let body = match resp.into_get() {
             Ok(got) => got,
-            Err(e) if e.kind == StoreErrorKind::NotFound => {
-                return self.fail(FatalError::Corrupt {
-                    path,
-                    reason: "generation named by the manifest is missing".into(),
-                })
-            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => return self.generation_gone(&path),
             Err(e) => return self.retry(request, &e),
         };
         // Its bytes now count as the records it reports.

@@ -73,6 +73,7 @@ impl Writer {
             next_generation: 0,
             generations: alloc::vec::Vec::new(),
             dropped_before: 0,
+            retired: alloc::vec::Vec::new(),
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);
