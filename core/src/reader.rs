@@ -429,7 +429,8 @@ impl Reader {
         }
         // After a generation was gone the cursor may not have moved: its generations are
         // read again from `next_position` all the same.
-        let moved = m.replay_cursor > self.walk.position() || self.gone.take().is_some();
+        let gone = self.gone.take().is_some();
+        let moved = m.replay_cursor > self.walk.position() || gone;
         if first_read || moved {
             if let Some(t) = self.time_from {
                 // Generations wholly before `t` (by the manifest: no request) hold nothing

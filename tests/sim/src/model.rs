@@ -39,6 +39,8 @@ pub struct Model {
     pub never: BTreeMap<u64, String>,
     /// Payload → the time of the entry it landed in (`None`: its writer records none).
     pub time: BTreeMap<u64, Option<u64>>,
+    /// Compaction's facts (`compaction.rs`).
+    pub compactions: crate::compaction::Compactions,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -111,15 +113,13 @@ impl Model {
                             m.version, m.epoch, m.replay_cursor, h.version, h.epoch, h.replay_cursor
                         ));
                     }
-                    if m.generations.get(..h.generations.len()) != Some(&h.generations[..]) {
-                        return Err(format!(
-                            "manifest v{} dropped or changed generations",
-                            m.version
-                        ));
-                    }
+                    let h = h.clone();
+                    self.check_generations_extend(store, codec, &h, &m)?;
                 }
                 self.high = Some(m);
                 self.check_cursor(store, codec)?;
+            } else if self.high.as_ref().is_some_and(|h| m.version < h.version) {
+                self.compactions.holes.insert(m.version);
             }
         }
         Ok(())
@@ -150,7 +150,8 @@ impl Model {
     }
 
     /// A delete is about to be applied.
-    pub fn on_delete(&self, path: &str) -> Check {
+    pub fn on_delete(&self, store: &MemStore, path: &str) -> Check {
+        self.check_generation_delete(store, path)?;
         if let Some(pos) = wal_position(path) {
             // A buried fence may be deleted by a retried delete of the slot it reused: below
             // the cursor it protects nothing.

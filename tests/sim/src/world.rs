@@ -55,6 +55,10 @@ pub struct Outcome {
     pub consumer_commits: u64,
     pub consumers_fenced: u64,
     pub consumer_resumes: u64,
+    /// Compactions that landed, and readers' GETs that met a generation gone (each re-read
+    /// the manifest).
+    pub compactions: u64,
+    pub generations_gone: u64,
 }
 
 pub(crate) enum Ev {
@@ -111,6 +115,7 @@ pub(crate) struct World {
     /// Readers' starts at a time: searched, fallen back.
     pub(crate) time_searches: u64,
     pub(crate) time_fallbacks: u64,
+    pub(crate) generations_gone: u64,
     hash: u64,
     trace: Option<Vec<String>>,
     line: String,
@@ -138,6 +143,8 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         consumer_commits: w.consumers.commits,
         consumers_fenced: w.consumers.fenced,
         consumer_resumes: w.consumers.resumes,
+        compactions: w.model.compactions.committed,
+        generations_gone: w.generations_gone,
     }
 }
 
@@ -170,6 +177,7 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
             attempts: 40,
         },
         unix_ms_at_origin: None,
+        compaction: crate::compaction::config(rng),
     }
 }
 
@@ -211,6 +219,7 @@ impl World {
             shortcut_fallbacks: 0,
             time_searches: 0,
             time_fallbacks: 0,
+            generations_gone: 0,
             hash: 0xcbf2_9ce4_8422_2325,
             trace: trace.then(Vec::new),
             line: String::new(),
@@ -280,6 +289,7 @@ impl World {
                     None => return Ok(()),
                 }
                 self.count_start(client);
+                self.count_gone(client);
                 self.drain(client)
             }
             Ev::Timer { client } => {
