@@ -426,3 +426,87 @@ impl Writer {
         self.compaction.is_some() || self.full_pass.is_some()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{RawCodec, Record};
+    use crate::machine::{Machine, Output};
+    use crate::mem::MemStore;
+    use crate::WriterConfig;
+    use alloc::boxed::Box;
+
+    /// Answers the writer's requests from `store` one at a time, until it waits or `stop`
+    /// holds after an answer.
+    fn run(w: &mut Writer, store: &mut MemStore, stop: impl Fn(&Writer) -> bool) {
+        for _ in 0..10_000 {
+            match w.poll_output() {
+                Output::Request(req) => {
+                    let resp = store.execute(&req.op);
+                    w.handle_response(req.id, resp, Duration::ZERO);
+                    if stop(w) {
+                        return;
+                    }
+                }
+                Output::Event(_) => {}
+                _ => return,
+            }
+        }
+        panic!("writer did not settle");
+    }
+
+    #[test]
+    fn a_compaction_whose_run_changed_is_dropped_and_its_file_deleted() {
+        let cfg = WriterConfig {
+            prefix: "t".into(),
+            compaction: Some(CompactionConfig {
+                fanout: 2,
+                ..CompactionConfig::default()
+            }),
+            ..WriterConfig::default()
+        };
+        let mut store = MemStore::new();
+        let codec = Box::new(RawCodec::new("s"));
+        let mut w = Writer::new(cfg, codec, 1, Duration::ZERO).unwrap();
+        run(&mut w, &mut store, |_| false);
+        let committing = |w: &Writer| w.compaction.as_ref().is_some_and(|c| c.committing);
+        for i in 0..2u64 {
+            let record = Record::new(i.to_le_bytes().to_vec(), 1);
+            w.append(record, Duration::ZERO).unwrap();
+            w.flush(Duration::ZERO).unwrap();
+            run(&mut w, &mut store, |_| false);
+            w.flush_memtable(Duration::ZERO).unwrap();
+            run(&mut w, &mut store, committing);
+        }
+        assert!(
+            committing(&w),
+            "the merged file landed and its commit started"
+        );
+        let merged = w.merged_path();
+        assert!(store.object(&merged).is_some());
+        // Its manifest put is not sent: the store never sees it.
+        while let Output::Request(_) = w.poll_output() {}
+        // Had another commit changed the run meanwhile (its first generation gone, as a
+        // retention would), the commit built on that newest manifest must not replace it.
+        w.commit = None;
+        if let Some(c) = w.compaction.as_mut() {
+            c.committing = false;
+        }
+        let mut m = w.manifest.clone().unwrap();
+        m.version += 1;
+        m.generations.remove(0);
+        w.try_commit_compaction(m);
+        assert!(w.compaction.is_none());
+        assert_eq!(w.stats().compactions_dropped, 1);
+        let mut ops = alloc::vec::Vec::new();
+        while let Output::Request(req) = w.poll_output() {
+            ops.push(req.op);
+        }
+        assert!(ops.contains(&Op::Delete { path: merged }), "{ops:?}");
+        let version = w.manifest.as_ref().unwrap().version + 1;
+        let commit = crate::paths::Paths::new("t").manifest(version);
+        assert!(!ops
+            .iter()
+            .any(|op| matches!(op, Op::Put { path, .. } if *path == commit)));
+    }
+}

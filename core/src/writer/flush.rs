@@ -158,7 +158,7 @@ impl Writer {
                 .map(|r| r.rows)
                 .sum(),
             bytes: body.len() as u64,
-            crc32c: hex(self.codec.checksum(&body)),
+            crc32c: hex(self.codec.checksum(body)),
             index,
             min_time: times.clone().min(),
             max_time: times.max(),
