@@ -344,14 +344,21 @@ impl Writer {
         let Some(m) = self.manifest.as_ref() else {
             return;
         };
-        let now = self.now;
+        let (now, wall) = (self.now, self.wall_clock());
         self.retiring
             .retain(|x| m.retired.iter().any(|r| r.path == x.record.path));
         for r in &m.retired {
             if !self.retiring.iter().any(|x| x.record.path == r.path) {
+                // Retired earlier by a writer with a clock, as ours says: the grace counts
+                // from then (so short-lived writers collect too). A skewed clock can only
+                // shorten it, which a reader survives (PROTOCOL.md §5 "Generation gone").
+                let ago = match (wall, r.at) {
+                    (Some(wall), Some(at)) => Duration::from_millis(wall.saturating_sub(at)),
+                    _ => Duration::ZERO,
+                };
                 self.retiring.push(Retiring {
                     record: r.clone(),
-                    since: now,
+                    since: now.saturating_sub(ago),
                     state: RetireState::Waiting,
                 });
             }

@@ -123,6 +123,12 @@ enum Command {
         /// The log.
         url: String,
     },
+    /// Takes the log over, runs one full compaction pass (adjacent generations below the
+    /// target merged into one while any is left) and closes; prints what it merged.
+    Compact {
+        /// The log.
+        url: String,
+    },
     /// Same as flush: collection happens when a generation commits.
     Gc {
         /// The log.
@@ -708,6 +714,7 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Inspect { url, json } => cmds::inspect(&url, json).await,
         Command::Verify { url } => cmds::verify(&url).await,
         Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,
+        Command::Compact { url } => cmds::compact(&url).await,
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
         Command::Fill {
             dir,
