@@ -36,6 +36,9 @@ pub(super) struct Compaction {
 /// A full pass asked for with [`Writer::compact`]: what it merged so far.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct FullPass {
+    /// It merges only generations with ids below this (those flushed before it was asked
+    /// for), so appends going on beside it cannot keep it running.
+    below_id: u64,
     runs: u64,
     replaced: u64,
 }
@@ -81,7 +84,11 @@ impl Writer {
         if self.phase != Phase::Ready {
             return Err(CommandError::NotReady);
         }
-        self.full_pass.get_or_insert_with(FullPass::default);
+        let below_id = self.manifest.as_ref().map_or(0, |m| m.next_generation);
+        self.full_pass.get_or_insert(FullPass {
+            below_id,
+            ..FullPass::default()
+        });
         self.after_input();
         Ok(())
     }
@@ -97,7 +104,10 @@ impl Writer {
         let cfg = self.compaction_cfg();
         let sizes: Vec<u64> = m.generations.iter().map(|g| g.bytes).collect();
         let picked = match self.full_pass {
-            Some(_) => cfg.pick_full(&sizes),
+            Some(pass) => {
+                let asked = m.generations.iter().take_while(|g| g.id < pass.below_id);
+                cfg.pick_full(&sizes[..asked.count()])
+            }
             None if self.background_compaction() => cfg.pick(&sizes),
             None => None,
         };
