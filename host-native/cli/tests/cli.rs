@@ -331,11 +331,14 @@ fn twenty_appends_then_compact_leave_fewer_generations_and_every_row_in_order() 
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         v["manifest"]["generations"].as_array().unwrap().len()
     };
+    let mut positions = Vec::new();
     for i in 0..20 {
         let csv = dir.path().join(format!("{i}.csv"));
         std::fs::write(&csv, format!("id,name\n{i},row-{i}\n")).unwrap();
         let out = tidewal(&["append", log, "--csv", csv.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        positions.push(v["first_position"].as_u64().unwrap());
     }
     // Each append flushed a generation at its close; background compaction merged some.
     let before = generations();
@@ -358,6 +361,19 @@ fn twenty_appends_then_compact_leave_fewer_generations_and_every_row_in_order() 
         })
         .collect();
     assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    // A start inside the merged generation reads it from its index.
+    let from = positions[13].to_string();
+    let out = tidewal(&["cat", log, "--format", "json", "--from", &from]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ids: Vec<i64> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, (13..20).collect::<Vec<_>>());
     let out = tidewal(&["verify", log]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
