@@ -356,3 +356,33 @@ fn a_gone_generation_without_a_newer_manifest_is_corrupt() {
         other => panic!("expected Corrupt, got {other:?}"),
     }
 }
+
+#[test]
+fn a_compaction_that_meets_a_generation_gone_stops_until_the_manifest_moves() {
+    let mut h = Harness::new();
+    let mut w = h.open(compacting(Duration::from_secs(3600), 8), 1);
+    flush_generations(&mut h, &mut w, 1, 1);
+    w.append(&h, rec(5));
+    h.settle(&mut w);
+    w.w.flush_memtable(h.now).unwrap();
+    w.collect();
+    // Everything up to the compaction's GETs; then the first generation vanishes.
+    run_but(
+        &mut h,
+        &mut w,
+        |op| matches!(op, Op::Get { path } if path.contains("/gen/")),
+    );
+    let first = newest_manifest(&h).generations[0].path.clone();
+    h.store.execute(&Op::Delete { path: first });
+    h.settle(&mut w);
+    let gets = |w: &Driven| w.w.stats().io.gets;
+    let before = gets(&w);
+    // Idle: no GET loop over the missing file.
+    w.w.handle_timeout(h.now);
+    w.collect();
+    h.settle(&mut w);
+    assert_eq!(gets(&w), before);
+    assert_eq!(w.w.stats().compactions_dropped, 1);
+    assert!(w.fatal().is_none());
+    assert_eq!(newest_manifest(&h).generations.len(), 2, "nothing merged");
+}

@@ -101,9 +101,11 @@ impl Writer {
         let Some(m) = self.manifest.as_ref() else {
             return;
         };
+        let paused = self.compaction_paused_at == Some(m.version);
         let cfg = self.compaction_cfg();
         let sizes: Vec<u64> = m.generations.iter().map(|g| g.bytes).collect();
         let picked = match self.full_pass {
+            _ if paused => None,
             Some(pass) => {
                 let asked = m.generations.iter().take_while(|g| g.id < pass.below_id);
                 cfg.pick_full(&sizes[..asked.count()])
@@ -152,9 +154,12 @@ impl Writer {
         let body = match resp.into_get() {
             Ok(body) => body,
             // Deleted under us: only a newer writer retires this writer's generations; the
-            // next commit finds it and fences this one. Nothing was put yet.
+            // next commit finds it and fences this one. Nothing was put yet; no compaction
+            // starts again until a commit moves the manifest on (it would meet the same).
             Err(e) if e.kind == StoreErrorKind::NotFound => {
                 self.compaction = None;
+                self.counters.compactions_dropped += 1;
+                self.compaction_paused_at = self.manifest.as_ref().map(|m| m.version);
                 return;
             }
             Err(e) => return self.retry(request, &e),

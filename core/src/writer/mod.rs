@@ -173,7 +173,8 @@ pub struct WriterStats {
     pub generations_live: u64,
     /// Compactions committed.
     pub compactions: u64,
-    /// Compactions dropped because their run changed before their commit.
+    /// Compactions dropped: their run changed before their commit, or one of its
+    /// generations was gone.
     pub compactions_dropped: u64,
     /// Generations replaced by compactions.
     pub generations_compacted: u64,
@@ -266,6 +267,8 @@ pub struct Writer {
     commit: Option<commit::Commit>,
     compaction: Option<compact::Compaction>,
     compaction_seq: u64,
+    /// A run's generation was gone at this manifest version: no compaction until a newer one.
+    compaction_paused_at: Option<u64>,
     full_pass: Option<compact::FullPass>,
     /// Retired generation files this writer knows of (PROTOCOL.md §4 "Compaction").
     retiring: Vec<compact::Retiring>,
@@ -316,6 +319,7 @@ impl Writer {
             commit: None,
             compaction: None,
             compaction_seq: 0,
+            compaction_paused_at: None,
             full_pass: None,
             retiring: Vec::new(),
             pipeline: append::Pipeline::default(),
