@@ -78,6 +78,10 @@ pub struct WriterConfig {
     /// the log). Hosts pass the system time when they create the writer; `None` records no
     /// time (entries then read as time unknown).
     pub unix_ms_at_origin: Option<u64>,
+    /// Merging small generations in the background of flushes (PROTOCOL.md §4
+    /// "Compaction"); `None` (or `enabled: false`) never compacts. On by default. Memory: a
+    /// compaction holds its inputs and the merged file, at most twice `target_bytes`.
+    pub compaction: Option<crate::compaction::CompactionConfig>,
 }
 
 impl Default for WriterConfig {
@@ -101,6 +105,7 @@ impl Default for WriterConfig {
             open_attempts: 8,
             retry: RetryPolicy::default(),
             unix_ms_at_origin: None,
+            compaction: Some(crate::compaction::CompactionConfig::default()),
         }
     }
 }
@@ -126,6 +131,9 @@ impl WriterConfig {
         }
         if self.retry.attempts == 0 {
             return fail("retry.attempts must be positive");
+        }
+        if let Some(c) = &self.compaction {
+            c.validate()?;
         }
         Ok(())
     }

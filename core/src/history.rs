@@ -303,6 +303,7 @@ mod tests {
             generations,
             dropped_before: 0,
             committed_at: Some(1_000 + version),
+            retired: Vec::new(),
         }
     }
 

@@ -17,6 +17,7 @@ extern crate std;
 #[cfg(feature = "arrow")]
 pub mod arrow;
 pub mod codec;
+pub mod compaction;
 pub mod config;
 pub mod consumer;
 pub mod crc32c;
@@ -41,6 +42,7 @@ pub use codec::{
     Codec, CodecError, Entry, EntryHeader, EntryKind, Generation, GenerationHeader,
     GenerationIndex, IndexedEntry, IndexedRecord, PositionedRecords, RawCodec, Record,
 };
+pub use compaction::CompactionConfig;
 pub use config::{GroupCommit, ReaderConfig, RetryPolicy, Start, WriterConfig};
 pub use consumer::{
     Consumer, ConsumerConfig, ConsumerError, ConsumerEvent, ConsumerInfo, ConsumerLister,
@@ -53,9 +55,9 @@ pub use io::{
     Body, ObjectMeta, Op, OpKind, Request, RequestId, Response, StoreError, StoreErrorKind,
 };
 pub use machine::{Machine, Output};
-pub use manifest::{GenerationRecord, IndexRecord, Manifest};
+pub use manifest::{GenerationRecord, IndexRecord, Manifest, RetiredRecord};
 pub use mem::MemStore;
 pub use reader::{ReadEvent, Reader, StartPath, TimeStart};
 pub use requests::IoCounters;
-pub use session::{Ack, Reply, Session, SessionEvent, Stats};
+pub use session::{Ack, CompactionPass, Reply, Session, SessionEvent, Stats};
 pub use writer::{AppendId, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP};

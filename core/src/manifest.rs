@@ -60,6 +60,26 @@ pub struct Manifest {
     /// GC then keeps the version by count only (PROTOCOL.md §4 "GC").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub committed_at: Option<u64>,
+    /// Generation files a compaction replaced, not known deleted yet (PROTOCOL.md §3, §4
+    /// "Compaction"). Left out while empty; readers ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub retired: Vec<RetiredRecord>,
+}
+
+/// A generation file a compaction replaced, waiting to be deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetiredRecord {
+    /// Object path.
+    pub path: String,
+    /// The manifest version that dropped it from `generations`: every version below may
+    /// still name it.
+    pub version: u64,
+    /// Its size (what deleting it reclaims).
+    pub bytes: u64,
+    /// The retiring writer's wall clock (unix ms), if it has one: informative only (the
+    /// grace is counted on the deleting writer's own clock).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<u64>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -372,6 +392,7 @@ mod tests {
             }],
             dropped_before: 0,
             committed_at: None,
+            retired: vec![],
         }
     }
 

@@ -83,6 +83,12 @@ impl Paths {
     pub fn generation(&self, epoch: u64, id: u64) -> String {
         format!("{}gen/{epoch:010}-{id:010}.arrow", self.base)
     }
+
+    /// The generation a writer of `epoch` merged from the run of generation records with ids
+    /// `first ..= last` (PROTOCOL.md §1, §4 "Compaction").
+    pub fn merged_generation(&self, epoch: u64, first: u64, last: u64) -> String {
+        format!("{}gen/{epoch:010}-{first:010}-{last:010}.arrow", self.base)
+    }
 }
 
 /// A number written as the 20 digits object names use (so names sort numerically).
@@ -116,6 +122,10 @@ mod tests {
         );
         assert_eq!(Paths::new("").wal(1), "wal/00000000000000000001.arrows");
         assert_eq!(p.generation(2, 3), "logs/a/gen/0000000002-0000000003.arrow");
+        assert_eq!(
+            p.merged_generation(2, 3, 9),
+            "logs/a/gen/0000000002-0000000003-0000000009.arrow"
+        );
         let intent = p.fence_intent(12, 3);
         assert_eq!(intent, "logs/a/fences/00000000000000000012-0000000003");
         assert_eq!(p.fence_intent_parts(&intent), Some((12, 3)));

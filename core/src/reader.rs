@@ -197,6 +197,11 @@ pub struct Reader {
     /// A start at a time searching the WAL.
     search: Option<TimeSearch>,
     time_start: TimeStart,
+    /// A generation this reader's manifest names was deleted under it (PROTOCOL.md §5
+    /// "Generation gone"): its path, while the manifest is re-read.
+    gone: Option<alloc::string::String>,
+    /// How many times that happened.
+    generations_gone: u64,
 }
 
 impl Reader {
@@ -238,6 +243,8 @@ impl Reader {
             start_path: StartPath::Walk,
             search: None,
             time_start: TimeStart::NotSearched,
+            gone: None,
+            generations_gone: 0,
         };
         match r.cfg.as_of_version {
             Some(0) => r.fail(FatalError::NoSuchVersion {
@@ -271,6 +278,12 @@ impl Reader {
     /// How a start at a time found its position.
     pub fn time_start(&self) -> TimeStart {
         self.time_start
+    }
+
+    /// How many times a generation its manifest named was gone and the reader re-read the
+    /// manifest to continue (PROTOCOL.md §5 "Generation gone").
+    pub fn generations_gone(&self) -> u64 {
+        self.generations_gone
     }
 
     /// Requests issued, by kind.
@@ -371,8 +384,34 @@ impl Reader {
                 let path = self.paths.manifest(version);
                 self.get(path, Purpose::Manifest { version });
             }
-            None => self.resume_walk(),
+            // A generation was gone and no newer manifest replaced it: it is missing.
+            None => match self.gone.take() {
+                Some(path) => self.fail(FatalError::Corrupt {
+                    path,
+                    reason: "generation named by the manifest is missing".into(),
+                }),
+                None => self.resume_walk(),
+            },
         }
+    }
+
+    /// A generation the manifest names is gone (a compaction replaced it and its file was
+    /// deleted, PROTOCOL.md §5 "Generation gone"): drop what is out for it and re-read the
+    /// manifest; its generations are read on from `next_position`.
+    fn generation_gone(&mut self, path: &str) {
+        if let Some(version) = self.cfg.as_of_version {
+            // A read as of a version reads that version or nothing: never a newer one.
+            return self.fail(FatalError::GenerationCollected {
+                version,
+                path: path.into(),
+            });
+        }
+        self.generations_gone += 1;
+        self.ranged = None;
+        self.flow.generation(0);
+        self.generation_deferred = false;
+        self.gone = Some(path.into());
+        self.list_manifests();
     }
 
     fn on_manifest(&mut self, version: u64, request: Pending<Purpose>, resp: Response) {
@@ -427,7 +466,10 @@ impl Reader {
             let cursor = m.replay_cursor;
             self.cfg.until = Some(self.cfg.until.map_or(cursor, |u| u.min(cursor)));
         }
-        let moved = m.replay_cursor > self.walk.position();
+        // After a generation was gone the cursor may not have moved: its generations are
+        // read again from `next_position` all the same.
+        let gone = self.gone.take().is_some();
+        let moved = m.replay_cursor > self.walk.position() || gone;
         if first_read || moved {
             if let Some(t) = self.time_from {
                 // Generations wholly before `t` (by the manifest: no request) hold nothing
@@ -542,19 +584,6 @@ impl Reader {
     /// A generation named by the manifest is not there: collected, for a reader as of an
     /// older version; corrupt otherwise (the current manifest's generations are never
     /// deleted while it is current).
-    fn missing_generation(&self, path: &str) -> FatalError {
-        match self.cfg.as_of_version {
-            Some(version) => FatalError::GenerationCollected {
-                version,
-                path: path.into(),
-            },
-            None => FatalError::Corrupt {
-                path: path.into(),
-                reason: "generation named by the manifest is missing".into(),
-            },
-        }
-    }
-
     /// The LIST after the version asked for was not found: collected if it lies within
     /// the versions committed (1 ..= the newest), else never committed.
     fn on_as_of_list(&mut self, version: u64, request: Pending<Purpose>, resp: Response) {
@@ -594,8 +623,7 @@ impl Reader {
         let reason = match resp.into_get() {
             Ok(got) => return Some(got),
             Err(e) if e.kind == StoreErrorKind::NotFound => {
-                let missing = self.missing_generation(path);
-                self.fail(missing);
+                self.generation_gone(path);
                 return None;
             }
             Err(e) if e.kind == StoreErrorKind::InvalidRange => {
@@ -720,6 +748,10 @@ impl Reader {
         let Some(path) = self.todo.front().map(|g| g.path.clone()) else {
             return;
         };
+        if !self.ranged.as_ref().is_some_and(|r| r.waits_for(seq)) {
+            // A run of a generation the reader moved past (or that was gone).
+            return;
+        }
         let Some(body) = self.generation_bytes(&path, request, resp) else {
             return;
         };
@@ -786,10 +818,7 @@ impl Reader {
         let path = record.path.clone();
         let body = match resp.into_get() {
             Ok(got) => got,
-            Err(e) if e.kind == StoreErrorKind::NotFound => {
-                let missing = self.missing_generation(&path);
-                return self.fail(missing);
-            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => return self.generation_gone(&path),
             Err(e) => return self.retry(request, &e),
         };
         // Its bytes now count as the records it reports.

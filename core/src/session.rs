@@ -43,6 +43,17 @@ pub struct Stats {
     pub ack_p99: Option<Duration>,
 }
 
+/// What a full compaction pass merged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CompactionPass {
+    /// Compactions it committed.
+    pub runs: u64,
+    /// Generations they replaced.
+    pub replaced: u64,
+    /// Generations the manifest lists after it.
+    pub generations: u64,
+}
+
 /// How many recent acknowledgement latencies the percentiles cover.
 const LATENCY_WINDOW: usize = 4096;
 
@@ -79,6 +90,8 @@ pub struct Session {
     /// Flushes asked for while appends were blocked: they run once none is.
     deferred: Vec<Reply<()>>,
     generations: Vec<(u64, Reply<Option<u64>>)>,
+    /// Full compaction passes asked for, answered when the writer's pass is over.
+    compactions: Vec<Reply<CompactionPass>>,
     /// WAL-only truncates by position, answered once the committed cursor reaches it.
     truncates: Vec<(u64, Reply<u64>)>,
     closing: Option<Reply<()>>,
@@ -125,6 +138,7 @@ impl Session {
             flushes: Vec::new(),
             deferred: Vec::new(),
             generations: Vec::new(),
+            compactions: Vec::new(),
             truncates: Vec::new(),
             closing: None,
             close_asked: false,
@@ -206,6 +220,20 @@ impl Session {
         match self.machine.truncate(position, now) {
             Ok(()) if position <= cursor => reply(Ok(cursor)),
             Ok(()) => self.truncates.push((position, reply)),
+            Err(e) => reply(Err(e.into())),
+        }
+        self.settle();
+    }
+
+    /// Runs one full compaction pass (PROTOCOL.md §4 "Compaction"); `reply` with what it
+    /// merged once it is over.
+    pub fn compact(&mut self, reply: Reply<CompactionPass>, now: Duration) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.refusal() {
+            return reply(Err(e));
+        }
+        match self.machine.compact(now) {
+            Ok(()) => self.compactions.push(reply),
             Err(e) => reply(Err(e.into())),
         }
         self.settle();
@@ -380,10 +408,28 @@ impl Session {
                     .for_each(|(_, r): (_, Reply<u64>)| r(Ok(replay_cursor)));
             }
             Event::Writable => self.unblock(now),
+            Event::Compacted { .. } => {}
+            Event::CompactionPass {
+                runs,
+                replaced,
+                generations,
+            } => {
+                let pass = CompactionPass {
+                    runs,
+                    replaced,
+                    generations,
+                };
+                for r in core::mem::take(&mut self.compactions) {
+                    r(Ok(pass));
+                }
+            }
             Event::Closed => {
                 self.failed = Some(Error::Closed);
                 // Close drains commits first, so none should wait; none is left unanswered.
                 for (_, r) in core::mem::take(&mut self.truncates) {
+                    r(Err(Error::Closed));
+                }
+                for r in core::mem::take(&mut self.compactions) {
                     r(Err(Error::Closed));
                 }
                 if let Some(r) = self.closing.take() {
@@ -420,6 +466,9 @@ impl Session {
             r(Err(e.clone()));
         }
         for (_, r) in core::mem::take(&mut self.truncates) {
+            r(Err(e.clone()));
+        }
+        for r in core::mem::take(&mut self.compactions) {
             r(Err(e.clone()));
         }
         if matches!(e, Error::Fenced { .. }) {

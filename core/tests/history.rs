@@ -85,9 +85,11 @@ fn as_of(version: u64) -> ReaderConfig {
     }
 }
 
+/// A writer with a wall clock. No compaction: these tests count the versions flushes commit.
 fn timed(origin: u64) -> WriterConfig {
     WriterConfig {
         unix_ms_at_origin: Some(origin),
+        compaction: None,
         ..config()
     }
 }

@@ -11,7 +11,7 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow::ArrowCodec;
-use tidewal_core::{Ack, Record, Session, SessionEvent, Stats, WriterConfig};
+use tidewal_core::{Ack, CompactionPass, Record, Session, SessionEvent, Stats, WriterConfig};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{drive, Role};
@@ -200,6 +200,15 @@ impl Wal {
         rx.await.unwrap_or(Err(Error::Closed))
     }
 
+    /// Runs one full compaction pass (PROTOCOL.md §4 "Compaction": runs of adjacent
+    /// generations below the target merged while any is left, whether or not background
+    /// compaction is on) and returns what it merged. Refused for a WAL-only log.
+    pub async fn compact(&self) -> Result<CompactionPass, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Compact { reply })?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
     /// Resolves, with the `Fenced` error, once this writer has found that a newer one took
     /// the log over (its next put or manifest commit meets the newer writer's objects), for a
     /// task that wants to know without waiting on an append of its own; every pending and
@@ -274,6 +283,9 @@ enum Command {
     Close {
         reply: Reply<()>,
     },
+    Compact {
+        reply: Reply<CompactionPass>,
+    },
     Stats {
         reply: oneshot::Sender<Stats>,
     },
@@ -308,6 +320,7 @@ impl Role for Commands {
             Command::FlushMemtable { reply: r } => s.flush_memtable(reply(r), now),
             Command::Truncate { position, reply: r } => s.truncate(position, reply(r), now),
             Command::Close { reply: r } => s.close(reply(r), now),
+            Command::Compact { reply: r } => s.compact(reply(r), now),
             Command::Stats { reply } => drop(reply.send(s.stats())),
         }
     }

@@ -275,6 +275,12 @@ impl Consumer {
         self.phase == Phase::Fenced
     }
 
+    /// How many times the inner reader met a generation gone and re-read the manifest
+    /// (PROTOCOL.md §5 "Generation gone").
+    pub fn generations_gone(&self) -> u64 {
+        self.reader.as_ref().map_or(0, Reader::generations_gone)
+    }
+
     /// Requests issued, by kind: the consumer's own and its reader's.
     pub fn io_counters(&self) -> IoCounters {
         let own = self.io.counters;

@@ -126,6 +126,11 @@ impl RangedGeneration {
         }
     }
 
+    /// Whether run `seq` is planned and its bytes not here yet.
+    pub(super) fn waits_for(&self, seq: u64) -> bool {
+        self.runs.iter().any(|r| r.seq == seq && r.body.is_none())
+    }
+
     /// The bytes of run `seq` arrived; `false` if no such run is waiting (a stale answer).
     pub(super) fn arrived(&mut self, seq: u64, body: Bytes) -> bool {
         match self

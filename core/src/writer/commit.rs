@@ -20,6 +20,8 @@ pub(super) enum CommitKind {
     Generation,
     /// A WAL-only cursor move.
     Truncate,
+    /// A merged generation replacing a run (never moves the cursor).
+    Compaction,
 }
 
 impl Writer {
@@ -98,7 +100,9 @@ impl Writer {
             CommitKind::Claim => self.on_claimed(),
             CommitKind::Generation => self.on_generation_committed(),
             CommitKind::Truncate => self.on_truncated(),
+            CommitKind::Compaction => self.on_compacted(),
         }
+        self.sync_retiring();
         self.collect_manifests();
     }
 }

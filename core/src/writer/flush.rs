@@ -93,11 +93,9 @@ impl Writer {
 
     /// Freezes the active memtable and puts its generation. Returns the generation id.
     pub(super) fn freeze(&mut self) -> Option<u64> {
-        let (Some(first), Some(last)) = (self.memtable.active.first(), self.memtable.active.last())
-        else {
+        if self.memtable.active.is_empty() {
             return None;
-        };
-        let (first_position, last_position) = (first.position, last.position);
+        }
         let committed_next = self.manifest.as_ref().map_or(0, |m| m.next_generation);
         let id = committed_next + self.memtable.frozen.len() as u64;
         let entries = core::mem::take(&mut self.memtable.active);
@@ -114,36 +112,7 @@ impl Writer {
                 return None;
             }
         };
-        let hex = |crc| alloc::string::String::from_utf8_lossy(&to_hex8(crc)).into();
-        let index = self
-            .codec
-            .generation_index_range(&body)
-            .map(|r| IndexRecord {
-                offset: r.start,
-                length: r.end - r.start,
-                crc32c: hex(self.codec.checksum(&body[r.start as usize..r.end as usize])),
-            });
-        // Over the entries that have a time (PROTOCOL.md §3).
-        let times = entries.iter().filter_map(|e| e.time);
-        let record = GenerationRecord {
-            id,
-            path,
-            first_position,
-            last_position,
-            entries: entries.len() as u64,
-            records: entries.iter().map(|e| e.records.len() as u64).sum(),
-            rows: entries
-                .iter()
-                .flat_map(|e| e.records.iter())
-                .map(|r| r.rows)
-                .sum(),
-            bytes: body.len() as u64,
-            crc32c: hex(self.codec.checksum(&body)),
-            index,
-            min_time: times.clone().min(),
-            max_time: times.max(),
-            untimed: entries.iter().filter(|e| e.time.is_none()).count() as u64,
-        };
+        let record = self.describe_generation(id, path, &entries, &body);
         self.memtable.frozen_bytes += bytes;
         self.memtable.frozen.push_back(Frozen {
             entries,
@@ -154,6 +123,47 @@ impl Writer {
         });
         self.put(PutTarget::Generation { id });
         Some(id)
+    }
+
+    /// The manifest record of generation file `body` holding `entries` (non-empty, in
+    /// position order): what a flush and a compaction both record (PROTOCOL.md §3).
+    pub(super) fn describe_generation(
+        &self,
+        id: u64,
+        path: alloc::string::String,
+        entries: &[PositionedRecords],
+        body: &[u8],
+    ) -> GenerationRecord {
+        let hex = |crc| alloc::string::String::from_utf8_lossy(&to_hex8(crc)).into();
+        let index = self
+            .codec
+            .generation_index_range(body)
+            .map(|r| IndexRecord {
+                offset: r.start,
+                length: r.end - r.start,
+                crc32c: hex(self.codec.checksum(&body[r.start as usize..r.end as usize])),
+            });
+        // Over the entries that have a time (PROTOCOL.md §3).
+        let times = entries.iter().filter_map(|e| e.time);
+        GenerationRecord {
+            id,
+            path,
+            first_position: entries.first().map_or(0, |e| e.position),
+            last_position: entries.last().map_or(0, |e| e.position),
+            entries: entries.len() as u64,
+            records: entries.iter().map(|e| e.records.len() as u64).sum(),
+            rows: entries
+                .iter()
+                .flat_map(|e| e.records.iter())
+                .map(|r| r.rows)
+                .sum(),
+            bytes: body.len() as u64,
+            crc32c: hex(self.codec.checksum(body)),
+            index,
+            min_time: times.clone().min(),
+            max_time: times.max(),
+            untimed: entries.iter().filter(|e| e.time.is_none()).count() as u64,
+        }
     }
 
     /// Highest fence epoch below `cursor` (data of older epochs at or past it are orphans).
@@ -176,6 +186,8 @@ impl Writer {
             return;
         };
         m.version += 1;
+        // Every commit drops the records of retired files known deleted.
+        self.prune_retired(&mut m);
         if let Some(front) = self.memtable.frozen.front().filter(|f| f.written) {
             let record = front.record.clone();
             m.replay_cursor = record.last_position + 1;
@@ -198,6 +210,8 @@ impl Writer {
             m.dropped_before = m.dropped_before.max(to);
             m.cursor_epoch = self.cursor_epoch(cursor);
             self.start_commit(m, CommitKind::Truncate);
+        } else {
+            self.try_commit_compaction(m);
         }
     }
 

@@ -58,8 +58,35 @@ impl Writer {
                 break;
             }
             self.manifest_versions.remove(&old);
+            // Kept (it may be read) until its delete is confirmed: a retired file waits.
+            self.manifest_deleting.insert(old);
             let path = self.paths.manifest(old);
-            self.delete(path);
+            self.io.send(
+                Op::Delete { path },
+                Purpose::DeleteManifest { version: old },
+            );
         }
+    }
+
+    /// A manifest version's delete: confirmed (or found nothing), or left behind.
+    pub(super) fn on_delete_manifest(
+        &mut self,
+        version: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
+        match resp.into_delete() {
+            Ok(()) => {}
+            Err(e) if e.kind == StoreErrorKind::NotFound => {}
+            Err(_) => {
+                if self.io.retry(self.now, request).is_err() {
+                    // Still in the store: it stays in `manifest_deleting` for good, so the
+                    // files it names are never deleted by this writer.
+                    self.counters.gc_failures += 1;
+                }
+                return;
+            }
+        }
+        self.manifest_deleting.remove(&version);
     }
 }

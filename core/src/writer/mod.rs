@@ -26,13 +26,14 @@
 
 mod append;
 mod commit;
+mod compact;
 mod flush;
 mod gc;
 mod open;
 mod put;
 
 use alloc::boxed::Box;
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::time::Duration;
@@ -98,6 +99,25 @@ pub enum Event {
         /// New replay cursor.
         replay_cursor: u64,
     },
+    /// A compaction was committed: `replaced` adjacent generations are now one (PROTOCOL.md
+    /// §4 "Compaction").
+    Compacted {
+        /// The merged generation's id (the first replaced one's).
+        generation: u64,
+        /// Generations it replaced.
+        replaced: u64,
+        /// Its size.
+        bytes: u64,
+    },
+    /// A full pass asked for with [`Writer::compact`] finished.
+    CompactionPass {
+        /// Compactions it committed.
+        runs: u64,
+        /// Generations they replaced.
+        replaced: u64,
+        /// Generations the manifest lists now.
+        generations: u64,
+    },
     /// There is room for the append last refused with [`AppendError::Backpressure`].
     Writable,
     /// `close` finished: everything appended is durable (and flushed, with a memtable).
@@ -114,6 +134,10 @@ struct Counters {
     entries_written: u64,
     generations_committed: u64,
     gc_failures: u64,
+    compactions: u64,
+    compactions_dropped: u64,
+    generations_compacted: u64,
+    bytes_reclaimed: u64,
 }
 
 /// Counters and gauges of a writer.
@@ -145,6 +169,17 @@ pub struct WriterStats {
     pub replay_cursor: u64,
     /// Deletes that kept failing (garbage left behind).
     pub gc_failures: u64,
+    /// Generations the newest manifest lists.
+    pub generations_live: u64,
+    /// Compactions committed.
+    pub compactions: u64,
+    /// Compactions dropped: their run changed before their commit, or one of its
+    /// generations was gone.
+    pub compactions_dropped: u64,
+    /// Generations replaced by compactions.
+    pub generations_compacted: u64,
+    /// Bytes of retired generation files deleted.
+    pub bytes_reclaimed: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -183,6 +218,19 @@ enum Purpose {
         position: u64,
     },
     Delete,
+    /// A manifest version's delete (confirmed before a retired file may go).
+    DeleteManifest {
+        version: u64,
+    },
+    /// A retired generation file's delete.
+    DeleteRetired {
+        path: String,
+    },
+    /// Generation `index` of compaction `seq`'s run.
+    CompactGet {
+        seq: u64,
+        index: usize,
+    },
 }
 
 /// The sans-I/O writer of one log.
@@ -202,6 +250,8 @@ pub struct Writer {
     /// Manifest versions known to exist (listed at open, or committed), with their commit
     /// time where known: what GC may delete (`retention.rs`).
     manifest_versions: BTreeMap<u64, Option<u64>>,
+    /// Manifest versions whose delete is sent but not confirmed: they may still be read.
+    manifest_deleting: BTreeSet<u64>,
     open_attempts: u32,
     walk: Option<Walk>,
     /// The slot where this writer's fence is being put, and the fence's bytes (the walk
@@ -217,6 +267,13 @@ pub struct Writer {
     /// Fences walked or written: (position, epoch).
     fences: Vec<(u64, u64)>,
     commit: Option<commit::Commit>,
+    compaction: Option<compact::Compaction>,
+    compaction_seq: u64,
+    /// A run's generation was gone at this manifest version: no compaction until a newer one.
+    compaction_paused_at: Option<u64>,
+    full_pass: Option<compact::FullPass>,
+    /// Retired generation files this writer knows of (PROTOCOL.md §4 "Compaction").
+    retiring: Vec<compact::Retiring>,
     pipeline: append::Pipeline,
     memtable: flush::Memtable,
     /// Durable data positions not yet below the cursor (what GC may delete later).
@@ -253,6 +310,7 @@ impl Writer {
             epoch: 0,
             manifest: None,
             manifest_versions: BTreeMap::new(),
+            manifest_deleting: BTreeSet::new(),
             open_attempts: 0,
             walk: None,
             fence_at: None,
@@ -261,6 +319,11 @@ impl Writer {
             last_time: 0,
             fences: Vec::new(),
             commit: None,
+            compaction: None,
+            compaction_seq: 0,
+            compaction_paused_at: None,
+            full_pass: None,
+            retiring: Vec::new(),
             pipeline: append::Pipeline::default(),
             memtable: flush::Memtable::default(),
             live_positions: VecDeque::new(),
@@ -292,7 +355,10 @@ impl Writer {
             .deadline()
             .filter(|_| self.phase == Phase::Ready)
             .filter(|_| self.pipeline.in_flight() < self.cfg.max_in_flight as usize);
-        earliest(group, self.io.next_deadline())
+        earliest(
+            earliest(group, self.io.next_deadline()),
+            self.retire_deadline(),
+        )
     }
 
     /// Closed or failed: no command can make it send anything again.
@@ -334,6 +400,14 @@ impl Writer {
             next_position: self.pipeline.next_position,
             durable_position: self.pipeline.durable_position,
             replay_cursor: self.manifest.as_ref().map_or(0, |m| m.replay_cursor),
+            generations_live: self
+                .manifest
+                .as_ref()
+                .map_or(0, |m| m.generations.len() as u64),
+            compactions: c.compactions,
+            compactions_dropped: c.compactions_dropped,
+            generations_compacted: c.generations_compacted,
+            bytes_reclaimed: c.bytes_reclaimed,
         }
     }
 
@@ -401,6 +475,18 @@ impl Writer {
             }
             Purpose::FenceCheck { position } => self.on_fence_check(*position, request, response),
             Purpose::Delete => self.on_delete(request, response),
+            Purpose::DeleteManifest { version } => {
+                let version = *version;
+                self.on_delete_manifest(version, request, response)
+            }
+            Purpose::DeleteRetired { path } => {
+                let path = path.clone();
+                self.on_delete_retired(&path, request, response)
+            }
+            Purpose::CompactGet { seq, index } => {
+                let (seq, index) = (*seq, *index);
+                self.on_compact_get(seq, index, request, response)
+            }
         }
     }
 
@@ -411,6 +497,8 @@ impl Writer {
             self.maybe_freeze();
             self.relieve_backpressure();
             self.try_commit();
+            self.maybe_compact();
+            self.collect_retired();
             self.check_writable();
             self.check_closed();
         }
@@ -535,7 +623,8 @@ impl Writer {
             if self.memtable.active_len() > 0 {
                 self.freeze();
             }
-            if self.memtable.has_frozen() || self.commit.is_some() {
+            // A compaction the flushes started is finished too (it is bounded by its target).
+            if self.memtable.has_frozen() || self.commit.is_some() || self.compacting() {
                 return;
             }
         } else if self.commit.is_some() {

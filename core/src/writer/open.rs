@@ -74,6 +74,7 @@ impl Writer {
             generations: alloc::vec::Vec::new(),
             dropped_before: 0,
             committed_at: None,
+            retired: alloc::vec::Vec::new(),
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);

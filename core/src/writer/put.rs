@@ -35,6 +35,8 @@ pub(super) enum PutTarget {
     Entry { position: u64 },
     /// Generation `id` of this writer's epoch.
     Generation { id: u64 },
+    /// The running compaction's merged generation.
+    Merged,
 }
 
 impl PutTarget {
@@ -178,6 +180,7 @@ impl Writer {
                 self.paths.wal(position)
             }
             PutTarget::Generation { id } => self.paths.generation(self.epoch, id),
+            PutTarget::Merged => self.merged_path(),
             PutTarget::FenceIntent { position } => self.paths.fence_intent(position, self.epoch),
         }
     }
@@ -190,6 +193,7 @@ impl Writer {
             PutTarget::Fence { position } => self.fence_body(position),
             PutTarget::Entry { position } => self.pipeline.body(position),
             PutTarget::Generation { id } => self.memtable.body(id),
+            PutTarget::Merged => self.merged_body(),
             PutTarget::FenceIntent { position } => self.intent_body(position),
         }
     }
@@ -203,6 +207,7 @@ impl Writer {
             }
             PutTarget::Manifest { .. }
             | PutTarget::Generation { .. }
+            | PutTarget::Merged
             | PutTarget::FenceIntent { .. } => None,
         }
     }
@@ -218,6 +223,7 @@ impl Writer {
             PutTarget::FenceIntent { position } => self.intent_landed(position),
             PutTarget::Entry { position } => self.mark_durable(position),
             PutTarget::Generation { id } => self.memtable.mark_written(id),
+            PutTarget::Merged => self.merged_landed(),
         }
     }
 
@@ -230,10 +236,12 @@ impl Writer {
             PutTarget::Fence { .. } => self.fence_taken(theirs),
             // A newer epoch's fence or entry: fenced; anything else breaks the protocol.
             PutTarget::Entry { position } => self.entry_taken(position, theirs),
-            PutTarget::Generation { .. } => self.fail(FatalError::ProtocolViolation {
-                path: self.put_path(target),
-                reason: "another object holds this writer's generation name".into(),
-            }),
+            PutTarget::Generation { .. } | PutTarget::Merged => {
+                self.fail(FatalError::ProtocolViolation {
+                    path: self.put_path(target),
+                    reason: "another object holds this writer's generation name".into(),
+                })
+            }
             // The name carries this writer's epoch: nobody else writes it.
             PutTarget::FenceIntent { .. } => self.fail(FatalError::ProtocolViolation {
                 path: self.put_path(target),

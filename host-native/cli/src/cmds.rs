@@ -501,6 +501,26 @@ pub async fn verify(url: &str) -> Result<(), Error> {
 
 /// `flush` and `gc`: take the log over (fencing any running writer), flush the memtable to a
 /// generation (which collects the WAL slots it covers) and close.
+/// `tidewal compact`: one full compaction pass (PROTOCOL.md §4 "Compaction"), then close.
+pub async fn compact(url: &str) -> Result<(), Error> {
+    let (store, prefix) = tidewal::store_for(url)?;
+    let schema = tidewal::log_schema(store.clone(), &prefix).await?;
+    let generations =
+        |i: &tidewal::Inspection| i.manifest.as_ref().map_or(0, |m| m.generations.len());
+    let before = generations(&tidewal::inspect(store.clone(), &prefix).await?);
+    let (options, replaying) = with_replay_progress();
+    let wal = Wal::open(store.clone(), &prefix, schema, options).await?;
+    replaying.finish_and_clear();
+    let pass = wal.compact().await?;
+    wal.close().await?;
+    let after = generations(&tidewal::inspect(store, &prefix).await?);
+    println!(
+        r#"{{"compactions":{},"generations_replaced":{},"generations_before":{before},"generations_after":{after}}}"#,
+        pass.runs, pass.replaced
+    );
+    Ok(())
+}
+
 pub async fn flush(url: &str) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;

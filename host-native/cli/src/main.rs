@@ -1,6 +1,7 @@
 //! The `tidewal` command line.
 
 mod bench;
+mod bench_compact;
 mod bench_scan;
 mod cmds;
 mod since;
@@ -140,6 +141,12 @@ enum Command {
         /// The log.
         url: String,
     },
+    /// Takes the log over, runs one full compaction pass (adjacent generations below the
+    /// target merged into one while any is left) and closes; prints what it merged.
+    Compact {
+        /// The log.
+        url: String,
+    },
     /// Same as flush: collection happens when a generation commits.
     Gc {
         /// The log.
@@ -212,6 +219,10 @@ enum Command {
         /// columns, one column, raw GETs (0: none).
         #[arg(long, default_value_t = 0)]
         scan_mib: usize,
+        /// MiB of 4 MiB generations merged by a full compaction pass, timed, then appends/s
+        /// alone and beside a second pass (0: none).
+        #[arg(long, default_value_t = 0)]
+        compaction_mib: usize,
         /// Skip the append cells (e.g. to measure only replay or scan).
         #[arg(long)]
         skip_appends: bool,
@@ -361,6 +372,7 @@ struct BenchCells {
     depths: Vec<u32>,
     replay_mib: usize,
     scan_mib: usize,
+    compaction_mib: usize,
     skip_appends: bool,
     only: Vec<String>,
     cell_mib: usize,
@@ -380,6 +392,7 @@ async fn bench(
         depths,
         replay_mib,
         scan_mib,
+        compaction_mib,
         skip_appends,
         only,
         cell_mib,
@@ -485,6 +498,39 @@ async fn bench(
             _ => drop(std::fs::remove_dir_all(dir.join("scan"))),
         }
         crate::bench_scan::print_scan(&s?, header);
+        header = false;
+    }
+    let mut header = true;
+    for &kind in kinds.iter().filter(|_| compaction_mib > 0) {
+        let (store, label) = match kind {
+            // Every request waits: a compaction GETs, PUTs, LISTs and DELETEs.
+            "throttled" => {
+                let wait = std::time::Duration::from_millis(latency_ms);
+                let config = object_store::throttle::ThrottleConfig {
+                    wait_get_per_call: wait,
+                    wait_put_per_call: wait,
+                    wait_list_per_call: wait,
+                    wait_delete_per_call: wait,
+                    ..Default::default()
+                };
+                let store = object_store::throttle::ThrottledStore::new(
+                    object_store::memory::InMemory::new(),
+                    config,
+                );
+                let store: Arc<dyn object_store::ObjectStore> = Arc::new(store);
+                (store, format!("InMemory+{latency_ms}ms/request"))
+            }
+            _ => read_bench_store(kind, "compaction", &dir, s3.as_deref(), latency_ms)?,
+        };
+        let c =
+            crate::bench_compact::measure_compaction(store.clone(), &label, compaction_mib << 20)
+                .await;
+        match kind {
+            "s3" => delete_all(&store).await,
+            "local" => drop(std::fs::remove_dir_all(dir.join("compaction"))),
+            _ => {}
+        }
+        crate::bench_compact::print_compaction(&c?, header);
         header = false;
     }
     drop(scratch);
@@ -733,6 +779,7 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Inspect { url, json } => cmds::inspect(&url, json).await,
         Command::Verify { url } => cmds::verify(&url).await,
         Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,
+        Command::Compact { url } => cmds::compact(&url).await,
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
         Command::Fill {
             dir,
@@ -750,6 +797,7 @@ async fn run(command: Command) -> Result<(), Error> {
             s3,
             replay_mib,
             scan_mib,
+            compaction_mib,
             skip_appends,
             only,
             cell_mib,
@@ -761,6 +809,7 @@ async fn run(command: Command) -> Result<(), Error> {
                 depths,
                 replay_mib,
                 scan_mib,
+                compaction_mib,
                 skip_appends,
                 only,
                 cell_mib,

@@ -450,3 +450,60 @@ fn cat_until_a_time_prints_what_was_written_until_then() {
     let err = text(&out.stderr);
     assert!(err.contains("--until-time \"next week\""), "{err}");
 }
+
+#[test]
+fn twenty_appends_then_compact_leave_fewer_generations_and_every_row_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    let generations = || {
+        let out = tidewal(&["inspect", log, "--json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["manifest"]["generations"].as_array().unwrap().len()
+    };
+    let mut positions = Vec::new();
+    for i in 0..20 {
+        let csv = dir.path().join(format!("{i}.csv"));
+        std::fs::write(&csv, format!("id,name\n{i},row-{i}\n")).unwrap();
+        let out = tidewal(&["append", log, "--csv", csv.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        positions.push(v["first_position"].as_u64().unwrap());
+    }
+    // Each append flushed a generation at its close; background compaction merged some.
+    let before = generations();
+    let out = tidewal(&["compact", log]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    println!("20 appends: {before} generations; compact: {report}");
+    assert_eq!(report["generations_before"], before);
+    assert_eq!(report["generations_after"], 1);
+    assert_eq!(generations(), 1);
+    assert!(before > 1, "nothing left to compact: {before}");
+    let out = tidewal(&["cat", log, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ids: Vec<i64> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, (0..20).collect::<Vec<_>>());
+    // A start inside the merged generation reads it from its index.
+    let from = positions[13].to_string();
+    let out = tidewal(&["cat", log, "--format", "json", "--from", &from]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let ids: Vec<i64> = text(&out.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, (13..20).collect::<Vec<_>>());
+    let out = tidewal(&["verify", log]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

@@ -96,6 +96,8 @@ pub(crate) struct Client {
     pub claim: u64,
     pub asked: u64,
     pub caught_up: bool,
+    /// A reader's (or consumer's) count of generations met gone, as last seen.
+    pub gone_seen: u64,
 }
 
 impl Client {

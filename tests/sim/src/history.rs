@@ -247,6 +247,14 @@ impl World {
                 self.history_counts.as_of_collected += 1;
                 Ok(true)
             }
+            // A generation of the version deleted under the reader: legitimate only once the
+            // version itself was collected (compaction deletes a retired file only then; the
+            // model's delete check holds it to that).
+            FatalError::GenerationCollected { version, .. } if as_of == Some(*version) => {
+                self.collected_under_reader(client, *version)?;
+                self.history_counts.as_of_collected += 1;
+                Ok(true)
+            }
             FatalError::NoSuchVersion { version, .. }
                 if as_of == Some(*version)
                     && self

@@ -42,6 +42,8 @@ pub struct Model {
     /// Every manifest that landed, by version (a slow writer may fill a collected version's
     /// hole with another), and which versions a writer asked to delete (`history.rs`).
     pub history: crate::history::Versions,
+    /// Compaction's facts (`compaction.rs`).
+    pub compactions: crate::compaction::Compactions,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -115,15 +117,13 @@ impl Model {
                             m.version, m.epoch, m.replay_cursor, h.version, h.epoch, h.replay_cursor
                         ));
                     }
-                    if m.generations.get(..h.generations.len()) != Some(&h.generations[..]) {
-                        return Err(format!(
-                            "manifest v{} dropped or changed generations",
-                            m.version
-                        ));
-                    }
+                    let h = h.clone();
+                    self.check_generations_extend(store, codec, &h, &m)?;
                 }
                 self.high = Some(m);
                 self.check_cursor(store, codec)?;
+            } else if self.high.as_ref().is_some_and(|h| m.version < h.version) {
+                self.compactions.holes.insert(m.version);
             }
         }
         Ok(())
@@ -154,7 +154,8 @@ impl Model {
     }
 
     /// A delete is about to be applied.
-    pub fn on_delete(&self, path: &str) -> Check {
+    pub fn on_delete(&self, store: &MemStore, path: &str) -> Check {
+        self.check_generation_delete(store, path)?;
         if let Some(pos) = wal_position(path) {
             // A buried fence may be deleted by a retried delete of the slot it reused: below
             // the cursor it protects nothing.

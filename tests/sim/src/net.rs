@@ -81,7 +81,7 @@ impl Net {
         }
         let missing = matches!(&op, Op::Delete { path } if self.store.object(path).is_none());
         if let Op::Delete { path } = &op {
-            model.on_delete(path)?;
+            model.on_delete(&self.store, path)?;
         }
         let resp = self.store.execute(&op);
         if let (Op::Put { path, body, .. }, Response::Put(Ok(_))) = (&op, &resp) {

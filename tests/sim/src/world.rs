@@ -60,6 +60,10 @@ pub struct Outcome {
     pub consumer_commits: u64,
     pub consumers_fenced: u64,
     pub consumer_resumes: u64,
+    /// Compactions that landed, and readers' GETs that met a generation gone (each re-read
+    /// the manifest).
+    pub compactions: u64,
+    pub generations_gone: u64,
 }
 
 pub(crate) enum Ev {
@@ -117,6 +121,7 @@ pub(crate) struct World {
     pub(crate) time_searches: u64,
     pub(crate) time_fallbacks: u64,
     pub(crate) history_counts: crate::history::Counts,
+    pub(crate) generations_gone: u64,
     hash: u64,
     trace: Option<Vec<String>>,
     line: String,
@@ -147,6 +152,8 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         consumer_commits: w.consumers.commits,
         consumers_fenced: w.consumers.fenced,
         consumer_resumes: w.consumers.resumes,
+        compactions: w.model.compactions.committed,
+        generations_gone: w.generations_gone,
     }
 }
 
@@ -181,6 +188,7 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
             attempts: 40,
         },
         unix_ms_at_origin: None,
+        compaction: crate::compaction::config(rng),
     }
 }
 
@@ -223,6 +231,7 @@ impl World {
             time_searches: 0,
             time_fallbacks: 0,
             history_counts: Default::default(),
+            generations_gone: 0,
             hash: 0xcbf2_9ce4_8422_2325,
             trace: trace.then(Vec::new),
             line: String::new(),
@@ -293,6 +302,7 @@ impl World {
                     None => return Ok(()),
                 }
                 self.count_start(client);
+                self.count_gone(client);
                 self.drain(client)
             }
             Ev::Timer { client } => {

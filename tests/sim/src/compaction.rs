@@ -1,0 +1,117 @@
+//! Compaction in the simulation (PROTOCOL.md §4 "Compaction", §5 "Generation gone"): the
+//! writers' settings (small tiers and targets so that merges happen often within a seed, a
+//! short grace so that retired files go while slow readers still hold the manifests that
+//! named them), the model's checks (every manifest's generations hold the previous one's
+//! entries, in order; no generation a manifest version still in the store names is deleted)
+//! and the count of readers that met a generation gone.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use tidewal_core::{CompactionConfig, Manifest, MemStore, RawCodec};
+
+use crate::actors::Machine;
+use crate::model::{Check, Model};
+use crate::rng::Rng;
+use crate::world::World;
+
+/// A seed's compaction settings: mostly on, with tiers of a few hundred bytes (generations
+/// are 256 B .. 8 KiB), a target of a few KiB and a grace from nothing to a few polls.
+pub(crate) fn config(rng: &mut Rng) -> Option<CompactionConfig> {
+    if rng.chance(0.15) {
+        return None;
+    }
+    Some(CompactionConfig {
+        enabled: true,
+        fanout: rng.range(2, 4) as u32,
+        tier_base: rng.range(64, 1024),
+        target_bytes: rng.range(2048, 32768),
+        grace: Duration::from_millis(rng.range(0, 80)),
+    })
+}
+
+/// What the model keeps about compaction.
+#[derive(Default)]
+pub struct Compactions {
+    /// Manifest versions written into a collected hole below the newest (a fenced writer's):
+    /// nobody reads them as current, and they may name files the owner since deleted.
+    pub holes: BTreeSet<u64>,
+    /// Manifests whose generations are fewer than the one before's (a compaction landed).
+    pub committed: u64,
+}
+
+impl Model {
+    /// A manifest newer than every other landed: its generations must hold exactly the
+    /// previous newest one's entries, in order, then what it flushed (a compaction changes no
+    /// entry of the log; a flush only adds).
+    pub fn check_generations_extend(
+        &mut self,
+        store: &MemStore,
+        codec: &RawCodec,
+        old: &Manifest,
+        new: &Manifest,
+    ) -> Check {
+        if new.generations.len() < old.generations.len() {
+            self.compactions.committed += 1;
+        }
+        let before = self.generations(store, codec, old)?;
+        let after = self.generations(store, codec, new)?;
+        if after.get(..before.len()) != Some(&before[..]) {
+            let at = before
+                .iter()
+                .zip(&after)
+                .position(|(a, b)| a != b)
+                .unwrap_or(after.len().min(before.len()));
+            return Err(format!(
+                "manifest v{} changed the log's generations: entry {at} was {:?}, now {:?}",
+                new.version,
+                before.get(at),
+                after.get(at)
+            ));
+        }
+        Ok(())
+    }
+
+    /// A generation file is about to be deleted: no manifest version still in the store
+    /// (but a fenced writer's in a hole) may name it.
+    pub fn check_generation_delete(&self, store: &MemStore, path: &str) -> Check {
+        if !path.contains("/gen/") {
+            return Ok(());
+        }
+        for other in store.paths().filter(|p| p.contains("manifest/")) {
+            let Some(body) = store.object(other) else {
+                continue;
+            };
+            let Ok(m) = Manifest::decode(body) else {
+                continue;
+            };
+            if self.compactions.holes.contains(&m.version) {
+                continue;
+            }
+            if m.generations.iter().any(|g| g.path == path) {
+                return Err(format!(
+                    "deleted {path}, which kept manifest v{} names",
+                    m.version
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl World {
+    /// Counts the times reader (or consumer) `client` met a generation gone and re-read the
+    /// manifest.
+    pub(crate) fn count_gone(&mut self, client: usize) {
+        let c = &mut self.clients[client];
+        let seen = match &c.machine {
+            Some(Machine::Reader(r)) => r.generations_gone(),
+            Some(Machine::Consumer(k)) => k.generations_gone(),
+            _ => return,
+        };
+        if seen > c.gone_seen {
+            self.generations_gone += seen - c.gone_seen;
+            c.gone_seen = seen;
+        }
+    }
+}
