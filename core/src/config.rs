@@ -74,6 +74,14 @@ pub struct WriterConfig {
     /// the log). Hosts pass the system time when they create the writer; `None` records no
     /// time (entries then read as time unknown).
     pub unix_ms_at_origin: Option<u64>,
+    /// The writer lease `L` written into a log this writer creates or is the first lease
+    /// writer of (PROTOCOL.md §4 "The writer lease"); a log that has one keeps its own. A
+    /// writer acknowledges only within `L` of its newest clean ownership check, and a
+    /// collector deletes fences only once its claim is `L * (1 + rho) + gc_margin` old.
+    pub lease: Duration,
+    /// What a collector waits past `L * (1 + rho)` before it deletes fences: a cushion for
+    /// clock granularity (PROTOCOL.md §4 "Collecting fences").
+    pub gc_margin: Duration,
 }
 
 impl Default for WriterConfig {
@@ -96,6 +104,8 @@ impl Default for WriterConfig {
             open_attempts: 8,
             retry: RetryPolicy::default(),
             unix_ms_at_origin: None,
+            lease: Duration::from_secs(30),
+            gc_margin: Duration::from_secs(1),
         }
     }
 }
@@ -121,6 +131,9 @@ impl WriterConfig {
         }
         if self.retry.attempts == 0 {
             return fail("retry.attempts must be positive");
+        }
+        if self.lease.as_millis() < 3 || self.lease.as_millis() > u128::from(u32::MAX) {
+            return fail("lease must be between 3 ms and 2^32 ms");
         }
         Ok(())
     }

@@ -55,6 +55,15 @@ pub struct Manifest {
     /// so logs that never dropped anything keep manifests older versions read as they are.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dropped_before: u64,
+    /// The writer lease `L` in ms (PROTOCOL.md §4 "The writer lease"): fixed when first
+    /// written; every writer of the log acknowledges only within `L` of a clean ownership
+    /// check. Absent in logs whose writers held no lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// The first epoch whose writer held leases (and placed its fence): fences of epochs at
+    /// or below it are never collected. Absent until such a writer committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_epoch: Option<u64>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -366,6 +375,8 @@ mod tests {
                 untimed: 0,
             }],
             dropped_before: 0,
+            lease_ms: None,
+            lease_epoch: None,
         }
     }
 

@@ -16,7 +16,7 @@ use crate::codec::Record;
 use crate::host_error::Error;
 use crate::io::{RequestId, Response};
 use crate::machine::{earliest, Machine, Output};
-use crate::writer::{AppendId, Event, Writer, WriterStats};
+use crate::writer::{AppendId, Collected, Event, Writer, WriterStats};
 use crate::AppendError;
 
 /// Answers one caller, once.
@@ -81,6 +81,8 @@ pub struct Session {
     generations: Vec<(u64, Reply<Option<u64>>)>,
     /// WAL-only truncates by position, answered once the committed cursor reaches it.
     truncates: Vec<(u64, Reply<u64>)>,
+    /// Collection rounds asked for, answered in order as rounds finish.
+    collections: VecDeque<Reply<Collected>>,
     closing: Option<Reply<()>>,
     /// `close` was called: later commands are refused at once. While appends still wait
     /// for room, the close waits behind them (and the flushes deferred before it) here.
@@ -126,6 +128,7 @@ impl Session {
             deferred: Vec::new(),
             generations: Vec::new(),
             truncates: Vec::new(),
+            collections: VecDeque::new(),
             closing: None,
             close_asked: false,
             deferred_close: None,
@@ -206,6 +209,21 @@ impl Session {
         match self.machine.truncate(position, now) {
             Ok(()) if position <= cursor => reply(Ok(cursor)),
             Ok(()) => self.truncates.push((position, reply)),
+            Err(e) => reply(Err(e.into())),
+        }
+        self.settle();
+    }
+
+    /// Collects fences, window orphans and fence intents below the cursor as soon as the
+    /// writer lease allows ([`Writer::collect_garbage`]: possibly `L * (1 + rho)` and a
+    /// margin after the writer's claim); `reply` with what was deleted.
+    pub fn collect_garbage(&mut self, reply: Reply<Collected>, now: Duration) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.refusal() {
+            return reply(Err(e));
+        }
+        match self.machine.collect_garbage(now) {
+            Ok(()) => self.collections.push_back(reply),
             Err(e) => reply(Err(e.into())),
         }
         self.settle();
@@ -380,10 +398,19 @@ impl Session {
                     .for_each(|(_, r): (_, Reply<u64>)| r(Ok(replay_cursor)));
             }
             Event::Writable => self.unblock(now),
+            Event::Collected(c) => {
+                // One round answers every collection asked before it started.
+                for r in core::mem::take(&mut self.collections) {
+                    r(Ok(c));
+                }
+            }
             Event::Closed => {
                 self.failed = Some(Error::Closed);
                 // Close drains commits first, so none should wait; none is left unanswered.
                 for (_, r) in core::mem::take(&mut self.truncates) {
+                    r(Err(Error::Closed));
+                }
+                for r in core::mem::take(&mut self.collections) {
                     r(Err(Error::Closed));
                 }
                 if let Some(r) = self.closing.take() {
@@ -420,6 +447,9 @@ impl Session {
             r(Err(e.clone()));
         }
         for (_, r) in core::mem::take(&mut self.truncates) {
+            r(Err(e.clone()));
+        }
+        for r in core::mem::take(&mut self.collections) {
             r(Err(e.clone()));
         }
         if matches!(e, Error::Fenced { .. }) {

@@ -129,7 +129,11 @@ fn a_lagging_follower_reads_from_generations_after_gc() {
         .store
         .object("t/wal/00000000000000000005.arrows")
         .is_none());
-    let ev = tick(&mut h, &mut r);
+    // Settling ran the writer's collection round too, once its claim was old enough
+    // (PROTOCOL.md §4 "Collecting fences"): the reader's poll is long due.
+    assert!(deadline(&mut r).is_some_and(|at| at <= h.now));
+    r.handle_timeout(h.now);
+    let ev = pump(&mut h, &mut r);
     assert_eq!(
         positions(&ev),
         vec![5, 6, 7],

@@ -76,6 +76,8 @@ impl Writer {
                     self.commit = None;
                     self.fenced();
                 } else {
+                    // A clean ownership check: the lease runs from its send.
+                    self.clean_check(request.sent_at);
                     self.committed(version);
                 }
             }
@@ -90,7 +92,10 @@ impl Writer {
         self.manifest_versions.insert(version);
         self.manifest = Some(commit.manifest);
         match commit.kind {
-            CommitKind::Claim => self.on_claimed(),
+            CommitKind::Claim => {
+                self.claimed_at = Some(self.now);
+                self.on_claimed()
+            }
             CommitKind::Generation => self.on_generation_committed(),
             CommitKind::Truncate => self.on_truncated(),
         }
