@@ -91,6 +91,10 @@ pub(crate) struct Client {
     pub claim: u64,
     pub asked: u64,
     pub caught_up: bool,
+    /// A writer's own clock and pause (clocks.rs); readers and consumers keep the default.
+    pub clock: crate::clocks::Clock,
+    /// A writer's acks held for the lease so far.
+    pub acks_held: u64,
 }
 
 impl Client {
@@ -159,9 +163,11 @@ impl World {
             false => Some(crate::world::WALL_CLOCK_BASE - 300 + self.rng.range(0, 600)),
         };
         let (cfg, codec) = (cfg, Box::new(codec));
+        let clock = self.draw_clock();
+        let now = clock.local(self.now);
         let mut ledger = Ledger::default();
         let machine = if bare {
-            Writer::new(cfg, codec, seed, self.now).map(|w| Machine::Writer(Box::new(w)))
+            Writer::new(cfg, codec, seed, now).map(|w| Machine::Writer(Box::new(w)))
         } else {
             let ticket = ledger.issue(Cmd::Ready);
             let ready = self.log.reply(client, ticket, Outcome::Ready);
@@ -169,7 +175,7 @@ impl World {
             let session = if self.rng.chance(0.5) {
                 Session::open(cfg, codec, seed, timeout, ready)
             } else {
-                Writer::new(cfg, codec, seed, self.now).map(|w| Session::new(w, ready, timeout))
+                Writer::new(cfg, codec, seed, now).map(|w| Session::new(w, ready, timeout))
             };
             session.map(|s| Machine::Session(Box::new(s)))
         };
@@ -182,6 +188,7 @@ impl World {
             slowness,
             ledger,
             last_words: self.rng.range(1, 4) as u32,
+            clock,
             ..Client::default()
         });
         self.drain(client)?;
@@ -311,6 +318,14 @@ impl World {
         if matches!(self.clients[client].machine, Some(Machine::Consumer(_))) {
             return self.act_consumer(client);
         }
+        if let Some(until) = self.paused(client) {
+            self.schedule(until, Ev::Act { client });
+            return Ok(());
+        }
+        if self.maybe_pause(client) {
+            self.schedule(self.now + Duration::from_millis(1), Ev::Act { client });
+            return Ok(());
+        }
         let roll = self.rng.range(0, 999);
         if !matches!(
             self.clients[client].machine,
@@ -337,7 +352,7 @@ impl World {
     /// flushes, memtable flushes, close. Once the session stopped, a few more commands that
     /// must each be answered at once with its error, then the caller lets it go.
     fn act_session(&mut self, client: usize, roll: u64) -> Result<(), String> {
-        let now = self.now;
+        let now = self.local_now(client);
         let stopped = self.clients[client].ledger.terminal.clone();
         if stopped.is_some() {
             let c = &mut self.clients[client];
@@ -413,7 +428,7 @@ impl World {
     /// A bare writer's caller, as hosts did before sessions: retries a refused append at
     /// `Writable` and appends nothing else meanwhile; truncates WAL-only logs.
     fn act_bare(&mut self, client: usize, roll: u64) -> Result<(), String> {
-        let now = self.now;
+        let now = self.local_now(client);
         let waiting = self.clients[client].refused.is_some();
         if roll < 750 && !waiting {
             let count = if roll.is_multiple_of(5) {

@@ -10,6 +10,7 @@
 //! next event (`world`). One seed is one run.
 
 mod actors;
+mod clocks;
 mod consumers;
 mod flow;
 pub mod model;

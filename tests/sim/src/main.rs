@@ -45,6 +45,7 @@ fn main() -> ExitCode {
     let (mut commits, mut fenced, mut resumes) = (0u64, 0u64, 0u64);
     let (mut shortcuts, mut fallbacks) = (0u64, 0u64);
     let (mut searches, mut search_fallbacks) = (0u64, 0u64);
+    let (mut fences, mut intents, mut pauses, mut held) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
         ran += 1;
         let out = tidewal_sim::run(seed, false);
@@ -60,6 +61,10 @@ fn main() -> ExitCode {
         fallbacks += out.shortcut_fallbacks;
         searches += out.time_searches;
         search_fallbacks += out.time_fallbacks;
+        fences += out.fences_collected;
+        intents += out.intents_collected;
+        pauses += out.pauses;
+        held += out.acks_held;
         if let Some(v) = out.violation {
             violations += 1;
             let traced = tidewal_sim::run(seed, true);
@@ -75,7 +80,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets, {shortcuts} shortcut starts, {fallbacks} fallbacks, {searches} time searches, {search_fallbacks} time fallbacks ({:.1}s)",
+        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets, {shortcuts} shortcut starts, {fallbacks} fallbacks, {searches} time searches, {search_fallbacks} time fallbacks, {pauses} writer pauses, {held} acks held for the lease, {fences} fences and {intents} intents collected ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     if violations == 0 {

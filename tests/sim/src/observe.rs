@@ -14,7 +14,7 @@ impl World {
     /// After each call into a session (and after dropping one): what its writer accepted,
     /// then every reply answered since, in the order they were answered.
     pub(crate) fn settle_replies(&mut self, client: usize) -> Result<(), String> {
-        let (now, timeout) = (self.now, self.backpressure_timeout);
+        let (now, timeout) = (self.local_now(client), self.backpressure_timeout);
         let c = &self.clients[client];
         if let (Some(Machine::Session(s)), true) = (&c.machine, c.ledger.is_waiting()) {
             let total = s.stats().writer.appends;
@@ -26,9 +26,10 @@ impl World {
         for a in self.log.take() {
             let c = a.client;
             self.note(format_args!("c{c} t{} answered {:?}", a.ticket, a.outcome));
+            let local = self.local_now(c);
             let fact = self.clients[c]
                 .ledger
-                .answer(a.ticket, a.outcome, now, timeout)
+                .answer(a.ticket, a.outcome, local, timeout)
                 .map_err(|e| format!("c{c}: {e}"))?;
             match fact {
                 Fact::Nothing => {}
@@ -213,7 +214,7 @@ impl World {
             Event::Writable => {
                 self.clients[client].blocked = false;
                 if let Some((ids, records)) = self.clients[client].refused.take() {
-                    let now = self.now;
+                    let now = self.local_now(client);
                     if let Some(Machine::Writer(w)) = &mut self.clients[client].machine {
                         let result = w.append_group(records.clone(), now);
                         self.appended(client, ids, records, result, true)?;
