@@ -464,6 +464,9 @@ impl Machine for Session {
 
     fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
         self.now = self.now.max(now);
+        // Appends past their timeout fail before this answer can make room for them (after
+        // a pause of the host, both are due at once).
+        self.expire_blocked(now);
         self.machine.handle_response(id, response, now);
         self.settle();
     }
@@ -471,6 +474,7 @@ impl Machine for Session {
     /// The writer's timers and the backpressure deadline.
     fn handle_timeout(&mut self, now: Duration) {
         self.now = self.now.max(now);
+        self.expire_blocked(now);
         self.machine.handle_timeout(now);
         self.settle();
         self.expire_blocked(now);

@@ -90,6 +90,21 @@ impl World {
         true
     }
 
+    /// Sometimes a writer's request is stuck on the way (a stalled connection) for up to two
+    /// leases while the writer runs on: its lease must not outlive what a collector waits.
+    pub(crate) fn stall(&mut self, client: usize) -> Duration {
+        let writer = matches!(
+            self.clients[client].machine,
+            Some(Machine::Session(_) | Machine::Writer(_))
+        );
+        if !writer || !self.rng.chance(0.003) {
+            return Duration::ZERO;
+        }
+        self.stalls += 1;
+        let lease = self.wcfg.lease.as_millis() as u64;
+        Duration::from_millis(self.rng.range(lease / 4, 2 * lease))
+    }
+
     /// Reads a writer's count of acks held for the lease (kept when it crashes).
     pub(crate) fn note_lease_stats(&mut self, client: usize) {
         let held = match &self.clients[client].machine {

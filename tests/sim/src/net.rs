@@ -84,7 +84,10 @@ impl Net {
         let missing = matches!(&op, Op::Delete { path } if self.store.object(path).is_none());
         if let Op::Delete { path } = &op {
             model.on_delete(path)?;
-            let fence = self.store.object(path).and_then(|b| codec.decode_entry(b.clone()).ok());
+            let fence = self
+                .store
+                .object(path)
+                .and_then(|b| codec.decode_entry(b.clone()).ok());
             if fence.is_some_and(|e| matches!(e.header.kind, EntryKind::Fence { .. })) {
                 model.fences_collected += 1;
             }

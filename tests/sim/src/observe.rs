@@ -7,7 +7,7 @@ use tidewal_core::{AppendError, AppendId, Event, FatalError, ReadEvent, Record, 
 
 use crate::actors::Machine;
 use crate::model::{payload_id, View};
-use crate::replies::Fact;
+use crate::replies::{Fact, Outcome};
 use crate::world::World;
 
 impl World {
@@ -15,6 +15,13 @@ impl World {
     /// then every reply answered since, in the order they were answered.
     pub(crate) fn settle_replies(&mut self, client: usize) -> Result<(), String> {
         let (now, timeout) = (self.local_now(client), self.backpressure_timeout);
+        let answers = self.log.take();
+        for a in &answers {
+            if let Outcome::Append(Err(tidewal_core::Error::BackpressureTimeout { .. })) = a.outcome
+            {
+                self.clients[a.client].ledger.not_taken(a.ticket);
+            }
+        }
         let c = &self.clients[client];
         if let (Some(Machine::Session(s)), true) = (&c.machine, c.ledger.is_waiting()) {
             let total = s.stats().writer.appends;
@@ -23,7 +30,7 @@ impl World {
                 .accepted(total, now, timeout)
                 .map_err(|e| format!("c{client}: {e}"))?;
         }
-        for a in self.log.take() {
+        for a in answers {
             let c = a.client;
             self.note(format_args!("c{c} t{} answered {:?}", a.ticket, a.outcome));
             let local = self.local_now(c);

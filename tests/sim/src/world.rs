@@ -117,8 +117,9 @@ pub(crate) struct World {
     /// Readers' starts at a time: searched, fallen back.
     pub(crate) time_searches: u64,
     pub(crate) time_fallbacks: u64,
-    /// Writer pauses (clocks.rs).
+    /// Writer pauses and stalled requests (clocks.rs).
     pub(crate) pauses: u64,
+    pub(crate) stalls: u64,
     hash: u64,
     trace: Option<Vec<String>>,
     line: String,
@@ -227,6 +228,7 @@ impl World {
             time_searches: 0,
             time_fallbacks: 0,
             pauses: 0,
+            stalls: 0,
             hash: 0xcbf2_9ce4_8422_2325,
             trace: trace.then(Vec::new),
             line: String::new(),
@@ -403,7 +405,7 @@ impl World {
                 Out::Request(Request { id, op, .. }) => {
                     self.note(format_args!("c{client} -> #{} {}", id.0, op_name(&op)));
                     self.data_get_sent(client, id, &op)?;
-                    let at = self.now + self.latency(client);
+                    let at = self.now + self.latency(client) + self.stall(client);
                     self.schedule(at, Ev::Arrive { client, id, op });
                 }
                 Out::Session(e) => self.session_event(client, e)?,
@@ -509,8 +511,7 @@ impl World {
         // Close it: everything is flushed (or durable, WAL-only).
         let local = self.local_now(fw);
         if let Some(Machine::Writer(w)) = &mut self.clients[fw].machine {
-            w.close(local)
-                .map_err(|e| format!("final close: {e}"))?;
+            w.close(local).map_err(|e| format!("final close: {e}"))?;
         }
         self.drain(fw)?;
         let closed = self.run_until(deadline, |w| {
