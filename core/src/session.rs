@@ -229,6 +229,12 @@ impl Session {
         self.settle();
     }
 
+    /// When the writer's claim is old enough to collect fences (on the session's clock;
+    /// `None` before it owns the log).
+    pub fn collectable_at(&self) -> Option<Duration> {
+        self.machine.collectable_at()
+    }
+
     /// Drains and stops the writer; `reply` once it is closed. Everything asked before it
     /// is drained first, appends still waiting for room included (they become durable or
     /// time out); everything asked after it is refused with `Closed`.

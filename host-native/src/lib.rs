@@ -28,7 +28,7 @@ pub use consumer::{consumers, Consumer, ConsumerInfo, ConsumerOptions};
 pub use read::{read_log, Batches, Item, ReadOptions, Tailer};
 pub use store::{execute, store_error};
 pub use tidewal_core::Error;
-pub use tidewal_core::{Ack, AppendId, Start, Stats, WriterConfig, WriterStats};
+pub use tidewal_core::{Ack, AppendId, Collected, Start, Stats, WriterConfig, WriterStats};
 pub use url::store_for;
 pub use wal::{AppendHandle, Options, ReplayProgress, Wal};
 
