@@ -35,10 +35,6 @@ fn run_requests(h: &mut Harness, d: &mut Driven) {
     }
 }
 
-fn lists(d: &Driven) -> u64 {
-    d.w.stats().io.lists
-}
-
 #[test]
 fn an_expired_lease_holds_the_ack_until_the_renewal_answers() {
     let mut h = Harness::new();
