@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use harness::*;
 
-use tidewal_core::{collect_after, Event, FatalError, Machine as _, Manifest, Op, WriterConfig};
+use tidewal_core::{
+    collect_after, Event, FatalError, Machine as _, Manifest, Op, ReadEvent, Reader, ReaderConfig,
+    WriterConfig,
+};
 
 const LEASE: Duration = Duration::from_millis(300);
 const MARGIN: Duration = Duration::from_millis(20);
@@ -109,6 +112,11 @@ fn an_active_writer_renews_every_third_of_the_lease() {
 /// appended and flushed (cursor 16, cursor epoch 3). Returns writer 3, its requests all
 /// answered but no timer fired.
 fn three_writers(h: &mut Harness) -> Driven {
+    three_writers_after(h, Duration::ZERO)
+}
+
+/// [`three_writers`], writer 3 appending and flushing `idle` after its claim.
+fn three_writers_after(h: &mut Harness, idle: Duration) -> Driven {
     let mut w1 = h.open(leased(), 1);
     w1.append(h, rec(1));
     h.settle(&mut w1);
@@ -116,6 +124,7 @@ fn three_writers(h: &mut Harness) -> Driven {
     w2.append(h, rec(2));
     h.settle(&mut w2);
     let mut w3 = h.open(leased(), 3);
+    h.now += idle;
     for i in 3..5 {
         w3.append(h, rec(i));
     }
@@ -229,4 +238,78 @@ fn a_log_without_a_lease_keeps_the_fences_of_its_first_lease_writer_and_older() 
     assert_eq!(w4.w.stats().collected.fences, 0);
     let read: Vec<u64> = h.read_all().unwrap().iter().map(|(p, _)| *p).collect();
     assert_eq!(read, vec![4, 9, 14, 19]);
+}
+
+#[test]
+fn a_window_the_cursor_passed_recently_waits_until_every_reader_saw_the_move() {
+    let mut h = Harness::new();
+    // Writer 3's claim is long past the claim age when its flush moves the cursor past
+    // writer 2's window: readers of the older manifest may still walk there.
+    let wait = collect_after(LEASE, MARGIN);
+    let mut w3 = three_writers_after(&mut h, 2 * wait);
+    let moved = h.now;
+    // The round ran at the flush (the claim is old enough) and left writer 2's intent.
+    assert!(present(&h, "t/wal/00000000000000000005.arrows"));
+    assert!(present(&h, "t/fences/00000000000000000005-0000000002"));
+    // A later round, once the move is `wait` old, collects it.
+    assert_eq!(deadline(&mut w3.w), Some(moved + wait));
+    h.now = moved + wait;
+    w3.w.handle_timeout(h.now);
+    w3.collect();
+    run_requests(&mut h, &mut w3);
+    assert!(!present(&h, "t/wal/00000000000000000005.arrows"));
+    assert!(!present(&h, "t/fences/00000000000000000005-0000000002"));
+}
+
+/// Reads the log of one entry (fence at 0, data at 4) with a fresh reader; the GET of slot 4
+/// answers `delay` after the reader started. Returns what happened, in order: manifest LISTs,
+/// the late answer, records reported.
+fn read_with_slot_answered_after(delay: Duration) -> Vec<&'static str> {
+    let mut h = Harness::new();
+    let mut w = h.open(leased(), 1);
+    w.append(&h, rec(1));
+    h.settle(&mut w);
+    let cfg = ReaderConfig {
+        prefix: "t".into(),
+        ..ReaderConfig::default()
+    };
+    let start = h.now;
+    let mut r = Reader::new(cfg, codec(), 5, h.now);
+    let mut seen = Vec::new();
+    for _ in 0..100 {
+        let d = drain(&mut r);
+        for e in &d.events {
+            r.release(e.bytes());
+            if let ReadEvent::Records { .. } = e {
+                seen.push("records");
+            }
+        }
+        if d.done {
+            return seen;
+        }
+        for req in d.requests {
+            if is_manifest_list(&req.op) {
+                seen.push("list");
+            }
+            if matches!(&req.op, Op::Get { path } if path.ends_with("/00000000000000000004.arrows"))
+            {
+                h.now = start + delay;
+                seen.push("slot 4");
+            }
+            let resp = h.store.execute(&req.op);
+            r.handle_response(req.id, resp, h.now);
+        }
+    }
+    panic!("the reader did not finish");
+}
+
+#[test]
+fn a_reader_checks_the_manifest_before_reporting_a_slot_that_outlived_it_by_a_lease() {
+    let on_time = read_with_slot_answered_after(LEASE);
+    let late = read_with_slot_answered_after(LEASE + Duration::from_millis(1));
+    // The same reads, and one more LIST right before the late slot's records.
+    let at = on_time.iter().position(|&s| s == "records").unwrap();
+    let mut expected = on_time.clone();
+    expected.insert(at, "list");
+    assert_eq!(late, expected, "on time: {on_time:?}");
 }

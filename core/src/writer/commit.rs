@@ -90,6 +90,10 @@ impl Writer {
             return;
         };
         self.manifest_versions.insert(version);
+        let cursor = commit.manifest.replay_cursor;
+        if self.cursor_times.back().is_none_or(|&(c, _)| c < cursor) {
+            self.cursor_times.push_back((cursor, self.now));
+        }
         self.manifest = Some(commit.manifest);
         match commit.kind {
             CommitKind::Claim => {

@@ -96,6 +96,8 @@ pub struct Collected {
 #[derive(Default)]
 pub(super) struct Gc {
     wanted: bool,
+    /// A wanted round waits until then (intents left by the last round become collectable).
+    not_before: Option<Duration>,
     /// A `collect_garbage` command waits for the next round.
     report: bool,
     round: Option<Round>,
@@ -143,7 +145,14 @@ impl Writer {
         Some(claimed + lease::collect_after(self.lease_length(), self.cfg.gc_margin))
     }
 
-    /// When a wanted round may start, if it waits for the claim's age.
+    /// When a wanted round may start: once the claim is old enough, and not before an intent
+    /// the last round left becomes collectable.
+    fn round_due(&self) -> Option<Duration> {
+        let at = self.collectable_at()?;
+        Some(self.gc.not_before.map_or(at, |n| at.max(n)))
+    }
+
+    /// When a wanted round may start, if it waits.
     pub(super) fn gc_deadline(&self) -> Option<Duration> {
         if !self.gc.wanted || self.gc.round.is_some() || self.phase != Phase::Ready {
             return None;
@@ -151,7 +160,16 @@ impl Writer {
         if self.closing && !self.gc.report {
             return None;
         }
-        self.collectable_at().filter(|&at| at > self.now)
+        self.round_due().filter(|&at| at > self.now)
+    }
+
+    /// When the committed cursor first reached `position` (as this writer knows it: its
+    /// claim's cursor counts from the claim).
+    fn cursor_reached_at(&self, position: u64) -> Option<Duration> {
+        self.cursor_times
+            .iter()
+            .find(|&&(cursor, _)| cursor >= position)
+            .map(|&(_, at)| at)
     }
 
     /// Starts a wanted round once the claim is old enough (no request before).
@@ -163,10 +181,11 @@ impl Writer {
             self.gc.wanted = false;
             return;
         }
-        if self.collectable_at().is_none_or(|at| at > self.now) {
+        if self.round_due().is_none_or(|at| at > self.now) {
             return;
         }
         self.gc.wanted = false;
+        self.gc.not_before = None;
         let reporting = core::mem::take(&mut self.gc.report);
         let lease_epoch = self.manifest.as_ref().and_then(|m| m.lease_epoch);
         self.gc.round = Some(Round {
@@ -264,12 +283,35 @@ impl Writer {
         let (cursor, cursor_epoch) = (m.replay_cursor, m.cursor_epoch);
         let lease_epoch = m.lease_epoch.unwrap_or(u64::MAX);
         let window = u64::from(m.fence_window);
-        let mut candidates: Vec<Candidate> = items
+        let wait = lease::collect_after(self.lease_length(), self.cfg.gc_margin);
+        let now = self.now;
+        // A reader whose manifest predates the cursor's move past a window may still walk
+        // into it: only a move `wait` old frees it (PROTOCOL.md §5); younger ones wait for a
+        // later round.
+        let eligible: Vec<(u64, u64, Duration)> = items
             .iter()
             // A name that does not parse is not ours to judge: it stays (a reader falls back
             // on it, PROTOCOL.md §5).
             .filter_map(|i| self.paths.fence_intent_parts(&i.path))
             .filter(|&(f, e)| f + window <= cursor && e < cursor_epoch && e > lease_epoch)
+            .map(|(f, e)| {
+                let reached = self.cursor_reached_at(f + window).unwrap_or(now);
+                (f, e, reached + wait)
+            })
+            .collect();
+        let later = eligible
+            .iter()
+            .map(|&(_, _, due)| due)
+            .filter(|&due| due > now)
+            .min();
+        if let Some(at) = later {
+            self.gc.wanted = true;
+            self.gc.not_before = Some(at);
+        }
+        let mut candidates: Vec<Candidate> = eligible
+            .iter()
+            .filter(|&&(_, _, due)| due <= now)
+            .map(|&(f, e, _)| (f, e))
             .map(|(position, epoch)| Candidate {
                 position,
                 epoch,

@@ -249,6 +249,10 @@ pub struct Writer {
     /// The `now` at which this writer's claim's post-check answered (its claim's age runs
     /// from there).
     claimed_at: Option<Duration>,
+    /// Each cursor this writer committed (its claim's first) and the `now` at which that
+    /// commit's post-check answered: a fence is collected only once the cursor passed its
+    /// window long enough ago for every reader's manifest (PROTOCOL.md §5).
+    cursor_times: VecDeque<(u64, Duration)>,
     gc: gc::Gc,
 }
 
@@ -294,6 +298,7 @@ impl Writer {
             counters: Counters::default(),
             lease: lease::Lease::default(),
             claimed_at: None,
+            cursor_times: VecDeque::new(),
             gc: gc::Gc::default(),
         };
         w.io.set_clock(now);
