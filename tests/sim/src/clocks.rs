@@ -79,7 +79,7 @@ impl World {
             self.clients[client].machine,
             Some(Machine::Session(_) | Machine::Writer(_))
         );
-        if !writer || !self.rng.chance(0.004) {
+        if !writer || !self.rng.chance(0.006) {
             return false;
         }
         let lease = self.wcfg.lease.as_millis() as u64;

@@ -184,7 +184,7 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
         },
         unix_ms_at_origin: None,
         // Short, so that leases run out and collectors run within a seed.
-        lease: Duration::from_millis(rng.range(150, 400)),
+        lease: Duration::from_millis(rng.range(100, 300)),
         gc_margin: Duration::from_millis(20),
     }
 }
