@@ -251,7 +251,19 @@ fn a_window_the_cursor_passed_recently_waits_until_every_reader_saw_the_move() {
     // The round ran at the flush (the claim is old enough) and left writer 2's intent.
     assert!(present(&h, "t/wal/00000000000000000005.arrows"));
     assert!(present(&h, "t/fences/00000000000000000005-0000000002"));
-    // A later round, once the move is `wait` old, collects it.
+    // Asked for a collection now, the writer says when it can collect all of it, and
+    // reports once it did: a round now leaves the intent, a later one collects it.
+    assert_eq!(w3.w.collectable_at(), Some(moved + wait));
+    w3.w.collect_garbage(h.now).unwrap();
+    w3.collect();
+    run_requests(&mut h, &mut w3);
+    let reported = |d: &Driven| {
+        d.events.iter().find_map(|e| match e {
+            Event::Collected(c) => Some(*c),
+            _ => None,
+        })
+    };
+    assert_eq!(reported(&w3), None);
     assert_eq!(deadline(&mut w3.w), Some(moved + wait));
     h.now = moved + wait;
     w3.w.handle_timeout(h.now);
@@ -259,6 +271,8 @@ fn a_window_the_cursor_passed_recently_waits_until_every_reader_saw_the_move() {
     run_requests(&mut h, &mut w3);
     assert!(!present(&h, "t/wal/00000000000000000005.arrows"));
     assert!(!present(&h, "t/fences/00000000000000000005-0000000002"));
+    let c = reported(&w3).expect("reported once collected");
+    assert_eq!((c.fences, c.intents), (1, 1));
 }
 
 /// Reads the log of one entry (fence at 0, data at 4) with a fresh reader; the GET of slot 4

@@ -100,6 +100,8 @@ pub(super) struct Gc {
     not_before: Option<Duration>,
     /// A `collect_garbage` command waits for the next round.
     report: bool,
+    /// What rounds deleted since a `collect_garbage` whose report waits for a later round.
+    carried: Collected,
     round: Option<Round>,
 }
 
@@ -139,16 +141,27 @@ impl Writer {
         Ok(())
     }
 
-    /// When this writer's claim is old enough to collect fences (`None` before it is ready).
+    /// When a round can collect everything below the committed cursor: once this writer's
+    /// claim and its newest cursor move are `L * (1 + rho) + margin` old (`None` before it
+    /// claimed). [`Writer::collect_garbage`] reports once it did.
     pub fn collectable_at(&self) -> Option<Duration> {
-        let claimed = self.claimed_at?;
-        Some(claimed + lease::collect_after(self.lease_length(), self.cfg.gc_margin))
+        let &(_, moved) = self.cursor_times.back()?;
+        Some(moved + self.collect_wait())
+    }
+
+    fn collect_wait(&self) -> Duration {
+        lease::collect_after(self.lease_length(), self.cfg.gc_margin)
+    }
+
+    /// When this writer's claim is old enough for any collection.
+    fn claim_old_at(&self) -> Option<Duration> {
+        Some(self.claimed_at? + self.collect_wait())
     }
 
     /// When a wanted round may start: once the claim is old enough, and not before an intent
     /// the last round left becomes collectable.
     fn round_due(&self) -> Option<Duration> {
-        let at = self.collectable_at()?;
+        let at = self.claim_old_at()?;
         Some(self.gc.not_before.map_or(at, |n| at.max(n)))
     }
 
@@ -268,8 +281,15 @@ impl Writer {
         self.counters.collected.fences += c.fences;
         self.counters.collected.orphans += c.orphans;
         self.counters.collected.intents += c.intents;
+        let carried = &mut self.gc.carried;
+        carried.fences += c.fences;
+        carried.orphans += c.orphans;
+        carried.intents += c.intents;
         if round.reporting {
-            self.events.push_back(Event::Collected(c));
+            let all = core::mem::take(&mut self.gc.carried);
+            self.events.push_back(Event::Collected(all));
+        } else if !self.gc.report {
+            self.gc.carried = Collected::default();
         }
     }
 
@@ -307,6 +327,11 @@ impl Writer {
         if let Some(at) = later {
             self.gc.wanted = true;
             self.gc.not_before = Some(at);
+            // A `collect_garbage` waits for the round that collects them.
+            if let Some(round) = self.gc.round.as_mut().filter(|r| r.reporting) {
+                round.reporting = false;
+                self.gc.report = true;
+            }
         }
         let mut candidates: Vec<Candidate> = eligible
             .iter()
