@@ -105,6 +105,17 @@ impl World {
         Duration::from_millis(self.rng.range(lease / 4, 2 * lease))
     }
 
+    /// Sometimes a reader's host holds what it was handed for 2-5 leases: the reader's
+    /// manifest grows stale while collectors run (PROTOCOL.md §5, "A stale manifest and
+    /// collected fences").
+    pub(crate) fn slow_host(&mut self) -> Duration {
+        if !self.rng.chance(0.01) {
+            return Duration::ZERO;
+        }
+        let lease = self.wcfg.lease.as_millis() as u64;
+        Duration::from_millis(self.rng.range(2 * lease, 5 * lease))
+    }
+
     /// Reads a writer's count of acks held for the lease (kept when it crashes).
     pub(crate) fn note_lease_stats(&mut self, client: usize) {
         let held = match &self.clients[client].machine {
