@@ -83,7 +83,7 @@ impl World {
             return false;
         }
         let lease = self.wcfg.lease.as_millis() as u64;
-        let until = self.now + Duration::from_millis(self.rng.range(2 * lease, 5 * lease));
+        let until = self.now + Duration::from_millis(self.rng.range(2 * lease, 8 * lease));
         self.clients[client].clock.paused_until = Some(until);
         self.pauses += 1;
         self.note(format_args!("c{client} pauses until {until:?}"));
