@@ -82,6 +82,14 @@ pub struct WriterConfig {
     /// "Compaction"); `None` (or `enabled: false`) never compacts. On by default. Memory: a
     /// compaction holds its inputs and the merged file, at most twice `target_bytes`.
     pub compaction: Option<crate::compaction::CompactionConfig>,
+    /// The writer lease `L` written into a log this writer creates or is the first lease
+    /// writer of (PROTOCOL.md §4 "The writer lease"); a log that has one keeps its own. A
+    /// writer acknowledges only within `L` of its newest clean ownership check, and a
+    /// collector deletes fences only once its claim is `L * (1 + rho) + gc_margin` old.
+    pub lease: Duration,
+    /// What a collector waits past `L * (1 + rho)` before it deletes fences: a cushion for
+    /// clock granularity (PROTOCOL.md §4 "Collecting fences").
+    pub gc_margin: Duration,
 }
 
 impl Default for WriterConfig {
@@ -106,6 +114,8 @@ impl Default for WriterConfig {
             retry: RetryPolicy::default(),
             unix_ms_at_origin: None,
             compaction: Some(crate::compaction::CompactionConfig::default()),
+            lease: Duration::from_secs(30),
+            gc_margin: Duration::from_secs(1),
         }
     }
 }
@@ -134,6 +144,9 @@ impl WriterConfig {
         }
         if let Some(c) = &self.compaction {
             c.validate()?;
+        }
+        if self.lease.as_millis() < 3 || self.lease.as_millis() > u128::from(u32::MAX) {
+            return fail("lease must be between 3 ms and 2^32 ms");
         }
         Ok(())
     }

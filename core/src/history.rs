@@ -304,6 +304,8 @@ mod tests {
             dropped_before: 0,
             committed_at: Some(1_000 + version),
             retired: Vec::new(),
+            lease_ms: None,
+            lease_epoch: None,
         }
     }
 

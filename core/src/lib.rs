@@ -60,4 +60,7 @@ pub use mem::MemStore;
 pub use reader::{ReadEvent, Reader, StartPath, TimeStart};
 pub use requests::IoCounters;
 pub use session::{Ack, CompactionPass, Reply, Session, SessionEvent, Stats};
-pub use writer::{AppendId, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP};
+pub use writer::{
+    collect_after, AppendId, Collected, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP, RHO_DEN,
+    RHO_NUM,
+};

@@ -37,7 +37,11 @@ pub enum Output<E> {
 /// - **Timeouts may be early or repeated.** `handle_timeout` fires what is due at `now` and
 ///   nothing else, so a timer that fires too soon, twice, or after a newer `Wait` is harmless.
 /// - **`now` never needs to be exact**, only non-decreasing per machine; a machine keeps the
-///   largest `now` it was given.
+///   largest `now` it was given. One rule is strict: the `now` given with a response is read
+///   *after* the response arrived (never a time taken before the request was answered). The
+///   writer lease rests on it (PROTOCOL.md §4 "The writer lease"): an answer that came after a
+///   collector's delete must be handled with a `now` past it. The clock must keep counting
+///   while the process is paused, and run at most `1 + rho` times faster than another host's.
 /// - **Refused commands may still have queued output.** A command that returns an error at once
 ///   (e.g. an append refused for backpressure) may have changed state; drain anyway.
 pub trait Machine {

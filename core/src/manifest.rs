@@ -64,6 +64,15 @@ pub struct Manifest {
     /// "Compaction"). Left out while empty; readers ignore it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retired: Vec<RetiredRecord>,
+    /// The writer lease `L` in ms (PROTOCOL.md §4 "The writer lease"): fixed when first
+    /// written; every writer of the log acknowledges only within `L` of a clean ownership
+    /// check. Absent in logs whose writers held no lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_ms: Option<u64>,
+    /// The first epoch whose writer held leases (and placed its fence): fences of epochs at
+    /// or below it are never collected. Absent until such a writer committed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_epoch: Option<u64>,
 }
 
 /// A generation file a compaction replaced, waiting to be deleted.
@@ -393,6 +402,8 @@ mod tests {
             dropped_before: 0,
             committed_at: None,
             retired: vec![],
+            lease_ms: None,
+            lease_epoch: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! path (PROTOCOL.md §5). Driven through the [`Machine`] contract, like the writer.
 
 use alloc::boxed::Box;
-use alloc::collections::VecDeque;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::format;
 use alloc::vec::Vec;
 use bytes::Bytes;
@@ -185,6 +185,12 @@ pub struct Reader {
     checked_at: Option<u64>,
     /// The fence position at which the manifest was last checked.
     fence_checked_at: Option<u64>,
+    /// When the newest manifest LIST that answered was sent (on this reader's clock).
+    manifest_listed_at: Option<Duration>,
+    /// When each data slot waiting to be consumed answered: one that answered more than the
+    /// log's lease after `manifest_listed_at` is reported only after a newer LIST
+    /// (PROTOCOL.md §5, "A stale manifest and collected fences").
+    slot_answered: BTreeMap<u64, Duration>,
     /// Caught up: fetch only the next slot until data flows again (no read-ahead polling).
     probing: bool,
     /// Bytes held against `read_ahead_bytes` (PROTOCOL.md §5 "Flow control").
@@ -217,12 +223,14 @@ impl Reader {
             Start::Time(t) => Some(t),
             _ => None,
         };
+        let mut io = Requests::new(seed, cfg.retry.clone());
+        io.set_clock(now);
         let mut r = Reader {
             flow: Flow::new(cfg.read_ahead_bytes),
             generation_deferred: false,
             paths: Paths::new(&cfg.prefix),
             walk: Walk::new(0, 0, cfg.read_ahead),
-            io: Requests::new(seed, cfg.retry.clone()),
+            io,
             cfg,
             codec,
             events: VecDeque::new(),
@@ -238,6 +246,8 @@ impl Reader {
             caught_up_at: None,
             checked_at: None,
             fence_checked_at: None,
+            manifest_listed_at: None,
+            slot_answered: BTreeMap::new(),
             probing: false,
             shortcut: None,
             start_path: StartPath::Walk,
@@ -375,6 +385,7 @@ impl Reader {
             Ok(items) => items,
             Err(e) => return self.retry(request, &e),
         };
+        self.manifest_listed_at = Some(request.sent_at);
         let newest = items
             .iter()
             .filter_map(|m| self.paths.manifest_version(&m.path))
@@ -494,6 +505,7 @@ impl Reader {
                 .collect();
             self.ranged = None;
             self.walk.restart(m.replay_cursor, m.cursor_epoch);
+            self.slot_answered.clear();
         }
         let as_of = self.cfg.as_of_version.is_some();
         let shortcut = match self.cfg.from {
@@ -1157,8 +1169,38 @@ impl Reader {
         self.drive_walk();
     }
 
+    /// Whether the next slot of the walk answered more than the log's lease after the newest
+    /// manifest LIST was sent: a collector may have freed it since and a zombie refilled it
+    /// (PROTOCOL.md §5, "A stale manifest and collected fences"), so the manifest is checked
+    /// before it is reported.
+    fn next_slot_outlived_the_manifest(&self) -> bool {
+        let Some(lease) = self.manifest.as_ref().and_then(|m| m.lease_ms) else {
+            return false;
+        };
+        let (Some(&answered), Some(listed)) = (
+            self.slot_answered.get(&self.walk.position()),
+            self.manifest_listed_at,
+        ) else {
+            return false;
+        };
+        answered > listed + Duration::from_millis(lease)
+    }
+
     fn drive_walk(&mut self) {
-        while let Some(step) = self.walk.step() {
+        loop {
+            // Slots the walk passed (consumed, orphans, fence windows) are forgotten.
+            let position = self.walk.position();
+            while self
+                .slot_answered
+                .first_key_value()
+                .is_some_and(|(&p, _)| p < position)
+            {
+                self.slot_answered.pop_first();
+            }
+            if self.next_slot_outlived_the_manifest() {
+                return self.list_manifests();
+            }
+            let Some(step) = self.walk.step() else { break };
             match step {
                 Step::Data(entry) => {
                     let position = entry.header.position;
@@ -1288,6 +1330,12 @@ impl Reader {
             Err(e) if e.kind == StoreErrorKind::NotFound => None,
             Err(e) => return self.retry(request, &e),
         };
+        if entry
+            .as_ref()
+            .is_some_and(|e| e.header.kind == crate::codec::EntryKind::Data)
+        {
+            self.slot_answered.insert(position, self.now);
+        }
         self.walk.arrived(position, token, entry);
         if self.phase == Phase::Walking {
             self.drive_walk();
@@ -1320,6 +1368,7 @@ impl Machine for Reader {
     /// Feeds the outcome of a request (unknown ids are ignored).
     fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
         self.now = self.now.max(now);
+        self.io.set_clock(self.now);
         if self.is_done() {
             return;
         }
@@ -1349,6 +1398,7 @@ impl Machine for Reader {
     /// Time has passed: retries and polls.
     fn handle_timeout(&mut self, now: Duration) {
         self.now = self.now.max(now);
+        self.io.set_clock(self.now);
         if self.is_done() {
             return;
         }

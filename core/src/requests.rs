@@ -48,6 +48,9 @@ pub(crate) struct Pending<P> {
     pub(crate) op: Op,
     /// 1 for a first try; every retry is the next attempt, up to the policy's `attempts`.
     pub(crate) attempt: u32,
+    /// The machine's clock when this attempt was queued, which is when the host polls it
+    /// out (the drain rule): at or before the real send.
+    pub(crate) sent_at: Duration,
 }
 
 impl<P> Pending<P> {
@@ -58,6 +61,7 @@ impl<P> Pending<P> {
             purpose,
             op,
             attempt: self.attempt,
+            sent_at: self.sent_at,
         }
     }
 }
@@ -71,6 +75,8 @@ pub(crate) struct Requests<P> {
     delayed_seq: u64,
     rng: SplitMix64,
     policy: RetryPolicy,
+    /// The machine's clock, as last told ([`Requests::set_clock`]): stamps `sent_at`.
+    clock: Duration,
     pub(crate) counters: IoCounters,
 }
 
@@ -85,6 +91,7 @@ impl<P> Requests<P> {
             delayed_seq: 0,
             rng: SplitMix64::new(seed),
             policy,
+            clock: Duration::ZERO,
             counters: IoCounters::default(),
         }
     }
@@ -95,11 +102,18 @@ impl<P> Requests<P> {
             purpose,
             op,
             attempt: 1,
+            sent_at: self.clock,
         })
     }
 
+    /// The machine's clock moved to `now` (it stamps the requests queued from now on).
+    pub(crate) fn set_clock(&mut self, now: Duration) {
+        self.clock = self.clock.max(now);
+    }
+
     /// Queues a request now, with the attempt it carries (see [`Pending::same_attempt`]).
-    pub(crate) fn send_pending(&mut self, request: Pending<P>) -> RequestId {
+    pub(crate) fn send_pending(&mut self, mut request: Pending<P>) -> RequestId {
+        request.sent_at = self.clock;
         let id = RequestId(self.next_id);
         self.next_id += 1;
         match &request.op {
@@ -181,6 +195,7 @@ impl<P> Requests<P> {
 
     /// Sends every delayed request that is due.
     pub(crate) fn fire_due(&mut self, now: Duration) {
+        self.set_clock(now);
         while let Some(entry) = self.delayed.first_entry() {
             if entry.key().0 > now {
                 break;

@@ -16,7 +16,7 @@ use crate::codec::Record;
 use crate::host_error::Error;
 use crate::io::{RequestId, Response};
 use crate::machine::{earliest, Machine, Output};
-use crate::writer::{AppendId, Event, Writer, WriterStats};
+use crate::writer::{AppendId, Collected, Event, Writer, WriterStats};
 use crate::AppendError;
 
 /// Answers one caller, once.
@@ -94,6 +94,8 @@ pub struct Session {
     compactions: Vec<Reply<CompactionPass>>,
     /// WAL-only truncates by position, answered once the committed cursor reaches it.
     truncates: Vec<(u64, Reply<u64>)>,
+    /// Collection rounds asked for, answered in order as rounds finish.
+    collections: VecDeque<Reply<Collected>>,
     closing: Option<Reply<()>>,
     /// `close` was called: later commands are refused at once. While appends still wait
     /// for room, the close waits behind them (and the flushes deferred before it) here.
@@ -140,6 +142,7 @@ impl Session {
             generations: Vec::new(),
             compactions: Vec::new(),
             truncates: Vec::new(),
+            collections: VecDeque::new(),
             closing: None,
             close_asked: false,
             deferred_close: None,
@@ -237,6 +240,27 @@ impl Session {
             Err(e) => reply(Err(e.into())),
         }
         self.settle();
+    }
+
+    /// Collects fences, window orphans and fence intents below the cursor as soon as the
+    /// writer lease allows ([`Writer::collect_garbage`]: possibly `L * (1 + rho)` and a
+    /// margin after the writer's claim); `reply` with what was deleted.
+    pub fn collect_garbage(&mut self, reply: Reply<Collected>, now: Duration) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.refusal() {
+            return reply(Err(e));
+        }
+        match self.machine.collect_garbage(now) {
+            Ok(()) => self.collections.push_back(reply),
+            Err(e) => reply(Err(e.into())),
+        }
+        self.settle();
+    }
+
+    /// When the writer's claim is old enough to collect fences (on the session's clock;
+    /// `None` before it owns the log).
+    pub fn collectable_at(&self) -> Option<Duration> {
+        self.machine.collectable_at()
     }
 
     /// Drains and stops the writer; `reply` once it is closed. Everything asked before it
@@ -423,6 +447,12 @@ impl Session {
                     r(Ok(pass));
                 }
             }
+            Event::Collected(c) => {
+                // One round answers every collection asked before it started.
+                for r in core::mem::take(&mut self.collections) {
+                    r(Ok(c));
+                }
+            }
             Event::Closed => {
                 self.failed = Some(Error::Closed);
                 // Close drains commits first, so none should wait; none is left unanswered.
@@ -430,6 +460,9 @@ impl Session {
                     r(Err(Error::Closed));
                 }
                 for r in core::mem::take(&mut self.compactions) {
+                    r(Err(Error::Closed));
+                }
+                for r in core::mem::take(&mut self.collections) {
                     r(Err(Error::Closed));
                 }
                 if let Some(r) = self.closing.take() {
@@ -471,6 +504,9 @@ impl Session {
         for r in core::mem::take(&mut self.compactions) {
             r(Err(e.clone()));
         }
+        for r in core::mem::take(&mut self.collections) {
+            r(Err(e.clone()));
+        }
         if matches!(e, Error::Fenced { .. }) {
             self.events.push_back(SessionEvent::Fenced(e.clone()));
         }
@@ -483,6 +519,9 @@ impl Machine for Session {
 
     fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
         self.now = self.now.max(now);
+        // Appends past their timeout fail before this answer can make room for them (after
+        // a pause of the host, both are due at once).
+        self.expire_blocked(now);
         self.machine.handle_response(id, response, now);
         self.settle();
     }
@@ -490,6 +529,7 @@ impl Machine for Session {
     /// The writer's timers and the backpressure deadline.
     fn handle_timeout(&mut self, now: Duration) {
         self.now = self.now.max(now);
+        self.expire_blocked(now);
         self.machine.handle_timeout(now);
         self.settle();
         self.expire_blocked(now);

@@ -129,7 +129,11 @@ fn a_lagging_follower_reads_from_generations_after_gc() {
         .store
         .object("t/wal/00000000000000000005.arrows")
         .is_none());
-    let ev = tick(&mut h, &mut r);
+    // The reader's poll comes due.
+    h.now += Duration::from_secs(1);
+    assert!(deadline(&mut r).is_some_and(|at| at <= h.now));
+    r.handle_timeout(h.now);
+    let ev = pump(&mut h, &mut r);
     assert_eq!(
         positions(&ev),
         vec![5, 6, 7],

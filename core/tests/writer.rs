@@ -116,7 +116,12 @@ fn appends_queued_behind_a_full_window_share_one_entry() {
         d.append(&h, rec(i));
     }
     assert_eq!(d.held.len(), 2);
-    assert_eq!(deadline(&mut d.w), None);
+    // The only timer is the lease renewal of an active writer, L / 3 after its fence check.
+    let lease = d.w.manifest().and_then(|m| m.lease_ms).unwrap();
+    assert_eq!(
+        deadline(&mut d.w),
+        Some(h.now + Duration::from_millis(lease) / 3)
+    );
     // A free slot takes the first waiting batch (appends 2..=4), the next takes append 5.
     h.execute(&mut d, 0);
     assert_eq!(d.held.len(), 2);

@@ -11,7 +11,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow::ArrowCodec;
-use tidewal_core::{Ack, CompactionPass, Record, Session, SessionEvent, Stats, WriterConfig};
+use tidewal_core::{
+    Ack, Collected, CompactionPass, Record, Session, SessionEvent, Stats, WriterConfig,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::driver::{drive, Role};
@@ -209,6 +211,24 @@ impl Wal {
         rx.await.unwrap_or(Err(Error::Closed))
     }
 
+    /// Collects the fences, their windows' orphans and their intents that lie below the
+    /// cursor (PROTOCOL.md §4 "Collecting fences") and returns how many of each it deleted.
+    /// Waits first, if needed, until this writer's claim has outlived every older writer's
+    /// lease ([`Wal::collectable_in`]: up to `L * 1.1 + 1 s`, 34 s with the default lease).
+    pub async fn collect_garbage(&self) -> Result<Collected, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::CollectGarbage { reply })?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// How long [`Wal::collect_garbage`] would wait now for older writers' leases to run out
+    /// (zero once it need not).
+    pub async fn collectable_in(&self) -> Result<Duration, Error> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::CollectableIn { reply })?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
     /// Resolves, with the `Fenced` error, once this writer has found that a newer one took
     /// the log over (its next put or manifest commit meets the newer writer's objects), for a
     /// task that wants to know without waiting on an append of its own; every pending and
@@ -286,6 +306,12 @@ enum Command {
     Compact {
         reply: Reply<CompactionPass>,
     },
+    CollectGarbage {
+        reply: Reply<Collected>,
+    },
+    CollectableIn {
+        reply: oneshot::Sender<Duration>,
+    },
     Stats {
         reply: oneshot::Sender<Stats>,
     },
@@ -322,6 +348,11 @@ impl Role for Commands {
             Command::Close { reply: r } => s.close(reply(r), now),
             Command::Compact { reply: r } => s.compact(reply(r), now),
             Command::Stats { reply } => drop(reply.send(s.stats())),
+            Command::CollectGarbage { reply: r } => s.collect_garbage(reply(r), now),
+            Command::CollectableIn { reply } => {
+                let at = s.collectable_at().unwrap_or(now);
+                let _ = reply.send(at.saturating_sub(now));
+            }
         }
     }
 

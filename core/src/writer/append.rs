@@ -5,7 +5,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::time::Duration;
 
-use super::{Event, PutTarget, Writer};
+use super::{PutTarget, Writer};
 use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords, Record};
 use crate::config::GroupCommit;
 use crate::error::FatalError;
@@ -240,10 +240,9 @@ impl Writer {
                     records: slot.batch.records,
                 });
             }
-            self.events.push_back(Event::Durable {
-                last_append: slot.batch.last_append,
-                position,
-            });
+            // Acknowledged only under a valid lease (PROTOCOL.md §4 "The writer lease").
+            self.ack(slot.batch.last_append, position);
         }
+        self.release_acks();
     }
 }

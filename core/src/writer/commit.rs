@@ -82,6 +82,8 @@ impl Writer {
                     self.commit = None;
                     self.fenced();
                 } else {
+                    // A clean ownership check: the lease runs from its send.
+                    self.clean_check(request.sent_at);
                     self.committed(version);
                 }
             }
@@ -95,9 +97,16 @@ impl Writer {
         };
         self.manifest_versions
             .insert(version, commit.manifest.committed_at);
+        let cursor = commit.manifest.replay_cursor;
+        if self.cursor_times.back().is_none_or(|&(c, _)| c < cursor) {
+            self.cursor_times.push_back((cursor, self.now));
+        }
         self.manifest = Some(commit.manifest);
         match commit.kind {
-            CommitKind::Claim => self.on_claimed(),
+            CommitKind::Claim => {
+                self.claimed_at = Some(self.now);
+                self.on_claimed()
+            }
             CommitKind::Generation => self.on_generation_committed(),
             CommitKind::Truncate => self.on_truncated(),
             CommitKind::Compaction => self.on_compacted(),

@@ -188,6 +188,9 @@ impl Writer {
         m.version += 1;
         // Every commit drops the records of retired files known deleted.
         self.prune_retired(&mut m);
+        // The first lease writer of an older log says so once its fence is in place, so a
+        // fence of `lease_epoch` exists and holds back every older zombie (PROTOCOL.md §4).
+        m.lease_epoch = m.lease_epoch.or(Some(self.epoch));
         if let Some(front) = self.memtable.frozen.front().filter(|f| f.written) {
             let record = front.record.clone();
             m.replay_cursor = record.last_position + 1;
@@ -222,6 +225,7 @@ impl Writer {
         self.memtable.frozen_bytes -= f.bytes;
         self.counters.generations_committed += 1;
         self.collect_wal();
+        self.want_collection();
         let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
         self.events.push_back(Event::Flushed {
             generation: f.record.id,
@@ -231,6 +235,7 @@ impl Writer {
 
     pub(super) fn on_truncated(&mut self) {
         self.collect_wal();
+        self.want_collection();
         let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
         self.events.push_back(Event::Truncated { replay_cursor });
     }
@@ -238,7 +243,7 @@ impl Writer {
     /// WAL-only: drops every entry below `position` by moving the cursor (committed in the
     /// manifest, then collected).
     pub fn truncate(&mut self, position: u64, now: Duration) -> Result<(), CommandError> {
-        self.now = self.now.max(now);
+        self.advance(now);
         self.command_allowed()?;
         if !self.cfg.wal_only {
             return Err(CommandError::WrongMode);

@@ -29,6 +29,7 @@ mod commit;
 mod compact;
 mod flush;
 mod gc;
+mod lease;
 mod open;
 mod put;
 
@@ -49,6 +50,8 @@ use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::Walk;
 
 pub use append::AppendId;
+pub use gc::Collected;
+pub use lease::{collect_after, RHO_DEN, RHO_NUM};
 use put::PutTarget;
 
 /// How many replayed bytes there are between two [`Event::Replaying`].
@@ -120,6 +123,9 @@ pub enum Event {
     },
     /// There is room for the append last refused with [`AppendError::Backpressure`].
     Writable,
+    /// A collection round asked for with [`Writer::collect_garbage`] finished: what it
+    /// deleted.
+    Collected(Collected),
     /// `close` finished: everything appended is durable (and flushed, with a memtable).
     Closed,
     /// The writer stopped. Every append after the last [`Event::Durable`] failed.
@@ -138,6 +144,9 @@ struct Counters {
     compactions_dropped: u64,
     generations_compacted: u64,
     bytes_reclaimed: u64,
+    lease_renewals: u64,
+    acks_held: u64,
+    collected: Collected,
 }
 
 /// Counters and gauges of a writer.
@@ -180,6 +189,12 @@ pub struct WriterStats {
     pub generations_compacted: u64,
     /// Bytes of retired generation files deleted.
     pub bytes_reclaimed: u64,
+    /// Renewal LISTs of the writer lease sent.
+    pub lease_renewals: u64,
+    /// Acks that had to wait for a renewal because the lease had run out.
+    pub acks_held: u64,
+    /// Fences, window orphans and fence intents collected.
+    pub collected: Collected,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -230,6 +245,12 @@ enum Purpose {
     CompactGet {
         seq: u64,
         index: usize,
+    },
+    /// A lease renewal: a LIST of the manifests after this writer's newest committed one.
+    Renew,
+    /// A request of a collection round.
+    Collect {
+        step: gc::GcStep,
     },
 }
 
@@ -283,6 +304,15 @@ pub struct Writer {
     /// Bytes of the last append refused for backpressure, until there is room for them.
     blocked: Option<usize>,
     counters: Counters,
+    lease: lease::Lease,
+    /// The `now` at which this writer's claim's post-check answered (its claim's age runs
+    /// from there).
+    claimed_at: Option<Duration>,
+    /// Each cursor this writer committed (its claim's first) and the `now` at which that
+    /// commit's post-check answered: a fence is collected only once the cursor passed its
+    /// window long enough ago for every reader's manifest (PROTOCOL.md §5).
+    cursor_times: VecDeque<(u64, Duration)>,
+    gc: gc::Gc,
 }
 
 impl Writer {
@@ -331,7 +361,12 @@ impl Writer {
             closing: false,
             blocked: None,
             counters: Counters::default(),
+            lease: lease::Lease::default(),
+            claimed_at: None,
+            cursor_times: VecDeque::new(),
+            gc: gc::Gc::default(),
         };
+        w.io.set_clock(now);
         w.start_open();
         Ok(w)
     }
@@ -355,8 +390,9 @@ impl Writer {
             .deadline()
             .filter(|_| self.phase == Phase::Ready)
             .filter(|_| self.pipeline.in_flight() < self.cfg.max_in_flight as usize);
+        let lease = earliest(self.renew_deadline(), self.gc_deadline());
         earliest(
-            earliest(group, self.io.next_deadline()),
+            earliest(earliest(group, self.io.next_deadline()), lease),
             self.retire_deadline(),
         )
     }
@@ -392,6 +428,9 @@ impl Writer {
             entries_written: c.entries_written,
             generations_committed: c.generations_committed,
             gc_failures: c.gc_failures,
+            lease_renewals: c.lease_renewals,
+            acks_held: c.acks_held,
+            collected: c.collected,
             io: self.io.counters,
             requests_in_flight: self.io.in_flight(),
             entries_in_flight: self.pipeline.in_flight(),
@@ -412,6 +451,12 @@ impl Writer {
     }
 
     // ---- shared helpers ------------------------------------------------------------------
+
+    /// The host's clock moved to `now` (never back).
+    fn advance(&mut self, now: Duration) {
+        self.now = self.now.max(now);
+        self.io.set_clock(self.now);
+    }
 
     fn is_live(&self) -> bool {
         matches!(self.phase, Phase::Opening | Phase::Ready)
@@ -487,6 +532,11 @@ impl Writer {
                 let (seq, index) = (*seq, *index);
                 self.on_compact_get(seq, index, request, response)
             }
+            Purpose::Renew => self.on_renew(request, response),
+            Purpose::Collect { step } => {
+                let step = *step;
+                self.on_collect(step, request, response)
+            }
         }
     }
 
@@ -499,6 +549,9 @@ impl Writer {
             self.try_commit();
             self.maybe_compact();
             self.collect_retired();
+            self.release_acks();
+            self.maybe_renew();
+            self.maybe_collect();
             self.check_writable();
             self.check_closed();
         }
@@ -532,7 +585,7 @@ impl Writer {
         records: Vec<Record>,
         now: Duration,
     ) -> Result<AppendId, AppendError> {
-        self.now = self.now.max(now);
+        self.advance(now);
         match &self.phase {
             Phase::Failed(e) => return Err(AppendError::Failed(e.clone())),
             Phase::Closed => return Err(AppendError::Closed),
@@ -573,7 +626,7 @@ impl Writer {
     /// Seals pending records into an entry now. Returns the last append so far, whose
     /// [`Event::Durable`] means everything before the call is durable.
     pub fn flush(&mut self, now: Duration) -> Result<Option<AppendId>, CommandError> {
-        self.now = self.now.max(now);
+        self.advance(now);
         self.command_allowed()?;
         self.pipeline.seal();
         self.after_input();
@@ -582,7 +635,7 @@ impl Writer {
 
     /// Freezes the memtable into a generation now. Returns its id, or `None` if empty.
     pub fn flush_memtable(&mut self, now: Duration) -> Result<Option<u64>, CommandError> {
-        self.now = self.now.max(now);
+        self.advance(now);
         self.command_allowed()?;
         if self.cfg.wal_only {
             return Err(CommandError::WrongMode);
@@ -598,7 +651,7 @@ impl Writer {
     /// Drains: seals pending records, waits for every entry to be durable and (with a
     /// memtable) flushes it, then emits [`Event::Closed`]. Later appends fail with `Closed`.
     pub fn close(&mut self, now: Duration) -> Result<(), CommandError> {
-        self.now = self.now.max(now);
+        self.advance(now);
         self.command_allowed()?;
         self.closing = true;
         self.pipeline.seal();
@@ -616,7 +669,7 @@ impl Writer {
     }
 
     fn check_closed(&mut self) {
-        if !self.closing || self.pipeline.has_work() {
+        if !self.closing || self.pipeline.has_work() || self.lease.holds_acks() {
             return;
         }
         if !self.cfg.wal_only {
@@ -645,7 +698,7 @@ impl Machine for Writer {
     /// Feeds the outcome of a request. Unknown or already answered ids are ignored; a response
     /// of the wrong kind counts as a failed request of that id.
     fn handle_response(&mut self, id: RequestId, response: Response, now: Duration) {
-        self.now = self.now.max(now);
+        self.advance(now);
         if !self.is_live() {
             return;
         }
@@ -658,7 +711,7 @@ impl Machine for Writer {
 
     /// Time has passed; fires due timers.
     fn handle_timeout(&mut self, now: Duration) {
-        self.now = self.now.max(now);
+        self.advance(now);
         if !self.is_live() {
             return;
         }

@@ -5,6 +5,7 @@ use alloc::format;
 use alloc::string::ToString;
 
 use super::commit::CommitKind;
+use super::lease::lease_ms;
 use super::{Event, Phase, Purpose, PutTarget, Writer, REPLAY_PROGRESS_STEP};
 use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords};
 use crate::error::FatalError;
@@ -75,6 +76,9 @@ impl Writer {
             dropped_before: 0,
             committed_at: None,
             retired: alloc::vec::Vec::new(),
+            // A log created by a lease writer never had a writer without one.
+            lease_ms: Some(lease_ms(&self.cfg)),
+            lease_epoch: Some(1),
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);
@@ -111,6 +115,9 @@ impl Writer {
         claim.version = version + 1;
         claim.epoch = m.epoch + 1;
         claim.writer_nonce = self.nonce;
+        // The lease is fixed when first written; `lease_epoch` is written by this writer's
+        // first commit once its fence is in place (flush.rs), if no writer wrote it before.
+        claim.lease_ms = m.lease_ms.or(Some(lease_ms(&self.cfg)));
         self.manifest = Some(m);
         self.start_commit(claim, CommitKind::Claim);
     }
@@ -362,7 +369,11 @@ impl Writer {
             {
                 self.fenced()
             }
-            Ok(_) => self.become_ready(position),
+            Ok(_) => {
+                // The first clean ownership check of this writer's lease.
+                self.clean_check(request.sent_at);
+                self.become_ready(position)
+            }
             Err(e) => self.retry(request, &e),
         }
     }

@@ -87,7 +87,7 @@ pub async fn append(
     if chunks.is_empty() {
         return Err(invalid("the input holds no rows"));
     }
-    let (options, replaying) = with_replay_progress();
+    let (options, replaying) = with_replay_progress()?;
     let wal = Wal::open_url(url, schema, options).await?;
     replaying.finish_and_clear();
     let handles = chunks
@@ -212,9 +212,24 @@ fn progress(total: Option<u64>, what: &str) -> indicatif::ProgressBar {
     bar.with_message(what.to_string())
 }
 
+/// The environment variable that sets the writer lease (ms) of a log a command creates
+/// (PROTOCOL.md §4 "The writer lease"): for tests, which cannot wait out 30 s.
+const LEASE_ENV: &str = "TIDEWAL_LEASE_MS";
+
+/// The writer lease `TIDEWAL_LEASE_MS` asks for, if set.
+fn lease_from_env() -> Result<Option<Duration>, Error> {
+    let Ok(ms) = std::env::var(LEASE_ENV) else {
+        return Ok(None);
+    };
+    let ms: u64 = ms
+        .parse()
+        .map_err(|_| invalid(format!("{LEASE_ENV} must be a number of ms, not {ms:?}")))?;
+    Ok(Some(Duration::from_millis(ms)))
+}
+
 /// Default options whose long replay at open shows a spinner (cleared once open returns);
 /// a short replay draws nothing.
-fn with_replay_progress() -> (Options, indicatif::ProgressBar) {
+fn with_replay_progress() -> Result<(Options, indicatif::ProgressBar), Error> {
     let bar = progress(None, "replaying");
     let shown = bar.clone();
     let tell = move |entries: u64, bytes: u64| {
@@ -224,11 +239,14 @@ fn with_replay_progress() -> (Options, indicatif::ProgressBar) {
         ));
         shown.tick();
     };
-    let options = Options {
+    let mut options = Options {
         on_replay: Some(Arc::new(tell)),
         ..Options::default()
     };
-    (options, bar)
+    if let Some(lease) = lease_from_env()? {
+        options.writer.lease = lease;
+    }
+    Ok((options, bar))
 }
 
 /// What `--from`, `--until`, `--follow`, `--columns` and `--read-ahead-mib` ask of a read.
@@ -499,8 +517,6 @@ pub async fn verify(url: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// `flush` and `gc`: take the log over (fencing any running writer), flush the memtable to a
-/// generation (which collects the WAL slots it covers) and close.
 /// `tidewal compact`: one full compaction pass (PROTOCOL.md §4 "Compaction"), then close.
 pub async fn compact(url: &str) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
@@ -508,7 +524,7 @@ pub async fn compact(url: &str) -> Result<(), Error> {
     let generations =
         |i: &tidewal::Inspection| i.manifest.as_ref().map_or(0, |m| m.generations.len());
     let before = generations(&tidewal::inspect(store.clone(), &prefix).await?);
-    let (options, replaying) = with_replay_progress();
+    let (options, replaying) = with_replay_progress()?;
     let wal = Wal::open(store.clone(), &prefix, schema, options).await?;
     replaying.finish_and_clear();
     let pass = wal.compact().await?;
@@ -521,19 +537,47 @@ pub async fn compact(url: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// `flush`: take the log over (fencing any running writer), flush the memtable to a
+/// generation (which collects the WAL slots it covers) and close.
 pub async fn flush(url: &str) -> Result<(), Error> {
+    flush_and_collect(url, false).await
+}
+
+/// `gc`: `flush`, then collect the fences, window orphans and fence intents below the cursor,
+/// waiting once (and saying so) for older writers' leases to run out.
+pub async fn gc(url: &str) -> Result<(), Error> {
+    flush_and_collect(url, true).await
+}
+
+async fn flush_and_collect(url: &str, collect: bool) -> Result<(), Error> {
     let (store, prefix) = tidewal::store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
     let before = tidewal::inspect(store.clone(), &prefix).await?.wal.len();
-    let (options, replaying) = with_replay_progress();
+    let (options, replaying) = with_replay_progress()?;
     let wal = Wal::open(store.clone(), &prefix, schema, options).await?;
     replaying.finish_and_clear();
     let generation = wal.flush_memtable().await?;
+    let collected = if collect {
+        let wait = wal.collectable_in().await?;
+        if !wait.is_zero() {
+            eprintln!(
+                "waiting {} s for the lease of older writers to run out",
+                wait.as_secs_f64().ceil()
+            );
+        }
+        let c = wal.collect_garbage().await?;
+        format!(
+            r#","fences_collected":{},"orphans_collected":{},"intents_collected":{}"#,
+            c.fences, c.orphans, c.intents
+        )
+    } else {
+        String::new()
+    };
     wal.close().await?;
     let after = tidewal::inspect(store, &prefix).await?;
     let cursor = after.manifest.map_or(0, |m| m.replay_cursor);
     println!(
-        r#"{{"generation":{},"replay_cursor":{cursor},"wal_objects_before":{before},"wal_objects_after":{}}}"#,
+        r#"{{"generation":{},"replay_cursor":{cursor},"wal_objects_before":{before},"wal_objects_after":{}{collected}}}"#,
         generation.map_or("null".to_string(), |g| g.to_string()),
         after.wal.len()
     );

@@ -147,7 +147,8 @@ enum Command {
         /// The log.
         url: String,
     },
-    /// Same as flush: collection happens when a generation commits.
+    /// Flush, then collect the fences, fence windows and fence intents below the cursor,
+    /// once older writers' leases ran out (waits up to 34 s with the default lease).
     Gc {
         /// The log.
         url: String,
@@ -778,7 +779,8 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::History { url, json } => cmds::history(&url, json).await,
         Command::Inspect { url, json } => cmds::inspect(&url, json).await,
         Command::Verify { url } => cmds::verify(&url).await,
-        Command::Flush { url } | Command::Gc { url } => cmds::flush(&url).await,
+        Command::Flush { url } => cmds::flush(&url).await,
+        Command::Gc { url } => cmds::gc(&url).await,
         Command::Compact { url } => cmds::compact(&url).await,
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
         Command::Fill {

@@ -507,3 +507,60 @@ fn twenty_appends_then_compact_leave_fewer_generations_and_every_row_in_order() 
     let out = tidewal(&["verify", log]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 }
+
+#[test]
+fn gc_collects_older_writers_fences_and_intents_and_the_log_reads_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("log");
+    let log = log.to_str().unwrap();
+    // A short lease (fixed in the log by its first writer), so gc waits about 1.3 s.
+    let with_lease = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tidewal"))
+            .args(args)
+            .env("TIDEWAL_LEASE_MS", "300")
+            .output()
+            .unwrap()
+    };
+    // Three writers (epochs 1, 2, 3), each with its fence and intent.
+    for _ in 0..3 {
+        let out = with_lease(&["append", log, "--generate", "10"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let names = |folder: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir.path().join("log").join(folder))
+            .map(|d| d.map(|e| e.unwrap().file_name().into_string().unwrap()))
+            .map(|d| d.collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    };
+    let intents = names("fences");
+    assert_eq!(intents.len(), 3, "{intents:?}");
+    let out = with_lease(&["gc", log]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("for the lease of older writers to run out"),
+        "{}",
+        text(&out.stderr)
+    );
+    let line = text(&out.stdout);
+    assert!(line.contains(r#""fences_collected":1"#), "{line}");
+    assert!(line.contains(r#""intents_collected":1"#), "{line}");
+    // Epoch 2's intent and fence are gone; epoch 1's (the first lease writer's) and epoch
+    // 3's (the cursor's) stay, and gc's own writer (epoch 4) added its intent.
+    let left = names("fences");
+    assert_eq!(
+        left[..2],
+        [intents[0].clone(), intents[2].clone()],
+        "{left:?}"
+    );
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left[2].ends_with("-0000000004"), "{left:?}");
+    let epoch2_fence = format!("{}.arrows", &intents[1][..20]);
+    assert!(!names("wal").contains(&epoch2_fence), "{:?}", names("wal"));
+    let out = tidewal(&["cat", log, "--format", "json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).lines().count(), 30);
+    let out = tidewal(&["verify", log]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}

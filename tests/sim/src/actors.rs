@@ -98,6 +98,10 @@ pub(crate) struct Client {
     pub caught_up: bool,
     /// A reader's (or consumer's) count of generations met gone, as last seen.
     pub gone_seen: u64,
+    /// A writer's own clock and pause (clocks.rs); readers and consumers keep the default.
+    pub clock: crate::clocks::Clock,
+    /// A writer's acks held for the lease so far.
+    pub acks_held: u64,
 }
 
 impl Client {
@@ -167,9 +171,11 @@ impl World {
         };
         let wall_origin = cfg.unix_ms_at_origin;
         let (cfg, codec) = (cfg, Box::new(codec));
+        let clock = self.draw_clock();
+        let now = clock.local(self.now);
         let mut ledger = Ledger::default();
         let machine = if bare {
-            Writer::new(cfg, codec, seed, self.now).map(|w| Machine::Writer(Box::new(w)))
+            Writer::new(cfg, codec, seed, now).map(|w| Machine::Writer(Box::new(w)))
         } else {
             let ticket = ledger.issue(Cmd::Ready);
             let ready = self.log.reply(client, ticket, Outcome::Ready);
@@ -177,7 +183,7 @@ impl World {
             let session = if self.rng.chance(0.5) {
                 Session::open(cfg, codec, seed, timeout, ready)
             } else {
-                Writer::new(cfg, codec, seed, self.now).map(|w| Session::new(w, ready, timeout))
+                Writer::new(cfg, codec, seed, now).map(|w| Session::new(w, ready, timeout))
             };
             session.map(|s| Machine::Session(Box::new(s)))
         };
@@ -191,6 +197,7 @@ impl World {
             slowness,
             ledger,
             last_words: self.rng.range(1, 4) as u32,
+            clock,
             ..Client::default()
         });
         self.drain(client)?;
@@ -337,6 +344,14 @@ impl World {
         if matches!(self.clients[client].machine, Some(Machine::Consumer(_))) {
             return self.act_consumer(client);
         }
+        if let Some(until) = self.paused(client) {
+            self.schedule(until, Ev::Act { client });
+            return Ok(());
+        }
+        if self.maybe_pause(client) {
+            self.schedule(self.now + Duration::from_millis(1), Ev::Act { client });
+            return Ok(());
+        }
         let roll = self.rng.range(0, 999);
         if !matches!(
             self.clients[client].machine,
@@ -363,7 +378,7 @@ impl World {
     /// flushes, memtable flushes, close. Once the session stopped, a few more commands that
     /// must each be answered at once with its error, then the caller lets it go.
     fn act_session(&mut self, client: usize, roll: u64) -> Result<(), String> {
-        let now = self.now;
+        let now = self.local_now(client);
         let stopped = self.clients[client].ledger.terminal.clone();
         if stopped.is_some() {
             let c = &mut self.clients[client];
@@ -439,7 +454,7 @@ impl World {
     /// A bare writer's caller, as hosts did before sessions: retries a refused append at
     /// `Writable` and appends nothing else meanwhile; truncates WAL-only logs.
     fn act_bare(&mut self, client: usize, roll: u64) -> Result<(), String> {
-        let now = self.now;
+        let now = self.local_now(client);
         let waiting = self.clients[client].refused.is_some();
         if roll < 750 && !waiting {
             let count = if roll.is_multiple_of(5) {

@@ -215,7 +215,18 @@ impl World {
                     "c{client} consumer {name} claimed v{version} at {position}"
                 ));
                 let highest = self.consumers.highest_acked(&name);
-                if position < highest {
+                // A slow instance's claim may be overtaken before its answer arrives: a newer
+                // version of the name exists, the claim held when its LIST ran, and the
+                // instance is fenced at its first commit. Only a claim still the newest must
+                // resume at or past every acknowledged commit.
+                let folder = format!("log/consumers/{name}/");
+                let overtaken = self.net.store.paths().any(|p| {
+                    p.strip_prefix(&folder)
+                        .and_then(|v| v.strip_suffix(".json"))
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .is_some_and(|v| v > version)
+                });
+                if position < highest && !overtaken {
                     return Err(format!(
                         "c{client}: consumer {name} resumed at {position}, below the acknowledged commit at {highest}"
                     ));

@@ -33,7 +33,7 @@ impl World {
             return;
         }
         self.clients[client].release_due = true;
-        let at = self.now + Duration::from_millis(self.rng.range(0, 60));
+        let at = self.now + Duration::from_millis(self.rng.range(0, 60)) + self.slow_host();
         self.schedule(at, Ev::Release { client });
     }
 

@@ -10,9 +10,13 @@ use tidewal_core::{FatalError, Manifest, Op, Start};
 use crate::actors::Machine;
 use crate::world::World;
 
-/// Two writers' clocks differ by at most this (each is the sim clock plus a skew in
-/// `-300 ..= 300` ms, `actors.rs`).
-const MAX_CLOCK_SPREAD_MS: u64 = 600;
+/// Two writers' clocks differ by at most this at the simulation's time `now`: each is its
+/// own clock (the simulation's at a rate in `[1, 1 + rho]`, `clocks.rs`) plus a skew in
+/// `-300 ..= 300` ms (`actors.rs`).
+fn max_clock_spread_ms(now: std::time::Duration) -> u64 {
+    600 + now.as_millis() as u64 * u64::from(tidewal_core::RHO_NUM)
+        / u64::from(tidewal_core::RHO_DEN)
+}
 
 /// Every manifest that landed, by version, and the versions a writer asked to delete.
 #[derive(Default)]
@@ -78,7 +82,7 @@ impl World {
             // No clock: by count only.
             return Ok(());
         };
-        let wall = origin + self.now.as_millis() as u64;
+        let wall = origin + self.local_now(client).as_millis() as u64;
         let committed = self.model.history.by_version.get(&v).and_then(|ms| {
             ms.iter()
                 .map(|m| m.committed_at)
@@ -86,7 +90,7 @@ impl World {
         });
         let keep_for = self.wcfg.keep_manifests_for.as_millis() as u64;
         if let Some(at) = committed.and_then(|ats| ats.into_iter().min()) {
-            if at + keep_for > wall + MAX_CLOCK_SPREAD_MS {
+            if at + keep_for > wall + max_clock_spread_ms(self.now) {
                 return Err(format!(
                     "c{client} deletes manifest v{v} committed at {at}, within {keep_for} ms of its clock {wall}"
                 ));
@@ -220,10 +224,13 @@ impl World {
                 .map(|m| m.committed_at)
                 .collect::<Option<Vec<u64>>>()
         });
-        let newest_clock = crate::world::WALL_CLOCK_BASE + self.now.as_millis() as u64 + 300;
+        let fastest = self.now.as_millis() as u64
+            * (u64::from(tidewal_core::RHO_DEN) + u64::from(tidewal_core::RHO_NUM))
+            / u64::from(tidewal_core::RHO_DEN);
+        let newest_clock = crate::world::WALL_CLOCK_BASE + fastest + 300;
         let keep_for = self.wcfg.keep_manifests_for.as_millis() as u64;
         match committed.and_then(|ats| ats.into_iter().min()) {
-            Some(at) if !clockless && at + keep_for > newest_clock + MAX_CLOCK_SPREAD_MS => {
+            Some(at) if !clockless && at + keep_for > newest_clock + max_clock_spread_ms(self.now) => {
                 Err(format!(
                     "reader c{client}: v{v} committed at {at} not kept, {keep_for} ms not past (clocks at most {newest_clock})"
                 ))

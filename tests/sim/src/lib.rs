@@ -10,6 +10,7 @@
 //! next event (`world`). One seed is one run.
 
 mod actors;
+mod clocks;
 mod compaction;
 mod consumers;
 mod flow;

@@ -44,6 +44,9 @@ pub struct Model {
     pub history: crate::history::Versions,
     /// Compaction's facts (`compaction.rs`).
     pub compactions: crate::compaction::Compactions,
+    /// Fences and fence intents deleted at the store (collected).
+    pub fences_collected: u64,
+    pub intents_collected: u64,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -157,12 +160,16 @@ impl Model {
     pub fn on_delete(&self, store: &MemStore, path: &str) -> Check {
         self.check_generation_delete(store, path)?;
         if let Some(pos) = wal_position(path) {
-            // A buried fence may be deleted by a retried delete of the slot it reused: below
-            // the cursor it protects nothing.
-            if self.fences.contains_key(&pos) {
-                return Err(format!("fence at {pos} deleted"));
-            }
+            // A fence is collected only once its window lies below the cursor (PROTOCOL.md §4
+            // "Collecting fences"); whether that loses an acknowledged append is what the
+            // checks of every read and every open tell.
             let cursor = self.high.as_ref().map_or(0, |m| m.replay_cursor);
+            let window = self.high.as_ref().map_or(0, |m| u64::from(m.fence_window));
+            if self.fences.contains_key(&pos) && pos + window > cursor {
+                return Err(format!(
+                    "fence at {pos} deleted, its window reaching the cursor {cursor}"
+                ));
+            }
             if pos >= cursor {
                 return Err(format!(
                     "WAL slot {pos} deleted at or above the cursor {cursor}"

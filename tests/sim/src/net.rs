@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use tidewal_core::{MemStore, ObjectMeta, Op, RawCodec, Response, StoreError, StoreErrorKind};
+use tidewal_core::{
+    Codec as _, EntryKind, MemStore, ObjectMeta, Op, RawCodec, Response, StoreError, StoreErrorKind,
+};
 
 use crate::model::Model;
 use crate::rng::Rng;
@@ -82,6 +84,16 @@ impl Net {
         let missing = matches!(&op, Op::Delete { path } if self.store.object(path).is_none());
         if let Op::Delete { path } = &op {
             model.on_delete(&self.store, path)?;
+            let fence = self
+                .store
+                .object(path)
+                .and_then(|b| codec.decode_entry(b.clone()).ok());
+            if fence.is_some_and(|e| matches!(e.header.kind, EntryKind::Fence { .. })) {
+                model.fences_collected += 1;
+            }
+            if path.contains("/fences/") && !missing {
+                model.intents_collected += 1;
+            }
         }
         let resp = self.store.execute(&op);
         if let (Op::Put { path, body, .. }, Response::Put(Ok(_))) = (&op, &resp) {

@@ -7,14 +7,21 @@ use tidewal_core::{AppendError, AppendId, Event, FatalError, ReadEvent, Record, 
 
 use crate::actors::Machine;
 use crate::model::{payload_id, View};
-use crate::replies::Fact;
+use crate::replies::{Fact, Outcome};
 use crate::world::World;
 
 impl World {
     /// After each call into a session (and after dropping one): what its writer accepted,
     /// then every reply answered since, in the order they were answered.
     pub(crate) fn settle_replies(&mut self, client: usize) -> Result<(), String> {
-        let (now, timeout) = (self.now, self.backpressure_timeout);
+        let (now, timeout) = (self.local_now(client), self.backpressure_timeout);
+        let answers = self.log.take();
+        for a in &answers {
+            if let Outcome::Append(Err(tidewal_core::Error::BackpressureTimeout { .. })) = a.outcome
+            {
+                self.clients[a.client].ledger.not_taken(a.ticket);
+            }
+        }
         let c = &self.clients[client];
         if let (Some(Machine::Session(s)), true) = (&c.machine, c.ledger.is_waiting()) {
             let total = s.stats().writer.appends;
@@ -23,12 +30,13 @@ impl World {
                 .accepted(total, now, timeout)
                 .map_err(|e| format!("c{client}: {e}"))?;
         }
-        for a in self.log.take() {
+        for a in answers {
             let c = a.client;
             self.note(format_args!("c{c} t{} answered {:?}", a.ticket, a.outcome));
+            let local = self.local_now(c);
             let fact = self.clients[c]
                 .ledger
-                .answer(a.ticket, a.outcome, now, timeout)
+                .answer(a.ticket, a.outcome, local, timeout)
                 .map_err(|e| format!("c{c}: {e}"))?;
             match fact {
                 Fact::Nothing => {}
@@ -55,9 +63,14 @@ impl World {
                     }
                 }
                 Fact::Generation(g) => {
-                    let m = self.model.high.as_ref();
-                    if !m.is_some_and(|m| m.generations.iter().any(|r| r.id == g)) {
-                        return Err(format!("c{c}: generation {g} flushed, not in the manifest"));
+                    // Some manifest that landed lists it: a newer writer may have merged or
+                    // dropped it since (a paused writer hears of its commit late).
+                    let landed = self.model.history.by_version.values().flatten();
+                    if !landed
+                        .into_iter()
+                        .any(|m| m.generations.iter().any(|r| r.id == g))
+                    {
+                        return Err(format!("c{c}: generation {g} flushed, in no manifest"));
                     }
                 }
             }
@@ -213,7 +226,7 @@ impl World {
             Event::Writable => {
                 self.clients[client].blocked = false;
                 if let Some((ids, records)) = self.clients[client].refused.take() {
-                    let now = self.now;
+                    let now = self.local_now(client);
                     if let Some(Machine::Writer(w)) = &mut self.clients[client].machine {
                         let result = w.append_group(records.clone(), now);
                         self.appended(client, ids, records, result, true)?;

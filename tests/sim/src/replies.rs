@@ -205,6 +205,12 @@ impl Ledger {
         Ok(())
     }
 
+    /// An append answered (not yet checked) was never taken by the writer: after a pause,
+    /// appends past their timeout fail in the same input that makes room for later ones.
+    pub fn not_taken(&mut self, ticket: u64) {
+        self.waiting.retain(|&t| t != ticket);
+    }
+
     /// Whether appends wait for the writer to take them.
     pub fn is_waiting(&self) -> bool {
         !self.waiting.is_empty()

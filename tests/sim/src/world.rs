@@ -64,6 +64,12 @@ pub struct Outcome {
     /// the manifest).
     pub compactions: u64,
     pub generations_gone: u64,
+    /// Fences and fence intents collected (deleted at the store), writer pauses, and acks
+    /// writers held until a renewal because their lease had run out.
+    pub fences_collected: u64,
+    pub intents_collected: u64,
+    pub pauses: u64,
+    pub acks_held: u64,
 }
 
 pub(crate) enum Ev {
@@ -122,6 +128,9 @@ pub(crate) struct World {
     pub(crate) time_fallbacks: u64,
     pub(crate) history_counts: crate::history::Counts,
     pub(crate) generations_gone: u64,
+    /// Writer pauses and stalled requests (clocks.rs).
+    pub(crate) pauses: u64,
+    pub(crate) stalls: u64,
     hash: u64,
     trace: Option<Vec<String>>,
     line: String,
@@ -154,6 +163,10 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         consumer_resumes: w.consumers.resumes,
         compactions: w.model.compactions.committed,
         generations_gone: w.generations_gone,
+        fences_collected: w.model.fences_collected,
+        intents_collected: w.model.intents_collected,
+        pauses: w.pauses,
+        acks_held: w.clients.iter().map(|c| c.acks_held).sum(),
     }
 }
 
@@ -189,6 +202,9 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
         },
         unix_ms_at_origin: None,
         compaction: crate::compaction::config(rng),
+        // Short, so that leases run out and collectors run within a seed.
+        lease: Duration::from_millis(rng.range(100, 300)),
+        gc_margin: Duration::from_millis(20),
     }
 }
 
@@ -232,6 +248,8 @@ impl World {
             time_fallbacks: 0,
             history_counts: Default::default(),
             generations_gone: 0,
+            pauses: 0,
+            stalls: 0,
             hash: 0xcbf2_9ce4_8422_2325,
             trace: trace.then(Vec::new),
             line: String::new(),
@@ -292,6 +310,11 @@ impl World {
                 Ok(())
             }
             Ev::Deliver { client, id, resp } => {
+                if let Some(until) = self.paused(client) {
+                    self.schedule(until, Ev::Deliver { client, id, resp });
+                    return Ok(());
+                }
+                let now = self.local_now(client);
                 self.note(format_args!("c{client} <- #{} ok={}", id.0, is_ok(&resp)));
                 self.data_get_answered(client, id, &resp);
                 match &mut self.clients[client].machine {
@@ -309,6 +332,11 @@ impl World {
                 if self.clients[client].timer_at != Some(now) {
                     return Ok(());
                 }
+                if let Some(until) = self.paused(client) {
+                    self.clients[client].timer_at = Some(until);
+                    self.schedule(until, Ev::Timer { client });
+                    return Ok(());
+                }
                 let c = &mut self.clients[client];
                 c.timer_at = None;
                 // A deadline that stays due would make a host spin.
@@ -322,6 +350,7 @@ impl World {
                         "c{client} spins: woken {SPIN_LIMIT} times at {now:?}, still due"
                     ));
                 }
+                let now = self.local_now(client);
                 match &mut self.clients[client].machine {
                     Some(Machine::Session(s)) => s.handle_timeout(now),
                     Some(Machine::Writer(w)) => w.handle_timeout(now),
@@ -403,7 +432,7 @@ impl World {
                 Out::Request(Request { id, op, .. }) => {
                     self.note(format_args!("c{client} -> #{} {}", id.0, op_name(&op)));
                     self.data_get_sent(client, id, &op)?;
-                    let at = self.now + self.latency(client);
+                    let at = self.now + self.latency(client) + self.stall(client);
                     self.schedule(at, Ev::Arrive { client, id, op });
                 }
                 Out::Session(e) => self.session_event(client, e)?,
@@ -417,8 +446,10 @@ impl World {
             .ledger
             .told()
             .map_err(|e| format!("c{client}: {e}"))?;
+        self.note_lease_stats(client);
         if let Some(t) = timeout {
-            let t = t.max(self.now);
+            // The machine's deadline is on its own clock.
+            let t = self.clients[client].clock.sim_at(t).max(self.now);
             if self.clients[client].timer_at != Some(t) {
                 self.clients[client].timer_at = Some(t);
                 self.schedule(t, Ev::Timer { client });
@@ -505,8 +536,9 @@ impl World {
         }
         let (mut expected, _) = self.writer_view(fw)?;
         // Close it: everything is flushed (or durable, WAL-only).
+        let local = self.local_now(fw);
         if let Some(Machine::Writer(w)) = &mut self.clients[fw].machine {
-            w.close(self.now).map_err(|e| format!("final close: {e}"))?;
+            w.close(local).map_err(|e| format!("final close: {e}"))?;
         }
         self.drain(fw)?;
         let closed = self.run_until(deadline, |w| {
