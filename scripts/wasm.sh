@@ -19,7 +19,7 @@ wasm_setup() {
     && rustup target add "$WASM_TARGET" >/dev/null 2>&1; then
     WASM_BUILD_STD=()
     WASM_ENV=()
-    WASM_TARGET_DIR=$PWD/target
+    WASM_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
   else
     echo "rustup cannot add $WASM_TARGET: using Debian's rustc-web, rust-web-src and lld" >&2
     apt_install rustc-web cargo-web rust-web-src lld-22
