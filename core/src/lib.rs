@@ -60,4 +60,4 @@ pub use mem::MemStore;
 pub use reader::{ReadEvent, Reader, StartPath, TimeStart};
 pub use requests::IoCounters;
 pub use session::{Ack, CompactionPass, Reply, Session, SessionEvent, Stats};
-pub use writer::{AppendId, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP};
+pub use writer::{AppendId, Dropped, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP};

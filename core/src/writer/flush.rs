@@ -210,7 +210,7 @@ impl Writer {
             m.dropped_before = m.dropped_before.max(to);
             m.cursor_epoch = self.cursor_epoch(cursor);
             self.start_commit(m, CommitKind::Truncate);
-        } else {
+        } else if !self.try_commit_drop(m.clone()) {
             self.try_commit_compaction(m);
         }
     }

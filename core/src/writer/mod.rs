@@ -27,6 +27,7 @@
 mod append;
 mod commit;
 mod compact;
+mod drop;
 mod flush;
 mod gc;
 mod open;
@@ -49,6 +50,7 @@ use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::Walk;
 
 pub use append::AppendId;
+pub use drop::Dropped;
 use put::PutTarget;
 
 /// How many replayed bytes there are between two [`Event::Replaying`].
@@ -109,6 +111,8 @@ pub enum Event {
         /// Its size.
         bytes: u64,
     },
+    /// A drop asked for with [`Writer::drop_before`] was committed (or found nothing to do).
+    Dropped(Dropped),
     /// A full pass asked for with [`Writer::compact`] finished.
     CompactionPass {
         /// Compactions it committed.
@@ -138,6 +142,8 @@ struct Counters {
     compactions_dropped: u64,
     generations_compacted: u64,
     bytes_reclaimed: u64,
+    generations_dropped: u64,
+    bytes_dropped: u64,
 }
 
 /// Counters and gauges of a writer.
@@ -180,6 +186,10 @@ pub struct WriterStats {
     pub generations_compacted: u64,
     /// Bytes of retired generation files deleted.
     pub bytes_reclaimed: u64,
+    /// Generations dropped by retention ([`Writer::drop_before`]).
+    pub generations_dropped: u64,
+    /// Their bytes.
+    pub bytes_dropped: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -279,6 +289,9 @@ pub struct Writer {
     /// Durable data positions not yet below the cursor (what GC may delete later).
     live_positions: VecDeque<u64>,
     pending_truncate: Option<u64>,
+    /// A drop asked for and not committed yet, then the one committing.
+    pending_drop: Option<u64>,
+    dropping: Option<Dropped>,
     closing: bool,
     /// Bytes of the last append refused for backpressure, until there is room for them.
     blocked: Option<usize>,
@@ -328,6 +341,8 @@ impl Writer {
             memtable: flush::Memtable::default(),
             live_positions: VecDeque::new(),
             pending_truncate: None,
+            pending_drop: None,
+            dropping: None,
             closing: false,
             blocked: None,
             counters: Counters::default(),
@@ -408,6 +423,8 @@ impl Writer {
             compactions_dropped: c.compactions_dropped,
             generations_compacted: c.generations_compacted,
             bytes_reclaimed: c.bytes_reclaimed,
+            generations_dropped: c.generations_dropped,
+            bytes_dropped: c.bytes_dropped,
         }
     }
 
@@ -624,7 +641,11 @@ impl Writer {
                 self.freeze();
             }
             // A compaction the flushes started is finished too (it is bounded by its target).
-            if self.memtable.has_frozen() || self.commit.is_some() || self.compacting() {
+            if self.memtable.has_frozen()
+                || self.commit.is_some()
+                || self.compacting()
+                || self.pending_drop.is_some()
+            {
                 return;
             }
         } else if self.commit.is_some() {
