@@ -98,6 +98,9 @@ pub(crate) struct Client {
     pub caught_up: bool,
     /// A reader's (or consumer's) count of generations met gone, as last seen.
     pub gone_seen: u64,
+    /// A reader: the newest manifest's `dropped_before` when it started (it reads that
+    /// manifest or a newer one, so it never reports below it: `retention.rs`).
+    pub dropped_at_spawn: u64,
 }
 
 impl Client {
@@ -307,6 +310,11 @@ impl World {
             since,
             as_of,
             until_time,
+            // (A reader as of a version reads that older one.)
+            dropped_at_spawn: match as_of {
+                None => self.model.high.as_ref().map_or(0, |m| m.dropped_before),
+                Some(_) => 0,
+            },
             ..Client::default()
         });
         let _ = self.drain(client);
@@ -460,6 +468,13 @@ impl World {
             self.appended(client, ids, records, result, false)?;
             return self.drain(client);
         }
+        // Retention beside the flushes and compactions (`retention.rs`); WAL-only logs
+        // truncate where the others flush.
+        let wal_only = self.wcfg.wal_only;
+        if (850..900).contains(&roll) && wal_only || (905..940).contains(&roll) {
+            self.act_retention(client)?;
+            return self.drain(client);
+        }
         let Some(Machine::Writer(w)) = &mut self.clients[client].machine else {
             return Ok(());
         };
@@ -468,18 +483,7 @@ impl World {
         } else if roll < 850 {
             let _ = w.flush(now);
         } else if roll < 900 {
-            if self.wcfg.wal_only {
-                if let Some(m) = w.manifest().cloned() {
-                    let target = w
-                        .stats()
-                        .durable_position
-                        .map_or(m.replay_cursor, |d| d + 1);
-                    let to = self.rng.range(m.replay_cursor, target.max(m.replay_cursor));
-                    if w.truncate(to, now).is_ok() {
-                        self.model.truncated_to = self.model.truncated_to.max(to);
-                    }
-                }
-            } else if self.manual_flushes {
+            if self.manual_flushes {
                 let _ = w.flush_memtable(now);
             }
         } else if roll < 905 {

@@ -260,10 +260,10 @@ impl World {
             }
             ConsumerEvent::Fatal(f) => {
                 self.note(format_args!("c{client} consumer {name} failed: {f}"));
-                // A committed position a WAL-only log no longer holds is refused, as a
-                // reader's start is.
+                // A committed position the log no longer holds is refused, as a reader's start
+                // is: only a forced drop (or truncate) may pass a consumer (`retention.rs`).
                 let truncated = matches!(f, FatalError::Truncated { first_available }
-                    if self.wcfg.wal_only && first_available <= self.model.truncated_to);
+                    if first_available <= self.model.retention.forced_to);
                 if !matches!(f, FatalError::Store { .. } | FatalError::Contended) && !truncated {
                     return Err(format!("c{client}: consumer {name} failed: {f}"));
                 }

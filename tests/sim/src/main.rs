@@ -47,6 +47,7 @@ fn main() -> ExitCode {
     let (mut searches, mut search_fallbacks) = (0u64, 0u64);
     let (mut as_of, mut as_of_collected, mut until_time) = (0u64, 0u64, 0u64);
     let (mut compactions, mut gone) = (0u64, 0u64);
+    let (mut drops, mut held, mut forced, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     for seed in start..start + seeds {
         ran += 1;
         let out = tidewal_sim::run(seed, false);
@@ -67,6 +68,10 @@ fn main() -> ExitCode {
         until_time += out.until_time_stops;
         compactions += out.compactions;
         gone += out.generations_gone;
+        drops += out.drops_asked;
+        held += out.drops_held_back;
+        forced += out.drops_forced;
+        dropped += out.drops_committed;
         if let Some(v) = out.violation {
             violations += 1;
             let traced = tidewal_sim::run(seed, true);
@@ -82,7 +87,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets, {shortcuts} shortcut starts, {fallbacks} fallbacks, {searches} time searches, {search_fallbacks} time fallbacks, {as_of} reads as of a version, {as_of_collected} versions collected under them, {until_time} stops at a time, {compactions} compactions, {gone} generation gone, manifest re-read ({:.1}s)",
+        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets, {shortcuts} shortcut starts, {fallbacks} fallbacks, {searches} time searches, {search_fallbacks} time fallbacks, {as_of} reads as of a version, {as_of_collected} versions collected under them, {until_time} stops at a time, {compactions} compactions, {gone} generation gone, manifest re-read, {drops} drops asked ({held} held back by a consumer, {forced} forced, {dropped} committed) ({:.1}s)",
         started.elapsed().as_secs_f64()
     );
     if violations == 0 {
