@@ -423,6 +423,12 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
         i.wal.first().map_or(0, |w| w.0),
         i.wal.last().map_or(0, |w| w.0),
     );
+    println!(
+        "  first position {} (dropped before it); retired files waiting for deletion: {} ({} bytes)",
+        m.dropped_before,
+        m.retired.len(),
+        m.retired.iter().map(|r| r.bytes).sum::<u64>()
+    );
     println!("  fence intents: {}", i.fence_intents.len());
     Ok(())
 }
