@@ -11,7 +11,7 @@ use harness::*;
 
 use tidewal_core::{
     CommandError, CompactionConfig, Dropped, Event, FatalError, Machine, Manifest, Op, Reader,
-    ReaderConfig, Start, WriterConfig,
+    ReaderConfig, Response, Start, StoreError, StoreErrorKind, WriterConfig,
 };
 
 /// No background compaction (generations stay as flushed), `keep` versions, `grace`.
@@ -225,4 +225,70 @@ fn a_compaction_in_flight_over_a_dropped_generation_is_dropped_not_committed() {
     assert_eq!(w.w.stats().compactions_dropped, 1);
     let all: Vec<u64> = h.read_all().unwrap().iter().map(|(p, _)| *p).collect();
     assert_eq!(all, vec![5]);
+}
+
+fn is_manifest_put(op: &Op) -> bool {
+    matches!(op, Op::Put { path, .. } if path.contains("manifest/"))
+}
+
+#[test]
+fn a_drop_whose_commit_landed_but_was_answered_as_a_timeout_is_read_back_and_reported_once() {
+    let mut h = Harness::new();
+    let mut w = h.open(retaining(8, Duration::from_secs(3600)), 1);
+    flush_generations(&mut h, &mut w, 2, 1);
+    let first = newest_manifest(&h).generations[0].clone();
+    w.w.drop_before(first.last_position + 1, h.now).unwrap();
+    w.collect();
+    let i = w.find(is_manifest_put).expect("the drop's commit");
+    // It lands, but the answer is lost.
+    let req = w.held.remove(i).unwrap();
+    h.store.execute(&req.op);
+    let lost = StoreError::new(StoreErrorKind::Unknown, "timeout");
+    w.w.handle_response(req.id, Response::Put(Err(lost)), h.now);
+    w.collect();
+    h.settle(&mut w);
+    let m = newest_manifest(&h);
+    assert_eq!(m.dropped_before, first.last_position + 1);
+    assert_eq!(m.generations.len(), 1);
+    let dropped: Vec<_> = w
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::Dropped(_)))
+        .collect();
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert!(w.fatal().is_none());
+}
+
+#[test]
+fn a_drop_that_loses_its_commit_slot_to_a_newer_writer_drops_nothing() {
+    let mut h = Harness::new();
+    let mut w = h.open(retaining(8, Duration::ZERO), 1);
+    flush_generations(&mut h, &mut w, 2, 1);
+    let before = newest_manifest(&h);
+    w.w.drop_before(before.generations[0].last_position + 1, h.now)
+        .unwrap();
+    w.collect();
+    assert!(w.find(is_manifest_put).is_some());
+    // A newer writer claims first: the drop's create meets its version.
+    let mut newer = h.open(retaining(8, Duration::ZERO), 2);
+    assert!(newer.ready());
+    h.settle(&mut w);
+    assert!(
+        matches!(w.fatal(), Some(FatalError::Fenced { .. })),
+        "{:?}",
+        w.fatal()
+    );
+    assert!(
+        dropped(&w).is_none(),
+        "a drop reported that never committed"
+    );
+    let m = newest_manifest(&h);
+    assert_eq!(m.dropped_before, 0);
+    assert_eq!(m.generations, before.generations);
+    for g in &before.generations {
+        assert!(h.store.object(&g.path).is_some(), "{} deleted", g.path);
+    }
+    let all: Vec<u64> = h.read_all().unwrap().iter().map(|(p, _)| *p).collect();
+    assert_eq!(all, vec![4, 5]);
+    newer.collect();
 }
