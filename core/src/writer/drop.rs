@@ -54,16 +54,16 @@ impl Writer {
 
     /// The drop's commit, built on the newest committed manifest `m` (version already
     /// raised): generations wholly below the point go, the one holding it stays whole.
-    pub(super) fn try_commit_drop(&mut self, mut m: Manifest) -> bool {
+    pub(super) fn try_commit_drop(&mut self, mut m: Manifest) {
         let Some(to) = self.pending_drop.take() else {
-            return false;
+            return;
         };
         if to <= m.dropped_before {
             self.events.push_back(Event::Dropped(Dropped {
                 first_position: m.dropped_before,
                 ..Dropped::default()
             }));
-            return true;
+            return;
         }
         let at = self.wall_clock();
         let n = m
@@ -86,7 +86,6 @@ impl Writer {
             first_position: to,
         });
         self.start_commit(m, CommitKind::Drop);
-        true
     }
 
     /// The drop's manifest passed its post-check.
