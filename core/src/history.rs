@@ -27,7 +27,8 @@ pub enum Change {
     Claim,
     /// Generations were committed (a memtable flush): the cursor moved.
     Flush,
-    /// A WAL-only truncate moved the cursor (and what was dropped).
+    /// A WAL-only truncate moved the cursor, or retention dropped what lies below a point
+    /// (`dropped_before` rose, PROTOCOL.md §4 "Retention").
     Truncate,
     /// Something else, or the version before it is not known (collected, skipped).
     Unknown,

@@ -65,6 +65,14 @@ pub enum Error {
     Closed,
     /// A named consumer refused a command or lost its name.
     Consumer(ConsumerError),
+    /// Retention would drop entries a named consumer has not consumed yet (PROTOCOL.md §4
+    /// "Retention"); nothing was written. Forcing the drop passes it.
+    HeldBack {
+        /// The consumer with the lowest committed position.
+        name: String,
+        /// Its committed position.
+        position: u64,
+    },
     /// Any other terminal condition of the log.
     Failed(FatalError),
 }
@@ -96,6 +104,10 @@ impl fmt::Display for Error {
             ),
             Error::Closed => write!(f, "the writer is closed"),
             Error::Consumer(e) => write!(f, "{e}"),
+            Error::HeldBack { name, position } => write!(
+                f,
+                "named consumer {name} has consumed only below position {position}: the drop would pass it (force it to drop anyway)"
+            ),
             Error::Failed(e) => write!(f, "{e}"),
         }
     }
@@ -134,6 +146,15 @@ impl From<CommandError> for Error {
             CommandError::Failed(f) => f.into(),
             CommandError::Closed => Error::Closed,
             other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::retention::HeldBack> for Error {
+    fn from(e: crate::retention::HeldBack) -> Self {
+        Error::HeldBack {
+            name: e.name,
+            position: e.position,
         }
     }
 }

@@ -61,6 +61,6 @@ pub use reader::{ReadEvent, Reader, StartPath, TimeStart};
 pub use requests::IoCounters;
 pub use session::{Ack, CompactionPass, Reply, Session, SessionEvent, Stats};
 pub use writer::{
-    collect_after, AppendId, Collected, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP, RHO_DEN,
-    RHO_NUM,
+    collect_after, AppendId, Collected, Dropped, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP,
+    RHO_DEN, RHO_NUM,
 };

@@ -472,6 +472,12 @@ impl Reader {
                 return self.fail(FatalError::Truncated { first_available });
             }
         }
+        if first_read {
+            // A start from the beginning (or at a time) starts at what the log still holds,
+            // inside the first kept generation if retention's point lies there (§4
+            // "Retention"): entries below `dropped_before` are never reported from it.
+            self.next_position = self.next_position.max(m.first_available());
+        }
         if self.cfg.as_of_version.is_some() {
             // Exactly the rows below its cursor: the generations, no WAL.
             let cursor = m.replay_cursor;

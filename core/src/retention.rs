@@ -48,6 +48,50 @@ pub fn oldest_kept_version(
         .map(|(_, (&version, _))| version)
 }
 
+/// A drop that would pass a named consumer's committed position (PROTOCOL.md §4
+/// "Retention"): it has not consumed the entries the drop would remove.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldBack {
+    /// The consumer holding the drop back (the lowest committed position among them).
+    pub name: alloc::string::String,
+    /// Its committed position (0: it consumed nothing and holds everything).
+    pub position: u64,
+}
+
+impl core::fmt::Display for HeldBack {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "consumer {} has consumed only below position {}",
+            self.name, self.position
+        )
+    }
+}
+
+/// Where a drop to `requested` may go, given each named consumer's committed position
+/// (`(name, position)`, the newest version of each name, from a listing however old): at
+/// most the lowest of them, so no consumer resumes below what the log holds. Refused with
+/// the lowest consumer when it lies below `requested`, unless `force`. Why a stale listing is
+/// safe: committed positions only grow (a commit below the committed one is refused), so a
+/// consumer's position now is at or past the listed one; a name created after the listing
+/// claims at 0 and reads from the beginning, wherever the log starts then.
+pub fn drop_point<'a>(
+    requested: u64,
+    consumers: impl IntoIterator<Item = (&'a str, u64)>,
+    force: bool,
+) -> Result<u64, HeldBack> {
+    let lowest = consumers
+        .into_iter()
+        .min_by_key(|&(name, position)| (position, name));
+    match lowest {
+        Some((name, position)) if position < requested && !force => Err(HeldBack {
+            name: name.into(),
+            position,
+        }),
+        _ => Ok(requested),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -57,6 +101,18 @@ mod tests {
     }
 
     const HOUR: Duration = Duration::from_secs(3600);
+
+    #[test]
+    fn the_lowest_consumer_holds_a_drop_back_unless_forced() {
+        let consumers = [("etl", 40), ("audit", 12), ("new", 50)];
+        assert_eq!(drop_point(12, consumers, false), Ok(12));
+        let held = drop_point(13, consumers, false).unwrap_err();
+        assert_eq!((held.name.as_str(), held.position), ("audit", 12));
+        assert_eq!(drop_point(13, consumers, true), Ok(13));
+        // A consumer at 0 consumed nothing: it holds everything.
+        assert!(drop_point(1, [("fresh", 0)], false).is_err());
+        assert_eq!(drop_point(99, [], false), Ok(99));
+    }
 
     #[test]
     fn without_a_clock_versions_are_kept_by_count() {

@@ -96,6 +96,8 @@ pub struct Session {
     truncates: Vec<(u64, Reply<u64>)>,
     /// Collection rounds asked for, answered in order as rounds finish.
     collections: VecDeque<Reply<Collected>>,
+    /// Drops by retention, answered by the writer's next [`Event::Dropped`].
+    drops: Vec<Reply<crate::writer::Dropped>>,
     closing: Option<Reply<()>>,
     /// `close` was called: later commands are refused at once. While appends still wait
     /// for room, the close waits behind them (and the flushes deferred before it) here.
@@ -143,6 +145,7 @@ impl Session {
             compactions: Vec::new(),
             truncates: Vec::new(),
             collections: VecDeque::new(),
+            drops: Vec::new(),
             closing: None,
             close_asked: false,
             deferred_close: None,
@@ -223,6 +226,28 @@ impl Session {
         match self.machine.truncate(position, now) {
             Ok(()) if position <= cursor => reply(Ok(cursor)),
             Ok(()) => self.truncates.push((position, reply)),
+            Err(e) => reply(Err(e.into())),
+        }
+        self.settle();
+    }
+
+    /// With a memtable: drops the leading generations wholly below `position` and raises
+    /// `dropped_before` to it (PROTOCOL.md §4 "Retention"); `reply` with what was dropped once
+    /// the manifest holds it. Refused at once outside `dropped_before ..= cursor`
+    /// (`OutOfRange`), WAL-only (`WrongMode`) or before the writer is ready. Named consumers
+    /// are the caller's to check first ([`crate::retention::drop_point`]).
+    pub fn drop_before(
+        &mut self,
+        position: u64,
+        reply: Reply<crate::writer::Dropped>,
+        now: Duration,
+    ) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.refusal() {
+            return reply(Err(e));
+        }
+        match self.machine.drop_before(position, now) {
+            Ok(()) => self.drops.push(reply),
             Err(e) => reply(Err(e.into())),
         }
         self.settle();
@@ -433,6 +458,11 @@ impl Session {
             }
             Event::Writable => self.unblock(now),
             Event::Compacted { .. } => {}
+            Event::Dropped(d) => {
+                for r in core::mem::take(&mut self.drops) {
+                    r(Ok(d.clone()));
+                }
+            }
             Event::CompactionPass {
                 runs,
                 replaced,
@@ -463,6 +493,9 @@ impl Session {
                     r(Err(Error::Closed));
                 }
                 for r in core::mem::take(&mut self.collections) {
+                    r(Err(Error::Closed));
+                }
+                for r in core::mem::take(&mut self.drops) {
                     r(Err(Error::Closed));
                 }
                 if let Some(r) = self.closing.take() {
@@ -505,6 +538,9 @@ impl Session {
             r(Err(e.clone()));
         }
         for r in core::mem::take(&mut self.collections) {
+            r(Err(e.clone()));
+        }
+        for r in core::mem::take(&mut self.drops) {
             r(Err(e.clone()));
         }
         if matches!(e, Error::Fenced { .. }) {

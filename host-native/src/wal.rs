@@ -12,7 +12,7 @@ use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow::ArrowCodec;
 use tidewal_core::{
-    Ack, Collected, CompactionPass, Record, Session, SessionEvent, Stats, WriterConfig,
+    Ack, Collected, CompactionPass, Dropped, Record, Session, SessionEvent, Stats, WriterConfig,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -202,6 +202,99 @@ impl Wal {
         rx.await.unwrap_or(Err(Error::Closed))
     }
 
+    /// Retention (PROTOCOL.md §4 "Retention"): drops every entry below `position`, whole
+    /// leading generations first (with a memtable, it is flushed first, so every durable
+    /// entry may be dropped; WAL-only, the cursor moves as [`Wal::truncate`] does). Refused,
+    /// nothing written, for a position past the log's end (`Invalid`) or past the committed
+    /// position of a named consumer (`HeldBack`, naming the lowest) unless `force`. Returns
+    /// what it dropped and the log's new first position.
+    pub async fn truncate_before(&self, position: u64, force: bool) -> Result<Dropped, Error> {
+        let m = self.flushed_manifest().await?;
+        let end = if m.wal_only {
+            let durable = self.stats().await?.writer.durable_position;
+            durable
+                .map_or(m.replay_cursor, |d| d + 1)
+                .max(m.replay_cursor)
+        } else {
+            m.replay_cursor
+        };
+        if position > end {
+            return Err(Error::Invalid(format!(
+                "position {position} is past the log's end {end}"
+            )));
+        }
+        if position <= m.dropped_before {
+            return Ok(Dropped {
+                first_position: m.dropped_before,
+                ..Dropped::default()
+            });
+        }
+        let listed = crate::consumers(self.store.clone(), &self.prefix).await?;
+        let named = listed.iter().map(|c| (c.name.as_str(), c.position));
+        let point = tidewal_core::retention::drop_point(position, named, force)?;
+        if m.wal_only && point <= m.replay_cursor {
+            // Everything below a WAL-only cursor is dropped already (or a fence window).
+            return Ok(Dropped {
+                first_position: m.dropped_before,
+                ..Dropped::default()
+            });
+        }
+        if m.wal_only {
+            self.truncate(point).await?;
+            return Ok(Dropped {
+                first_position: point,
+                ..Dropped::default()
+            });
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::DropBefore {
+            position: point,
+            reply,
+        })?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
+    /// Retention by age: drops the leading generations whose entries all carry a time older
+    /// than `age` by this host's wall clock (an untimed one stops it), through
+    /// [`Wal::truncate_before`] and its consumer rule. WAL-only logs are refused (`Invalid`):
+    /// their entries' times are read only by a walk.
+    pub async fn drop_older_than(&self, age: Duration, force: bool) -> Result<Dropped, Error> {
+        let m = self.flushed_manifest().await?;
+        if m.wal_only {
+            return Err(Error::Invalid(
+                "a WAL-only log keeps no generations: truncate it --before a position".into(),
+            ));
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let cutoff = now.saturating_sub(age).as_millis() as u64;
+        let old = m
+            .generations
+            .iter()
+            .take_while(|g| g.untimed == 0 && g.max_time.is_some_and(|t| t < cutoff))
+            .last();
+        let point = old.map_or(m.dropped_before, |g| g.last_position + 1);
+        self.truncate_before(point.max(m.dropped_before), force)
+            .await
+    }
+
+    /// The committed manifest once every durable entry is in a generation (WAL-only: as it is).
+    async fn flushed_manifest(&self) -> Result<tidewal_core::Manifest, Error> {
+        let m = crate::inspect(self.store.clone(), &self.prefix)
+            .await?
+            .manifest;
+        let m = m.ok_or_else(|| Error::Invalid("no log here".into()))?;
+        if m.wal_only {
+            return Ok(m);
+        }
+        self.flush_memtable().await?;
+        let m = crate::inspect(self.store.clone(), &self.prefix)
+            .await?
+            .manifest;
+        m.ok_or_else(|| Error::Invalid("no log here".into()))
+    }
+
     /// Runs one full compaction pass (PROTOCOL.md §4 "Compaction": runs of adjacent
     /// generations below the target merged while any is left, whether or not background
     /// compaction is on) and returns what it merged. Refused for a WAL-only log.
@@ -312,6 +405,10 @@ enum Command {
     CollectableIn {
         reply: oneshot::Sender<Duration>,
     },
+    DropBefore {
+        position: u64,
+        reply: Reply<Dropped>,
+    },
     Stats {
         reply: oneshot::Sender<Stats>,
     },
@@ -347,6 +444,7 @@ impl Role for Commands {
             Command::Truncate { position, reply: r } => s.truncate(position, reply(r), now),
             Command::Close { reply: r } => s.close(reply(r), now),
             Command::Compact { reply: r } => s.compact(reply(r), now),
+            Command::DropBefore { position, reply: r } => s.drop_before(position, reply(r), now),
             Command::Stats { reply } => drop(reply.send(s.stats())),
             Command::CollectGarbage { reply: r } => s.collect_garbage(reply(r), now),
             Command::CollectableIn { reply } => {

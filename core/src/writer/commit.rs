@@ -22,6 +22,8 @@ pub(super) enum CommitKind {
     Truncate,
     /// A merged generation replacing a run (never moves the cursor).
     Compaction,
+    /// Leading generations dropped by retention (`drop.rs`).
+    Drop,
 }
 
 impl Writer {
@@ -110,6 +112,7 @@ impl Writer {
             CommitKind::Generation => self.on_generation_committed(),
             CommitKind::Truncate => self.on_truncated(),
             CommitKind::Compaction => self.on_compacted(),
+            CommitKind::Drop => self.on_dropped(),
         }
         self.sync_retiring();
         self.collect_manifests();

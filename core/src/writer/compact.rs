@@ -322,7 +322,7 @@ impl Writer {
     }
 
     /// Unix ms now, if the writer has a wall clock.
-    fn wall_clock(&self) -> Option<u64> {
+    pub(super) fn wall_clock(&self) -> Option<u64> {
         self.cfg
             .unix_ms_at_origin
             .map(|o| o + self.now.as_millis() as u64)

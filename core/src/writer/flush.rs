@@ -213,6 +213,8 @@ impl Writer {
             m.dropped_before = m.dropped_before.max(to);
             m.cursor_epoch = self.cursor_epoch(cursor);
             self.start_commit(m, CommitKind::Truncate);
+        } else if self.pending_drop.is_some() {
+            self.try_commit_drop(m);
         } else {
             self.try_commit_compaction(m);
         }

@@ -27,6 +27,7 @@
 mod append;
 mod commit;
 mod compact;
+mod drop;
 mod flush;
 mod gc;
 mod lease;
@@ -50,6 +51,7 @@ use crate::requests::{IoCounters, Pending, Requests};
 use crate::walk::Walk;
 
 pub use append::AppendId;
+pub use drop::Dropped;
 pub use gc::Collected;
 pub use lease::{collect_after, RHO_DEN, RHO_NUM};
 use put::PutTarget;
@@ -112,6 +114,8 @@ pub enum Event {
         /// Its size.
         bytes: u64,
     },
+    /// A drop asked for with [`Writer::drop_before`] was committed (or found nothing to do).
+    Dropped(Dropped),
     /// A full pass asked for with [`Writer::compact`] finished.
     CompactionPass {
         /// Compactions it committed.
@@ -147,6 +151,8 @@ struct Counters {
     lease_renewals: u64,
     acks_held: u64,
     collected: Collected,
+    generations_dropped: u64,
+    bytes_dropped: u64,
 }
 
 /// Counters and gauges of a writer.
@@ -195,6 +201,10 @@ pub struct WriterStats {
     pub acks_held: u64,
     /// Fences, window orphans and fence intents collected.
     pub collected: Collected,
+    /// Generations dropped by retention ([`Writer::drop_before`]).
+    pub generations_dropped: u64,
+    /// Their bytes.
+    pub bytes_dropped: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,6 +310,9 @@ pub struct Writer {
     /// Durable data positions not yet below the cursor (what GC may delete later).
     live_positions: VecDeque<u64>,
     pending_truncate: Option<u64>,
+    /// A drop asked for and not committed yet, then the one committing.
+    pending_drop: Option<u64>,
+    dropping: Option<Dropped>,
     closing: bool,
     /// Bytes of the last append refused for backpressure, until there is room for them.
     blocked: Option<usize>,
@@ -358,6 +371,8 @@ impl Writer {
             memtable: flush::Memtable::default(),
             live_positions: VecDeque::new(),
             pending_truncate: None,
+            pending_drop: None,
+            dropping: None,
             closing: false,
             blocked: None,
             counters: Counters::default(),
@@ -447,6 +462,8 @@ impl Writer {
             compactions_dropped: c.compactions_dropped,
             generations_compacted: c.generations_compacted,
             bytes_reclaimed: c.bytes_reclaimed,
+            generations_dropped: c.generations_dropped,
+            bytes_dropped: c.bytes_dropped,
         }
     }
 
@@ -677,7 +694,11 @@ impl Writer {
                 self.freeze();
             }
             // A compaction the flushes started is finished too (it is bounded by its target).
-            if self.memtable.has_frozen() || self.commit.is_some() || self.compacting() {
+            if self.memtable.has_frozen()
+                || self.commit.is_some()
+                || self.compacting()
+                || self.pending_drop.is_some()
+            {
                 return;
             }
         } else if self.commit.is_some() {

@@ -441,6 +441,12 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
         i.wal.first().map_or(0, |w| w.0),
         i.wal.last().map_or(0, |w| w.0),
     );
+    println!(
+        "  first position {} (dropped before it); retired files waiting for deletion: {} ({} bytes)",
+        m.dropped_before,
+        m.retired.len(),
+        m.retired.iter().map(|r| r.bytes).sum::<u64>()
+    );
     println!("  fence intents: {}", i.fence_intents.len());
     Ok(())
 }
@@ -533,6 +539,75 @@ pub async fn compact(url: &str) -> Result<(), Error> {
     println!(
         r#"{{"compactions":{},"generations_replaced":{},"generations_before":{before},"generations_after":{after}}}"#,
         pass.runs, pass.replaced
+    );
+    Ok(())
+}
+
+/// `truncate`: retention by position or by age (PROTOCOL.md §4 "Retention"). The duration is
+/// checked before the log is opened: bad input writes nothing.
+pub async fn truncate(
+    url: &str,
+    before: Option<u64>,
+    older_than: Option<&str>,
+    force: bool,
+) -> Result<(), Error> {
+    let age = older_than
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| invalid(format!("--older-than {s:?} is not a duration: {e}")))
+        })
+        .transpose()?;
+    let (store, prefix) = tidewal::store_for(url)?;
+    if before.is_some() == age.is_some() {
+        return Err(invalid(
+            "give exactly one of --before POSITION, --older-than DURATION",
+        ));
+    }
+    // Refusals the log as it stands decides are made before opening it (an open writes a
+    // claim and a fence); the writer checks again once it owns the log.
+    let i = tidewal::inspect(store.clone(), &prefix).await?;
+    let m = i
+        .manifest
+        .as_ref()
+        .ok_or_else(|| invalid(format!("no log at {url}")))?;
+    let end = i.wal.last().map_or(0, |(p, _)| p + 1).max(m.replay_cursor);
+    let point = match (before, age) {
+        (Some(p), _) if p > end => {
+            return Err(invalid(format!("position {p} is past the log's end {end}")))
+        }
+        (Some(p), _) => p,
+        (None, _) => m.dropped_before,
+    };
+    if !force && point > m.dropped_before {
+        let listed = tidewal::consumers(store.clone(), &prefix).await?;
+        let named = listed.iter().map(|c| (c.name.as_str(), c.position));
+        if let Err(held) = tidewal_core::retention::drop_point(point, named, false) {
+            let e = Error::from(held);
+            return Err(invalid(format!("{e}; pass --force to drop anyway")));
+        }
+    }
+    let schema = tidewal::log_schema(store.clone(), &prefix).await?;
+    let (options, replaying) = with_replay_progress()?;
+    let wal = Wal::open(store.clone(), &prefix, schema, options).await?;
+    replaying.finish_and_clear();
+    let dropped = match (before, age) {
+        (Some(p), None) => wal.truncate_before(p, force).await,
+        (None, Some(age)) => wal.drop_older_than(age, force).await,
+        _ => Err(invalid(
+            "give exactly one of --before POSITION, --older-than DURATION",
+        )),
+    };
+    let closed = wal.close().await;
+    let dropped = match dropped {
+        Err(e @ Error::HeldBack { .. }) => {
+            return Err(invalid(format!("{e}; pass --force to drop anyway")))
+        }
+        other => other?,
+    };
+    closed?;
+    println!(
+        r#"{{"generations_dropped":{},"bytes_dropped":{},"first_position":{}}}"#,
+        dropped.generations, dropped.bytes, dropped.first_position
     );
     Ok(())
 }

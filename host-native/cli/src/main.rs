@@ -147,6 +147,28 @@ enum Command {
         /// The log.
         url: String,
     },
+    /// Takes the log over and drops every entry below a position, or the generations older
+    /// than a duration (whole leading generations; their files are deleted once no kept
+    /// manifest version names them), and closes; prints what it dropped as JSON. A named
+    /// consumer that has not consumed that far holds it back unless --force.
+    Truncate {
+        /// The log.
+        url: String,
+        /// Drop every entry below this position.
+        #[arg(
+            long,
+            conflicts_with = "older_than",
+            required_unless_present = "older_than"
+        )]
+        before: Option<u64>,
+        /// Drop the leading generations whose entries are all older than this (`7d`, `36h`,
+        /// `90m`, humantime syntax).
+        #[arg(long)]
+        older_than: Option<String>,
+        /// Drop even past named consumers' committed positions (they will fail to resume).
+        #[arg(long)]
+        force: bool,
+    },
     /// Flush, then collect the fences, fence windows and fence intents below the cursor,
     /// once older writers' leases ran out (waits up to 34 s with the default lease).
     Gc {
@@ -782,6 +804,12 @@ async fn run(command: Command) -> Result<(), Error> {
         Command::Flush { url } => cmds::flush(&url).await,
         Command::Gc { url } => cmds::gc(&url).await,
         Command::Compact { url } => cmds::compact(&url).await,
+        Command::Truncate {
+            url,
+            before,
+            older_than,
+            force,
+        } => cmds::truncate(&url, before, older_than.as_deref(), force).await,
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
         Command::Fill {
             dir,

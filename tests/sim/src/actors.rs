@@ -102,6 +102,9 @@ pub(crate) struct Client {
     pub clock: crate::clocks::Clock,
     /// A writer's acks held for the lease so far.
     pub acks_held: u64,
+    /// A reader: the newest manifest's `dropped_before` when it started (it reads that
+    /// manifest or a newer one, so it never reports below it: `retention.rs`).
+    pub dropped_at_spawn: u64,
 }
 
 impl Client {
@@ -314,6 +317,11 @@ impl World {
             since,
             as_of,
             until_time,
+            // (A reader as of a version reads that older one.)
+            dropped_at_spawn: match as_of {
+                None => self.model.high.as_ref().map_or(0, |m| m.dropped_before),
+                Some(_) => 0,
+            },
             ..Client::default()
         });
         let _ = self.drain(client);
@@ -475,6 +483,13 @@ impl World {
             self.appended(client, ids, records, result, false)?;
             return self.drain(client);
         }
+        // Retention beside the flushes and compactions (`retention.rs`); WAL-only logs
+        // truncate where the others flush.
+        let wal_only = self.wcfg.wal_only;
+        if (850..900).contains(&roll) && wal_only || (905..940).contains(&roll) {
+            self.act_retention(client)?;
+            return self.drain(client);
+        }
         let Some(Machine::Writer(w)) = &mut self.clients[client].machine else {
             return Ok(());
         };
@@ -483,18 +498,7 @@ impl World {
         } else if roll < 850 {
             let _ = w.flush(now);
         } else if roll < 900 {
-            if self.wcfg.wal_only {
-                if let Some(m) = w.manifest().cloned() {
-                    let target = w
-                        .stats()
-                        .durable_position
-                        .map_or(m.replay_cursor, |d| d + 1);
-                    let to = self.rng.range(m.replay_cursor, target.max(m.replay_cursor));
-                    if w.truncate(to, now).is_ok() {
-                        self.model.truncated_to = self.model.truncated_to.max(to);
-                    }
-                }
-            } else if self.manual_flushes {
+            if self.manual_flushes {
                 let _ = w.flush_memtable(now);
             }
         } else if roll < 905 {

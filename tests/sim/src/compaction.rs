@@ -51,11 +51,18 @@ impl Model {
         old: &Manifest,
         new: &Manifest,
     ) -> Check {
-        if new.generations.len() < old.generations.len() {
+        if new.generations.len() < old.generations.len() && new.dropped_before == old.dropped_before
+        {
             self.compactions.committed += 1;
         }
-        let before = self.generations(store, codec, old)?;
-        let after = self.generations(store, codec, new)?;
+        // Retention drops what lies below `dropped_before` (whole leading generations): the
+        // rest must be kept exactly (`retention.rs`).
+        let floor = new.dropped_before;
+        self.retention.committed += u64::from(floor > old.dropped_before);
+        let mut before = self.generations(store, codec, old)?;
+        let mut after = self.generations(store, codec, new)?;
+        before.retain(|&(pos, _)| pos >= floor);
+        after.retain(|&(pos, _)| pos >= floor);
         if after.get(..before.len()) != Some(&before[..]) {
             let at = before
                 .iter()

@@ -31,6 +31,10 @@ pub(crate) struct Consumers {
     acked: BTreeMap<String, BTreeMap<u64, (u64, u64)>>,
     /// Per name: every position an instance asked to commit.
     asked: BTreeMap<String, BTreeSet<u64>>,
+    /// Per name: positions asked to commit below the log's first position at the time (the
+    /// log had dropped them before: nothing there to consume). Their resume is refused with
+    /// `Truncated` whatever retention does (PROTOCOL.md §7).
+    below_first: BTreeSet<(String, u64)>,
     /// Commits acknowledged, instances fenced, resumes at a non-zero position.
     pub(crate) commits: u64,
     pub(crate) fenced: u64,
@@ -171,6 +175,10 @@ impl World {
             match result {
                 Ok(()) => {
                     self.clients[client].asked = position;
+                    let first = self.model.high.as_ref().map_or(0, |m| m.dropped_before);
+                    if position < first {
+                        self.consumers.below_first.insert((name.clone(), position));
+                    }
                     self.model_consumers()
                         .asked
                         .entry(name)
@@ -271,10 +279,12 @@ impl World {
             }
             ConsumerEvent::Fatal(f) => {
                 self.note(format_args!("c{client} consumer {name} failed: {f}"));
-                // A committed position a WAL-only log no longer holds is refused, as a
-                // reader's start is.
+                // A committed position the log no longer holds is refused, as a reader's start
+                // is: only a forced drop (or truncate) may pass a consumer (`retention.rs`).
+                let resumed = (name.clone(), self.clients[client].range.0);
                 let truncated = matches!(f, FatalError::Truncated { first_available }
-                    if self.wcfg.wal_only && first_available <= self.model.truncated_to);
+                    if first_available <= self.model.retention.forced_to
+                        || self.consumers.below_first.contains(&resumed));
                 if !matches!(f, FatalError::Store { .. } | FatalError::Contended) && !truncated {
                     return Err(format!("c{client}: consumer {name} failed: {f}"));
                 }

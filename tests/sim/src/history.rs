@@ -163,6 +163,7 @@ impl World {
                 .ok_or_else(|| format!("reader c{client} read v{v}, which never landed"))?;
             for m in &ms {
                 let mut expected = self.model.generations(&self.net.store, &self.codec, m)?;
+                let from = from.max(m.dropped_before);
                 expected.retain(|&(pos, _)| pos >= from && pos < m.replay_cursor);
                 if read == expected && position == m.replay_cursor {
                     self.history_counts.as_of_reads += 1;

@@ -25,7 +25,8 @@ pub struct Model {
     pub fences: BTreeMap<u64, u64>,
     /// The highest manifest version written.
     pub high: Option<Manifest>,
-    /// WAL-only: the highest position any writer asked to truncate to.
+    /// The highest position any writer asked to truncate (WAL-only) or drop to: below it
+    /// acknowledged entries may be gone.
     pub truncated_to: u64,
     /// The first manifest of each (epoch, writer nonce): the writer's claim, which its walk
     /// starts from. (A slow opener's claim may fill a collected hole with an epoch already
@@ -47,12 +48,15 @@ pub struct Model {
     /// Fences and fence intents deleted at the store (collected).
     pub fences_collected: u64,
     pub intents_collected: u64,
+    /// Retention's facts (`retention.rs`).
+    pub retention: crate::retention::Retained,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
 
-/// A log as one observer saw it: (position, payload) in order, and the cursor below which it
-/// holds nothing (WAL-only logs drop what lies below; 0 otherwise).
+/// A log as one observer saw it: (position, payload) in order, and the position below which it
+/// holds nothing (WAL-only logs drop what lies below the cursor; the others below
+/// `dropped_before`).
 pub type View = (Vec<(u64, u64)>, u64);
 
 pub type Check = Result<(), String>;
@@ -146,7 +150,8 @@ impl Model {
             .map(|(_, id)| id)
             .collect();
         for (&id, &pos) in &self.acked {
-            if pos < m.replay_cursor && !in_gens.contains(&id) {
+            // Below `dropped_before`, retention may have dropped it.
+            if pos >= m.dropped_before && pos < m.replay_cursor && !in_gens.contains(&id) {
                 return Err(format!(
                     "cursor {} (manifest v{}) skipped acked payload {id} at {pos}",
                     m.replay_cursor, m.version
@@ -232,7 +237,12 @@ impl Model {
             ));
         }
         items.extend(walked);
-        Ok((items, if m.wal_only { m.replay_cursor } else { 0 }))
+        if m.wal_only {
+            return Ok((items, m.replay_cursor));
+        }
+        // What retention dropped is not part of the log, even where a kept generation holds it.
+        items.retain(|&(pos, _)| pos >= m.dropped_before);
+        Ok((items, m.dropped_before))
     }
 
     /// One observed run of the log (a writer's view at open, or a reader's output so far):

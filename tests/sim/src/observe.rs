@@ -264,6 +264,12 @@ impl World {
                     records.len()
                 ));
                 let c = &mut self.clients[client];
+                if position < c.dropped_at_spawn {
+                    return Err(format!(
+                        "reader c{client} reported {position}, below dropped_before {} of the manifest when it started",
+                        c.dropped_at_spawn
+                    ));
+                }
                 let (from, until) = c.range;
                 if position < from || until.is_some_and(|u| position >= u) {
                     return Err(format!(
@@ -306,18 +312,14 @@ impl World {
             ReadEvent::CaughtUp { position } => {
                 self.note(format_args!("c{client} caught up at {position}"));
                 self.check_history_reader(client, position)?;
-                // Everything acknowledged below where it stands must have been read (WAL-only
-                // logs may have truncated what lies below the truncate point).
+                // Everything acknowledged below where it stands must have been read (retention
+                // may have dropped what lies below the points asked for).
                 let read: BTreeSet<u64> = self.clients[client]
                     .read
                     .iter()
                     .map(|&(_, id)| id)
                     .collect();
-                let floor = if self.wcfg.wal_only {
-                    self.model.truncated_to
-                } else {
-                    0
-                };
+                let floor = self.model.truncated_to;
                 // ... and at or past where it started, below where it stops.
                 let (from, until) = self.clients[client].range;
                 let floor = floor.max(from);
@@ -344,12 +346,11 @@ impl World {
                     self.clients[client].machine = None;
                     return Ok(());
                 }
-                // A start below what a WAL-only log still holds: refused, naming a first
-                // position that some truncate asked for and that lies past the start.
+                // A start below what the log still holds: refused, naming a first position
+                // that some truncate or drop asked for and that lies past the start.
                 let refused_start = match f {
                     FatalError::Truncated { first_available } => {
-                        self.wcfg.wal_only
-                            && self.clients[client].range.0 < first_available
+                        self.clients[client].range.0 < first_available
                             && first_available <= self.model.truncated_to
                     }
                     _ => false,
@@ -383,6 +384,7 @@ impl World {
                 items.push((e.position, payload_id(&r.payload).ok_or("short payload")?));
             }
         }
-        Ok((items, 0))
+        items.retain(|&(pos, _)| pos >= m.dropped_before);
+        Ok((items, m.dropped_before))
     }
 }

@@ -70,6 +70,12 @@ pub struct Outcome {
     pub intents_collected: u64,
     pub pauses: u64,
     pub acks_held: u64,
+    /// Retention: drops (and truncates) asked for, held back by a consumer, forced, and
+    /// committed (`retention.rs`).
+    pub drops_asked: u64,
+    pub drops_held_back: u64,
+    pub drops_forced: u64,
+    pub drops_committed: u64,
 }
 
 pub(crate) enum Ev {
@@ -167,6 +173,10 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         intents_collected: w.model.intents_collected,
         pauses: w.pauses,
         acks_held: w.clients.iter().map(|c| c.acks_held).sum(),
+        drops_asked: w.model.retention.asked,
+        drops_held_back: w.model.retention.held_back,
+        drops_forced: w.model.retention.forced,
+        drops_committed: w.model.retention.committed,
     }
 }
 
@@ -588,15 +598,11 @@ impl World {
 
     /// Every entry any reader reported is part of the final log (a reader that reported an
     /// entry above a hole that later became a fence reported an orphan; the fence may land
-    /// after the report, so the check at each report cannot see it). WAL-only logs may have
-    /// truncated what lies below the truncate point.
+    /// after the report, so the check at each report cannot see it). Retention may have
+    /// dropped what lies below the points asked for.
     fn check_reads_in_log(&self, log: &[(u64, u64)]) -> Result<(), String> {
         let log: std::collections::BTreeSet<&(u64, u64)> = log.iter().collect();
-        let floor = if self.wcfg.wal_only {
-            self.model.truncated_to
-        } else {
-            0
-        };
+        let floor = self.model.truncated_to;
         for (i, c) in self.clients.iter().enumerate() {
             if let Some(item) = c.read.iter().find(|r| r.0 >= floor && !log.contains(r)) {
                 return Err(format!(

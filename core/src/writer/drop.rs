@@ -1,0 +1,100 @@
+//! Retention: dropping the leading generations wholly below a point (PROTOCOL.md §4
+//! "Retention"). The dropped files are retired, so the rule that deletes a compaction's
+//! inputs (no kept version names them, their grace passed) deletes them too.
+
+use core::time::Duration;
+
+use super::commit::CommitKind;
+use super::{Event, Phase, Writer};
+use crate::error::CommandError;
+use crate::manifest::{Manifest, RetiredRecord};
+
+/// What a committed drop removed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Generations removed from the manifest.
+    pub generations: u64,
+    /// Their bytes (reclaimed once the retired files are deleted).
+    pub bytes: u64,
+    /// The manifest's `dropped_before` now: the first position the log holds.
+    pub first_position: u64,
+}
+
+impl Writer {
+    /// With a memtable: drops every entry below `position` (at most the committed cursor:
+    /// only entries in generations are dropped). The leading generations wholly below it leave
+    /// the manifest and are retired; `dropped_before` becomes `position`, so a reader from the
+    /// beginning starts there (inside the first kept generation, if it lies inside one).
+    /// Answered by [`Event::Dropped`]. The caller checks named consumers first
+    /// ([`crate::retention::drop_point`]). WAL-only logs use [`Writer::truncate`].
+    pub fn drop_before(&mut self, position: u64, now: Duration) -> Result<(), CommandError> {
+        self.now = self.now.max(now);
+        self.command_allowed()?;
+        if self.cfg.wal_only {
+            return Err(CommandError::WrongMode);
+        }
+        if self.phase != Phase::Ready {
+            return Err(CommandError::NotReady);
+        }
+        let (min, max) = self
+            .manifest
+            .as_ref()
+            .map_or((0, 0), |m| (m.dropped_before, m.replay_cursor));
+        if position < min || position > max {
+            return Err(CommandError::OutOfRange {
+                requested: position,
+                min,
+                max,
+            });
+        }
+        self.pending_drop = Some(self.pending_drop.unwrap_or(0).max(position));
+        self.after_input();
+        Ok(())
+    }
+
+    /// The drop's commit, built on the newest committed manifest `m` (version already
+    /// raised): generations wholly below the point go, the one holding it stays whole.
+    pub(super) fn try_commit_drop(&mut self, mut m: Manifest) {
+        let Some(to) = self.pending_drop.take() else {
+            return;
+        };
+        if to <= m.dropped_before {
+            self.events.push_back(Event::Dropped(Dropped {
+                first_position: m.dropped_before,
+                ..Dropped::default()
+            }));
+            return;
+        }
+        let at = self.wall_clock();
+        let n = m
+            .generations
+            .iter()
+            .take_while(|g| g.last_position < to)
+            .count();
+        let version = m.version;
+        let dropped: alloc::vec::Vec<_> = m.generations.drain(..n).collect();
+        m.retired.extend(dropped.iter().map(|g| RetiredRecord {
+            path: g.path.clone(),
+            version,
+            bytes: g.bytes,
+            at,
+        }));
+        m.dropped_before = to;
+        self.dropping = Some(Dropped {
+            generations: dropped.len() as u64,
+            bytes: dropped.iter().map(|g| g.bytes).sum(),
+            first_position: to,
+        });
+        self.start_commit(m, CommitKind::Drop);
+    }
+
+    /// The drop's manifest passed its post-check.
+    pub(super) fn on_dropped(&mut self) {
+        let Some(d) = self.dropping.take() else {
+            return;
+        };
+        self.counters.generations_dropped += d.generations;
+        self.counters.bytes_dropped += d.bytes;
+        self.events.push_back(Event::Dropped(d));
+    }
+}
