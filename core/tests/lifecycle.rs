@@ -169,9 +169,22 @@ fn a_log_of_many_short_sessions_stays_bounded() {
     };
     let mut h = Harness::new();
     let mut version = 0;
+    // The largest value of each column over the sessions since the row before (between two
+    // collectors they grow, at each they drop), then the row's own manifests and WAL slots.
+    let mut peak = [0u64; 7];
+    println!("largest since the row before:");
     println!(
-        "{:>8} {:>5} {:>9} {:>9} {:>5} {:>5} {:>7} {:>8}",
-        "sessions", "live", "man_bytes", "manifests", "wal", "gens", "intents", "open_req"
+        "{:>8} {:>5} {:>9} {:>9} {:>5} {:>5} {:>7} {:>8} {:>9} {:>5}",
+        "sessions",
+        "live",
+        "man_bytes",
+        "manifests",
+        "wal",
+        "gens",
+        "intents",
+        "open_req",
+        "now:man",
+        "wal"
     );
     for i in 0..n {
         let started = h.now;
@@ -201,9 +214,9 @@ fn a_log_of_many_short_sessions_stays_bounded() {
             live <= live_bound,
             "session {i}: {live} live > {live_bound}"
         );
+        let c = census(&h);
+        let bytes = newest_manifest_bytes(&h);
         if i >= warm {
-            let c = census(&h);
-            let bytes = newest_manifest_bytes(&h);
             assert!(c.manifests <= manifest_bound, "session {i}: {c:?}");
             assert!(c.generations <= gen_bound, "session {i}: {c:?}");
             assert!(c.wal <= fence_bound, "session {i}: {c:?}");
@@ -211,19 +224,25 @@ fn a_log_of_many_short_sessions_stays_bounded() {
             assert_eq!(c.other, 0, "session {i}: {c:?}");
             assert!(bytes <= manifest_bytes_bound, "session {i}: {bytes} bytes");
         }
+        let row = [
+            live,
+            bytes as u64,
+            c.manifests,
+            c.wal,
+            c.generations,
+            c.intents,
+            open_requests,
+        ];
+        for (p, v) in peak.iter_mut().zip(row) {
+            *p = (*p).max(v);
+        }
         if (i + 1) % every == 0 || i + 1 == n {
-            let c = census(&h);
-            println!(
-                "{:>8} {:>5} {:>9} {:>9} {:>5} {:>5} {:>7} {:>8}",
-                i + 1,
-                live,
-                newest_manifest_bytes(&h),
-                c.manifests,
-                c.wal,
-                c.generations,
-                c.intents,
-                open_requests
-            );
+            print!("{:>8}", i + 1);
+            for (p, width) in peak.iter().zip([5, 9, 9, 5, 5, 7, 8]) {
+                print!(" {p:>width$}");
+            }
+            println!(" {:>9} {:>5}", c.manifests, c.wal);
+            peak = [0; 7];
         }
         h.now = h.now.max(started + SPACING);
     }
