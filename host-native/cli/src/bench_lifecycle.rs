@@ -143,7 +143,7 @@ async fn measure_log(
             objects[k] += 1;
         }
         if kind == Some(0) && path > manifest_bytes.0 {
-            manifest_bytes = (path, meta.size as u64);
+            manifest_bytes = (path, meta.size);
         }
     }
     Ok((open_ms, scan_ms, rows, manifest_bytes.1, objects))
