@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_compact;
+mod bench_lifecycle;
 mod bench_scan;
 mod cmds;
 mod since;
@@ -246,6 +247,10 @@ enum Command {
         /// alone and beside a second pass (0: none).
         #[arg(long, default_value_t = 0)]
         compaction_mib: usize,
+        /// Flush cycles (append one row, flush) written with compaction on and off, beside
+        /// the same rows in one go: open time, scan time, manifest bytes, objects (0: none).
+        #[arg(long, default_value_t = 0)]
+        lifecycle: u64,
         /// Skip the append cells (e.g. to measure only replay or scan).
         #[arg(long)]
         skip_appends: bool,
@@ -396,6 +401,7 @@ struct BenchCells {
     replay_mib: usize,
     scan_mib: usize,
     compaction_mib: usize,
+    lifecycle: u64,
     skip_appends: bool,
     only: Vec<String>,
     cell_mib: usize,
@@ -416,6 +422,7 @@ async fn bench(
         replay_mib,
         scan_mib,
         compaction_mib,
+        lifecycle,
         skip_appends,
         only,
         cell_mib,
@@ -555,6 +562,20 @@ async fn bench(
         }
         crate::bench_compact::print_compaction(&c?, header);
         header = false;
+    }
+    if lifecycle > 0 {
+        let mut cells = Vec::new();
+        for &kind in kinds.iter().filter(|k| **k != "s3") {
+            let local = (kind == "local").then_some(dir.as_path());
+            let c = crate::bench_lifecycle::measure_lifecycle(local, lifecycle, latency_ms).await;
+            if kind == "local" {
+                for i in 0..3 {
+                    drop(std::fs::remove_dir_all(dir.join(format!("lifecycle-{i}"))));
+                }
+            }
+            cells.extend(c?);
+        }
+        crate::bench_lifecycle::print_lifecycle(&cells, lifecycle);
     }
     drop(scratch);
     Ok(())
@@ -828,6 +849,7 @@ async fn run(command: Command) -> Result<(), Error> {
             replay_mib,
             scan_mib,
             compaction_mib,
+            lifecycle,
             skip_appends,
             only,
             cell_mib,
@@ -840,6 +862,7 @@ async fn run(command: Command) -> Result<(), Error> {
                 replay_mib,
                 scan_mib,
                 compaction_mib,
+                lifecycle,
                 skip_appends,
                 only,
                 cell_mib,
