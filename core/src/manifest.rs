@@ -263,6 +263,17 @@ impl Manifest {
         if self.fence_window == 0 || self.fence_window > MAX_FENCE_WINDOW {
             return Err(format!("fence window {} out of range", self.fence_window));
         }
+        // The lease a writer acks by (PROTOCOL.md §4): the same range a writer may configure,
+        // so a log never makes its writers renew without pause or ack never.
+        if let Some(ms) = self
+            .lease_ms
+            .filter(|&ms| !(3..=u64::from(u32::MAX)).contains(&ms))
+        {
+            return Err(format!("lease of {ms} ms out of range"));
+        }
+        if self.lease_epoch.is_some_and(|e| e > self.epoch) {
+            return Err("lease epoch past the epoch".into());
+        }
         let mut next_position = 0;
         let mut next_id = 0;
         for g in &self.generations {

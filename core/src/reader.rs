@@ -477,6 +477,11 @@ impl Reader {
             // inside the first kept generation if retention's point lies there (§4
             // "Retention"): entries below `dropped_before` are never reported from it.
             self.next_position = self.next_position.max(m.first_available());
+        } else if self.next_position < m.first_available().min(self.cfg.until.unwrap_or(u64::MAX)) {
+            // Retention dropped what this reader has yet to report: it says so, never skips
+            // it (§5 "Start and end").
+            let first_available = m.first_available();
+            return self.fail(FatalError::Truncated { first_available });
         }
         if self.cfg.as_of_version.is_some() {
             // Exactly the rows below its cursor: the generations, no WAL.

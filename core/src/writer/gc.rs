@@ -165,7 +165,7 @@ impl Writer {
     pub(super) fn want_collection(&mut self) {
         let Some(m) = &self.manifest else { return };
         if m.lease_epoch
-            .is_some_and(|lease| m.cursor_epoch > lease + 1)
+            .is_some_and(|lease| m.cursor_epoch > lease.saturating_add(1))
         {
             self.gc.wanted = true;
         }
@@ -359,9 +359,13 @@ impl Writer {
             // A name that does not parse is not ours to judge: it stays (a reader falls back
             // on it, PROTOCOL.md §5).
             .filter_map(|i| self.paths.fence_intent_parts(&i.path))
-            .filter(|&(f, e)| f + window <= cursor && e < cursor_epoch && e > lease_epoch)
+            .filter(|&(f, e)| {
+                f.saturating_add(window) <= cursor && e < cursor_epoch && e > lease_epoch
+            })
             .map(|(f, e)| {
-                let reached = self.cursor_reached_at(f + window).unwrap_or(now);
+                let reached = self
+                    .cursor_reached_at(f.saturating_add(window))
+                    .unwrap_or(now);
                 (f, e, reached + wait)
             })
             .collect();
@@ -419,7 +423,7 @@ impl Writer {
             deletes.push((i, c.position, true));
             let window_slots = listed
                 .iter()
-                .filter(|&&p| p > c.position && p < c.position + window);
+                .filter(|&&p| p > c.position && p < c.position.saturating_add(window));
             deletes.extend(window_slots.map(|&p| (i, p, false)));
         }
         for (candidate, position, fence) in deletes {
