@@ -372,12 +372,17 @@ impl Reader {
 
     fn list_manifests(&mut self) {
         self.phase = Phase::Elsewhere;
+        self.list_newer_manifests(Purpose::List);
+    }
+
+    /// A LIST of the manifests after the one read (all of them before any was read).
+    fn list_newer_manifests(&mut self, purpose: Purpose) {
         let after = self
             .manifest
             .as_ref()
             .map(|m| self.paths.manifest(m.version));
         let prefix = self.paths.manifest_dir();
-        self.io.send(Op::List { prefix, after }, Purpose::List);
+        self.io.send(Op::List { prefix, after }, purpose);
     }
 
     fn on_list(&mut self, request: Pending<Purpose>, resp: Response) {
@@ -982,13 +987,7 @@ impl Reader {
             return;
         };
         shortcut.stage = Stage::Manifests;
-        let after = self
-            .manifest
-            .as_ref()
-            .map(|m| self.paths.manifest(m.version));
-        let prefix = self.paths.manifest_dir();
-        self.io
-            .send(Op::List { prefix, after }, Purpose::ProbeManifests);
+        self.list_newer_manifests(Purpose::ProbeManifests);
     }
 
     fn on_probe_manifests(&mut self, request: Pending<Purpose>, resp: Response) {
@@ -1127,13 +1126,7 @@ impl Reader {
             }
             None => {
                 search.stage = timesearch::Stage::Manifests;
-                let after = self
-                    .manifest
-                    .as_ref()
-                    .map(|m| self.paths.manifest(m.version));
-                let prefix = self.paths.manifest_dir();
-                self.io
-                    .send(Op::List { prefix, after }, Purpose::SearchManifests);
+                self.list_newer_manifests(Purpose::SearchManifests);
             }
         }
     }

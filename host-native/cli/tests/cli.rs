@@ -451,6 +451,18 @@ fn cat_until_a_time_prints_what_was_written_until_then() {
     assert!(err.contains("--until-time \"next week\""), "{err}");
 }
 
+/// The `id` column of `cat --format json` output, row by row.
+fn json_ids(stdout: &[u8]) -> Vec<i64> {
+    text(stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[test]
 fn twenty_appends_then_compact_leave_fewer_generations_and_every_row_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -482,27 +494,13 @@ fn twenty_appends_then_compact_leave_fewer_generations_and_every_row_in_order() 
     assert!(before > 1, "nothing left to compact: {before}");
     let out = tidewal(&["cat", log, "--format", "json"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let ids: Vec<i64> = text(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let ids = json_ids(&out.stdout);
     assert_eq!(ids, (0..20).collect::<Vec<_>>());
     // A start inside the merged generation reads it from its index.
     let from = positions[13].to_string();
     let out = tidewal(&["cat", log, "--format", "json", "--from", &from]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    let ids: Vec<i64> = text(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["id"]
-                .as_i64()
-                .unwrap()
-        })
-        .collect();
+    let ids = json_ids(&out.stdout);
     assert_eq!(ids, (13..20).collect::<Vec<_>>());
     let out = tidewal(&["verify", log]);
     assert!(out.status.success(), "{}", text(&out.stderr));
