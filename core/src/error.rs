@@ -117,7 +117,11 @@ impl fmt::Display for FatalError {
                 write!(f, "schema mismatch: {path} holds another schema: {detail}")
             }
             FatalError::UnsupportedFormat { path, format } => {
-                write!(f, "{path} has protocol format {format}, which this version cannot read")
+                write!(
+                    f,
+                    "{path} has protocol format {format}; this version of tidewal reads format {}",
+                    crate::manifest::FORMAT
+                )
             }
             FatalError::ConfigConflict { reason } => write!(f, "configuration conflict: {reason}"),
             FatalError::Unsupported { path, message } => write!(

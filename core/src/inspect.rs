@@ -50,9 +50,13 @@ impl Inspection {
     }
 }
 
-/// The manifest at `path`, or why it cannot be read.
-pub(crate) fn decode_manifest(path: &str, body: &[u8]) -> Result<Manifest, FatalError> {
-    match Manifest::decode(body) {
+/// The manifest at `path` (the object of `version`), or why it cannot be read.
+pub(crate) fn decode_manifest(
+    path: &str,
+    body: &[u8],
+    version: u64,
+) -> Result<Manifest, FatalError> {
+    match Manifest::decode_version(body, version) {
         Ok(m) => Ok(m),
         Err(ManifestError::Corrupt(reason)) => Err(FatalError::Corrupt {
             path: path.into(),
@@ -148,7 +152,7 @@ impl Inspector {
             Look::Manifest(version) => {
                 let path = self.paths.manifest(version);
                 let body = response.into_get().map_err(|e| store_fatal(&path, e))?;
-                self.found.manifest = Some(decode_manifest(&path, &body)?);
+                self.found.manifest = Some(decode_manifest(&path, &body, version)?);
                 self.io.send(list(self.paths.wal_dir()), Look::WalFolder);
             }
             Look::WalFolder => {
@@ -383,8 +387,8 @@ impl Verifier {
 
     fn check(&mut self, check: &Check, path: &str, body: Bytes) -> Result<(), FatalError> {
         match check {
-            Check::Manifest(_) => {
-                decode_manifest(path, &body)?;
+            Check::Manifest(version) => {
+                decode_manifest(path, &body, *version)?;
                 self.out.manifests += 1;
             }
             Check::Generation(i) => {
