@@ -273,7 +273,7 @@ enum Command {
 
 async fn probe(url: &str) -> Result<(), Error> {
     use futures::TryStreamExt;
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let prefix = object_store::path::Path::from(prefix);
     let n = store
         .list(Some(&prefix))
@@ -700,7 +700,12 @@ async fn demo(dir: &str) -> Result<(), Error> {
         last.position
     );
 
-    let b = Wal::open(store.clone(), &prefix, schema.clone(), Options::default()).await?;
+    // In one process a second writer must ask to take the log over (another process need not).
+    let take_over = Options {
+        take_over: true,
+        ..Options::default()
+    };
+    let b = Wal::open(store.clone(), &prefix, schema.clone(), take_over).await?;
     println!("2. writer B opened with epoch {}: it fences A", b.epoch());
     match a.append(&sample(&schema, 10_000, 10)).await {
         Err(e @ Error::Fenced { .. }) => println!("   A's next append fails: {e}"),
