@@ -49,8 +49,9 @@ pub(crate) fn refusal(e: &object_store::Error) -> Option<&'static str> {
 }
 
 /// One LIST of the log's manifest folder before a writer starts: a store that refuses for
-/// good (see [`refusal`]) fails the open at once, naming `log` and the store's words,
-/// instead of after the core's retries; any other answer is left to the core.
+/// good (see [`refusal`]), or that did not answer through object_store's own retries, fails
+/// the open at once, naming `log` and the store's words, instead of after the core's
+/// retries multiply them; any other answer is left to the core.
 pub(crate) async fn preflight(
     store: &Arc<dyn ObjectStore>,
     prefix: &str,
@@ -58,7 +59,13 @@ pub(crate) async fn preflight(
 ) -> Result<(), tidewal_core::Error> {
     let dir = tidewal_core::paths::Paths::new(prefix).manifest_dir();
     let first = store.list(Some(&folder(&dir))).try_next().await;
-    match first.as_ref().err().and_then(|e| Some((refusal(e)?, e))) {
+    let unanswered = |e: &object_store::Error| {
+        let message = e.to_string();
+        let silent = message.contains("error sending request") || message.contains("timed out");
+        silent.then_some("the store does not answer")
+    };
+    let why = |e| refusal(e).or_else(|| unanswered(e));
+    match first.as_ref().err().and_then(|e| Some((why(e)?, e))) {
         Some((why, e)) => Err(tidewal_core::Error::Store {
             path: if log.is_empty() { dir } else { log.to_string() },
             message: format!("{why}: {e}"),

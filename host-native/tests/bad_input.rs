@@ -313,6 +313,36 @@ async fn one_directory_by_any_spelling_is_one_log() {
     second.close().await.unwrap();
 }
 
+#[tokio::test]
+async fn an_endpoint_that_refuses_connections_fails_open_naming_it() {
+    let endpoint = "http://127.0.0.1:1";
+    let store = object_store::aws::AmazonS3Builder::new()
+        .with_endpoint(endpoint)
+        .with_allow_http(true)
+        .with_bucket_name("b")
+        .with_region("us-east-1")
+        .with_access_key_id("k")
+        .with_secret_access_key("s")
+        .with_retry(object_store::RetryConfig {
+            max_retries: 2,
+            ..Default::default()
+        })
+        .build()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err = Wal::open(Arc::new(store), "log", schema(), Options::default())
+        .await
+        .err()
+        .unwrap();
+    println!("refused in {:?}", started.elapsed());
+    assert!(matches!(err, Error::Store { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("the store does not answer") && text.contains(endpoint),
+        "{text}"
+    );
+}
+
 /// The S3 server scripts/test.sh starts (SeaweedFS), when `TIDEWAL_S3_BUCKET` names it.
 fn s3() -> Option<(object_store::aws::AmazonS3Builder, String)> {
     let bucket = std::env::var("TIDEWAL_S3_BUCKET").ok()?;

@@ -795,13 +795,23 @@ async fn run(command: Command) -> Result<(), Error> {
             read_ahead_mib,
             format,
         } => {
+            if let Some((f, u)) = from.zip(until).filter(|(f, u)| u < f) {
+                return Err(Error::Invalid(format!("--until {u} is below --from {f}")));
+            }
             let mut range = cmds::range(from, until, false, columns, read_ahead_mib);
+            let mut since_ms = None;
             if let Some(s) = since {
                 let t = since::parse_time(&s).map_err(Error::Invalid)?;
                 range.from = tidewal::Start::Time(t);
+                since_ms = Some(t);
             }
             if let Some(s) = until_time {
                 let t = since::parse_time_of("--until-time", &s).map_err(Error::Invalid)?;
+                if let Some(since) = since_ms.filter(|&since| t < since) {
+                    return Err(Error::Invalid(format!(
+                        "--until-time ({t} ms) is before --since ({since} ms)"
+                    )));
+                }
                 range.until_time = Some(t);
             }
             range.as_of_version = as_of_version;

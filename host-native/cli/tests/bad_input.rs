@@ -144,3 +144,57 @@ fn a_log_of_another_format_is_refused_naming_both() {
     }
     assert_eq!(tree(dir.path()), before, "nothing written");
 }
+
+#[test]
+fn options_out_of_range_are_refused_naming_them_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = a_log(dir.path());
+    let before = tree(dir.path());
+    let cases: [(&[&str], &[&str]); 7] = [
+        (
+            &["cat", &log, "--as-of-version", "0"],
+            &["versions start at 1"],
+        ),
+        (
+            &["cat", &log, "--as-of-version", "99"],
+            &["version 99", "newest is 2"],
+        ),
+        (
+            &["append", &log, "--generate", "5", "--batch-rows", "0"],
+            &["--batch-rows"],
+        ),
+        (
+            &["truncate", &log, "--before", "99999"],
+            &["99999", "past the log's end"],
+        ),
+        (
+            &["truncate", &log, "--older-than", "5x"],
+            &["--older-than \"5x\""],
+        ),
+        (
+            &["cat", &log, "--since", "garbage"],
+            &["--since \"garbage\""],
+        ),
+        (&["tail", &log, "--consumer", "a/b"], &["\"a/b\"", "'/'"]),
+    ];
+    for (args, says) in cases {
+        refused(args, says);
+    }
+    refused(&["cat", &log, "--columns", "nope"], &["\"nope\"", "id, ts"]);
+    refused(
+        &["cat", &log, "--from", "10", "--until", "5"],
+        &["--until 5 is below --from 10"],
+    );
+    refused(
+        &[
+            "cat",
+            &log,
+            "--since",
+            "2030-01-01T00:00:00Z",
+            "--until-time",
+            "2020-01-01T00:00:00Z",
+        ],
+        &["--until-time", "before --since"],
+    );
+    assert_eq!(tree(dir.path()), before, "nothing written");
+}
