@@ -97,9 +97,8 @@ enum Look {
 }
 
 /// Lists a log's manifests, WAL objects and fence intents and reads its newest manifest. Reports one event:
-/// the [`Inspection`], or the first problem (an object in the manifest folder that is not a
-/// manifest or a fence intent that is not one, a manifest that does not decode, a failed
-/// request).
+/// the [`Inspection`], or the first problem (an object in the manifest, WAL or fences folder
+/// that is not one of its kind, a manifest that does not decode, a failed request).
 pub struct Inspector {
     paths: Paths,
     io: Requests<Look>,
@@ -157,10 +156,16 @@ impl Inspector {
             }
             Look::WalFolder => {
                 let items = self.listed(response, &self.paths.wal_dir())?;
-                self.found.wal = items
-                    .iter()
-                    .filter_map(|m| Some((self.paths.wal_position(&m.path)?, m.size)))
-                    .collect();
+                for item in items {
+                    let position =
+                        self.paths
+                            .wal_position(&item.path)
+                            .ok_or_else(|| FatalError::Corrupt {
+                                path: item.path.clone(),
+                                reason: "unexpected object in the WAL folder".into(),
+                            })?;
+                    self.found.wal.push((position, item.size));
+                }
                 self.found.wal.sort_unstable();
                 self.io
                     .send(list(self.paths.fences_dir()), Look::FencesFolder);

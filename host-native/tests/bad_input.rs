@@ -150,6 +150,27 @@ async fn a_prefix_holding_something_else_is_corrupt_naming_the_object() {
             "{err}"
         );
     }
+    // In a log's WAL and fences folders, inspect and verify name it (a writer walks the WAL
+    // by name, and passes over what it cannot parse among fence intents).
+    for folder in ["wal", "fences"] {
+        let prefix = format!("log-{folder}");
+        a_log(&store, &prefix).await;
+        let path = format!("{prefix}/{folder}/README");
+        put(&store, &path, Bytes::from("not a log")).await;
+        let err = tidewal::verify(store.clone(), &prefix).await.err().unwrap();
+        assert!(
+            matches!(&err, Error::Corrupt { path: p, .. } if *p == path),
+            "{err}"
+        );
+        let err = tidewal::inspect(store.clone(), &prefix)
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            matches!(&err, Error::Corrupt { path: p, .. } if *p == path),
+            "{err}"
+        );
+    }
 }
 
 #[tokio::test]
