@@ -148,7 +148,7 @@ impl fmt::Display for FatalError {
                 oldest_kept: None,
             } => write!(f, "manifest version {version} is no longer kept (none is listed)"),
             FatalError::NoSuchVersion { version: 0, .. } => {
-                write!(f, "there is no manifest version 0: versions start at 1")
+                write!(f, "manifest version 0 was never committed: versions start at 1")
             }
             FatalError::NoSuchVersion {
                 version,
