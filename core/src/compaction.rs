@@ -2,6 +2,7 @@
 //! the owner merges next. Pure functions of the generations' sizes; the writer does the I/O
 //! (`writer/compact.rs`).
 
+use alloc::format;
 use alloc::vec::Vec;
 use core::ops::Range;
 use core::time::Duration;
@@ -43,12 +44,16 @@ impl CompactionConfig {
     /// Checks the settings.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.fanout < 2 {
-            return Err(ConfigError("compaction.fanout must be at least 2".into()));
+            let fanout = self.fanout;
+            return Err(ConfigError(format!(
+                "compaction.fanout is {fanout}: allowed at least 2"
+            )));
         }
         if self.tier_base == 0 || self.target_bytes == 0 {
-            return Err(ConfigError(
-                "compaction.tier_base and target_bytes must be positive".into(),
-            ));
+            let (base, target) = (self.tier_base, self.target_bytes);
+            return Err(ConfigError(format!(
+                "compaction.tier_base is {base}, target_bytes {target}: both must be at least 1"
+            )));
         }
         Ok(())
     }

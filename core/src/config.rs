@@ -1,5 +1,6 @@
 //! Writer and reader settings.
 
+use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
 
@@ -121,32 +122,63 @@ impl Default for WriterConfig {
 }
 
 impl WriterConfig {
-    /// Checks the settings against each other.
+    /// Checks the settings against each other: the first one out of range is named, with
+    /// its value and the range allowed.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let fail = |why: &str| Err(ConfigError(why.into()));
-        if self.fence_window == 0 || self.fence_window > crate::manifest::MAX_FENCE_WINDOW {
-            return fail("fence_window must be between 1 and 65536");
-        }
-        if self.max_in_flight == 0 || self.max_in_flight > self.fence_window {
-            return fail("max_in_flight must be between 1 and fence_window");
-        }
-        if self.group_commit.max_bytes == 0 || self.group_commit.max_records == 0 {
-            return fail("group commit thresholds must be positive");
-        }
-        if self.max_entry_bytes == 0 || self.memtable_bytes == 0 || self.unflushed_budget == 0 {
-            return fail("size limits must be positive");
-        }
-        if self.read_ahead == 0 || self.keep_manifests == 0 || self.open_attempts == 0 {
-            return fail("read_ahead, keep_manifests and open_attempts must be positive");
-        }
-        if self.retry.attempts == 0 {
-            return fail("retry.attempts must be positive");
+        let max_window = u64::from(crate::manifest::MAX_FENCE_WINDOW);
+        let window = u64::from(self.fence_window);
+        let checks: [(&str, u64, u64, u64); 12] = [
+            ("fence_window", window, 1, max_window),
+            (
+                "max_in_flight (at most fence_window)",
+                self.max_in_flight.into(),
+                1,
+                window,
+            ),
+            (
+                "group_commit.max_bytes",
+                self.group_commit.max_bytes as u64,
+                1,
+                u64::MAX,
+            ),
+            (
+                "group_commit.max_records",
+                self.group_commit.max_records as u64,
+                1,
+                u64::MAX,
+            ),
+            ("max_entry_bytes", self.max_entry_bytes as u64, 1, u64::MAX),
+            ("memtable_bytes", self.memtable_bytes as u64, 1, u64::MAX),
+            (
+                "unflushed_budget",
+                self.unflushed_budget as u64,
+                1,
+                u64::MAX,
+            ),
+            ("read_ahead", self.read_ahead.into(), 1, u64::MAX),
+            ("keep_manifests", self.keep_manifests.into(), 1, u64::MAX),
+            ("open_attempts", self.open_attempts.into(), 1, u64::MAX),
+            ("retry.attempts", self.retry.attempts.into(), 1, u64::MAX),
+            (
+                "lease (ms)",
+                self.lease.as_millis().min(u128::from(u64::MAX)) as u64,
+                3,
+                u32::MAX.into(),
+            ),
+        ];
+        for (name, value, lo, hi) in checks {
+            if !(lo..=hi).contains(&value) {
+                let range = match hi {
+                    u64::MAX => format!("at least {lo}"),
+                    _ => format!("{lo} to {hi}"),
+                };
+                return Err(ConfigError(format!(
+                    "writer.{name} is {value}: allowed {range}"
+                )));
+            }
         }
         if let Some(c) = &self.compaction {
             c.validate()?;
-        }
-        if self.lease.as_millis() < 3 || self.lease.as_millis() > u128::from(u32::MAX) {
-            return fail("lease must be between 3 ms and 2^32 ms");
         }
         Ok(())
     }

@@ -82,7 +82,8 @@ pub enum FatalError {
     NoSuchVersion {
         /// The version asked for.
         version: u64,
-        /// The newest version of the log (`None`: the log has none).
+        /// The newest version of the log (`None`: the log has none, or 0 was asked for,
+        /// which no log has: it is refused before any request).
         newest: Option<u64>,
     },
     /// A generation of the manifest version a reader reads as of was collected (that
@@ -117,7 +118,11 @@ impl fmt::Display for FatalError {
                 write!(f, "schema mismatch: {path} holds another schema: {detail}")
             }
             FatalError::UnsupportedFormat { path, format } => {
-                write!(f, "{path} has protocol format {format}, which this version cannot read")
+                write!(
+                    f,
+                    "{path} has protocol format {format}; this version of tidewal reads format {}",
+                    crate::manifest::FORMAT
+                )
             }
             FatalError::ConfigConflict { reason } => write!(f, "configuration conflict: {reason}"),
             FatalError::Unsupported { path, message } => write!(
@@ -142,6 +147,9 @@ impl fmt::Display for FatalError {
                 version,
                 oldest_kept: None,
             } => write!(f, "manifest version {version} is no longer kept (none is listed)"),
+            FatalError::NoSuchVersion { version: 0, .. } => {
+                write!(f, "manifest version 0 was never committed: versions start at 1")
+            }
             FatalError::NoSuchVersion {
                 version,
                 newest: Some(newest),

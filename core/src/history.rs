@@ -202,13 +202,7 @@ impl History {
         let path = self.paths.manifest(version);
         match response.into_get() {
             Ok(body) => {
-                let m = decode_manifest(&path, &body)?;
-                if m.version != version {
-                    return Err(FatalError::Corrupt {
-                        path,
-                        reason: alloc::format!("holds version {}", m.version),
-                    });
-                }
+                let m = decode_manifest(&path, &body, version)?;
                 self.read.insert(version, m);
             }
             // Collected after the LIST: skipped, and said so.

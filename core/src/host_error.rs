@@ -73,6 +73,13 @@ pub enum Error {
         /// Its committed position.
         position: u64,
     },
+    /// This process already has an open writer of this log (a second one would fence it);
+    /// nothing was written. Close or drop the first, or ask to take it over (the native
+    /// host's `Options::take_over`).
+    AlreadyOpen {
+        /// The log: its URL, or its prefix in the store handed in.
+        log: String,
+    },
     /// Any other terminal condition of the log.
     Failed(FatalError),
 }
@@ -107,6 +114,10 @@ impl fmt::Display for Error {
             Error::HeldBack { name, position } => write!(
                 f,
                 "named consumer {name} has consumed only below position {position}: the drop would pass it (force it to drop anyway)"
+            ),
+            Error::AlreadyOpen { log } => write!(
+                f,
+                "this process already has a writer of {log}: use it, or close it first (opening a second one would fence it)"
             ),
             Error::Failed(e) => write!(f, "{e}"),
         }

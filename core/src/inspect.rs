@@ -50,9 +50,13 @@ impl Inspection {
     }
 }
 
-/// The manifest at `path`, or why it cannot be read.
-pub(crate) fn decode_manifest(path: &str, body: &[u8]) -> Result<Manifest, FatalError> {
-    match Manifest::decode(body) {
+/// The manifest at `path` (the object of `version`), or why it cannot be read.
+pub(crate) fn decode_manifest(
+    path: &str,
+    body: &[u8],
+    version: u64,
+) -> Result<Manifest, FatalError> {
+    match Manifest::decode_version(body, version) {
         Ok(m) => Ok(m),
         Err(ManifestError::Corrupt(reason)) => Err(FatalError::Corrupt {
             path: path.into(),
@@ -93,9 +97,8 @@ enum Look {
 }
 
 /// Lists a log's manifests, WAL objects and fence intents and reads its newest manifest. Reports one event:
-/// the [`Inspection`], or the first problem (an object in the manifest folder that is not a
-/// manifest or a fence intent that is not one, a manifest that does not decode, a failed
-/// request).
+/// the [`Inspection`], or the first problem (an object in the manifest, WAL or fences folder
+/// that is not one of its kind, a manifest that does not decode, a failed request).
 pub struct Inspector {
     paths: Paths,
     io: Requests<Look>,
@@ -148,15 +151,21 @@ impl Inspector {
             Look::Manifest(version) => {
                 let path = self.paths.manifest(version);
                 let body = response.into_get().map_err(|e| store_fatal(&path, e))?;
-                self.found.manifest = Some(decode_manifest(&path, &body)?);
+                self.found.manifest = Some(decode_manifest(&path, &body, version)?);
                 self.io.send(list(self.paths.wal_dir()), Look::WalFolder);
             }
             Look::WalFolder => {
                 let items = self.listed(response, &self.paths.wal_dir())?;
-                self.found.wal = items
-                    .iter()
-                    .filter_map(|m| Some((self.paths.wal_position(&m.path)?, m.size)))
-                    .collect();
+                for item in items {
+                    let position =
+                        self.paths
+                            .wal_position(&item.path)
+                            .ok_or_else(|| FatalError::Corrupt {
+                                path: item.path.clone(),
+                                reason: "unexpected object in the WAL folder".into(),
+                            })?;
+                    self.found.wal.push((position, item.size));
+                }
                 self.found.wal.sort_unstable();
                 self.io
                     .send(list(self.paths.fences_dir()), Look::FencesFolder);
@@ -383,8 +392,8 @@ impl Verifier {
 
     fn check(&mut self, check: &Check, path: &str, body: Bytes) -> Result<(), FatalError> {
         match check {
-            Check::Manifest(_) => {
-                decode_manifest(path, &body)?;
+            Check::Manifest(version) => {
+                decode_manifest(path, &body, *version)?;
                 self.out.manifests += 1;
             }
             Check::Generation(i) => {

@@ -227,7 +227,21 @@ impl Manifest {
         frame(self)
     }
 
-    /// Decodes and verifies manifest bytes.
+    /// Decodes and verifies the manifest object of `version` (the number in its name): the
+    /// version its body records must be that number (PROTOCOL.md §3), else `Corrupt`.
+    pub fn decode_version(bytes: &[u8], version: u64) -> Result<Manifest, ManifestError> {
+        let m = Manifest::decode(bytes)?;
+        if m.version != version {
+            return Err(ManifestError::Corrupt(format!(
+                "holds version {}, its name says {version}",
+                m.version
+            )));
+        }
+        Ok(m)
+    }
+
+    /// Decodes and verifies manifest bytes (of an object whose name is not known: every
+    /// manifest object is read with [`Manifest::decode_version`]).
     pub fn decode(bytes: &[u8]) -> Result<Manifest, ManifestError> {
         let json = unframe(bytes).map_err(ManifestError::Corrupt)?;
         #[derive(Deserialize)]
@@ -452,6 +466,20 @@ mod tests {
         }
         for n in 0..bytes.len() {
             assert!(Manifest::decode(&bytes[..n]).is_err());
+        }
+    }
+
+    #[test]
+    fn a_body_of_another_version_than_its_name_is_corrupt() {
+        let m = sample();
+        assert_eq!(Manifest::decode_version(&m.encode(), 7), Ok(m.clone()));
+        for named in [1, 6, 8] {
+            assert_eq!(
+                Manifest::decode_version(&m.encode(), named),
+                Err(ManifestError::Corrupt(format!(
+                    "holds version 7, its name says {named}"
+                )))
+            );
         }
     }
 

@@ -448,14 +448,8 @@ impl Reader {
             Err(e) if e.kind == StoreErrorKind::NotFound => return self.list_manifests(),
             Err(e) => return self.retry(request, &e),
         };
-        let m = match Manifest::decode(&body) {
-            Ok(m) if m.version == version => m,
-            Ok(m) => {
-                return self.fail(FatalError::Corrupt {
-                    path,
-                    reason: format!("holds version {}", m.version),
-                })
-            }
+        let m = match Manifest::decode_version(&body, version) {
+            Ok(m) => m,
             Err(ManifestError::Corrupt(reason)) => {
                 return self.fail(FatalError::Corrupt { path, reason })
             }

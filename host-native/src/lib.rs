@@ -19,6 +19,7 @@ pub mod admin;
 mod consumer;
 mod driver;
 mod read;
+mod registry;
 mod store;
 mod url;
 mod wal;
@@ -35,7 +36,7 @@ pub use tidewal_core::{
     Ack, AppendId, Collected, CompactionConfig, CompactionPass, Dropped, Start, Stats,
     WriterConfig, WriterStats,
 };
-pub use url::store_for;
+pub use url::{existing_store_for, store_for};
 pub use wal::{AppendHandle, Options, ReplayProgress, Wal};
 
 use arrow_schema::SchemaRef;

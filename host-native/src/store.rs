@@ -17,7 +17,61 @@ pub fn store_error(e: object_store::Error) -> StoreError {
         E::NotSupported { .. } | E::NotImplemented { .. } => StoreErrorKind::NotSupported,
         _ => StoreErrorKind::Unknown,
     };
-    StoreError::new(kind, e.to_string())
+    match refusal(&e) {
+        Some(why) => StoreError::new(kind, format!("{why}: {e}")),
+        None => StoreError::new(kind, e.to_string()),
+    }
+}
+
+/// Why a request failed for good, in words a user can act on, when the store's error says
+/// it will fail whatever is retried: credentials refused, no credentials found, no such
+/// bucket. `None` for anything else (the core's retries decide).
+pub(crate) fn refusal(e: &object_store::Error) -> Option<&'static str> {
+    use object_store::Error as E;
+    let message = e.to_string();
+    let has = |s: &str| message.contains(s);
+    Some(match e {
+        E::PermissionDenied { .. } | E::Unauthenticated { .. } => {
+            "the store refused the credentials or the access"
+        }
+        _ if has("NoSuchBucket") => "the bucket does not exist",
+        _ if has("169.254.169.254") => {
+            "no credentials found (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)"
+        }
+        _ if has("SignatureDoesNotMatch") || has("InvalidAccessKeyId") => {
+            "the store refused the credentials"
+        }
+        _ if has("403 Forbidden") || has("401 Unauthorized") || has("AccessDenied") => {
+            "the store refused the access"
+        }
+        _ => return None,
+    })
+}
+
+/// One LIST of the log's manifest folder before a writer starts: a store that refuses for
+/// good (see [`refusal`]), or that did not answer through object_store's own retries, fails
+/// the open at once, naming `log` and the store's words, instead of after the core's
+/// retries multiply them; any other answer is left to the core.
+pub(crate) async fn preflight(
+    store: &Arc<dyn ObjectStore>,
+    prefix: &str,
+    log: &str,
+) -> Result<(), tidewal_core::Error> {
+    let dir = tidewal_core::paths::Paths::new(prefix).manifest_dir();
+    let first = store.list(Some(&folder(&dir))).try_next().await;
+    let unanswered = |e: &object_store::Error| {
+        let message = e.to_string();
+        let silent = message.contains("error sending request") || message.contains("timed out");
+        silent.then_some("the store does not answer")
+    };
+    let why = |e| refusal(e).or_else(|| unanswered(e));
+    match first.as_ref().err().and_then(|e| Some((why(e)?, e))) {
+        Some((why, e)) => Err(tidewal_core::Error::Store {
+            path: if log.is_empty() { dir } else { log.to_string() },
+            message: format!("{why}: {e}"),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn meta(m: object_store::ObjectMeta) -> ObjectMeta {

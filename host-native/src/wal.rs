@@ -33,6 +33,10 @@ pub struct Options {
     pub backpressure_timeout: Duration,
     /// Told the progress of a long replay at open, if set (e.g. to draw a progress bar).
     pub on_replay: Option<ReplayProgress>,
+    /// Open even while this process has a writer of the log (same URL, or same store and
+    /// prefix): the new writer fences that one, as a writer in another process would. Off:
+    /// such an open fails with [`Error::AlreadyOpen`], nothing written.
+    pub take_over: bool,
 }
 
 impl Default for Options {
@@ -41,6 +45,7 @@ impl Default for Options {
             writer: WriterConfig::default(),
             backpressure_timeout: Session::DEFAULT_BACKPRESSURE_TIMEOUT,
             on_replay: None,
+            take_over: false,
         }
     }
 }
@@ -54,6 +59,7 @@ impl std::fmt::Debug for Options {
                 "on_replay",
                 &self.on_replay.as_ref().map(|_| "Fn(entries, bytes)"),
             )
+            .field("take_over", &self.take_over)
             .finish()
     }
 }
@@ -70,6 +76,14 @@ pub struct Wal {
     store: Arc<dyn ObjectStore>,
     prefix: String,
     epoch: u64,
+    /// Its hold on the log, let go when it closes, is fenced or is dropped.
+    registration: Arc<crate::registry::Registration>,
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.registration.release();
+    }
 }
 
 /// Resolves when its append is durable (or failed).
@@ -86,12 +100,39 @@ impl Future for AppendHandle {
 
 impl Wal {
     /// Opens (or creates) the log under `prefix` of `store`: claims a new epoch, fences older
-    /// writers and replays what they left. Resolves once this writer owns the log.
+    /// writers and replays what they left. Resolves once this writer owns the log. Refused,
+    /// nothing written: a log this process has a writer of ([`Error::AlreadyOpen`], unless
+    /// [`Options::take_over`]), a store that refuses the credentials or has no such bucket
+    /// (`Store`, saying which), bad options (`Invalid`).
     pub async fn open(
         store: Arc<dyn ObjectStore>,
         prefix: &str,
         schema: SchemaRef,
         options: Options,
+    ) -> Result<Wal, Error> {
+        let key = crate::registry::store_key(&store, prefix);
+        Wal::open_as(store, prefix, schema, options, key, prefix).await
+    }
+
+    /// [`Wal::open`] of the log `log` (its name in errors), held in the registry as `key`.
+    async fn open_as(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        schema: SchemaRef,
+        options: Options,
+        key: String,
+        log: &str,
+    ) -> Result<Wal, Error> {
+        let registration = crate::registry::Registration::claim(key, log, options.take_over)?;
+        Wal::start(store, prefix, schema, options, (registration, log)).await
+    }
+
+    async fn start(
+        store: Arc<dyn ObjectStore>,
+        prefix: &str,
+        schema: SchemaRef,
+        options: Options,
+        (registration, log): (crate::registry::Registration, &str),
     ) -> Result<Wal, Error> {
         let codec = crate::codec(schema)?;
         let mut cfg = options.writer;
@@ -112,15 +153,24 @@ impl Wal {
             reply(ready),
         )
         .map_err(|e| Error::Invalid(e.to_string()))?;
+        crate::store::preflight(&store, prefix, log).await?;
         let (commands, rx) = mpsc::unbounded_channel();
         let (told, fenced) = watch::channel(None);
+        let registration = Arc::new(registration);
         let role = Commands {
             rx,
             told,
             on_replay: options.on_replay,
+            registration: registration.clone(),
         };
         tokio::spawn(drive(session, store.clone(), origin, role));
-        let epoch = opened.await.unwrap_or(Err(Error::Closed))?;
+        let epoch = match opened.await.unwrap_or(Err(Error::Closed)) {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                registration.release();
+                return Err(e);
+            }
+        };
         Ok(Wal {
             commands,
             fenced,
@@ -128,13 +178,16 @@ impl Wal {
             store,
             prefix: prefix.to_string(),
             epoch,
+            registration,
         })
     }
 
-    /// Opens a log by URL: `memory://`, `file:///abs/dir`, or a plain directory path.
+    /// Opens a log by URL: `memory://`, `file:///abs/dir`, a plain directory path (created
+    /// if missing) or `s3://bucket/prefix` (see [`crate::store_for`]). Errors name the URL.
     pub async fn open_url(url: &str, schema: SchemaRef, options: Options) -> Result<Wal, Error> {
-        let (store, prefix) = crate::url::store_for(url)?;
-        Wal::open(store, &prefix, schema, options).await
+        let (store, prefix, key) = crate::url::resolve(url, true)?;
+        let key = key.unwrap_or_else(|| crate::registry::store_key(&store, &prefix));
+        Wal::open_as(store, &prefix, schema, options, key, url).await
     }
 
     /// The epoch this writer claimed.
@@ -425,6 +478,8 @@ struct Commands {
     rx: mpsc::UnboundedReceiver<Command>,
     told: watch::Sender<Option<Error>>,
     on_replay: Option<ReplayProgress>,
+    /// This writer's hold on the log, let go once it closes or is fenced.
+    registration: Arc<crate::registry::Registration>,
 }
 
 impl Role for Commands {
@@ -442,7 +497,14 @@ impl Role for Commands {
             Command::Flush { reply: r } => s.flush(reply(r), now),
             Command::FlushMemtable { reply: r } => s.flush_memtable(reply(r), now),
             Command::Truncate { position, reply: r } => s.truncate(position, reply(r), now),
-            Command::Close { reply: r } => s.close(reply(r), now),
+            Command::Close { reply: r } => {
+                let registration = self.registration.clone();
+                let closed = move |result: Result<(), Error>| {
+                    registration.release();
+                    drop(r.send(result));
+                };
+                s.close(Box::new(closed), now)
+            }
             Command::Compact { reply: r } => s.compact(reply(r), now),
             Command::DropBefore { position, reply: r } => s.drop_before(position, reply(r), now),
             Command::Stats { reply } => drop(reply.send(s.stats())),
@@ -456,7 +518,10 @@ impl Role for Commands {
 
     async fn event(&mut self, event: SessionEvent) -> ControlFlow<()> {
         match event {
-            SessionEvent::Fenced(e) => drop(self.told.send_replace(Some(e))),
+            SessionEvent::Fenced(e) => {
+                self.registration.release();
+                drop(self.told.send_replace(Some(e)))
+            }
             SessionEvent::Replaying { entries, bytes } => {
                 if let Some(tell) = &self.on_replay {
                     tell(entries, bytes);

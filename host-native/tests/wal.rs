@@ -55,6 +55,14 @@ where
     }
 }
 
+/// Options of a writer that fences one this process has open.
+fn take_over() -> Options {
+    Options {
+        take_over: true,
+        ..Options::default()
+    }
+}
+
 fn unique_suffix() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -95,7 +103,9 @@ async fn a_second_writer_fences_the_first_and_replays_its_data() {
             .await
             .unwrap();
         a.append(&batch(0, 5)).await.unwrap();
-        let b = Wal::open(store.clone(), "", schema(), Options::default())
+        // In one process a second writer must ask to take the log over (a second process
+        // need not: it fences the first the same way).
+        let b = Wal::open(store.clone(), "", schema(), take_over())
             .await
             .unwrap();
         assert_eq!(b.epoch(), a.epoch() + 1);
@@ -227,9 +237,7 @@ async fn a_tailer_follows_new_appends_and_a_new_writer() {
     }
     assert_eq!(seen, vec![0, 1]);
     a.append(&batch(2, 2)).await.unwrap();
-    let b = Wal::open(store, "t", schema(), Options::default())
-        .await
-        .unwrap();
+    let b = Wal::open(store, "t", schema(), take_over()).await.unwrap();
     b.append(&batch(10, 1)).await.unwrap();
     while seen.len() < 5 {
         if let Item::Batch { batch, .. } = tail.next().await.unwrap().unwrap() {

@@ -97,7 +97,7 @@ impl Writer {
             Err(e) if e.kind == StoreErrorKind::NotFound => return self.start_open(),
             Err(e) => return self.retry(request, &e),
         };
-        let m = match Manifest::decode(&got) {
+        let m = match Manifest::decode_version(&got, version) {
             Ok(m) => m,
             Err(ManifestError::Corrupt(reason)) => {
                 return self.fail(FatalError::Corrupt { path, reason })
@@ -106,7 +106,7 @@ impl Writer {
                 return self.fail(FatalError::UnsupportedFormat { path, format })
             }
         };
-        if let Err(e) = self.check_compatible(&m, &path, version) {
+        if let Err(e) = self.check_compatible(&m, &path) {
             return self.fail(e);
         }
         self.window = m.fence_window;
@@ -122,14 +122,8 @@ impl Writer {
         self.start_commit(claim, CommitKind::Claim);
     }
 
-    fn check_compatible(&self, m: &Manifest, path: &str, version: u64) -> Result<(), FatalError> {
+    fn check_compatible(&self, m: &Manifest, path: &str) -> Result<(), FatalError> {
         let conflict = |reason: alloc::string::String| Err(FatalError::ConfigConflict { reason });
-        if m.version != version {
-            return Err(FatalError::Corrupt {
-                path: path.into(),
-                reason: format!("holds version {}", m.version),
-            });
-        }
         if m.codec != self.codec.name() {
             return conflict(format!(
                 "the log uses codec {}, this writer {}",

@@ -272,7 +272,7 @@ pub fn range(
 /// `cat`: every durable row in the range, in order, printed as it is read (memory stays near
 /// the read-ahead bound whatever the log's size).
 pub async fn cat(url: &str, range: ReadOptions, format: Format) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
     let mut scan = Tailer::with_options(store, &prefix, schema, &range)?;
     let mut printer = Printer::new(format, &scan.schema())?;
@@ -288,7 +288,7 @@ pub async fn cat(url: &str, range: ReadOptions, format: Format) -> Result<(), Er
 
 /// `tail`: like `cat`; with `follow`, keeps printing new rows.
 pub async fn tail(url: &str, range: ReadOptions, format: Format) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
     let follow = range.follow;
     let range = ReadOptions {
@@ -321,7 +321,7 @@ pub async fn tail_consumer(
     follow: bool,
     format: Format,
 ) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
     let options = ConsumerOptions {
         follow,
@@ -359,7 +359,7 @@ pub async fn tail_consumer(
 
 /// `consumers`: every named consumer with its committed position and lag.
 pub async fn consumers(url: &str, json: bool) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let list = tidewal::consumers(store, &prefix).await?;
     if json {
         let value: Vec<_> = list
@@ -392,7 +392,7 @@ pub async fn consumers(url: &str, json: bool) -> Result<(), Error> {
 
 /// `inspect`: manifest, epoch, positions, generations, WAL objects.
 pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let i = tidewal::inspect(store, &prefix).await?;
     let Some(m) = &i.manifest else {
         return Err(invalid(format!("no log at {url}")));
@@ -453,7 +453,7 @@ pub async fn inspect(url: &str, json: bool) -> Result<(), Error> {
 
 /// `history`: every kept manifest version, oldest first: a table, or JSON lines.
 pub async fn history(url: &str, json: bool) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let h = tidewal::history(store, &prefix).await?;
     if h.versions.is_empty() && h.skipped.is_empty() {
         return Err(invalid(format!("no log at {url}")));
@@ -507,7 +507,7 @@ pub async fn history(url: &str, json: bool) -> Result<(), Error> {
 
 /// `verify`: reads every object and checks every checksum.
 pub async fn verify(url: &str) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let i = tidewal::inspect(store.clone(), &prefix).await?;
     let total = i.wal.iter().map(|(_, s)| s).sum::<u64>()
         + i.manifest
@@ -525,7 +525,7 @@ pub async fn verify(url: &str) -> Result<(), Error> {
 
 /// `tidewal compact`: one full compaction pass (PROTOCOL.md §4 "Compaction"), then close.
 pub async fn compact(url: &str) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
     let generations =
         |i: &tidewal::Inspection| i.manifest.as_ref().map_or(0, |m| m.generations.len());
@@ -557,7 +557,7 @@ pub async fn truncate(
                 .map_err(|e| invalid(format!("--older-than {s:?} is not a duration: {e}")))
         })
         .transpose()?;
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     if before.is_some() == age.is_some() {
         return Err(invalid(
             "give exactly one of --before POSITION, --older-than DURATION",
@@ -625,7 +625,7 @@ pub async fn gc(url: &str) -> Result<(), Error> {
 }
 
 async fn flush_and_collect(url: &str, collect: bool) -> Result<(), Error> {
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let schema = tidewal::log_schema(store.clone(), &prefix).await?;
     let before = tidewal::inspect(store.clone(), &prefix).await?.wal.len();
     let (options, replaying) = with_replay_progress()?;

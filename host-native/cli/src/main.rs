@@ -273,7 +273,7 @@ enum Command {
 
 async fn probe(url: &str) -> Result<(), Error> {
     use futures::TryStreamExt;
-    let (store, prefix) = tidewal::store_for(url)?;
+    let (store, prefix) = tidewal::existing_store_for(url)?;
     let prefix = object_store::path::Path::from(prefix);
     let n = store
         .list(Some(&prefix))
@@ -700,7 +700,12 @@ async fn demo(dir: &str) -> Result<(), Error> {
         last.position
     );
 
-    let b = Wal::open(store.clone(), &prefix, schema.clone(), Options::default()).await?;
+    // In one process a second writer must ask to take the log over (another process need not).
+    let take_over = Options {
+        take_over: true,
+        ..Options::default()
+    };
+    let b = Wal::open(store.clone(), &prefix, schema.clone(), take_over).await?;
     println!("2. writer B opened with epoch {}: it fences A", b.epoch());
     match a.append(&sample(&schema, 10_000, 10)).await {
         Err(e @ Error::Fenced { .. }) => println!("   A's next append fails: {e}"),
@@ -790,13 +795,23 @@ async fn run(command: Command) -> Result<(), Error> {
             read_ahead_mib,
             format,
         } => {
+            if let Some((f, u)) = from.zip(until).filter(|(f, u)| u < f) {
+                return Err(Error::Invalid(format!("--until {u} is below --from {f}")));
+            }
             let mut range = cmds::range(from, until, false, columns, read_ahead_mib);
+            let mut since_ms = None;
             if let Some(s) = since {
                 let t = since::parse_time(&s).map_err(Error::Invalid)?;
                 range.from = tidewal::Start::Time(t);
+                since_ms = Some(t);
             }
             if let Some(s) = until_time {
                 let t = since::parse_time_of("--until-time", &s).map_err(Error::Invalid)?;
+                if let Some(since) = since_ms.filter(|&since| t < since) {
+                    return Err(Error::Invalid(format!(
+                        "--until-time ({t} ms) is before --since ({since} ms)"
+                    )));
+                }
                 range.until_time = Some(t);
             }
             range.as_of_version = as_of_version;

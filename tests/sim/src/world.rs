@@ -593,7 +593,45 @@ impl World {
         }
         self.check_reads_in_log(&got)?;
         self.resume_every_consumer(self.now + FINAL_DEADLINE)?;
+        self.check_misnamed_manifest()?;
         self.check_corruption(digest, from)
+    }
+
+    /// Puts a well-framed body of another version under the newest manifest's name: a fresh
+    /// reader must fail with `Corrupt` naming it (PROTOCOL.md §3), then the body is restored.
+    fn check_misnamed_manifest(&mut self) -> Result<(), String> {
+        let paths = tidewal_core::paths::Paths::new("log/");
+        let store = &mut self.net.store;
+        let newest = store
+            .paths()
+            .filter_map(|p| paths.manifest_version(p))
+            .max()
+            .ok_or("no manifest")?;
+        let victim = paths.manifest(newest);
+        let body = store.object(&victim).cloned().ok_or("no manifest body")?;
+        let mut m = tidewal_core::Manifest::decode(&body).map_err(|e| format!("{e:?}"))?;
+        m.version = if newest > 1 && self.rng.chance(0.5) {
+            newest - 1
+        } else {
+            newest + 1
+        };
+        store.tamper(&victim, m.encode());
+        let r = self.spawn_range_reader(false, Start::Beginning, None);
+        self.clients[r].tolerate_failure = true;
+        let finished =
+            self.run_until(self.now + FINAL_DEADLINE, |w| match &w.clients[r].machine {
+                Some(Machine::Reader(m)) => m.is_done(),
+                _ => true,
+            })?;
+        self.net.store.tamper(&victim, body);
+        match self.clients[r].failure.take() {
+            _ if !finished => Err("misnamed manifest reader did not finish".into()),
+            Some(FatalError::Corrupt { path, .. }) if path == victim => Ok(()),
+            other => Err(format!(
+                "{victim} holding version {}: reader ended with {other:?}",
+                m.version
+            )),
+        }
     }
 
     /// Every entry any reader reported is part of the final log (a reader that reported an
