@@ -457,7 +457,7 @@ impl Session {
                     .for_each(|(_, r): (_, Reply<u64>)| r(Ok(replay_cursor)));
             }
             Event::Writable => self.unblock(now),
-            Event::Compacted { .. } => {}
+            Event::Compacted { .. } | Event::Retained(_) => {}
             Event::Dropped(d) => {
                 for r in core::mem::take(&mut self.drops) {
                     r(Ok(d.clone()));
