@@ -180,6 +180,10 @@ mod tests {
         // The untimed one stops it, however old the ones after it.
         assert_eq!(policy_count(&m, &p, Some(99_999)), 2);
         assert_eq!(policy_count(&m, &p, None), 0);
+        // A generation goes by its newest entry, not its oldest.
+        let mut young = m.clone();
+        young.generations[1].min_time = Some(1_000);
+        assert_eq!(policy_count(&young, &p, Some(2_400)), 1);
         // Either rule: the longer prefix.
         assert_eq!(
             policy_count(&m, &policy(Some(500), Some(1)), Some(2_501)),

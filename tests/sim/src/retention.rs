@@ -9,8 +9,8 @@
 //! forced, so a consumer it passes fails its resume check, and each must end at a
 //! generation boundary of the manifest it committed.
 
-use tidewal_core::consumer::ConsumerVersion;
 use std::time::Duration;
+use tidewal_core::consumer::ConsumerVersion;
 
 use tidewal_core::retention::drop_point;
 use tidewal_core::{Dropped, Manifest, RetentionPolicy};
@@ -199,7 +199,11 @@ impl World {
                 continue;
             }
             landed += 1;
-            if let Some(g) = m.generations.first().filter(|g| g.first_position < d.first_position) {
+            if let Some(g) = m
+                .generations
+                .first()
+                .filter(|g| g.first_position < d.first_position)
+            {
                 return Err(format!(
                     "c{client} retention split generation {}..={} at {} (manifest v{})",
                     g.first_position, g.last_position, d.first_position, m.version
@@ -207,7 +211,10 @@ impl World {
             }
         }
         if landed == 0 && d.generations > 0 {
-            self.note(format_args!("c{client} retained to {}: its versions collected", d.first_position));
+            self.note(format_args!(
+                "c{client} retained to {}: its versions collected",
+                d.first_position
+            ));
         }
         self.model.retention.auto += 1;
         self.model.truncated_to = self.model.truncated_to.max(d.first_position);
