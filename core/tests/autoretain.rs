@@ -368,3 +368,27 @@ fn bad_policies_and_a_policy_on_a_wal_only_log_are_refused() {
         .unwrap();
     assert!(e.0.contains("WAL-only"), "{e}");
 }
+
+#[test]
+fn a_closing_writer_applies_the_policy_after_its_last_flush() {
+    let mut h = Harness::new();
+    let mut w = h.open(retaining(by_bytes(1, Duration::from_millis(1))), 1);
+    for i in 0..2 {
+        w.append(&h, rec(i));
+    }
+    h.settle(&mut w);
+    h.now += Duration::from_millis(2);
+    w.w.close(h.now).unwrap();
+    w.collect();
+    h.settle(&mut w);
+    assert!(w.events.iter().any(|e| matches!(e, Event::Closed)));
+    let r = retained(&w);
+    assert_eq!(r.len(), 1, "{r:?}");
+    let closed_at = w.events.iter().position(|e| matches!(e, Event::Closed));
+    let retained_at = w
+        .events
+        .iter()
+        .position(|e| matches!(e, Event::Retained(_)));
+    assert!(retained_at < closed_at, "Closed before the round's drop");
+    assert_eq!(newest_manifest(&h).generations.len(), 0);
+}

@@ -45,12 +45,15 @@ impl Writer {
             && r.lister.is_none()
             && r.listed.is_none()
             && !r.committing
-            && !self.closing
             && self.phase == Phase::Ready
     }
 
-    /// When a wanted round may start, if it must wait for the interval.
+    /// When a wanted round may start, if it must wait for the interval (a closing writer
+    /// does not wait: it runs a round after its last flush only if one is due by then).
     pub(super) fn retain_deadline(&self) -> Option<Duration> {
+        if self.closing {
+            return None;
+        }
         let interval = self.cfg.retention.as_ref()?.interval;
         let at = self.retain.last?.saturating_add(interval);
         (self.retain_idle() && at > self.now).then_some(at)
