@@ -161,6 +161,7 @@ impl World {
     pub(crate) fn spawn_writer(&mut self, bare: bool) -> Result<usize, String> {
         let seed = self.rng.u64();
         let client = self.clients.len();
+        let finale = bare;
         let bare = bare || self.rng.chance(self.bare_writers);
         // Some writers record generations as writers before ranged reads did (no index in
         // the manifest): readers must read those whole and the others with ranges.
@@ -174,7 +175,8 @@ impl World {
             true => None,
             false => Some(crate::world::WALL_CLOCK_BASE - 300 + self.rng.range(0, 600)),
         };
-        if !cfg.wal_only {
+        // Not the finale's: what it replayed is what the final reader must read.
+        if !cfg.wal_only && !finale {
             cfg.retention = crate::retention::policy(&mut self.rng);
         }
         let wall_origin = cfg.unix_ms_at_origin;
