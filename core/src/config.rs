@@ -91,6 +91,9 @@ pub struct WriterConfig {
     /// What a collector waits past `L * (1 + rho)` before it deletes fences: a cushion for
     /// clock granularity (PROTOCOL.md §4 "Collecting fences").
     pub gc_margin: Duration,
+    /// Dropping old generations on its own, after commits (PROTOCOL.md §4 "Automatic
+    /// retention"); `None` (the default) drops only when asked. Refused for a WAL-only log.
+    pub retention: Option<crate::policy::RetentionPolicy>,
 }
 
 impl Default for WriterConfig {
@@ -117,6 +120,7 @@ impl Default for WriterConfig {
             compaction: Some(crate::compaction::CompactionConfig::default()),
             lease: Duration::from_secs(30),
             gc_margin: Duration::from_secs(1),
+            retention: None,
         }
     }
 }
@@ -179,6 +183,15 @@ impl WriterConfig {
         }
         if let Some(c) = &self.compaction {
             c.validate()?;
+        }
+        if let Some(r) = &self.retention {
+            if self.wal_only {
+                return Err(ConfigError(
+                    "writer.retention is set on a WAL-only log: it takes no retention policy, truncate it"
+                        .into(),
+                ));
+            }
+            r.validate()?;
         }
         Ok(())
     }

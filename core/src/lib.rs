@@ -31,6 +31,7 @@ pub mod machine;
 pub mod manifest;
 pub mod mem;
 pub mod paths;
+mod policy;
 pub mod reader;
 mod requests;
 pub mod retention;
@@ -57,6 +58,7 @@ pub use io::{
 pub use machine::{Machine, Output};
 pub use manifest::{GenerationRecord, IndexRecord, Manifest, RetiredRecord};
 pub use mem::MemStore;
+pub use policy::RetentionPolicy;
 pub use reader::{ReadEvent, Reader, StartPath, TimeStart};
 pub use requests::IoCounters;
 pub use session::{Ack, CompactionPass, Reply, Session, SessionEvent, Stats};

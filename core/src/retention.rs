@@ -2,6 +2,8 @@
 //! deletes the versions below [`oldest_kept_version`], and anything else that must not
 //! delete what a kept version references asks the same function.
 
+pub use crate::policy::{held_count, point_of, policy_count, RetentionPolicy};
+
 use alloc::collections::BTreeMap;
 use core::time::Duration;
 

@@ -71,6 +71,9 @@ pub enum SessionEvent {
     /// A newer writer took the log over; every waiting reply got this error too. Told once,
     /// for a host that tells its users (e.g. a JS `onfenced` callback).
     Fenced(Error),
+    /// The writer's retention policy dropped generations on its own (the writer's
+    /// [`Event::Retained`]).
+    Retained(crate::writer::Dropped),
 }
 
 /// An append refused for backpressure, retried when the writer says `Writable`.
@@ -458,6 +461,7 @@ impl Session {
             }
             Event::Writable => self.unblock(now),
             Event::Compacted { .. } => {}
+            Event::Retained(d) => self.events.push_back(SessionEvent::Retained(d)),
             Event::Dropped(d) => {
                 for r in core::mem::take(&mut self.drops) {
                     r(Ok(d.clone()));

@@ -8,8 +8,8 @@ use futures::channel::oneshot;
 use js_sys::{Array, Object, Promise};
 use tidewal_core::arrow::ArrowCodec;
 use tidewal_core::{
-    ConsumerInfo, ConsumerLister, Error, FatalError, Inspection, Inspector, Machine, Verified,
-    Verifier, VerifyEvent,
+    ConsumerInfo, ConsumerLister, Error, FatalError, History, Inspection, Inspector, Machine,
+    ManifestHistory, Verified, Verifier, VerifyEvent,
 };
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
@@ -52,6 +52,12 @@ impl Handler<VerifyEvent> for Verdict<Verified> {
     }
 }
 
+impl Handler<Result<ManifestHistory, FatalError>> for Verdict<ManifestHistory> {
+    fn event(&self, result: Result<ManifestHistory, FatalError>) {
+        self.settle(result);
+    }
+}
+
 /// Runs `machine` on `store` until its verdict.
 async fn run<M, T>(machine: M, store: Store) -> Result<T, Error>
 where
@@ -66,7 +72,7 @@ where
     result
 }
 
-async fn inspection(store: Store, prefix: &str) -> Result<Inspection, Error> {
+pub(crate) async fn inspection(store: Store, prefix: &str) -> Result<Inspection, Error> {
     run(Inspector::new(prefix), store).await
 }
 
@@ -141,6 +147,55 @@ pub fn verify(
         set(&o, "fences", v.fences as f64);
         set(&o, "rows", v.rows as f64);
         set(&o, "bytes", v.bytes as f64);
+        Ok(o.into())
+    })
+}
+
+/// Every named consumer of the log under `prefix` of `store` (what a drop checks first).
+pub(crate) async fn list_consumers(store: Store, prefix: &str) -> Result<Vec<ConsumerInfo>, Error> {
+    let i = inspection(store.clone(), prefix).await?;
+    run(ConsumerLister::new(prefix, i), store).await
+}
+
+/// The kept manifest versions of the log under `prefix` of `store` (PROTOCOL.md §3
+/// "History"): `{ versions: [{ version, committedAt, epoch, cursor, droppedBefore,
+/// generations, rows, bytes, change }], skipped }`, `committedAt` in unix ms or `null`,
+/// `change` one of `create`, `claim`, `flush`, `truncate`, `?`; `skipped` names versions
+/// collected between the listing and their read. Writes nothing.
+#[wasm_bindgen(unchecked_return_type = "Promise<LogHistory>")]
+pub fn history(
+    #[wasm_bindgen(unchecked_param_type = "Store")] store: JsValue,
+    prefix: String,
+) -> Promise {
+    future_to_promise(async move {
+        let store = Store::new(store)?;
+        let h = run(History::new(&prefix), store)
+            .await
+            .map_err(|e| to_js(&e))?;
+        let versions: Array = h
+            .versions
+            .iter()
+            .map(|v| {
+                let o = Object::new();
+                set(&o, "version", v.version as f64);
+                let at = v
+                    .committed_at
+                    .map_or(JsValue::NULL, |t| JsValue::from(t as f64));
+                set(&o, "committedAt", at);
+                set(&o, "epoch", v.epoch as f64);
+                set(&o, "cursor", v.cursor as f64);
+                set(&o, "droppedBefore", v.dropped_before as f64);
+                set(&o, "generations", v.generations as f64);
+                set(&o, "rows", v.rows as f64);
+                set(&o, "bytes", v.bytes as f64);
+                set(&o, "change", v.change.name());
+                JsValue::from(o)
+            })
+            .collect();
+        let skipped: Array = h.skipped.iter().map(|&v| JsValue::from(v as f64)).collect();
+        let o = Object::new();
+        set(&o, "versions", versions);
+        set(&o, "skipped", skipped);
         Ok(o.into())
     })
 }

@@ -16,6 +16,7 @@ pub(crate) fn error_name(e: &Error) -> &'static str {
         Error::Invalid(_) => "InvalidInputError",
         Error::Closed => "ClosedError",
         Error::Consumer(_) => "ConsumerError",
+        Error::HeldBack { .. } => "HeldBackError",
         _ => "WalError",
     }
 }
@@ -32,6 +33,10 @@ pub(crate) fn to_js(e: &Error) -> JsValue {
         Error::Corrupt { path, .. }
         | Error::Store { path, .. }
         | Error::Unsupported { path, .. } => set("path", path.into()),
+        Error::HeldBack { name, position } => {
+            set("consumer", name.as_str().into());
+            set("position", JsValue::from(*position as f64));
+        }
         _ => {}
     }
     js.into()

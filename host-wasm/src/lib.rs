@@ -10,6 +10,7 @@ mod admin;
 mod clock;
 mod consumer;
 mod driver;
+mod drop;
 mod error;
 mod memory;
 mod options;
@@ -18,7 +19,7 @@ mod store;
 mod typings;
 mod wal;
 
-pub use admin::{consumers, inspect, verify};
+pub use admin::{consumers, history, inspect, verify};
 pub use consumer::Consumer;
 pub use memory::MemoryStore;
 pub use reader::LogReader;

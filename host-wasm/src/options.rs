@@ -83,6 +83,22 @@ pub(crate) fn parse(options: &JsValue) -> Result<OpenOptions, JsValue> {
             .as_bool()
             .ok_or_else(|| invalid("option walOnly must be a boolean"))?;
     }
+    let keep_for = number(options, "keepForMs", 1.0, 2f64.powi(52))?;
+    let keep_bytes = number(options, "keepBytes", 1.0, 2f64.powi(52))?;
+    let interval = number(options, "retentionIntervalMs", 1.0, 2f64.powi(52))?;
+    if keep_for.is_some() || keep_bytes.is_some() {
+        w.retention = Some(tidewal_core::RetentionPolicy {
+            keep_for: keep_for.map(|ms| Duration::from_millis(ms as u64)),
+            keep_bytes: keep_bytes.map(|b| b as u64),
+            interval: interval.map_or(tidewal_core::RetentionPolicy::DEFAULT_INTERVAL, |ms| {
+                Duration::from_millis(ms as u64)
+            }),
+        });
+    } else if interval.is_some() {
+        return Err(invalid(
+            "option retentionIntervalMs needs keepForMs or keepBytes",
+        ));
+    }
     let backpressure_timeout = number(options, "backpressureTimeoutMs", 0.0, 8.64e7)?
         .map_or(Session::DEFAULT_BACKPRESSURE_TIMEOUT, |ms| {
             Duration::from_secs_f64(ms / 1000.0)
@@ -136,6 +152,14 @@ pub(crate) fn parse_reader(options: &JsValue) -> Result<ReaderOptions, JsValue> 
     }
     r.from = position(options, "from")?.map_or(Start::Beginning, Start::Position);
     r.until = position(options, "until")?;
+    if let Some(t) = position(options, "fromTime")? {
+        if r.from != Start::Beginning {
+            return Err(invalid("options from and fromTime exclude each other"));
+        }
+        r.from = Start::Time(t);
+    }
+    r.as_of_version = number(options, "asOfVersion", 1.0, 2f64.powi(53))?.map(|v| v as u64);
+    r.until_time = position(options, "untilTime")?;
     if let Some(v) = field(options, "follow")? {
         r.follow = v
             .as_bool()

@@ -47,7 +47,19 @@ export interface WalOptions {
   keepManifests?: number;
   walOnly?: boolean;
   backpressureTimeoutMs?: number;
+  /** Retention policy (off unless one is set): keep entries younger than this by the
+   * writer's clock, keep at most this many bytes in generations; rounds at most this often
+   * (default 30 000 ms). A named consumer holds it back; a WAL-only log refuses it. */
+  keepForMs?: number;
+  keepBytes?: number;
+  retentionIntervalMs?: number;
 }
+
+/** What `Wal.compact` merged. */
+export interface CompactionPass { runs: number; replaced: number; generations: number }
+
+/** What `Wal.collectGarbage` deleted. */
+export interface Collected { fences: number; orphans: number; intents: number }
 
 /** `Reader.open` options (all optional): where to start and stop (positions), whether to
  * follow new entries, which columns to decode, how many bytes to read ahead of what was
@@ -60,7 +72,27 @@ export interface ReaderOptions {
   pollMs?: number;
   columns?: string[];
   readAheadBytes?: number;
+  /** Start at the first entry whose time (unix ms) is at or after this (excludes `from`). */
+  fromTime?: number;
+  /** Read exactly this kept manifest version: its generations, below its cursor, no WAL,
+   * no follow (`VersionNotKept`, `NoSuchVersion`, `GenerationCollected` otherwise). */
+  asOfVersion?: number;
+  /** Stop at the first entry whose known time (unix ms) is past this. */
+  untilTime?: number;
 }
+
+/** What `Wal.dropBefore` / `Wal.dropOlderThan` dropped, and the log's first position now. */
+export interface Dropped { generations: number; bytes: number; firstPosition: number }
+
+/** One kept manifest version, as `history` read it. */
+export interface VersionInfo {
+  version: number; committedAt: number | null; epoch: number; cursor: number;
+  droppedBefore: number; generations: number; rows: number; bytes: number;
+  change: 'create' | 'claim' | 'flush' | 'truncate' | '?';
+}
+
+/** What `history` read: the kept versions, ascending, and those collected under it. */
+export interface LogHistory { versions: VersionInfo[]; skipped: number[] }
 
 /** `for await (const ipc of reader)`: a `Reader` is its own async iterator. */
 export interface Reader { [Symbol.asyncIterator](): AsyncIterator<ReaderItem, undefined> }
@@ -108,11 +140,20 @@ export interface WalStats {
   requestsInFlight: number; entriesInFlight: number; unflushedBytes: number;
   epoch: number; nextPosition: number; durablePosition: number | null; replayCursor: number;
   ackP50Ms: number | null; ackP99Ms: number | null;
+  generationsLive: number; compactions: number; generationsCompacted: number;
+  bytesReclaimed: number; leaseRenewals: number;
+  collectedFences: number; collectedOrphans: number; collectedIntents: number;
+  generationsDropped: number; bytesDropped: number;
+  retentionRounds: number; retentionHeldBack: number;
+  retentionHeldBy: { name: string; position: number } | null;
 }
 
 /** The `name` of every error a `Wal` rejects with. */
 export type WalErrorName = 'FencedError' | 'CorruptError' | 'SchemaMismatchError'
   | 'BackpressureTimeoutError' | 'StoreError' | 'UnsupportedError' | 'InvalidInputError'
-  | 'ClosedError' | 'ConsumerError' | 'WalError';
-export interface WalError extends Error { name: WalErrorName; epoch?: number; path?: string }
+  | 'ClosedError' | 'ConsumerError' | 'HeldBackError' | 'WalError';
+/** `consumer` and `position`: a `HeldBackError`'s consumer, the lowest named one. */
+export interface WalError extends Error {
+  name: WalErrorName; epoch?: number; path?: string; consumer?: string; position?: number;
+}
 "#;

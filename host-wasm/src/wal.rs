@@ -1,4 +1,5 @@
-//! `Wal`, the class JS code uses: open, append, flush, flushMemtable, close, scan, stats.
+//! `Wal`, the class JS code uses: open, append, flush, flushMemtable, compact,
+//! collectGarbage, truncate, close, scan, stats (retention: `drop.rs`).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -21,12 +22,12 @@ use crate::store::{set, Store};
 /// opening fences this one (pending and later calls reject with a `FencedError`).
 #[wasm_bindgen]
 pub struct Wal {
-    driver: Shared<Session>,
+    pub(crate) driver: Shared<Session>,
     /// JS callback fired once when the writer is fenced.
     onfenced: Rc<RefCell<Option<Function>>>,
     codec: ArrowCodec,
-    store: Store,
-    prefix: String,
+    pub(crate) store: Store,
+    pub(crate) prefix: String,
     epoch: u64,
 }
 
@@ -36,13 +37,14 @@ pub(crate) fn random_seed() -> u64 {
 }
 
 /// A reply for the session and the receiver to await it on.
-fn channel<T: Send + 'static>() -> (tidewal_core::Reply<T>, oneshot::Receiver<Result<T, Error>>) {
+pub(crate) fn channel<T: Send + 'static>(
+) -> (tidewal_core::Reply<T>, oneshot::Receiver<Result<T, Error>>) {
     let (tx, rx) = oneshot::channel();
     (Box::new(move |r| drop(tx.send(r))), rx)
 }
 
 /// Waits for a session reply; a dropped reply means the writer is gone.
-async fn answer<T>(rx: oneshot::Receiver<Result<T, Error>>) -> Result<T, JsValue> {
+pub(crate) async fn answer<T>(rx: oneshot::Receiver<Result<T, Error>>) -> Result<T, JsValue> {
     match rx.await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(to_js(&e)),
@@ -178,6 +180,38 @@ impl Wal {
         )
     }
 
+    /// Runs one full compaction pass (runs of adjacent generations below the target merged
+    /// while any is left) and resolves to what it merged. Rejects for a WAL-only log.
+    #[wasm_bindgen(unchecked_return_type = "Promise<CompactionPass>")]
+    pub fn compact(&self) -> Promise {
+        self.command(
+            |s, r, now| s.compact(r, now),
+            |p| {
+                let o = Object::new();
+                set(&o, "runs", p.runs as f64);
+                set(&o, "replaced", p.replaced as f64);
+                set(&o, "generations", p.generations as f64);
+                o.into()
+            },
+        )
+    }
+
+    /// Runs a collection round of fences, window orphans and fence intents as soon as the
+    /// writer lease allows, and resolves to what it deleted.
+    #[wasm_bindgen(js_name = collectGarbage, unchecked_return_type = "Promise<Collected>")]
+    pub fn collect_garbage(&self) -> Promise {
+        self.command(
+            |s, r, now| s.collect_garbage(r, now),
+            |c| {
+                let o = Object::new();
+                set(&o, "fences", c.fences as f64);
+                set(&o, "orphans", c.orphans as f64);
+                set(&o, "intents", c.intents as f64);
+                o.into()
+            },
+        )
+    }
+
     /// Drains: pending appends become durable, the memtable is flushed, the writer stops.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn close(&self) -> Promise {
@@ -209,6 +243,25 @@ impl Wal {
             .map_or(JsValue::NULL, |p| JsValue::from(p as f64));
         set(&o, "durablePosition", durable);
         set(&o, "replayCursor", w.replay_cursor as f64);
+        set(&o, "generationsLive", w.generations_live as f64);
+        set(&o, "compactions", w.compactions as f64);
+        set(&o, "generationsCompacted", w.generations_compacted as f64);
+        set(&o, "bytesReclaimed", w.bytes_reclaimed as f64);
+        set(&o, "leaseRenewals", w.lease_renewals as f64);
+        set(&o, "collectedFences", w.collected.fences as f64);
+        set(&o, "collectedOrphans", w.collected.orphans as f64);
+        set(&o, "collectedIntents", w.collected.intents as f64);
+        set(&o, "generationsDropped", w.generations_dropped as f64);
+        set(&o, "bytesDropped", w.bytes_dropped as f64);
+        set(&o, "retentionRounds", w.retention_rounds as f64);
+        set(&o, "retentionHeldBack", w.retention_held_back as f64);
+        let held = w.retention_held_by.as_ref().map_or(JsValue::NULL, |h| {
+            let o = Object::new();
+            set(&o, "name", JsValue::from(h.name.as_str()));
+            set(&o, "position", h.position as f64);
+            o.into()
+        });
+        set(&o, "retentionHeldBy", held);
         let ms = |v: Option<core::time::Duration>| {
             v.map_or(JsValue::NULL, |d| JsValue::from(d.as_secs_f64() * 1000.0))
         };

@@ -1,7 +1,7 @@
 // Compiled (never run) against the generated typings by `wasm_types`: the API as a user
 // writes it must type-check, and misuse must not (each @ts-expect-error line must be an error).
-import init, { Consumer, MemoryStore, Reader, Wal, consumers, inspect, verify } from './tidewal_wasm.js';
-import type { AppendAck, ConsumerInfo, Inspection, ReaderItem, ReaderOptions, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
+import init, { Consumer, MemoryStore, Reader, Wal, consumers, history, inspect, verify } from './tidewal_wasm.js';
+import type { AppendAck, Collected, CompactionPass, ConsumerInfo, Dropped, Inspection, LogHistory, ReaderItem, ReaderOptions, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
 import { OpfsStore } from './js/opfs_store.js';
 import { R2Store } from './js/r2_store.js';
 
@@ -34,6 +34,32 @@ export async function usage(): Promise<number> {
   // @ts-expect-error columns are names
   await Reader.open(stores[0], { columns: [1] });
   await wal.flush();
+  const retaining: WalOptions = { schema: ipc, keepBytes: 1 << 30, keepForMs: 86_400_000, retentionIntervalMs: 60_000 };
+  console.log(retaining.keepBytes);
+  const pass: CompactionPass = await wal.compact();
+  const collected: Collected = await wal.collectGarbage();
+  const dropped: Dropped = await wal.dropBefore(ack.position);
+  const aged: Dropped = await wal.dropOlderThan(3_600_000, true);
+  console.log(pass.runs, collected.fences, dropped.firstPosition, aged.generations);
+  try {
+    await wal.dropBefore(ack.position, false);
+  } catch (e) {
+    const held = e as WalError;
+    console.log(held.name === 'HeldBackError', held.consumer, held.position);
+  }
+  const heldBy: { name: string; position: number } | null = stats.retentionHeldBy;
+  console.log(stats.generationsLive, stats.bytesReclaimed, stats.collectedIntents, stats.leaseRenewals, heldBy);
+  const past: LogHistory = await history(stores[0], 'logs/a');
+  const v = past.versions[0];
+  const when: number | null = v?.committedAt ?? null;
+  console.log(v?.change, v?.generations, v?.rows, v?.cursor, when, past.skipped.length);
+  const asOf: ReaderOptions = { asOfVersion: 3, untilTime: Date.now(), fromTime: 0 };
+  await Reader.open(stores[0], asOf);
+  // @ts-expect-error dropBefore takes a position
+  await wal.dropBefore('p');
+  // @ts-expect-error a history entry's change is one of a few names
+  const change: 'merge' = v!.change;
+  console.log(change);
   const cursor: number = await wal.truncate(ack.position);
   await wal.close();
   const found: Inspection = await inspect(stores[0], 'logs/a');

@@ -104,6 +104,9 @@ impl Writer {
             self.cursor_times.push_back((cursor, self.now));
         }
         self.manifest = Some(commit.manifest);
+        if matches!(commit.kind, CommitKind::Generation | CommitKind::Compaction) {
+            self.want_retention();
+        }
         match commit.kind {
             CommitKind::Claim => {
                 self.claimed_at = Some(self.now);

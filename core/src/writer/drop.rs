@@ -54,7 +54,7 @@ impl Writer {
 
     /// The drop's commit, built on the newest committed manifest `m` (version already
     /// raised): generations wholly below the point go, the one holding it stays whole.
-    pub(super) fn try_commit_drop(&mut self, mut m: Manifest) {
+    pub(super) fn try_commit_drop(&mut self, m: Manifest) {
         let Some(to) = self.pending_drop.take() else {
             return;
         };
@@ -65,6 +65,12 @@ impl Writer {
             }));
             return;
         }
+        self.commit_drop(m, to);
+    }
+
+    /// Commits `m` less its leading generations wholly below `to` (past `dropped_before`),
+    /// for `drop_before` and for the retention policy (`retain.rs`).
+    pub(super) fn commit_drop(&mut self, mut m: Manifest, to: u64) {
         let at = self.wall_clock();
         let n = m
             .generations
@@ -95,6 +101,9 @@ impl Writer {
         };
         self.counters.generations_dropped += d.generations;
         self.counters.bytes_dropped += d.bytes;
+        if self.retain.committing {
+            return self.on_retained(d);
+        }
         self.events.push_back(Event::Dropped(d));
     }
 }

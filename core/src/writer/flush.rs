@@ -215,7 +215,7 @@ impl Writer {
             self.start_commit(m, CommitKind::Truncate);
         } else if self.pending_drop.is_some() {
             self.try_commit_drop(m);
-        } else {
+        } else if let Some(m) = self.try_commit_retention(m) {
             self.try_commit_compaction(m);
         }
     }

@@ -33,6 +33,7 @@ mod gc;
 mod lease;
 mod open;
 mod put;
+mod retain;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -116,6 +117,9 @@ pub enum Event {
     },
     /// A drop asked for with [`Writer::drop_before`] was committed (or found nothing to do).
     Dropped(Dropped),
+    /// The retention policy dropped generations on its own (PROTOCOL.md §4 "Automatic
+    /// retention"); never the answer to a [`Writer::drop_before`].
+    Retained(Dropped),
     /// A full pass asked for with [`Writer::compact`] finished.
     CompactionPass {
         /// Compactions it committed.
@@ -153,6 +157,10 @@ struct Counters {
     collected: Collected,
     generations_dropped: u64,
     bytes_dropped: u64,
+    retention_rounds: u64,
+    retention_held_back: u64,
+    retention_held_by: Option<crate::retention::HeldBack>,
+    retention_failures: u64,
 }
 
 /// Counters and gauges of a writer.
@@ -201,10 +209,18 @@ pub struct WriterStats {
     pub acks_held: u64,
     /// Fences, window orphans and fence intents collected.
     pub collected: Collected,
-    /// Generations dropped by retention ([`Writer::drop_before`]).
+    /// Generations dropped by retention ([`Writer::drop_before`] and the policy).
     pub generations_dropped: u64,
     /// Their bytes.
     pub bytes_dropped: u64,
+    /// Rounds of the retention policy that listed the consumers (it had something to drop).
+    pub retention_rounds: u64,
+    /// Rounds a named consumer held back (the policy is never forced).
+    pub retention_held_back: u64,
+    /// The consumer that held the last such round back, at its listed position.
+    pub retention_held_by: Option<crate::retention::HeldBack>,
+    /// Rounds whose consumer listing failed (left to the next round).
+    pub retention_failures: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -261,6 +277,10 @@ enum Purpose {
     /// A request of a collection round.
     Collect {
         step: gc::GcStep,
+    },
+    /// Request `inner` of a retention round's consumer listing.
+    Retain {
+        inner: RequestId,
     },
 }
 
@@ -326,6 +346,7 @@ pub struct Writer {
     /// window long enough ago for every reader's manifest (PROTOCOL.md §5).
     cursor_times: VecDeque<(u64, Duration)>,
     gc: gc::Gc,
+    retain: retain::Retain,
 }
 
 impl Writer {
@@ -380,6 +401,7 @@ impl Writer {
             claimed_at: None,
             cursor_times: VecDeque::new(),
             gc: gc::Gc::default(),
+            retain: retain::Retain::default(),
         };
         w.io.set_clock(now);
         w.start_open();
@@ -406,6 +428,7 @@ impl Writer {
             .filter(|_| self.phase == Phase::Ready)
             .filter(|_| self.pipeline.in_flight() < self.cfg.max_in_flight as usize);
         let lease = earliest(self.renew_deadline(), self.gc_deadline());
+        let lease = earliest(lease, self.retain_deadline());
         earliest(
             earliest(earliest(group, self.io.next_deadline()), lease),
             self.retire_deadline(),
@@ -464,6 +487,10 @@ impl Writer {
             bytes_reclaimed: c.bytes_reclaimed,
             generations_dropped: c.generations_dropped,
             bytes_dropped: c.bytes_dropped,
+            retention_rounds: c.retention_rounds,
+            retention_held_back: c.retention_held_back,
+            retention_held_by: c.retention_held_by.clone(),
+            retention_failures: c.retention_failures,
         }
     }
 
@@ -554,6 +581,10 @@ impl Writer {
                 let step = *step;
                 self.on_collect(step, request, response)
             }
+            Purpose::Retain { inner } => {
+                let inner = *inner;
+                self.on_retain(inner, request, response)
+            }
         }
     }
 
@@ -565,6 +596,7 @@ impl Writer {
             self.relieve_backpressure();
             self.try_commit();
             self.maybe_compact();
+            self.maybe_retain();
             self.collect_retired();
             self.release_acks();
             self.maybe_renew();

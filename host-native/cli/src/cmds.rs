@@ -57,10 +57,34 @@ fn read_input(path: &str, csv: bool) -> Result<(SchemaRef, Vec<RecordBatch>), Er
 
 /// `append`: every batch is read and checked before the first is written, then all are
 /// appended and the summary is printed only once all are durable.
+/// The retention policy `--keep-bytes` and `--keep-for` ask for (`None`: neither).
+pub fn retention(
+    keep_bytes: Option<u64>,
+    keep_for: Option<&str>,
+) -> Result<Option<tidewal::RetentionPolicy>, Error> {
+    let keep_for = keep_for
+        .map(|s| {
+            humantime::parse_duration(s)
+                .map_err(|e| invalid(format!("--keep-for {s:?} is not a duration: {e}")))
+        })
+        .transpose()?;
+    if keep_bytes.is_none() && keep_for.is_none() {
+        return Ok(None);
+    }
+    let policy = tidewal::RetentionPolicy {
+        keep_for,
+        keep_bytes,
+        interval: tidewal::RetentionPolicy::DEFAULT_INTERVAL,
+    };
+    policy.validate().map_err(|e| invalid(e.to_string()))?;
+    Ok(Some(policy))
+}
+
 pub async fn append(
     url: &str,
     input: (Option<String>, Option<String>, Option<usize>),
     batch_rows: usize,
+    retention: Option<tidewal::RetentionPolicy>,
 ) -> Result<(), Error> {
     if batch_rows == 0 {
         return Err(invalid("--batch-rows must be at least 1"));
@@ -87,7 +111,8 @@ pub async fn append(
     if chunks.is_empty() {
         return Err(invalid("the input holds no rows"));
     }
-    let (options, replaying) = with_replay_progress()?;
+    let (mut options, replaying) = with_replay_progress()?;
+    options.writer.retention = retention;
     let wal = Wal::open_url(url, schema, options).await?;
     replaying.finish_and_clear();
     let handles = chunks

@@ -52,6 +52,14 @@ enum Command {
         /// Rows per appended batch.
         #[arg(long, default_value_t = 8192)]
         batch_rows: usize,
+        /// Retention policy: keep at most this many bytes in generations, dropping the
+        /// oldest whole ones after the writer's flush (a named consumer holds it back).
+        #[arg(long)]
+        keep_bytes: Option<u64>,
+        /// Retention policy: drop generations whose entries are all older than this
+        /// (`7d`, `90m`, humantime syntax).
+        #[arg(long)]
+        keep_for: Option<String>,
     },
     /// Prints every durable row, in order.
     Cat {
@@ -783,7 +791,12 @@ async fn run(command: Command) -> Result<(), Error> {
             csv,
             generate,
             batch_rows,
-        } => cmds::append(&url, (ipc, csv, generate), batch_rows).await,
+            keep_bytes,
+            keep_for,
+        } => {
+            let retention = cmds::retention(keep_bytes, keep_for.as_deref())?;
+            cmds::append(&url, (ipc, csv, generate), batch_rows, retention).await
+        }
         Command::Cat {
             url,
             from,

@@ -12,7 +12,7 @@ use arrow_ipc::reader::StreamReader;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use js_sys::{Object, Promise, Reflect, Uint8Array};
-use tidewal_wasm::{consumers, inspect, verify, Consumer, LogReader, MemoryStore, Wal};
+use tidewal_wasm::{consumers, history, inspect, verify, Consumer, LogReader, MemoryStore, Wal};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
@@ -793,5 +793,173 @@ async fn a_ranged_get_reads_only_its_bytes_and_a_range_past_the_end_is_invalid_r
         assert!(get(&whole, "offset").is_undefined());
         let past = call(&store, "get", &["r/obj".into(), range(8.0, 4.0)]).await;
         assert_eq!(name(&past.unwrap_err()), "InvalidRange", "{kind}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_retention_policy_drops_flushed_generations_and_compact_answers_from_js() {
+    for (kind, store) in stores("a_retention_policy_drops_flushed_generations").await {
+        console_log!("store: {kind}");
+        let bad = [
+            vec![("keepBytes", JsValue::from(0))],
+            vec![("retentionIntervalMs", JsValue::from(5))],
+            vec![("keepForMs", JsValue::from(-1))],
+            vec![("keepBytes", JsValue::from(1)), ("walOnly", JsValue::TRUE)],
+        ];
+        for extra in bad {
+            let Err(e) = Wal::open(store.clone(), options("t", &extra)).await else {
+                panic!("{extra:?} accepted");
+            };
+            assert_eq!(name(&e), "InvalidInputError", "{extra:?}: {e:?}");
+        }
+        let extra = [
+            ("keepBytes", JsValue::from(1)),
+            ("retentionIntervalMs", JsValue::from(1)),
+        ];
+        let wal = Wal::open(store.clone(), options("t", &extra))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            wait(wal.append(&ipc(&schema(), &[batch(i * 10..i * 10 + 10)])))
+                .await
+                .unwrap();
+            wait(wal.flush_memtable()).await.unwrap();
+        }
+        // The rounds follow the flushes' commits: let the writer run until they landed.
+        for _ in 0..500 {
+            if num(&wal.stats(), "generationsDropped") >= 3.0 {
+                break;
+            }
+            pause(10).await;
+        }
+        let stats = wal.stats();
+        assert_eq!(num(&stats, "generationsDropped"), 3.0, "{stats:?}");
+        assert!(num(&stats, "bytesDropped") > 0.0);
+        assert!(num(&stats, "retentionRounds") >= 1.0);
+        assert_eq!(num(&stats, "retentionHeldBack"), 0.0);
+        assert!(get(&stats, "retentionHeldBy").is_null());
+        assert_eq!(num(&stats, "generationsLive"), 0.0);
+        assert!(scanned_ids(&wal).await.is_empty());
+        let pass = wait(wal.compact()).await.unwrap();
+        assert_eq!(num(&pass, "runs"), 0.0, "nothing left to merge");
+        wait(wal.close()).await.unwrap();
+        let e = wait(wal.collect_garbage()).await.unwrap_err();
+        assert_eq!(name(&e), "ClosedError", "{e:?}");
+    }
+}
+
+/// Lets the event loop run for `ms` (the global `setTimeout`).
+async fn pause(ms: i32) {
+    let p = Promise::new(&mut |resolve, _| {
+        let set: js_sys::Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
+            .unwrap()
+            .unchecked_into();
+        set.call2(&JsValue::NULL, &resolve, &JsValue::from(ms))
+            .unwrap();
+    });
+    wait(p).await.unwrap();
+}
+
+/// Every id a reader of `options` reports, until it is done.
+async fn reader_ids(store: &JsValue, options: JsValue) -> Result<Vec<i64>, JsValue> {
+    let reader = wait(LogReader::open(store.clone(), options)).await?;
+    let mut ids = Vec::new();
+    loop {
+        let item = call(&reader, "next", &[]).await?;
+        if get(&item, "done") == JsValue::TRUE {
+            return Ok(ids);
+        }
+        for b in item_batches(&item).1 {
+            let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+            ids.extend(col.values().iter().copied());
+        }
+    }
+}
+
+fn with(options: JsValue, extra: &[(&str, JsValue)]) -> JsValue {
+    for (k, v) in extra {
+        Reflect::set(&options, &(*k).into(), v).unwrap();
+    }
+    options
+}
+
+#[wasm_bindgen_test]
+async fn drops_are_held_back_by_a_consumer_unless_forced_and_history_and_as_of_reads_see_them() {
+    let tag = "drops_are_held_back_by_a_consumer_unless_forced";
+    for (kind, store) in stores(tag).await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "d").await;
+        let mut firsts = Vec::new();
+        for i in 0..3 {
+            let ack = wait(wal.append(&ipc(&schema(), &[batch(i * 10..i * 10 + 10)])))
+                .await
+                .unwrap();
+            firsts.push(num(&ack, "position"));
+            wait(wal.flush_memtable()).await.unwrap();
+        }
+        let before = history(store.clone(), "d".into());
+        let before = wait(before).await.unwrap();
+        let versions = js_sys::Array::from(&get(&before, "versions"));
+        let flushed = versions.get(versions.length() - 1);
+        assert_eq!(get(&flushed, "change"), JsValue::from("flush"));
+        assert_eq!(num(&flushed, "generations"), 3.0);
+        assert!(num(&flushed, "committedAt") > 0.0);
+        assert_eq!(num(&flushed, "rows"), 30.0);
+        let as_of = num(&flushed, "version");
+        // A consumer that consumed nothing holds every entry back.
+        let seen = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let etl = consumer(&store, "d", "etl", seen).await.unwrap();
+        let e = wait(wal.drop_before(firsts[1], None)).await.unwrap_err();
+        assert_eq!(name(&e), "HeldBackError", "{e:?}");
+        assert_eq!(get(&e, "consumer"), JsValue::from("etl"));
+        assert_eq!(num(&e, "position"), 0.0);
+        for bad in [-1.0, 0.5, firsts[2] + 99.0] {
+            let e = wait(wal.drop_before(bad, Some(true))).await.unwrap_err();
+            assert_eq!(name(&e), "InvalidInputError", "{bad}: {e:?}");
+        }
+        let d = wait(wal.drop_before(firsts[1], Some(true))).await.unwrap();
+        assert_eq!(num(&d, "generations"), 1.0);
+        assert_eq!(num(&d, "firstPosition"), firsts[1]);
+        assert!(num(&d, "bytes") > 0.0);
+        // Nothing is a day old.
+        let none = wait(wal.drop_older_than(86_400_000.0, Some(true)))
+            .await
+            .unwrap();
+        assert_eq!(num(&none, "generations"), 0.0);
+        assert_eq!(scanned_ids(&wal).await, (10..30).collect::<Vec<_>>());
+        let stats = wal.stats();
+        assert_eq!(num(&stats, "generationsDropped"), 1.0);
+        assert_eq!(num(&stats, "generationsLive"), 2.0);
+        let after = wait(history(store.clone(), "d".into())).await.unwrap();
+        let versions = js_sys::Array::from(&get(&after, "versions"));
+        let dropped = versions.get(versions.length() - 1);
+        assert_eq!(get(&dropped, "change"), JsValue::from("truncate"));
+        assert_eq!(num(&dropped, "droppedBefore"), firsts[1]);
+        // As of the version before the drop: all of it (its files are kept); until a time
+        // before the log: nothing.
+        let old = with(
+            reader_options("d", false, None),
+            &[("asOfVersion", as_of.into())],
+        );
+        assert_eq!(
+            reader_ids(&store, old).await.unwrap(),
+            (0..30).collect::<Vec<_>>()
+        );
+        let early = with(reader_options("d", false, None), &[("untilTime", 1.into())]);
+        assert!(reader_ids(&store, early).await.unwrap().is_empty());
+        let both = with(
+            reader_options("d", false, None),
+            &[("from", 1.into()), ("fromTime", 1.into())],
+        );
+        let e = reader_ids(&store, both).await.unwrap_err();
+        assert_eq!(name(&e), "InvalidInputError", "{e:?}");
+        let e = wait(wal.drop_before(firsts[1], None)).await.unwrap();
+        assert_eq!(
+            num(&e, "generations"),
+            0.0,
+            "at or below dropped_before: nothing"
+        );
+        drop(etl);
+        wait(wal.close()).await.unwrap();
     }
 }

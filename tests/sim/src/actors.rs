@@ -67,6 +67,8 @@ pub(crate) struct Client {
     pub until_time: Option<u64>,
     /// A writer's wall clock at the sim clock's zero (`None`: it has none).
     pub wall_origin: Option<u64>,
+    /// Its writer runs a retention policy (`retention.rs`).
+    pub retains: bool,
     /// A reader's output.
     pub read: Vec<(u64, u64)>,
     /// FNV-1a over every (position, payload byte) a reader reported.
@@ -159,6 +161,7 @@ impl World {
     pub(crate) fn spawn_writer(&mut self, bare: bool) -> Result<usize, String> {
         let seed = self.rng.u64();
         let client = self.clients.len();
+        let finale = bare;
         let bare = bare || self.rng.chance(self.bare_writers);
         // Some writers record generations as writers before ranged reads did (no index in
         // the manifest): readers must read those whole and the others with ranges.
@@ -172,7 +175,12 @@ impl World {
             true => None,
             false => Some(crate::world::WALL_CLOCK_BASE - 300 + self.rng.range(0, 600)),
         };
+        // Not the finale's: what it replayed is what the final reader must read.
+        if !cfg.wal_only && !finale {
+            cfg.retention = crate::retention::policy(&mut self.rng);
+        }
         let wall_origin = cfg.unix_ms_at_origin;
+        let retains = cfg.retention.is_some();
         let (cfg, codec) = (cfg, Box::new(codec));
         let clock = self.draw_clock();
         let now = clock.local(self.now);
@@ -197,6 +205,7 @@ impl World {
         self.clients.push(Client {
             machine: Some(machine),
             wall_origin,
+            retains,
             slowness,
             ledger,
             last_words: self.rng.range(1, 4) as u32,

@@ -125,6 +125,7 @@ impl Model {
                         ));
                     }
                     let h = h.clone();
+                    self.check_policy_drop(&h, &m)?;
                     self.check_generations_extend(store, codec, &h, &m)?;
                 }
                 self.high = Some(m);

@@ -88,6 +88,7 @@ impl World {
                 .ledger
                 .fenced(e)
                 .map_err(|e| format!("c{client}: {e}")),
+            SessionEvent::Retained(d) => self.retained(client, d),
             _ => Ok(()),
         }
     }
@@ -108,6 +109,9 @@ impl World {
     fn opened(&mut self, client: usize, epoch: u64, (items, cursor): View) -> Result<(), String> {
         self.clients[client].epoch = epoch;
         self.clients[client].ready = true;
+        if self.clients[client].retains {
+            self.model.retention.policy_epochs.insert(epoch);
+        }
         let who = format!("writer c{client} (epoch {epoch}) at open");
         self.model.check_sequence(&who, &items, &self.epochs())?;
         let view: BTreeSet<u64> = items.iter().map(|&(_, id)| id).collect();
@@ -233,6 +237,7 @@ impl World {
                     }
                 }
             }
+            Event::Retained(d) => self.retained(client, d)?,
             Event::Closed => {
                 self.clients[client].closed = true;
                 self.clients[client].machine = None;

@@ -4,13 +4,35 @@
 //! from the store when the command is given (the commit lands later: the listing is stale by
 //! then, as a host's is), sometimes forced. The model learns which points were asked for
 //! (below them acknowledged entries may be gone) and which were forced (only those may
-//! refuse a consumer's resume with `Truncated`).
+//! refuse a consumer's resume with `Truncated`). Most writers with a memtable also run
+//! a random automatic policy (PROTOCOL.md §4 "Automatic retention"): its drops are never
+//! forced, so a consumer it passes fails its resume check, and each must end at a
+//! generation boundary of the manifest it committed.
 
+use std::time::Duration;
 use tidewal_core::consumer::ConsumerVersion;
+
 use tidewal_core::retention::drop_point;
+use tidewal_core::{Dropped, Manifest, RetentionPolicy};
 
 use crate::actors::Machine;
+use crate::model::{Check, Model};
+use crate::rng::Rng;
 use crate::world::World;
+
+/// A bare writer's policy, seven times in ten: by bytes (a few generations), by age (sim
+/// clocks), or both, rounds up to a few hundred ms apart.
+pub(crate) fn policy(rng: &mut Rng) -> Option<RetentionPolicy> {
+    if rng.chance(0.3) {
+        return None;
+    }
+    let kind = rng.range(0, 2);
+    Some(RetentionPolicy {
+        keep_for: (kind != 0).then(|| Duration::from_millis(rng.range(20, 1500))),
+        keep_bytes: (kind != 1).then(|| rng.range(1, 4000)),
+        interval: Duration::from_millis(rng.range(1, 300)),
+    })
+}
 
 /// What the model keeps about retention.
 #[derive(Default)]
@@ -23,6 +45,40 @@ pub struct Retained {
     pub forced: u64,
     /// Manifests that raised `dropped_before` (drops and truncates committed).
     pub committed: u64,
+    /// Drops the policy committed (as their writers told).
+    pub auto: u64,
+    /// Epochs whose writer runs a policy: their manifests may raise `dropped_before` past
+    /// every point asked for, to the end of a generation.
+    pub policy_epochs: std::collections::BTreeSet<u64>,
+}
+
+impl Model {
+    /// Manifest `new` lands after `old`: a rise of `dropped_before` past every point asked
+    /// for is a policy's, which ends whole generations of `old` (and of `new`).
+    pub fn check_policy_drop(&mut self, old: &Manifest, new: &Manifest) -> Check {
+        let to = new.dropped_before;
+        if to <= old.dropped_before || to <= self.truncated_to {
+            return Ok(());
+        }
+        if !self.retention.policy_epochs.contains(&new.epoch) {
+            return Ok(());
+        }
+        let boundary = old.generations.iter().any(|g| g.last_position + 1 == to);
+        let split = new.generations.first().filter(|g| g.first_position < to);
+        if !boundary || split.is_some() {
+            return Err(format!(
+                "manifest v{} of a policy writer dropped to {to}, not the end of a generation of v{} ({:?})",
+                new.version,
+                old.version,
+                old.generations
+                    .iter()
+                    .map(|g| (g.first_position, g.last_position))
+                    .collect::<Vec<_>>()
+            ));
+        }
+        self.truncated_to = to;
+        Ok(())
+    }
 }
 
 impl World {
@@ -125,6 +181,43 @@ impl World {
                 self.model.retention.forced_to = self.model.retention.forced_to.max(to);
             }
         }
+        Ok(())
+    }
+
+    /// A writer's policy committed a drop: below its point acknowledged entries may be gone
+    /// (never forced: a consumer it passed fails its resume check), and the point ends whole
+    /// generations in every version of this writer that landed with it.
+    pub(crate) fn retained(&mut self, client: usize, d: Dropped) -> Result<(), String> {
+        let epoch = self.clients[client].epoch;
+        let store = &self.net.store;
+        let mut landed = 0;
+        for path in store.paths().filter(|p| p.starts_with("log/manifest/")) {
+            let Some(m) = store.object(path).and_then(|b| Manifest::decode(b).ok()) else {
+                continue;
+            };
+            if m.epoch != epoch || m.dropped_before != d.first_position {
+                continue;
+            }
+            landed += 1;
+            if let Some(g) = m
+                .generations
+                .first()
+                .filter(|g| g.first_position < d.first_position)
+            {
+                return Err(format!(
+                    "c{client} retention split generation {}..={} at {} (manifest v{})",
+                    g.first_position, g.last_position, d.first_position, m.version
+                ));
+            }
+        }
+        if landed == 0 && d.generations > 0 {
+            self.note(format_args!(
+                "c{client} retained to {}: its versions collected",
+                d.first_position
+            ));
+        }
+        self.model.retention.auto += 1;
+        self.model.truncated_to = self.model.truncated_to.max(d.first_position);
         Ok(())
     }
 }

@@ -76,6 +76,8 @@ pub struct Outcome {
     pub drops_held_back: u64,
     pub drops_forced: u64,
     pub drops_committed: u64,
+    /// Automatic retention: drops the policy committed.
+    pub auto_drops: u64,
 }
 
 pub(crate) enum Ev {
@@ -177,6 +179,7 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         drops_held_back: w.model.retention.held_back,
         drops_forced: w.model.retention.forced,
         drops_committed: w.model.retention.committed,
+        auto_drops: w.model.retention.auto,
     }
 }
 
@@ -215,6 +218,8 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
         // Short, so that leases run out and collectors run within a seed.
         lease: Duration::from_millis(rng.range(100, 300)),
         gc_margin: Duration::from_millis(20),
+        // Bare writers draw their own (`retention.rs`).
+        retention: None,
     }
 }
 
