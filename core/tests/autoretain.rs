@@ -11,7 +11,7 @@ use harness::*;
 use tidewal_core::consumer::ConsumerVersion;
 use tidewal_core::retention::HeldBack;
 use tidewal_core::{
-    CompactionConfig, Dropped, Event, Machine, Manifest, Op, Response, RetentionPolicy, StoreError,
+    CompactionConfig, Dropped, Event, Machine, Op, Response, RetentionPolicy, StoreError,
     StoreErrorKind, Writer, WriterConfig,
 };
 
@@ -46,16 +46,6 @@ fn flush_one(h: &mut Harness, d: &mut Driven, first: u64, per: u64) {
     d.w.flush_memtable(h.now).unwrap();
     d.collect();
     h.settle(d);
-}
-
-fn newest_manifest(h: &Harness) -> Manifest {
-    let newest = h
-        .store
-        .paths()
-        .filter(|p| p.starts_with("t/manifest/"))
-        .max()
-        .expect("a manifest");
-    Manifest::decode(h.store.object(newest).unwrap()).unwrap()
 }
 
 fn retained(d: &Driven) -> Vec<Dropped> {
@@ -96,7 +86,7 @@ fn consumer_at(h: &mut Harness, name: &str, position: u64) {
 
 /// Generations of the newest manifest: (first, last, bytes).
 fn generations(h: &Harness) -> Vec<(u64, u64, u64)> {
-    newest_manifest(h)
+    h.newest_manifest()
         .generations
         .iter()
         .map(|g| (g.first_position, g.last_position, g.bytes))
@@ -121,7 +111,7 @@ fn keep_bytes_drops_the_oldest_whole_generations_after_each_flush() {
         assert!(bytes <= 2 * one, "{bytes} bytes live after flush {g}");
         assert_eq!(gens.len() as u64, (g + 1).min(2));
     }
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     // Positions 4..14 were flushed two by two: the last two generations stay.
     assert_eq!(
         (m.dropped_before, m.generations[0].first_position),
@@ -148,7 +138,7 @@ fn a_named_consumer_holds_the_policy_back_at_a_generation_boundary_never_forced(
         flush_one(&mut h, &mut w, g * 100, 2);
         h.now += Duration::from_millis(2);
     }
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.dropped_before, 6);
     assert_eq!(m.generations[0].first_position, 6);
     assert_eq!(positions(&mut h), vec![6, 7, 8, 9]);
@@ -169,7 +159,7 @@ fn a_named_consumer_holds_the_policy_back_at_a_generation_boundary_never_forced(
         flush_one(&mut h, &mut w, g * 100, 2);
         h.now += Duration::from_millis(2);
     }
-    assert_eq!(newest_manifest(&h).dropped_before, 0);
+    assert_eq!(h.newest_manifest().dropped_before, 0);
     assert!(retained(&w).is_empty());
     let s = w.w.stats();
     assert_eq!((s.retention_rounds, s.retention_held_back), (2, 2));
@@ -249,7 +239,7 @@ fn keep_for_drops_generations_older_than_it_by_the_writers_wall_clock() {
     // At 4 s the first is older than 3 s, the second (2 s) is not.
     h.now += Duration::from_secs(2);
     flush_one(&mut h, &mut w, 200, 2);
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.generations.len(), 2);
     assert_eq!(m.dropped_before, 6);
     assert_eq!(positions(&mut h), vec![6, 7, 8, 9]);
@@ -268,7 +258,7 @@ fn keep_for_drops_generations_older_than_it_by_the_writers_wall_clock() {
         flush_one(&mut h, &mut w, g * 100, 2);
         h.now += Duration::from_secs(5);
     }
-    assert_eq!(newest_manifest(&h).dropped_before, 0);
+    assert_eq!(h.newest_manifest().dropped_before, 0);
     assert_eq!(w.w.stats().retention_rounds, 0);
 }
 
@@ -304,7 +294,7 @@ fn a_failed_listing_is_counted_and_drops_nothing_and_the_writer_goes_on() {
     let s = w.w.stats();
     assert_eq!((s.retention_failures, s.generations_dropped), (1, 0));
     assert!(w.fatal().is_none());
-    assert_eq!(newest_manifest(&h).dropped_before, 0);
+    assert_eq!(h.newest_manifest().dropped_before, 0);
     // The next flush's round succeeds.
     h.now += Duration::from_millis(2);
     flush_one(&mut h, &mut w, 100, 2);
@@ -390,5 +380,5 @@ fn a_closing_writer_applies_the_policy_after_its_last_flush() {
         .iter()
         .position(|e| matches!(e, Event::Retained(_)));
     assert!(retained_at < closed_at, "Closed before the round's drop");
-    assert_eq!(newest_manifest(&h).generations.len(), 0);
+    assert_eq!(h.newest_manifest().generations.len(), 0);
 }

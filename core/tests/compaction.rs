@@ -43,16 +43,6 @@ fn flush_generations(h: &mut Harness, d: &mut Driven, n: u64, per: u64) {
     }
 }
 
-fn newest_manifest(h: &Harness) -> Manifest {
-    let newest = h
-        .store
-        .paths()
-        .filter(|p| p.starts_with("t/manifest/"))
-        .max()
-        .expect("a manifest");
-    Manifest::decode(h.store.object(newest).unwrap()).unwrap()
-}
-
 fn entries_of(h: &Harness, path: &str) -> Vec<PositionedRecords> {
     let body = h
         .store
@@ -68,7 +58,7 @@ fn a_merged_generation_holds_exactly_the_inputs_entries_and_every_reader_path_re
     // Retired files stay (a long grace), so the inputs can be compared with the merge.
     let mut w = h.open(compacting(Duration::from_secs(3600), 8), 1);
     flush_generations(&mut h, &mut w, 2, 3);
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.generations.len(), 1, "two tier-0 generations merged");
     assert_eq!(m.retired.len(), 2);
     let merged = &m.generations[0];
@@ -135,7 +125,7 @@ fn a_retired_file_is_deleted_only_once_no_kept_version_names_it() {
     // Two versions kept: the one before the compaction's still names its inputs.
     let mut w = h.open(compacting(grace, 2), 1);
     flush_generations(&mut h, &mut w, 2, 1);
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!((m.generations.len(), m.retired.len()), (1, 2));
     let kept = Manifest::decode(
         h.store
@@ -196,7 +186,7 @@ fn a_retired_file_is_deleted_only_once_no_kept_version_names_it() {
     w.w.flush_memtable(h.now).unwrap();
     w.collect();
     h.settle(&mut w);
-    let now_retired = newest_manifest(&h).retired;
+    let now_retired = h.newest_manifest().retired;
     assert!(
         m.retired.iter().all(|r| !now_retired.contains(r)),
         "{now_retired:?}"
@@ -216,7 +206,7 @@ fn a_retired_file_waits_for_its_grace() {
     w.collect();
     // Every request, no timer: the compaction commits, the older versions go.
     run_but(&mut h, &mut w, |_| false);
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.retired.len(), 2);
     assert_eq!(
         h.store.paths().filter(|p| p.contains("manifest/")).count(),
@@ -259,7 +249,7 @@ fn a_reader_that_meets_a_generation_gone_mid_way_continues_exactly() {
     };
     let mut w = h.open(cfg, 1);
     flush_generations(&mut h, &mut w, 3, 4);
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.generations.len(), 3);
     let expected: Vec<u64> =
         (m.generations[0].first_position..=m.generations[2].last_position).collect();
@@ -338,7 +328,7 @@ fn a_reader_that_meets_a_generation_gone_mid_way_continues_exactly() {
     assert!(r.is_done());
     assert_eq!(got, expected, "every entry once, in order");
     assert!(r.generations_gone() >= 1);
-    let merged = &newest_manifest(&h).generations[0].path;
+    let merged = &h.newest_manifest().generations[0].path;
     assert!(ops
         .iter()
         .any(|op| matches!(op, Op::GetRange { path, .. } if path == merged)));
@@ -349,7 +339,7 @@ fn a_gone_generation_without_a_newer_manifest_is_corrupt() {
     let mut h = Harness::new();
     let mut w = h.open(config(), 1);
     flush_generations(&mut h, &mut w, 1, 2);
-    let g = newest_manifest(&h).generations[0].path.clone();
+    let g = h.newest_manifest().generations[0].path.clone();
     h.store.execute(&Op::Delete { path: g.clone() });
     match h.read_all() {
         Err(tidewal_core::FatalError::Corrupt { path, .. }) => assert_eq!(path, g),
@@ -372,7 +362,7 @@ fn a_compaction_that_meets_a_generation_gone_stops_until_the_manifest_moves() {
         &mut w,
         |op| matches!(op, Op::Get { path } if path.contains("/gen/")),
     );
-    let first = newest_manifest(&h).generations[0].path.clone();
+    let first = h.newest_manifest().generations[0].path.clone();
     h.store.execute(&Op::Delete { path: first });
     h.settle(&mut w);
     let gets = |w: &Driven| w.w.stats().io.gets;
@@ -384,5 +374,5 @@ fn a_compaction_that_meets_a_generation_gone_stops_until_the_manifest_moves() {
     assert_eq!(gets(&w), before);
     assert_eq!(w.w.stats().compactions_dropped, 1);
     assert!(w.fatal().is_none());
-    assert_eq!(newest_manifest(&h).generations.len(), 2, "nothing merged");
+    assert_eq!(h.newest_manifest().generations.len(), 2, "nothing merged");
 }

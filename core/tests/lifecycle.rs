@@ -97,16 +97,6 @@ fn census(h: &Harness) -> Census {
     c
 }
 
-fn newest_manifest_bytes(h: &Harness) -> usize {
-    let newest = h
-        .store
-        .paths()
-        .filter(|p| p.starts_with("t/manifest/"))
-        .max()
-        .expect("a manifest");
-    h.store.object(newest).unwrap().len()
-}
-
 /// Opens a writer, counting the requests it sends until it is ready.
 fn open_counted(h: &mut Harness, cfg: WriterConfig, seed: u64) -> (Driven, u64) {
     let mut d = h.writer(cfg, seed);
@@ -215,7 +205,7 @@ fn a_log_of_many_short_sessions_stays_bounded() {
             "session {i}: {live} live > {live_bound}"
         );
         let c = census(&h);
-        let bytes = newest_manifest_bytes(&h);
+        let bytes = h.newest_manifest_bytes().len();
         if i >= warm {
             assert!(c.manifests <= manifest_bound, "session {i}: {c:?}");
             assert!(c.generations <= gen_bound, "session {i}: {c:?}");

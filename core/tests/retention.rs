@@ -10,8 +10,8 @@ use std::time::Duration;
 use harness::*;
 
 use tidewal_core::{
-    CommandError, CompactionConfig, Dropped, Event, FatalError, Machine, Manifest, Op, Reader,
-    ReaderConfig, Response, Start, StoreError, StoreErrorKind, WriterConfig,
+    CommandError, CompactionConfig, Dropped, Event, FatalError, Machine, Op, Reader, ReaderConfig,
+    Response, Start, StoreError, StoreErrorKind, WriterConfig,
 };
 
 /// No background compaction (generations stay as flushed), `keep` versions, `grace`.
@@ -40,16 +40,6 @@ fn flush_generations(h: &mut Harness, d: &mut Driven, n: u64, per: u64) {
     }
 }
 
-fn newest_manifest(h: &Harness) -> Manifest {
-    let newest = h
-        .store
-        .paths()
-        .filter(|p| p.starts_with("t/manifest/"))
-        .max()
-        .expect("a manifest");
-    Manifest::decode(h.store.object(newest).unwrap()).unwrap()
-}
-
 fn dropped(d: &Driven) -> Option<&Dropped> {
     d.events.iter().find_map(|e| match e {
         Event::Dropped(x) => Some(x),
@@ -63,13 +53,13 @@ fn a_drop_removes_only_the_generations_wholly_below_its_point() {
     let mut w = h.open(retaining(8, Duration::from_secs(3600)), 1);
     // Positions 4..6, 6..8, 8..10 (fence at 0, window 4).
     flush_generations(&mut h, &mut w, 3, 2);
-    let before = newest_manifest(&h);
+    let before = h.newest_manifest();
     assert_eq!(before.generations.len(), 3);
     // 7 lies inside the second generation: only the first is wholly below it.
     w.w.drop_before(7, h.now).unwrap();
     w.collect();
     h.settle(&mut w);
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.dropped_before, 7);
     assert_eq!(m.generations, before.generations[1..].to_vec());
     assert_eq!(m.retired.len(), 1);
@@ -157,7 +147,7 @@ fn a_dropped_file_is_deleted_only_once_no_kept_version_names_it_and_its_grace_pa
     // Two versions kept: the one before the drop still names the dropped file.
     let mut w = h.open(retaining(2, grace), 1);
     flush_generations(&mut h, &mut w, 2, 1);
-    let first = newest_manifest(&h).generations[0].clone();
+    let first = h.newest_manifest().generations[0].clone();
     w.w.drop_before(first.last_position + 1, h.now).unwrap();
     w.collect();
     h.settle(&mut w);
@@ -212,7 +202,7 @@ fn a_compaction_in_flight_over_a_dropped_generation_is_dropped_not_committed() {
     w.w.drop_before(5, h.now).unwrap();
     w.collect();
     h.settle(&mut w);
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.dropped_before, 5);
     assert_eq!(m.generations.len(), 1);
     assert_eq!(
@@ -236,7 +226,7 @@ fn a_drop_whose_commit_landed_but_was_answered_as_a_timeout_is_read_back_and_rep
     let mut h = Harness::new();
     let mut w = h.open(retaining(8, Duration::from_secs(3600)), 1);
     flush_generations(&mut h, &mut w, 2, 1);
-    let first = newest_manifest(&h).generations[0].clone();
+    let first = h.newest_manifest().generations[0].clone();
     w.w.drop_before(first.last_position + 1, h.now).unwrap();
     w.collect();
     let i = w.find(is_manifest_put).expect("the drop's commit");
@@ -247,7 +237,7 @@ fn a_drop_whose_commit_landed_but_was_answered_as_a_timeout_is_read_back_and_rep
     w.w.handle_response(req.id, Response::Put(Err(lost)), h.now);
     w.collect();
     h.settle(&mut w);
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.dropped_before, first.last_position + 1);
     assert_eq!(m.generations.len(), 1);
     let dropped: Vec<_> = w
@@ -264,7 +254,7 @@ fn a_drop_that_loses_its_commit_slot_to_a_newer_writer_drops_nothing() {
     let mut h = Harness::new();
     let mut w = h.open(retaining(8, Duration::ZERO), 1);
     flush_generations(&mut h, &mut w, 2, 1);
-    let before = newest_manifest(&h);
+    let before = h.newest_manifest();
     w.w.drop_before(before.generations[0].last_position + 1, h.now)
         .unwrap();
     w.collect();
@@ -282,7 +272,7 @@ fn a_drop_that_loses_its_commit_slot_to_a_newer_writer_drops_nothing() {
         dropped(&w).is_none(),
         "a drop reported that never committed"
     );
-    let m = newest_manifest(&h);
+    let m = h.newest_manifest();
     assert_eq!(m.dropped_before, 0);
     assert_eq!(m.generations, before.generations);
     for g in &before.generations {

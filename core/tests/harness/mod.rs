@@ -227,6 +227,24 @@ impl Driven {
     }
 }
 
+impl Harness {
+    /// The newest manifest object under the test prefix `t/`, as stored.
+    pub fn newest_manifest_bytes(&self) -> &[u8] {
+        let newest = self
+            .store
+            .paths()
+            .filter(|p| p.starts_with("t/manifest/"))
+            .max()
+            .expect("a manifest");
+        self.store.object(newest).unwrap()
+    }
+
+    /// The newest manifest under `t/`, decoded.
+    pub fn newest_manifest(&self) -> tidewal_core::Manifest {
+        tidewal_core::Manifest::decode(self.newest_manifest_bytes()).unwrap()
+    }
+}
+
 pub fn is_wal_put(op: &Op) -> bool {
     matches!(op, Op::Put { path, .. } if path.contains("/wal/"))
 }
