@@ -301,6 +301,7 @@ mod tests {
             retired: Vec::new(),
             lease_ms: None,
             lease_epoch: None,
+            dropping: None,
         }
     }
 

@@ -24,6 +24,11 @@ pub(super) enum CommitKind {
     Compaction,
     /// Leading generations dropped by retention (`drop.rs`).
     Drop,
+    /// A checked drop's intent: `dropping` set, before the consumers are listed
+    /// (`retain.rs`).
+    Intent,
+    /// A checked drop that dropped nothing: `dropping` cleared.
+    Settle,
 }
 
 impl Writer {
@@ -116,6 +121,8 @@ impl Writer {
             CommitKind::Truncate => self.on_truncated(),
             CommitKind::Compaction => self.on_compacted(),
             CommitKind::Drop => self.on_dropped(),
+            CommitKind::Intent => self.on_intent_committed(),
+            CommitKind::Settle => self.on_round_closed(None),
         }
         self.sync_retiring();
         self.collect_manifests();

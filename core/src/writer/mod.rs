@@ -56,6 +56,7 @@ pub use drop::Dropped;
 pub use gc::Collected;
 pub use lease::{collect_after, RHO_DEN, RHO_NUM};
 use put::PutTarget;
+pub use retain::DropRefusal;
 
 /// How many replayed bytes there are between two [`Event::Replaying`].
 pub const REPLAY_PROGRESS_STEP: u64 = 4 << 20;
@@ -117,6 +118,9 @@ pub enum Event {
     },
     /// A drop asked for with [`Writer::drop_before`] was committed (or found nothing to do).
     Dropped(Dropped),
+    /// A [`Writer::drop_before`] or [`Writer::truncate`] asked for without `force` dropped
+    /// nothing: a named consumer holds it back, or the consumers could not be listed.
+    DropRefused(DropRefusal),
     /// The retention policy dropped generations on its own (PROTOCOL.md §4 "Automatic
     /// retention"); never the answer to a [`Writer::drop_before`].
     Retained(Dropped),
@@ -329,9 +333,7 @@ pub struct Writer {
     memtable: flush::Memtable,
     /// Durable data positions not yet below the cursor (what GC may delete later).
     live_positions: VecDeque<u64>,
-    pending_truncate: Option<u64>,
-    /// A drop asked for and not committed yet, then the one committing.
-    pending_drop: Option<u64>,
+    /// What the drop in the commit slot removes (`drop.rs`).
     dropping: Option<Dropped>,
     closing: bool,
     /// Bytes of the last append refused for backpressure, until there is room for them.
@@ -391,8 +393,6 @@ impl Writer {
             pipeline: append::Pipeline::default(),
             memtable: flush::Memtable::default(),
             live_positions: VecDeque::new(),
-            pending_truncate: None,
-            pending_drop: None,
             dropping: None,
             closing: false,
             blocked: None,
@@ -729,11 +729,11 @@ impl Writer {
             if self.memtable.has_frozen()
                 || self.commit.is_some()
                 || self.compacting()
-                || self.pending_drop.is_some()
+                || self.dropping_in_progress()
             {
                 return;
             }
-        } else if self.commit.is_some() {
+        } else if self.commit.is_some() || self.dropping_in_progress() {
             return;
         }
         // Collection too: a host may stop driving the machine once it is closed.

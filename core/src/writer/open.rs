@@ -79,6 +79,7 @@ impl Writer {
             // A log created by a lease writer never had a writer without one.
             lease_ms: Some(lease_ms(&self.cfg)),
             lease_epoch: Some(1),
+            dropping: None,
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);
@@ -118,6 +119,9 @@ impl Writer {
         // The lease is fixed when first written; `lease_epoch` is written by this writer's
         // first commit once its fence is in place (flush.rs), if no writer wrote it before.
         claim.lease_ms = m.lease_ms.or(Some(lease_ms(&self.cfg)));
+        // A drop the fenced owner was deciding will never commit (its next commit loses to
+        // this claim): consumers waiting on it go on from the claim.
+        claim.dropping = None;
         self.manifest = Some(m);
         self.start_commit(claim, CommitKind::Claim);
     }

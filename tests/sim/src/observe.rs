@@ -238,6 +238,7 @@ impl World {
                 }
             }
             Event::Retained(d) => self.retained(client, d)?,
+            Event::DropRefused(r) => self.drop_refused(client, r)?,
             Event::Closed => {
                 self.clients[client].closed = true;
                 self.clients[client].machine = None;

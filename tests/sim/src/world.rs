@@ -74,6 +74,7 @@ pub struct Outcome {
     /// committed (`retention.rs`).
     pub drops_asked: u64,
     pub drops_held_back: u64,
+    pub drops_refused_by_writer: u64,
     pub drops_forced: u64,
     pub drops_committed: u64,
     /// Automatic retention: drops the policy committed.
@@ -102,6 +103,9 @@ pub(crate) enum Ev {
         client: usize,
     },
     Spawn,
+    /// A consumer of a name never claimed before, just after a drop was asked for: the one a
+    /// drop's listing may miss (PROTOCOL.md §4 "Retention").
+    SpawnFresh,
 }
 
 pub(crate) struct World {
@@ -177,6 +181,7 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         acks_held: w.clients.iter().map(|c| c.acks_held).sum(),
         drops_asked: w.model.retention.asked,
         drops_held_back: w.model.retention.held_back,
+        drops_refused_by_writer: w.model.retention.refused_by_writer,
         drops_forced: w.model.retention.forced,
         drops_committed: w.model.retention.committed,
         auto_drops: w.model.retention.auto,
@@ -377,6 +382,10 @@ impl World {
             }
             Ev::Act { client } => self.act(client),
             Ev::Release { client } => self.release(client),
+            Ev::SpawnFresh => {
+                let name = format!("fresh{}", self.clients.len());
+                self.spawn_consumer(Some(&name), true).map(|_| ())
+            }
             Ev::Spawn => {
                 let writers = self.clients.iter().filter(|c| c.is_live_writer()).count();
                 let readers = self
