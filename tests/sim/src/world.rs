@@ -75,6 +75,7 @@ pub struct Outcome {
     pub drops_asked: u64,
     pub drops_held_back: u64,
     pub drops_refused_by_writer: u64,
+    pub grace_checked: u64,
     pub drops_forced: u64,
     pub drops_committed: u64,
     /// Automatic retention: drops the policy committed.
@@ -182,6 +183,7 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         drops_asked: w.model.retention.asked,
         drops_held_back: w.model.retention.held_back,
         drops_refused_by_writer: w.model.retention.refused_by_writer,
+        grace_checked: w.model.compactions.grace_checked,
         drops_forced: w.model.retention.forced,
         drops_committed: w.model.retention.committed,
         auto_drops: w.model.retention.auto,
@@ -315,6 +317,7 @@ impl World {
 
     fn step(&mut self, ev: Ev) -> Result<(), String> {
         let now = self.now;
+        self.model.now = now;
         match ev {
             Ev::Arrive { client, id, op } => {
                 self.check_manifest_delete(client, &op)?;
@@ -455,6 +458,9 @@ impl World {
             match out {
                 Out::Request(Request { id, op, .. }) => {
                     self.note(format_args!("c{client} -> #{} {}", id.0, op_name(&op)));
+                    if let Op::Delete { path } = &op {
+                        self.check_grace(client, path)?;
+                    }
                     self.data_get_sent(client, id, &op)?;
                     let at = self.now + self.latency(client) + self.stall(client);
                     self.schedule(at, Ev::Arrive { client, id, op });
