@@ -492,8 +492,13 @@ impl Session {
                     replaced,
                     generations,
                 };
+                // A pass that stopped at a corrupt generation says so (the writer goes on).
+                let failed = self.machine.stats().compaction_error;
                 for r in core::mem::take(&mut self.compactions) {
-                    r(Ok(pass));
+                    r(match &failed {
+                        Some(e) => Err(e.clone().into()),
+                        None => Ok(pass),
+                    });
                 }
             }
             Event::Collected(c) => {

@@ -247,6 +247,12 @@ impl Wal {
         set(&o, "generationsLive", w.generations_live as f64);
         set(&o, "compactions", w.compactions as f64);
         set(&o, "generationsCompacted", w.generations_compacted as f64);
+        set(&o, "compactionsFailed", w.compactions_failed as f64);
+        let error = w
+            .compaction_error
+            .as_ref()
+            .map_or(JsValue::NULL, |e| JsValue::from(e.to_string()));
+        set(&o, "compactionError", error);
         set(&o, "bytesReclaimed", w.bytes_reclaimed as f64);
         set(&o, "leaseRenewals", w.lease_renewals as f64);
         set(&o, "collectedFences", w.collected.fences as f64);

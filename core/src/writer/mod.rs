@@ -154,6 +154,7 @@ struct Counters {
     gc_failures: u64,
     compactions: u64,
     compactions_dropped: u64,
+    compactions_failed: u64,
     generations_compacted: u64,
     bytes_reclaimed: u64,
     lease_renewals: u64,
@@ -203,6 +204,11 @@ pub struct WriterStats {
     /// Compactions dropped: their run changed before their commit, or one of its
     /// generations was gone.
     pub compactions_dropped: u64,
+    /// Compactions given up because their run could not be read (the store kept failing,
+    /// or a generation is corrupt); the writer went on.
+    pub compactions_failed: u64,
+    /// Why compaction stopped for this writer: a generation it had to merge is corrupt.
+    pub compaction_error: Option<FatalError>,
     /// Generations replaced by compactions.
     pub generations_compacted: u64,
     /// Bytes of retired generation files deleted.
@@ -326,6 +332,8 @@ pub struct Writer {
     compaction_seq: u64,
     /// A run's generation was gone at this manifest version: no compaction until a newer one.
     compaction_paused_at: Option<u64>,
+    /// A generation a compaction had to merge is corrupt: no more compactions.
+    compaction_error: Option<FatalError>,
     full_pass: Option<compact::FullPass>,
     /// Retired generation files this writer knows of (PROTOCOL.md §4 "Compaction").
     retiring: Vec<compact::Retiring>,
@@ -388,6 +396,7 @@ impl Writer {
             compaction: None,
             compaction_seq: 0,
             compaction_paused_at: None,
+            compaction_error: None,
             full_pass: None,
             retiring: Vec::new(),
             pipeline: append::Pipeline::default(),
@@ -483,6 +492,8 @@ impl Writer {
                 .map_or(0, |m| m.generations.len() as u64),
             compactions: c.compactions,
             compactions_dropped: c.compactions_dropped,
+            compactions_failed: c.compactions_failed,
+            compaction_error: self.compaction_error.clone(),
             generations_compacted: c.generations_compacted,
             bytes_reclaimed: c.bytes_reclaimed,
             generations_dropped: c.generations_dropped,
