@@ -392,6 +392,10 @@ mod tests {
         assert_eq!(h.versions[2].bytes, 200);
     }
 
+    fn intent_at(version: u64) -> crate::manifest::Dropping {
+        crate::manifest::Dropping { to: 2, version }
+    }
+
     #[test]
     fn each_kind_of_commit_is_named() {
         let base = manifest(4, 2, 9, 3);
@@ -414,11 +418,14 @@ mod tests {
             m.dropped_before = 1;
         };
         assert_eq!(next(&drop_first), Change::Drop);
-        assert_eq!(next(&|m| m.dropping = Some(2)), Change::Intent);
+        let intent_of = |m: &mut Manifest| {
+            m.dropping = Some(intent_at(m.version));
+        };
+        assert_eq!(next(&intent_of), Change::Intent);
         // A merge of the last two: fewer generations, the same entries.
         assert_eq!(next(&|m| drop(m.generations.pop())), Change::Compact);
         let mut intent = base.clone();
-        intent.dropping = Some(2);
+        intent.dropping = Some(intent_at(4));
         let mut settled = base.clone();
         settled.version = 5;
         assert_eq!(Change::between(Some(&intent), &settled), Change::Settle);

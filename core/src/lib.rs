@@ -56,7 +56,7 @@ pub use io::{
     Body, ObjectMeta, Op, OpKind, Request, RequestId, Response, StoreError, StoreErrorKind,
 };
 pub use machine::{Machine, Output};
-pub use manifest::{GenerationRecord, IndexRecord, Manifest, RetiredRecord};
+pub use manifest::{Dropping, GenerationRecord, IndexRecord, Manifest, RetiredRecord};
 pub use mem::MemStore;
 pub use policy::RetentionPolicy;
 pub use reader::{ReadEvent, Reader, StartPath, TimeStart};

@@ -78,7 +78,17 @@ pub struct Manifest {
     /// beginning while it is here waits for the drop's commit instead of reading entries the
     /// drop may remove. Absent when no drop is in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dropping: Option<u64>,
+    pub dropping: Option<Dropping>,
+}
+
+/// A drop being decided (PROTOCOL.md §4 "Retention"): its point, and the version of the
+/// intent commit that announced it (a later round's intent is another one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dropping {
+    /// Nothing below it is dropped by this round; it may drop less.
+    pub to: u64,
+    /// The manifest version that set it.
+    pub version: u64,
 }
 
 /// A generation file a compaction replaced, waiting to be deleted.

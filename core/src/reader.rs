@@ -209,8 +209,9 @@ pub struct Reader {
     /// How many times that happened.
     generations_gone: u64,
     /// A consumer's start from the beginning: it waits out a drop in progress
-    /// ([`Reader::settle_pending_drops`]).
+    /// ([`Reader::settle_pending_drops`]), the one whose intent is this version.
     settle_drops: bool,
+    waiting_on: Option<u64>,
 }
 
 impl Reader {
@@ -259,6 +260,7 @@ impl Reader {
             gone: None,
             generations_gone: 0,
             settle_drops: false,
+            waiting_on: None,
         };
         match r.cfg.as_of_version {
             Some(0) => r.fail(FatalError::NoSuchVersion {
@@ -276,8 +278,8 @@ impl Reader {
 
     /// A named consumer's reader (PROTOCOL.md §4 "Retention"): a start from the beginning
     /// whose first manifest says a drop is being decided (`dropping`) reads the manifest
-    /// again (every `poll_interval`) until the drop's commit lands, and starts where the log
-    /// starts then. The owner lists the consumers only after that intent, so a consumer it
+    /// again (every `poll_interval`) until the drop's commit lands (or another round's intent
+    /// is there instead), and starts where the log starts then. The owner lists the consumers only after that intent, so a consumer it
     /// did not see must not start below the drop. An owner that died mid-drop leaves the
     /// intent to the next writer's claim, which clears it: until one opens the log, the
     /// consumer waits (neither start is safe: below the point the drop may still land, at
@@ -481,10 +483,16 @@ impl Reader {
             return self.fail(e);
         }
         let first_read = self.manifest.is_none();
-        let waits = self.settle_drops && matches!(self.cfg.from, Start::Beginning);
-        if first_read && waits && m.dropping.is_some() {
-            self.poll_at = Some(self.now + self.cfg.poll_interval);
-            return;
+        let waits = self.settle_drops
+            && matches!(self.cfg.from, Start::Beginning)
+            && self.cfg.as_of_version.is_none();
+        if let (true, true, Some(d)) = (first_read, waits, m.dropping) {
+            // Only the round whose intent it saw first: a later round's intent landed after
+            // this consumer's claim, so that round's listing sees it.
+            if *self.waiting_on.get_or_insert(d.version) == d.version {
+                self.poll_at = Some(self.now + self.cfg.poll_interval);
+                return;
+            }
         }
         if let (true, Start::Position(p)) = (first_read, self.cfg.from) {
             let first_available = m.first_available();

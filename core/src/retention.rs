@@ -71,12 +71,11 @@ impl core::fmt::Display for HeldBack {
 }
 
 /// Where a drop to `requested` may go, given each named consumer's committed position
-/// (`(name, position)`, the newest version of each name, from a listing however old): at
-/// most the lowest of them, so no consumer resumes below what the log holds. Refused with
-/// the lowest consumer when it lies below `requested`, unless `force`. Why a stale listing is
-/// safe: committed positions only grow (a commit below the committed one is refused), so a
-/// consumer's position now is at or past the listed one; a name created after the listing
-/// claims at 0 and reads from the beginning, wherever the log starts then.
+/// (`(name, position)`, the newest version of each name): at most the lowest of them.
+/// Refused with the lowest consumer when it lies below `requested`, unless `force`. Hosts use
+/// it to refuse early, before anything is written; the guarantee rests on the writer's own
+/// round (PROTOCOL.md §4 "Retention": the drop's intent is committed before its listing, so
+/// a name claimed after that listing waits for the drop).
 pub fn drop_point<'a>(
     requested: u64,
     consumers: impl IntoIterator<Item = (&'a str, u64)>,

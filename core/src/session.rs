@@ -216,8 +216,8 @@ impl Session {
     }
 
     /// WAL-only: drops every entry below `position` by moving the replay cursor there (or to
-    /// the first entry past it); `reply` with the committed cursor once the manifest holds it,
-    /// at once if the cursor is already there. Refused at once outside
+    /// the first entry past it); `reply` with the committed cursor once the manifest holds it
+    /// (at once, in its turn, if the cursor cannot move). Refused at once outside
     /// `min = cursor ..= max = first position not yet durable` (`OutOfRange`), with a
     /// memtable (`WrongMode`) or before the writer is ready. Without `force`, named
     /// consumers are checked by the writer ([`Writer::truncate`]): `HeldBack` when one has
@@ -413,7 +413,7 @@ impl Session {
     fn drop_refused(&mut self, refusal: crate::writer::DropRefusal) {
         let error = match refusal {
             crate::writer::DropRefusal::HeldBack(h) => Error::from(h),
-            crate::writer::DropRefusal::Listing(e) => Error::Failed(e),
+            crate::writer::DropRefusal::Listing(e) => e.into(),
         };
         if let Some(r) = self.drops.pop_front() {
             r(Err(error));
@@ -486,16 +486,16 @@ impl Session {
                 runs,
                 replaced,
                 generations,
+                error,
             } => {
                 let pass = CompactionPass {
                     runs,
                     replaced,
                     generations,
                 };
-                // A pass that stopped at a corrupt generation says so (the writer goes on).
-                let failed = self.machine.stats().compaction_error;
+                // A pass that stopped at a run it could not read says so (the writer goes on).
                 for r in core::mem::take(&mut self.compactions) {
-                    r(match &failed {
+                    r(match &error {
                         Some(e) => Err(e.clone().into()),
                         None => Ok(pass),
                     });

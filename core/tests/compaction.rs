@@ -291,7 +291,8 @@ fn a_reader_that_meets_a_generation_gone_mid_way_continues_exactly() {
         Event::CompactionPass {
             runs: 1,
             replaced: 3,
-            generations: 1
+            generations: 1,
+            error: None,
         }
     )));
     for g in &m.generations {

@@ -10,8 +10,8 @@ use std::time::Duration;
 use harness::*;
 
 use tidewal_core::{
-    CommandError, CompactionConfig, Dropped, Event, FatalError, Machine, Op, Reader, ReaderConfig,
-    Response, Start, StoreError, StoreErrorKind, WriterConfig,
+    CommandError, CompactionConfig, Dropped, Event, FatalError, Machine, Manifest, Op, Reader,
+    ReaderConfig, Response, Start, StoreError, StoreErrorKind, WriterConfig,
 };
 
 /// No background compaction (generations stay as flushed), `keep` versions, `grace`.
@@ -219,8 +219,29 @@ fn a_compaction_in_flight_over_a_dropped_generation_is_dropped_not_committed() {
     assert_eq!(all, vec![5]);
 }
 
-fn is_manifest_put(op: &Op) -> bool {
-    matches!(op, Op::Put { path, .. } if path.contains("manifest/"))
+/// The closing commit of a drop's round: `dropped_before` raised, the intent cleared.
+fn is_drop_close(op: &Op) -> bool {
+    let Op::Put { path, body } = op else {
+        return false;
+    };
+    path.contains("manifest/")
+        && Manifest::decode(&body.to_bytes())
+            .is_ok_and(|m| m.dropped_before > 0 && m.dropping.is_none())
+}
+
+/// Runs the writer's held requests in order until the drop's closing commit is held.
+fn until_drop_close(h: &mut Harness, w: &mut Driven) -> usize {
+    for _ in 0..1_000 {
+        if let Some(i) = w.find(is_drop_close) {
+            return i;
+        }
+        assert!(
+            !w.held.is_empty(),
+            "the writer stopped before the drop's commit"
+        );
+        h.execute(w, 0);
+    }
+    panic!("no drop commit");
 }
 
 #[test]
@@ -232,7 +253,7 @@ fn a_drop_whose_commit_landed_but_was_answered_as_a_timeout_is_read_back_and_rep
     w.w.drop_before(first.last_position + 1, false, h.now)
         .unwrap();
     w.collect();
-    let i = w.find(is_manifest_put).expect("the drop's commit");
+    let i = until_drop_close(&mut h, &mut w);
     // It lands, but the answer is lost.
     let req = w.held.remove(i).unwrap();
     h.store.execute(&req.op);
@@ -261,10 +282,21 @@ fn a_drop_that_loses_its_commit_slot_to_a_newer_writer_drops_nothing() {
     w.w.drop_before(before.generations[0].last_position + 1, false, h.now)
         .unwrap();
     w.collect();
-    assert!(w.find(is_manifest_put).is_some());
-    // A newer writer claims first: the drop's create meets its version.
+    until_drop_close(&mut h, &mut w);
+    assert_eq!(
+        h.newest_manifest().dropping.map(|d| d.to),
+        Some(before.generations[0].last_position + 1),
+        "the intent landed"
+    );
+    // A newer writer claims first: the drop's create meets its version, and the claim
+    // clears the intent (consumers waiting on it go on).
     let mut newer = h.open(retaining(8, Duration::ZERO), 2);
     assert!(newer.ready());
+    assert_eq!(
+        h.newest_manifest().dropping,
+        None,
+        "the claim cleared the intent"
+    );
     h.settle(&mut w);
     assert!(
         matches!(w.fatal(), Some(FatalError::Fenced { .. })),

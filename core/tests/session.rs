@@ -255,3 +255,50 @@ fn close_drains_appends_waiting_for_room_and_refuses_what_comes_after() {
     }
     assert_eq!(taken(&closed), vec![Ok(())]);
 }
+
+#[test]
+fn truncates_asked_while_one_runs_share_the_next_round_and_each_is_answered_in_order() {
+    let mut store = MemStore::new();
+    let cfg = WriterConfig {
+        wal_only: true,
+        ..config()
+    };
+    let mut s = open(&mut store, cfg, 7, Duration::from_secs(1));
+    let acks: Vec<Log<Ack>> = (0..6)
+        .map(|n| {
+            let (reply, log) = recorder();
+            s.append(vec![rec(n)], reply, Duration::ZERO);
+            log
+        })
+        .collect();
+    run(&mut s, &mut store, Duration::ZERO);
+    let at: Vec<u64> = acks
+        .iter()
+        .map(|a| taken(a)[0].clone().unwrap().position)
+        .collect();
+    let versions = |store: &MemStore| {
+        store
+            .paths()
+            .filter(|p| p.starts_with("t/manifest/"))
+            .count()
+    };
+    let before = versions(&store);
+    // The first starts its round at once; the next three queue behind it and share one.
+    let logs: Vec<Log<u64>> = [at[1], at[2], at[4], at[3]]
+        .into_iter()
+        .map(|p| {
+            let (reply, log) = recorder();
+            s.truncate(p, false, reply, Duration::ZERO);
+            log
+        })
+        .collect();
+    run(&mut s, &mut store, Duration::ZERO);
+    let answers: Vec<_> = logs.iter().map(taken).collect();
+    // Each answered once, with the cursor its round committed (the shared one: the highest).
+    assert_eq!(answers[0], vec![Ok(at[1])]);
+    for a in &answers[1..] {
+        assert_eq!(a, &vec![Ok(at[4])], "{answers:?}");
+    }
+    // Two rounds of an intent and a truncate each, not four.
+    assert_eq!(versions(&store) - before, 4);
+}

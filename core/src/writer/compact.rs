@@ -101,6 +101,13 @@ impl Writer {
         let Some(m) = self.manifest.as_ref() else {
             return;
         };
+        // A corrupt generation stops compaction while the manifest names it (retention may
+        // drop it).
+        if let Some((path, _)) = &self.compaction_error {
+            if !m.generations.iter().any(|g| g.path == *path) {
+                self.compaction_error = None;
+            }
+        }
         let paused =
             self.compaction_paused_at == Some(m.version) || self.compaction_error.is_some();
         let cfg = self.compaction_cfg();
@@ -120,6 +127,7 @@ impl Writer {
                     runs: pass.runs,
                     replaced: pass.replaced,
                     generations: m.generations.len() as u64,
+                    error: self.pass_error.take(),
                 });
             }
             return;
@@ -166,13 +174,14 @@ impl Writer {
             Err(e) => {
                 if let Err(request) = self.io.retry(self.now, request) {
                     let path = Self::path_of(&request.op);
-                    self.compaction_failed(Self::store_fatal(path, &e), false);
+                    self.compaction_failed(Self::store_fatal(path, &e), None);
                 }
                 return;
             }
         };
         if let Err(e) = c.run[index].verify(self.codec.as_ref(), &body) {
-            return self.compaction_failed(e, true);
+            let path = c.run[index].path.clone();
+            return self.compaction_failed(e, Some(path));
         }
         c.bodies[index] = Some(body);
         if c.bodies.iter().all(Option::is_some) {
@@ -190,7 +199,15 @@ impl Writer {
         let bodies: Vec<Bytes> = c.bodies.iter_mut().filter_map(Option::take).collect();
         match self.merged_entries(&run, bodies) {
             Ok(entries) => self.put_merged(&run, &entries),
-            Err(e) => self.compaction_failed(e, true),
+            Err(e) => {
+                let path = match &e {
+                    FatalError::Corrupt { path, .. } | FatalError::Unsupported { path, .. } => {
+                        Some(path.clone())
+                    }
+                    _ => None,
+                };
+                self.compaction_failed(e, path)
+            }
         }
     }
 
@@ -200,12 +217,15 @@ impl Writer {
     /// a corrupt generation stops it for this writer (`compaction_error` in stats names it:
     /// merging around it would only be retried and fail again, and readers meet the same
     /// error).
-    fn compaction_failed(&mut self, error: FatalError, for_good: bool) {
+    pub(super) fn compaction_failed(&mut self, error: FatalError, corrupt: Option<String>) {
         self.compaction = None;
         self.counters.compactions_failed += 1;
         self.compaction_paused_at = self.manifest.as_ref().map(|m| m.version);
-        if for_good {
-            self.compaction_error = Some(error);
+        if self.full_pass.is_some() && self.pass_error.is_none() {
+            self.pass_error = Some(error.clone());
+        }
+        if let Some(path) = corrupt {
+            self.compaction_error = Some((path, error));
         }
     }
 
@@ -254,7 +274,8 @@ impl Writer {
         // The records are slices of the inputs' bytes (no copy); encoding writes each once.
         let body = match self.codec.encode_generation(&header, entries) {
             Ok(b) => b,
-            Err(e) => return self.compaction_failed(FatalError::from_codec(path, e), true),
+            // Not the inputs' fault: retried after the next commit.
+            Err(e) => return self.compaction_failed(FatalError::from_codec(path, e), None),
         };
         let record = self.describe_generation(id, path, entries, &body);
         if let Some(c) = self.compaction.as_mut() {

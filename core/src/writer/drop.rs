@@ -28,8 +28,8 @@ impl Writer {
     /// beginning starts there (inside the first kept generation, if it lies inside one).
     /// Without `force` the named consumers are checked first (PROTOCOL.md §4 "Retention": an
     /// intent commit, a listing, then the drop): answered by [`super::Event::Dropped`], or by
-    /// [`super::Event::DropRefused`] when a consumer has not consumed past `position` (nothing
-    /// dropped). With `force`, dropped whatever the consumers. WAL-only logs use
+    /// [`super::Event::DropRefused`] when a consumer has not consumed past `position` or the
+    /// consumers could not be listed (nothing dropped). With `force`, dropped whatever the consumers. WAL-only logs use
     /// [`Writer::truncate`].
     pub fn drop_before(
         &mut self,
@@ -79,7 +79,7 @@ impl Writer {
             at,
         }));
         m.dropped_before = to;
-        self.dropping = Some(Dropped {
+        self.drop_in_slot = Some(Dropped {
             generations: dropped.len() as u64,
             bytes: dropped.iter().map(|g| g.bytes).sum(),
             first_position: to,
@@ -89,7 +89,7 @@ impl Writer {
 
     /// The drop's manifest passed its post-check.
     pub(super) fn on_dropped(&mut self) {
-        let Some(d) = self.dropping.take() else {
+        let Some(d) = self.drop_in_slot.take() else {
             return;
         };
         self.counters.generations_dropped += d.generations;

@@ -132,6 +132,9 @@ pub enum Event {
         replaced: u64,
         /// Generations the manifest lists now.
         generations: u64,
+        /// Why it stopped early: a run it had to merge could not be read (`None`: it merged
+        /// every run it found).
+        error: Option<FatalError>,
     },
     /// There is room for the append last refused with [`AppendError::Backpressure`].
     Writable,
@@ -332,8 +335,11 @@ pub struct Writer {
     compaction_seq: u64,
     /// A run's generation was gone at this manifest version: no compaction until a newer one.
     compaction_paused_at: Option<u64>,
-    /// A generation a compaction had to merge is corrupt: no more compactions.
-    compaction_error: Option<FatalError>,
+    /// A generation a compaction had to merge is corrupt: no more compactions while the
+    /// manifest names it.
+    compaction_error: Option<(String, FatalError)>,
+    /// The first failure of the full pass in progress, if any.
+    pass_error: Option<FatalError>,
     full_pass: Option<compact::FullPass>,
     /// Retired generation files this writer knows of (PROTOCOL.md §4 "Compaction").
     retiring: Vec<compact::Retiring>,
@@ -342,7 +348,7 @@ pub struct Writer {
     /// Durable data positions not yet below the cursor (what GC may delete later).
     live_positions: VecDeque<u64>,
     /// What the drop in the commit slot removes (`drop.rs`).
-    dropping: Option<Dropped>,
+    drop_in_slot: Option<Dropped>,
     closing: bool,
     /// Bytes of the last append refused for backpressure, until there is room for them.
     blocked: Option<usize>,
@@ -397,12 +403,13 @@ impl Writer {
             compaction_seq: 0,
             compaction_paused_at: None,
             compaction_error: None,
+            pass_error: None,
             full_pass: None,
             retiring: Vec::new(),
             pipeline: append::Pipeline::default(),
             memtable: flush::Memtable::default(),
             live_positions: VecDeque::new(),
-            dropping: None,
+            drop_in_slot: None,
             closing: false,
             blocked: None,
             counters: Counters::default(),
@@ -493,7 +500,7 @@ impl Writer {
             compactions: c.compactions,
             compactions_dropped: c.compactions_dropped,
             compactions_failed: c.compactions_failed,
-            compaction_error: self.compaction_error.clone(),
+            compaction_error: self.compaction_error.as_ref().map(|(_, e)| e.clone()),
             generations_compacted: c.generations_compacted,
             bytes_reclaimed: c.bytes_reclaimed,
             generations_dropped: c.generations_dropped,

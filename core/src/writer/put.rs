@@ -121,8 +121,25 @@ impl Writer {
             Err(e) if e.kind == StoreErrorKind::NotFound => {
                 self.put_again(target, &put_error, &read_back)
             }
-            Err(e) => self.retry(read_back, &e),
+            Err(e) => {
+                if let Err(request) = self.io.retry(self.now, read_back) {
+                    let path = Self::path_of(&request.op);
+                    self.put_gave_up(target, Self::store_fatal(path, &e));
+                }
+            }
         }
+    }
+
+    /// A put (or its read-back) kept failing: the writer fails, but for a compaction's
+    /// merged file, which only saves space: that compaction is dropped and the file, which
+    /// may have landed with its answer lost, deleted (no manifest names it).
+    fn put_gave_up(&mut self, target: PutTarget, error: FatalError) {
+        if target != PutTarget::Merged {
+            return self.fail(error);
+        }
+        let path = self.merged_path();
+        self.compaction_failed(error, None);
+        self.io.send(Op::Delete { path }, Purpose::Delete);
     }
 
     /// Nothing is there: the same bytes again as the next attempt, reporting the put's own
@@ -143,7 +160,7 @@ impl Writer {
             self.io.retry(self.now, put)
         };
         if sent.is_err() {
-            self.fail(Self::store_fatal(self.put_path(target), put_error));
+            self.put_gave_up(target, Self::store_fatal(self.put_path(target), put_error));
         }
     }
 

@@ -69,14 +69,27 @@ enum Step {
     Listing(alloc::boxed::Box<ConsumerLister>),
     /// The listing's lowest consumer (`None`: none named), until the closing commit.
     Listed(Result<Option<HeldBack>, FatalError>),
-    /// The closing commit is in the slot; what the round answers once it lands.
-    Closing(Option<DropRefusal>),
+    /// The closing commit is in the slot (or none was needed); how each ask is answered
+    /// once it lands: `None` for those it serves, the refusal for the others.
+    Closing(Vec<Option<DropRefusal>>),
+}
+
+/// A drop or truncate asked for, waiting for its round.
+#[derive(Clone, Copy)]
+struct Ask {
+    kind: RoundKind,
+    point: u64,
+    force: bool,
 }
 
 pub(super) struct Round {
     kind: RoundKind,
-    /// The point the intent announces: the round never drops past it.
+    /// The highest point asked (the intent's): the round never drops past it.
     point: u64,
+    /// The points of the asks it answers, in the order asked (empty for the policy's):
+    /// asks of one kind and force queued together share a round, each answered by its own
+    /// event (a checked one refused if a consumer lies below its point).
+    asks: Vec<u64>,
     step: Step,
 }
 
@@ -87,8 +100,8 @@ pub(super) struct Retain {
     due: bool,
     /// When the last policy round started (rounds are `interval` apart).
     last: Option<Duration>,
-    /// Drops and truncates asked for, in order: `(kind, point, force)`.
-    asked: VecDeque<(RoundKind, u64, bool)>,
+    /// Drops and truncates asked for, in order.
+    asked: VecDeque<Ask>,
     round: Option<Round>,
 }
 
@@ -121,21 +134,22 @@ impl Writer {
     /// A drop (`kind` Drop) or truncate to `point`, checked against the consumers unless
     /// `force`: it runs after the rounds asked before it.
     pub(super) fn ask_round(&mut self, kind: RoundKind, point: u64, force: bool) {
-        self.retain.asked.push_back((kind, point, force));
+        self.retain.asked.push_back(Ask { kind, point, force });
         self.start_asked();
     }
 
-    /// Starts the next asked-for round once none runs; one with nothing to do is answered
-    /// at once (in its turn, so answers keep the order asked).
+    /// Starts the next asked-for round once none runs, with the asks of the same kind and
+    /// force queued right behind it; one with nothing to do is answered at once (in its
+    /// turn, so answers keep the order asked).
     fn start_asked(&mut self) {
         while self.retain.round.is_none() {
-            let Some((kind, point, force)) = self.retain.asked.pop_front() else {
+            let Some(m) = &self.manifest else { return };
+            let Some(ask) = self.retain.asked.pop_front() else {
                 return;
             };
-            let Some(m) = &self.manifest else { return };
             let (first, cursor) = (m.dropped_before, m.replay_cursor);
-            match kind {
-                RoundKind::Drop if point <= first => {
+            match ask.kind {
+                RoundKind::Drop if ask.point <= first => {
                     self.events.push_back(Event::Dropped(super::Dropped {
                         first_position: first,
                         ..super::Dropped::default()
@@ -143,19 +157,32 @@ impl Writer {
                 }
                 // (A truncate to the cursor may still move it past a fence to the first
                 // data position.)
-                RoundKind::Truncate if !self.build_truncate(&mut m.clone(), point) => {
+                RoundKind::Truncate if !self.build_truncate(&mut m.clone(), ask.point) => {
                     self.events.push_back(Event::Truncated {
                         replay_cursor: cursor,
                     })
                 }
                 _ => {
+                    let mut asks = alloc::vec![ask.point];
+                    let same = |n: &Ask| n.kind == ask.kind && n.force == ask.force;
+                    while self.retain.asked.front().is_some_and(same) {
+                        if let Some(next) = self.retain.asked.pop_front() {
+                            asks.push(next.point);
+                        }
+                    }
                     // A forced round lists nothing: its closing commit is its only one.
-                    let step = if force {
+                    let step = if ask.force {
                         Step::Listed(Ok(None))
                     } else {
                         Step::Announce
                     };
-                    self.retain.round = Some(Round { kind, point, step });
+                    let point = asks.iter().copied().max().unwrap_or(ask.point);
+                    self.retain.round = Some(Round {
+                        kind: ask.kind,
+                        point,
+                        asks,
+                        step,
+                    });
                 }
             }
         }
@@ -185,6 +212,7 @@ impl Writer {
         self.retain.round = Some(Round {
             kind: RoundKind::Policy,
             point,
+            asks: Vec::new(),
             step: Step::Announce,
         });
         self.try_commit();
@@ -193,89 +221,103 @@ impl Writer {
     /// The round's commit, if it has one to make now, built on the newest manifest `m`
     /// (version raised); otherwise `m` comes back.
     pub(super) fn try_commit_round(&mut self, mut m: Manifest) -> Option<Manifest> {
-        let Some(round) = self.retain.round.as_mut() else {
-            return Some(m);
-        };
-        match &round.step {
-            Step::Announce => {
-                round.step = Step::Announcing;
-                m.dropping = Some(round.point);
-                self.start_commit(m, CommitKind::Intent);
-                None
-            }
-            Step::Listed(_) => {
-                let Some(Round {
-                    kind,
-                    point,
-                    step: Step::Listed(listed),
-                }) = self.retain.round.take()
+        let round = match self.retain.round.as_mut() {
+            Some(
+                round @ Round {
+                    step: Step::Announce,
+                    ..
+                },
+            ) => round,
+            Some(Round {
+                step: Step::Listed(_),
+                ..
+            }) => {
+                let mut round = self.retain.round.take()?;
+                let Step::Listed(listed) = core::mem::replace(&mut round.step, Step::Announcing)
                 else {
                     return Some(m);
                 };
                 // A forced round set no intent: with nothing to drop it commits nothing.
                 let intent = m.dropping.take().is_some();
-                self.close_round(m, kind, point, listed, intent);
-                None
+                self.close_round(m, round, listed, intent);
+                return None;
             }
-            _ => Some(m),
-        }
+            _ => return Some(m),
+        };
+        round.step = Step::Announcing;
+        m.dropping = Some(crate::manifest::Dropping {
+            to: round.point,
+            version: m.version,
+        });
+        self.start_commit(m, CommitKind::Intent);
+        None
     }
 
-    /// Builds the closing commit: the drop (or truncate) to `point` lowered to the lowest
-    /// consumer, or `dropping` cleared alone.
+    /// Builds the closing commit: the drop (or truncate) lowered to the lowest consumer
+    /// (the policy's to a generation's end, an ask's to the highest point it lets pass), or
+    /// `dropping` cleared alone.
     fn close_round(
         &mut self,
         m: Manifest,
-        kind: RoundKind,
-        point: u64,
+        mut round: Round,
         listed: Result<Option<HeldBack>, FatalError>,
         intent: bool,
     ) {
         let lowest = match listed {
             Ok(lowest) => lowest,
             Err(e) => {
-                // Left as it was: the policy tries at its next round, a command is refused.
-                self.counters.retention_failures += u64::from(kind == RoundKind::Policy);
-                let refusal = (kind != RoundKind::Policy).then_some(DropRefusal::Listing(e));
-                return self.settle(m, kind, point, refusal);
+                // Left as it was: the policy tries at its next round, an ask is refused.
+                self.counters.retention_failures += u64::from(round.kind == RoundKind::Policy);
+                let refusal = DropRefusal::Listing(e);
+                let answers = round.asks.iter().map(|_| Some(refusal.clone())).collect();
+                round.step = Step::Closing(answers);
+                return self.settle(m, round);
             }
         };
-        match kind {
-            RoundKind::Policy => {
-                let Some(policy) = &self.cfg.retention else {
-                    return self.settle(m, kind, point, None);
-                };
-                // Recomputed on the newest manifest (a compaction meanwhile moves
-                // boundaries, not entries), never past the announced point.
-                let wanted = policy_count(&m, policy, self.wall_now());
-                let capped = held_count(&m, wanted, Some(point));
-                let count = held_count(&m, capped, lowest.as_ref().map(|h| h.position));
-                if count < capped {
-                    self.counters.retention_held_back += 1;
-                    self.counters.retention_held_by = lowest;
-                }
-                match point_of(&m, count) {
-                    Some(to) => self.commit_round_drop(m, kind, to, intent),
-                    None => self.settle(m, kind, point, None),
-                }
+        if round.kind == RoundKind::Policy {
+            round.step = Step::Closing(Vec::new());
+            let Some(policy) = &self.cfg.retention else {
+                return self.settle(m, round);
+            };
+            // Recomputed on the newest manifest (a compaction meanwhile moves boundaries,
+            // not entries), never past the announced point.
+            let wanted = policy_count(&m, policy, self.wall_now());
+            let capped = held_count(&m, wanted, Some(round.point));
+            let count = held_count(&m, capped, lowest.as_ref().map(|h| h.position));
+            if count < capped {
+                self.counters.retention_held_back += 1;
+                self.counters.retention_held_by = lowest;
             }
-            RoundKind::Drop | RoundKind::Truncate => match lowest {
-                Some(held) if held.position < point => {
-                    self.settle(m, kind, point, Some(DropRefusal::HeldBack(held)))
-                }
-                _ => self.commit_round_drop(m, kind, point, intent),
-            },
+            return match point_of(&m, count) {
+                Some(to) => self.commit_round_drop(m, round, to, intent),
+                None => self.settle(m, round),
+            };
+        }
+        // Each ask passes unless a consumer lies below its point; the round drops to the
+        // highest one that passes.
+        let passes = |p: u64| lowest.as_ref().is_none_or(|h| h.position >= p);
+        let answers: Vec<Option<DropRefusal>> = round
+            .asks
+            .iter()
+            .map(|&p| {
+                let below = lowest.as_ref().filter(|h| h.position < p);
+                below.map(|h| DropRefusal::HeldBack(h.clone()))
+            })
+            .collect();
+        let to = round.asks.iter().copied().filter(|&p| passes(p)).max();
+        round.step = Step::Closing(answers);
+        match to {
+            Some(to) => self.commit_round_drop(m, round, to, intent),
+            None => self.settle(m, round),
         }
     }
 
-    /// The closing commit of a round that drops to `to`. One that finds nothing left to drop
-    /// on the newest manifest (another round got there) commits only to clear its intent.
-    fn commit_round_drop(&mut self, mut m: Manifest, kind: RoundKind, to: u64, intent: bool) {
-        self.retain.round = Some(Round {
-            kind,
-            point: to,
-            step: Step::Closing(None),
-        });
+    /// The closing commit of a round that drops to `to` (`round` is in `Closing`). A forced
+    /// one that finds nothing to move writes nothing (start_asked answers asks that have
+    /// nothing to do, so this is only a safety net).
+    fn commit_round_drop(&mut self, mut m: Manifest, round: Round, to: u64, intent: bool) {
+        let kind = round.kind;
+        self.retain.round = Some(round);
         let moves = match kind {
             RoundKind::Truncate => self.build_truncate(&mut m, to),
             _ => to > m.dropped_before,
@@ -284,18 +326,16 @@ impl Writer {
             (true, RoundKind::Truncate) => self.start_commit(m, CommitKind::Truncate),
             (true, _) => self.commit_drop(m, to),
             (false, _) if intent => self.start_commit(m, CommitKind::Settle),
-            // A forced round with nothing left to drop writes nothing.
-            (false, _) => self.on_round_closed(None),
+            (false, _) => {
+                self.on_round_closed(None);
+                self.try_commit();
+            }
         }
     }
 
-    /// Commits `m` with `dropping` cleared and nothing dropped.
-    fn settle(&mut self, m: Manifest, kind: RoundKind, point: u64, refusal: Option<DropRefusal>) {
-        self.retain.round = Some(Round {
-            kind,
-            point,
-            step: Step::Closing(refusal),
-        });
+    /// Commits `m` with `dropping` cleared and nothing dropped (`round` is in `Closing`).
+    fn settle(&mut self, m: Manifest, round: Round) {
+        self.retain.round = Some(round);
         self.start_commit(m, CommitKind::Settle);
     }
 
@@ -369,12 +409,22 @@ impl Writer {
         self.pump_lister();
     }
 
-    /// The round's closing commit passed its post-check: the round's answer, then the next
-    /// asked-for round. `dropped`: what a drop commit removed (`drop.rs`).
+    /// The round's closing commit passed its post-check: each ask's answer, in order, then
+    /// the next asked-for round. `dropped`: what a drop commit removed (`drop.rs`).
     pub(super) fn on_round_closed(&mut self, dropped: Option<super::Dropped>) {
+        let closing = matches!(
+            self.retain.round,
+            Some(Round {
+                step: Step::Closing(_),
+                ..
+            })
+        );
+        if !closing {
+            return;
+        }
         let Some(Round {
             kind,
-            step: Step::Closing(refusal),
+            step: Step::Closing(answers),
             ..
         }) = self.retain.round.take()
         else {
@@ -382,23 +432,21 @@ impl Writer {
         };
         let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
         let first_position = self.manifest.as_ref().map_or(0, |m| m.dropped_before);
-        match (kind, refusal) {
-            (RoundKind::Policy, _) => {
-                if let Some(d) = dropped {
-                    self.events.push_back(Event::Retained(d));
-                }
+        if kind == RoundKind::Policy {
+            if let Some(d) = &dropped {
+                self.events.push_back(Event::Retained(d.clone()));
             }
-            (_, Some(refusal)) => self.events.push_back(Event::DropRefused(refusal)),
-            (RoundKind::Drop, None) => {
-                self.events
-                    .push_back(Event::Dropped(dropped.unwrap_or(super::Dropped {
-                        first_position,
-                        ..super::Dropped::default()
-                    })))
-            }
-            (RoundKind::Truncate, None) => {
-                self.events.push_back(Event::Truncated { replay_cursor })
-            }
+        }
+        for answer in answers {
+            let event = match (answer, kind) {
+                (Some(refusal), _) => Event::DropRefused(refusal),
+                (None, RoundKind::Truncate) => Event::Truncated { replay_cursor },
+                (None, _) => Event::Dropped(dropped.clone().unwrap_or(super::Dropped {
+                    first_position,
+                    ..super::Dropped::default()
+                })),
+            };
+            self.events.push_back(event);
         }
         self.start_asked();
     }

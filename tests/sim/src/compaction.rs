@@ -141,10 +141,9 @@ impl World {
 
 impl World {
     /// A writer sends the delete of a retired file: its grace must have passed by the rule
-    /// of PROTOCOL.md §4 "Retired files", on this writer's clocks. Without a wall clock (or a
-    /// record without `at`) the grace runs on its own clock from when it learned of the file,
-    /// which is no earlier than the manifest that retired it landed; with both, from `at` by
-    /// its wall clock.
+    /// of PROTOCOL.md §4 "Retired files", on this writer's clocks: on its own clock since it
+    /// learned of the file (no earlier than the manifest that retired it landed), or, with a
+    /// wall clock and a record carrying `at`, by that wall clock since `at`.
     pub(crate) fn check_grace(&mut self, client: usize, path: &str) -> Result<(), String> {
         let Some(&(seen, at)) = self.model.compactions.retired_seen.get(path) else {
             // Never listed as retired: a merged file no manifest named.
@@ -153,18 +152,22 @@ impl World {
         let grace = self.wcfg.compaction.clone().unwrap_or_default().grace;
         let c = &self.clients[client];
         let local_now = c.clock.local(self.now);
-        let (waited, rule) = match (c.wall_origin, at) {
+        // The writer counts from `at` by its wall clock when that clock is past `at` when it
+        // learns of the file, else from when it learned of it on its own clock: either way
+        // it waited at least one of these.
+        let on_clock = local_now.saturating_sub(c.clock.local(seen));
+        let by_wall = match (c.wall_origin, at) {
             (Some(origin), Some(at)) => {
                 let wall = origin + local_now.as_millis() as u64;
-                (
-                    Duration::from_millis(wall.saturating_sub(at)),
-                    "by its wall clock",
-                )
+                Duration::from_millis(wall.saturating_sub(at))
             }
-            _ => (
-                local_now.saturating_sub(c.clock.local(seen)),
-                "on its clock since the retiring manifest landed",
-            ),
+            _ => Duration::ZERO,
+        };
+        let waited = on_clock.max(by_wall);
+        let rule = if by_wall > on_clock {
+            "by its wall clock since the record's at"
+        } else {
+            "on its clock since the retiring manifest landed"
         };
         if waited < grace {
             return Err(format!(
