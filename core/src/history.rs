@@ -30,6 +30,8 @@ pub enum Change {
     /// A WAL-only truncate moved the cursor, or retention dropped what lies below a point
     /// (`dropped_before` rose, PROTOCOL.md §4 "Retention").
     Truncate,
+    /// A restore committed it (its `restored` field, PROTOCOL.md §4 "Restore").
+    Restore,
     /// Something else, or the version before it is not known (collected, skipped).
     Unknown,
 }
@@ -42,12 +44,17 @@ impl Change {
             Change::Claim => "claim",
             Change::Flush => "flush",
             Change::Truncate => "truncate",
+            Change::Restore => "restore",
             Change::Unknown => "?",
         }
     }
 
     /// What `m` changed from `before` (the version below it, if read).
     pub fn between(before: Option<&Manifest>, m: &Manifest) -> Change {
+        // The version says so itself, whether or not the one below it was read.
+        if m.restored.is_some() {
+            return Change::Restore;
+        }
         let Some(b) = before.filter(|b| b.version + 1 == m.version) else {
             return if m.version == 1 {
                 Change::Create
@@ -301,6 +308,7 @@ mod tests {
             retired: Vec::new(),
             lease_ms: None,
             lease_epoch: None,
+            restored: None,
         }
     }
 

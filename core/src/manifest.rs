@@ -73,6 +73,22 @@ pub struct Manifest {
     /// or below it are never collected. Absent until such a writer committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_epoch: Option<u64>,
+    /// Set only in a version a restore committed (PROTOCOL.md §4 "Restore"): what it
+    /// restored to. Left out otherwise; older manifests decode without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<RestoredRecord>,
+}
+
+/// What a restore did, as its manifest version records it (PROTOCOL.md §3, §4 "Restore").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredRecord {
+    /// The point `P`: the version holds no entry at or past it below its cursor.
+    pub to: u64,
+    /// The version the restore was built on (the one below it).
+    pub from_version: u64,
+    /// The version restored to, for a restore to a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// A generation file a compaction replaced, waiting to be deleted.
@@ -429,6 +445,7 @@ mod tests {
             retired: vec![],
             lease_ms: None,
             lease_epoch: None,
+            restored: None,
         }
     }
 
@@ -449,6 +466,20 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["committed_at"], 1_700_000_000_123u64);
         assert_eq!(m.schema_bytes().unwrap(), b"schema");
+        assert!(v.get("restored").is_none());
+        let mut restored = sample();
+        restored.restored = Some(RestoredRecord {
+            to: 40,
+            from_version: 6,
+            version: None,
+        });
+        let bytes = restored.encode();
+        assert_eq!(Manifest::decode(&bytes).unwrap(), restored);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v["restored"],
+            serde_json::json!({"to": 40, "from_version": 6})
+        );
     }
 
     #[test]

@@ -137,6 +137,7 @@ mod tests {
             retired: Vec::new(),
             lease_ms: None,
             lease_epoch: None,
+            restored: None,
         }
     }
 

@@ -24,11 +24,16 @@ pub(super) enum CommitKind {
     Compaction,
     /// Leading generations dropped by retention (`drop.rs`).
     Drop,
+    /// A restore (`restore.rs`): the only commit that writes `restored`.
+    Restore,
 }
 
 impl Writer {
     pub(super) fn start_commit(&mut self, mut manifest: Manifest, kind: CommitKind) {
         let version = manifest.version;
+        if kind != CommitKind::Restore {
+            manifest.restored = None;
+        }
         // The version built on passed its time on: never below it (GC bounds a version's
         // time by a later one's, `retention.rs`). Without a clock: none.
         let floor = manifest.committed_at.unwrap_or(0);
@@ -116,6 +121,7 @@ impl Writer {
             CommitKind::Truncate => self.on_truncated(),
             CommitKind::Compaction => self.on_compacted(),
             CommitKind::Drop => self.on_dropped(),
+            CommitKind::Restore => self.on_restored(),
         }
         self.sync_retiring();
         self.collect_manifests();

@@ -213,6 +213,9 @@ impl Writer {
             m.dropped_before = m.dropped_before.max(to);
             m.cursor_epoch = self.cursor_epoch(cursor);
             self.start_commit(m, CommitKind::Truncate);
+        } else if self.restore_turn() {
+            // Drops, retention and compactions wait for a restore once it started.
+            self.try_commit_restore(m);
         } else if self.pending_drop.is_some() {
             self.try_commit_drop(m);
         } else if let Some(m) = self.try_commit_retention(m) {

@@ -79,6 +79,7 @@ impl Writer {
             // A log created by a lease writer never had a writer without one.
             lease_ms: Some(lease_ms(&self.cfg)),
             lease_epoch: Some(1),
+            restored: None,
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);
