@@ -476,3 +476,34 @@ fn a_restore_waits_for_a_running_compaction_and_none_starts_meanwhile() {
         .iter()
         .any(|e| matches!(e, Event::CompactionPass { .. })));
 }
+
+#[test]
+fn a_generation_frozen_before_the_restore_commits_first_and_counts() {
+    let mut h = Harness::new();
+    let mut w = h.open(restoring(), 1);
+    flush_generations(&mut h, &mut w, 2, 2);
+    // Position 8 is durable and frozen, its generation's put still out.
+    w.append(&h, rec(8));
+    h.settle(&mut w);
+    assert_eq!(w.w.flush_memtable(h.now), Ok(Some(2)));
+    w.collect();
+    assert_eq!(h.newest_manifest().replay_cursor, 8);
+    // Its entry counts as the log's end...
+    assert_eq!(
+        w.w.restore(RestoreTarget::Position(10), h.now),
+        Err(RestoreError::OutOfRange {
+            requested: 10,
+            min: 0,
+            max: 9
+        })
+    );
+    w.w.restore(RestoreTarget::Position(5), h.now).unwrap();
+    w.collect();
+    h.settle(&mut w);
+    let done = restored(&w).cloned().expect("answered").unwrap();
+    // ...and its generation committed before the restore, which left it out.
+    assert_eq!((done.generations_rewritten, done.generations_retired), (1, 3));
+    let m = h.newest_manifest();
+    assert_eq!(m.replay_cursor, 9);
+    assert_eq!(positions(&mut h), vec![4]);
+}

@@ -53,6 +53,11 @@ impl Memtable {
         !self.frozen.is_empty()
     }
 
+    /// The id of the newest frozen generation, if one waits for its commit.
+    pub(super) fn last_frozen(&self) -> Option<u64> {
+        self.frozen.back().map(|f| f.record.id)
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = &PositionedRecords> {
         self.frozen
             .iter()

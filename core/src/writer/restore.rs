@@ -5,9 +5,11 @@
 //! version's generations the current one no longer lists are copied under new names, and
 //! every file `R` leaves out is retired (deleted by the retired-files rule of `compact.rs`).
 //!
-//! Every durable entry must be in a generation when it is asked for (the host flushes
-//! first): otherwise it is refused with [`RestoreError::Unflushed`]. Nothing is put before
-//! every input was read and checked, so a refusal writes nothing.
+//! Every durable entry must be in a generation, or in one frozen and waiting for its commit,
+//! when it is asked for (the host seals pending appends and flushes the memtable first):
+//! otherwise it is refused with [`RestoreError::Unflushed`]; frozen generations commit
+//! first, and the restore starts on the cursor they leave. Nothing is put before every
+//! input was read and checked, so a refusal writes nothing.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -282,6 +284,8 @@ pub(super) struct Restore {
     target: RestoreTarget,
     seq: u64,
     step: Step,
+    /// The newest generation frozen when it was asked: it starts once that one committed.
+    after_generation: Option<u64>,
 }
 
 impl Writer {
@@ -289,7 +293,8 @@ impl Writer {
     /// whose generations hold only the entries below the point (for a version: that
     /// version's, then what the log gained at or past its cursor), the cursor and
     /// `dropped_before` unchanged. Answered by [`Event::Restored`]; refused at once (nothing
-    /// written) for a WAL-only log, with durable entries not yet in generations, with a
+    /// written) for a WAL-only log, with appends pending or durable entries not yet frozen
+    /// into a generation ([`Writer::flush`] and [`Writer::flush_memtable`] first), with a
     /// restore or a drop in flight, or for a position or version that cannot be.
     pub fn restore(&mut self, target: RestoreTarget, now: Duration) -> Result<(), RestoreError> {
         self.advance(now);
@@ -303,16 +308,30 @@ impl Writer {
         if self.restore.is_some() || self.pending_drop.is_some() {
             return Err(RestoreError::Busy);
         }
-        let unflushed = self.unflushed();
-        if unflushed > 0 || self.pipeline.has_work() || self.memtable.has_frozen() {
+        // Generations already frozen are committed first (their commits go first anyway):
+        // the restore starts once they are. Anything else not in a generation is refused.
+        if self.pipeline.has_work() || self.memtable.active_len() > 0 {
             return Err(RestoreError::Unflushed {
-                bytes: unflushed as u64,
+                bytes: self.unflushed() as u64,
             });
         }
         let Some(m) = self.manifest.as_ref() else {
             return Err(RestoreError::NotReady);
         };
+        let frozen = self.memtable.last_frozen();
         match target {
+            // The frozen generations' entries count as the log's end (checked again when
+            // the restore starts, on the cursor they committed).
+            RestoreTarget::Position(p) if frozen.is_some() => {
+                let max = self.pipeline.first_undurable().max(m.replay_cursor);
+                if p < m.dropped_before || p > max {
+                    return Err(RestoreError::OutOfRange {
+                        requested: p,
+                        min: m.dropped_before,
+                        max,
+                    });
+                }
+            }
             RestoreTarget::Position(p) => check_position(m, p)?,
             RestoreTarget::Version(v) if v == 0 || v > m.version => {
                 return Err(RestoreError::NoSuchVersion {
@@ -320,7 +339,7 @@ impl Writer {
                     newest: m.version,
                 })
             }
-            RestoreTarget::Time(time) if m.generations.is_empty() => {
+            RestoreTarget::Time(time) if m.generations.is_empty() && frozen.is_none() => {
                 return Err(RestoreError::NothingAtOrBefore { time })
             }
             _ => {}
@@ -330,6 +349,7 @@ impl Writer {
             target,
             seq: self.restore_seq,
             step: Step::Asked,
+            after_generation: frozen,
         });
         self.after_input();
         Ok(())
@@ -347,10 +367,11 @@ impl Writer {
     /// In the commit slot (free), `m` the newest manifest with its version raised: start
     /// the restore, or commit it once its files are in the store.
     pub(super) fn try_commit_restore(&mut self, m: Manifest) {
+        let flushed = |r: &Restore| r.after_generation.is_none_or(|id| id < m.next_generation);
         if self
             .restore
             .as_ref()
-            .is_some_and(|r| matches!(r.step, Step::Asked))
+            .is_some_and(|r| matches!(r.step, Step::Asked) && flushed(r))
         {
             self.start_restore();
         }
