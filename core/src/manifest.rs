@@ -77,6 +77,13 @@ pub struct Manifest {
     /// restored to. Left out otherwise; older manifests decode without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restored: Option<RestoredRecord>,
+    /// The newest entry time (unix ms) the log held before a restore left entries out, or
+    /// an older such floor (PROTOCOL.md §4 "Restore"): writers stamp new entries at least
+    /// this, so that times never decrease along the log, even once a restore to an older
+    /// version brings those entries back. Written by restores, kept by every later commit;
+    /// absent in logs never restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_floor: Option<u64>,
 }
 
 /// What a restore did, as its manifest version records it (PROTOCOL.md §3, §4 "Restore").
@@ -446,6 +453,7 @@ mod tests {
             lease_ms: None,
             lease_epoch: None,
             restored: None,
+            time_floor: None,
         }
     }
 

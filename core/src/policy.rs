@@ -138,6 +138,7 @@ mod tests {
             lease_ms: None,
             lease_epoch: None,
             restored: None,
+            time_floor: None,
         }
     }
 

@@ -502,8 +502,92 @@ fn a_generation_frozen_before_the_restore_commits_first_and_counts() {
     h.settle(&mut w);
     let done = restored(&w).cloned().expect("answered").unwrap();
     // ...and its generation committed before the restore, which left it out.
-    assert_eq!((done.generations_rewritten, done.generations_retired), (1, 3));
+    assert_eq!(
+        (done.generations_rewritten, done.generations_retired),
+        (1, 3)
+    );
     let m = h.newest_manifest();
     assert_eq!(m.replay_cursor, 9);
     assert_eq!(positions(&mut h), vec![4]);
+}
+
+#[test]
+fn a_run_merged_again_after_an_undo_never_relists_a_retired_file() {
+    let mut h = Harness::new();
+    // Files go as soon as no kept version names them.
+    let cfg = WriterConfig {
+        keep_manifests: 2,
+        compaction: Some(CompactionConfig {
+            enabled: false,
+            grace: Duration::ZERO,
+            ..CompactionConfig::default()
+        }),
+        ..config()
+    };
+    let mut w = h.open(cfg, 1);
+    flush_generations(&mut h, &mut w, 2, 2);
+    let v = h.newest_manifest().version;
+    // Merged into this epoch's `..-0000000000-0000000001.arrow`, the inputs retired.
+    w.w.compact(h.now).unwrap();
+    w.collect();
+    h.settle(&mut w);
+    let merged = h.newest_manifest().generations[0].path.clone();
+    // Undo the merge (a restore to the version before it): the inputs come back as copies
+    // with their ids, the merged file is retired.
+    let undo = restore(&mut h, &mut w, RestoreTarget::Version(v));
+    assert!(undo.is_ok(), "{undo:?}");
+    // A second pass would pick the same run, named like the retired file: it must not
+    // list that name again (GC deletes it).
+    w.w.compact(h.now).unwrap();
+    w.collect();
+    h.settle(&mut w);
+    for _ in 0..3 {
+        w.append(&h, rec(900));
+        h.settle(&mut w);
+        w.w.flush_memtable(h.now).unwrap();
+        w.collect();
+        h.settle(&mut w);
+    }
+    let m = h.newest_manifest();
+    assert!(
+        m.generations.iter().all(|g| g.path != merged) || h.store.object(&merged).is_some(),
+        "{merged} listed and deleted"
+    );
+    assert!(w.fatal().is_none(), "{:?}", w.fatal());
+    assert_eq!(positions(&mut h), vec![4, 5, 6, 7, 8, 9, 10]);
+}
+
+#[test]
+fn entries_after_a_restore_are_stamped_past_every_time_it_left_out() {
+    let mut h = Harness::new();
+    let cfg = WriterConfig {
+        unix_ms_at_origin: Some(ORIGIN),
+        ..restoring()
+    };
+    let mut w = h.open(cfg.clone(), 1);
+    flush_generations(&mut h, &mut w, 3, 3);
+    restore(&mut h, &mut w, RestoreTarget::Time(ORIGIN + 15)).unwrap();
+    let m = h.newest_manifest();
+    assert_eq!(m.time_floor, Some(ORIGIN + 90), "the newest time it held");
+    drop(w);
+    // A writer whose clock lags far behind: its entries still come after every time an undo
+    // could bring back, so times never decrease along the log.
+    let behind = WriterConfig {
+        unix_ms_at_origin: Some(ORIGIN - 60_000),
+        ..cfg
+    };
+    let mut w = h.open(behind, 2);
+    w.append(&h, rec(1000));
+    h.settle(&mut w);
+    w.w.flush_memtable(h.now).unwrap();
+    w.collect();
+    h.settle(&mut w);
+    let m = h.newest_manifest();
+    assert_eq!(m.time_floor, Some(ORIGIN + 90), "later commits keep it");
+    let newest = m.generations.last().unwrap();
+    assert!(
+        newest.min_time >= Some(ORIGIN + 90),
+        "{:?}",
+        newest.min_time
+    );
 }

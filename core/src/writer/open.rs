@@ -80,6 +80,7 @@ impl Writer {
             lease_ms: Some(lease_ms(&self.cfg)),
             lease_epoch: Some(1),
             restored: None,
+            time_floor: None,
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);

@@ -265,6 +265,8 @@ struct Plan {
     base: Vec<GenerationRecord>,
     list: Vec<Item>,
     writes: Vec<Write>,
+    /// The records of the version restored to (their times count for the floor).
+    brought: Vec<GenerationRecord>,
 }
 
 enum Step {
@@ -561,6 +563,7 @@ impl Writer {
             base: m.generations.clone(),
             list,
             writes,
+            brought: v.map_or_else(Vec::new, |v| v.generations.clone()),
         };
         let reads: Vec<(usize, String)> = plan
             .writes
@@ -878,6 +881,14 @@ impl Writer {
         result.version = version;
         result.from_version = version - 1;
         m.retired.extend(left_out);
+        // Entries appended from now on are stamped past every time the log held, so that
+        // times never decrease, even once an undo brings the left-out entries back.
+        let newest = m
+            .generations
+            .iter()
+            .chain(&plan.brought)
+            .filter_map(|g| g.max_time);
+        m.time_floor = newest.max().max(m.time_floor);
         m.generations = generations;
         m.restored = Some(RestoredRecord {
             to: plan.to,

@@ -107,6 +107,8 @@ pub(crate) struct Client {
     /// A reader: the newest manifest's `dropped_before` when it started (it reads that
     /// manifest or a newer one, so it never reports below it: `retention.rs`).
     pub dropped_at_spawn: u64,
+    /// A restorer (a bare writer that only restores, `restore.rs`): where it stands.
+    pub restorer: Option<crate::restore::Restorer>,
 }
 
 impl Client {
@@ -124,7 +126,10 @@ impl Client {
         match &self.machine {
             Some(Machine::Session(_)) => self.ledger.owes(),
             Some(Machine::Writer(_)) => {
-                !self.ready || self.blocked || self.appends.len() > self.acked
+                !self.ready
+                    || self.blocked
+                    || self.appends.len() > self.acked
+                    || self.restorer == Some(crate::restore::Restorer::Asked)
             }
             Some(Machine::Reader(r)) => !r.is_done(),
             Some(Machine::Consumer(c)) => !c.is_done(),
@@ -159,9 +164,13 @@ impl World {
     /// A new writer: a session (opened either way), or a bare writer (always for `bare`, the
     /// finale's, which must expose what it replayed).
     pub(crate) fn spawn_writer(&mut self, bare: bool) -> Result<usize, String> {
+        self.spawn_writer_as(bare, bare)
+    }
+
+    /// A new writer; `finale` (the finale's, or a restorer) runs no retention policy.
+    pub(crate) fn spawn_writer_as(&mut self, bare: bool, finale: bool) -> Result<usize, String> {
         let seed = self.rng.u64();
         let client = self.clients.len();
-        let finale = bare;
         let bare = bare || self.rng.chance(self.bare_writers);
         // Some writers record generations as writers before ranged reads did (no index in
         // the manifest): readers must read those whole and the others with ranges.
@@ -381,6 +390,7 @@ impl World {
             return self.crash(client);
         }
         match self.clients[client].machine {
+            _ if self.clients[client].restorer.is_some() => self.act_restorer(client)?,
             Some(Machine::Session(_)) => self.act_session(client, roll)?,
             _ => self.act_bare(client, roll)?,
         }

@@ -156,6 +156,12 @@ impl World {
                     ));
                 }
             }
+            // Acknowledged late (a zombie's answer) after a restore left it out: owed again
+            // only if a later restore brings it back.
+            if self.model.restores.away.contains(&id) {
+                self.model.restores.away_acked.insert(id, position);
+                continue;
+            }
             self.model.acked.insert(id, position);
         }
         Ok(())
@@ -238,6 +244,7 @@ impl World {
                 }
             }
             Event::Retained(d) => self.retained(client, d)?,
+            Event::Restored(r) => self.restored(client, r)?,
             Event::Closed => {
                 self.clients[client].closed = true;
                 self.clients[client].machine = None;
