@@ -591,3 +591,44 @@ fn entries_after_a_restore_are_stamped_past_every_time_it_left_out() {
         newest.min_time
     );
 }
+
+#[test]
+fn a_corrupt_or_missing_source_is_a_typed_refusal_that_writes_nothing() {
+    let mut h = Harness::new();
+    let mut w = h.open(restoring(), 1);
+    flush_generations(&mut h, &mut w, 2, 3);
+    let m = h.newest_manifest();
+    let victim = m.generations[0].path.clone();
+    let good = h.store.object(&victim).unwrap().clone();
+    let mut bad = good.to_vec();
+    bad[3] ^= 1;
+    h.store.tamper(&victim, bad.into());
+    let objects: Vec<String> = h.store.paths().map(String::from).collect();
+    match restore(&mut h, &mut w, RestoreTarget::Position(5)) {
+        Err(RestoreError::Corrupt { path, reason }) => {
+            assert_eq!(path, victim);
+            assert!(
+                !reason.contains(&victim),
+                "the path is not repeated: {reason}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(w.fatal().is_none(), "the writer goes on");
+    let now: Vec<String> = h.store.paths().map(String::from).collect();
+    assert_eq!(now, objects, "nothing written");
+    // Gone: the version's generation was collected.
+    h.store.execute(&Op::Delete {
+        path: victim.clone(),
+    });
+    assert_eq!(
+        restore(&mut h, &mut w, RestoreTarget::Position(5)),
+        Err(RestoreError::GenerationCollected {
+            version: m.version,
+            path: victim.clone()
+        })
+    );
+    h.store.overwrite(&victim, good);
+    assert!(restore(&mut h, &mut w, RestoreTarget::Position(5)).is_ok());
+    assert_eq!(positions(&mut h), vec![4]);
+}

@@ -19,7 +19,7 @@ use core::time::Duration;
 
 use super::commit::CommitKind;
 use super::{Event, Phase, Purpose, PutTarget, Writer};
-use crate::codec::{GenerationHeader, PositionedRecords};
+use crate::codec::{CodecError, GenerationHeader, PositionedRecords};
 use crate::error::{CommandError, FatalError};
 use crate::io::{Body, Op, Response, StoreErrorKind};
 use crate::manifest::{GenerationRecord, Manifest, ManifestError, RestoredRecord, RetiredRecord};
@@ -85,7 +85,8 @@ pub enum RestoreError {
         /// Highest allowed (the cursor: the log's end once flushed).
         max: u64,
     },
-    /// Another restore, or a drop asked for, is in flight: ask again once it is answered.
+    /// Another restore, or a drop asked for, is in flight (or the generations it planned on
+    /// changed before its commit): ask again once it is answered.
     Busy,
     /// No entry of the log lies at or before this time: the restore would empty the log.
     NothingAtOrBefore {
@@ -688,18 +689,21 @@ impl Writer {
         g: &GenerationRecord,
         body: Bytes,
     ) -> Result<Vec<PositionedRecords>, RestoreError> {
-        let corrupt = |e: FatalError| match e {
-            FatalError::Corrupt { path, reason } => RestoreError::Corrupt { path, reason },
-            other => RestoreError::Corrupt {
-                path: g.path.clone(),
-                reason: alloc::format!("{other}"),
-            },
+        // The path is the error's; the reason says only what is wrong with it.
+        let corrupt = |reason: String| RestoreError::Corrupt {
+            path: g.path.clone(),
+            reason,
         };
-        g.verify(self.codec.as_ref(), &body).map_err(corrupt)?;
-        let generation = self
-            .codec
-            .decode_generation(body)
-            .map_err(|e| corrupt(FatalError::from_codec(g.path.clone(), e)))?;
+        g.verify(self.codec.as_ref(), &body).map_err(|e| match e {
+            FatalError::Corrupt { reason, .. } => corrupt(reason),
+            other => corrupt(alloc::format!("{other:?}")),
+        })?;
+        let generation = self.codec.decode_generation(body).map_err(|e| match e {
+            CodecError::Corrupt(reason) | CodecError::Encode(reason) => corrupt(reason),
+            CodecError::SchemaMismatch(detail) => {
+                corrupt(alloc::format!("holds another schema: {detail}"))
+            }
+        })?;
         let mut last = None;
         for e in &generation.entries {
             let in_range = (g.first_position..=g.last_position).contains(&e.position);
@@ -788,7 +792,7 @@ impl Writer {
                 .encode_generation(&header, kept)
                 .map_err(|e| RestoreError::Corrupt {
                     path: w.path.clone(),
-                    reason: alloc::format!("{e:?}"),
+                    reason: alloc::format!("could not be encoded: {e}"),
                 })?;
         let record = self.describe_generation(w.id, w.path.clone(), kept, &body);
         Ok((record, body.into()))
