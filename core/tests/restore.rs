@@ -164,6 +164,15 @@ fn a_restore_to_a_position_inside_a_generation_keeps_exactly_the_entries_below_i
     h.settle(&mut w);
     assert_eq!(h.newest_manifest().restored, None);
     assert_eq!(positions(&mut h), vec![4, 5, 6, 7, 13]);
+    // A start inside what the restore left out is not refused: it reports from the cursor on.
+    let cfg = tidewal_core::ReaderConfig {
+        prefix: "t".into(),
+        from: tidewal_core::Start::Position(9),
+        ..tidewal_core::ReaderConfig::default()
+    };
+    let mut r = tidewal_core::Reader::new(cfg, codec(), 5, h.now);
+    let (read, _) = read_to_end(&mut r, &mut h.store, h.now, 1000);
+    assert_eq!(read, vec![13]);
     // A new writer (a reopen) reads the same log.
     let mut again = h.open(restoring(), 2);
     assert!(again.ready() && again.fatal().is_none());

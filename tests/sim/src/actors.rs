@@ -109,6 +109,9 @@ pub(crate) struct Client {
     pub dropped_at_spawn: u64,
     /// A restorer (a bare writer that only restores, `restore.rs`): where it stands.
     pub restorer: Option<crate::restore::Restorer>,
+    /// A reader's (or consumer's): restores committed when it started. It may have read a
+    /// restored version, so it does not owe what a later restore brings back.
+    pub restores_at_spawn: u64,
 }
 
 impl Client {
@@ -335,6 +338,7 @@ impl World {
             since,
             as_of,
             until_time,
+            restores_at_spawn: self.model.restores.committed,
             // (A reader as of a version reads that older one.)
             dropped_at_spawn: match as_of {
                 None => self.model.high.as_ref().map_or(0, |m| m.dropped_before),

@@ -340,8 +340,12 @@ impl World {
                     None => floor,
                 };
                 let end = until.map_or(position, |u| u.min(position));
+                // What a restore brought back after it started, it may have read without.
+                let spawned = self.clients[client].restores_at_spawn;
+                let back = &self.model.restores.back;
+                let owed = |id: &u64| back.get(id).is_none_or(|&at| at <= spawned);
                 for (&id, &pos) in &self.model.acked {
-                    if pos >= floor && pos < end && !read.contains(&id) {
+                    if pos >= floor && pos < end && !read.contains(&id) && owed(&id) {
                         return Err(format!(
                             "reader c{client} caught up at {position} without acked p{id} at {pos}"
                         ));

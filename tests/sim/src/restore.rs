@@ -29,6 +29,9 @@ pub struct Restores {
     /// Acknowledged payloads among them, with their positions: acknowledged again if they
     /// come back.
     pub away_acked: BTreeMap<u64, u64>,
+    /// Acknowledged payloads a restore brought back, with the count of restores committed
+    /// once it had: a reader that started before read a version without them.
+    pub back: BTreeMap<u64, u64>,
     /// Restores asked for, committed (their version landed and passed the check), and
     /// refused (typed errors).
     pub asked: u64,
@@ -156,13 +159,14 @@ impl Model {
                 }
             }
         }
+        self.restores.committed += 1;
         for id in &kept {
             self.restores.away.remove(id);
             if let Some(pos) = self.restores.away_acked.remove(id) {
                 self.acked.insert(*id, pos);
+                self.restores.back.insert(*id, self.restores.committed);
             }
         }
-        self.restores.committed += 1;
         self.restores.kinds[match target {
             RestoreTarget::Position(_) => 0,
             RestoreTarget::Time(_) => 1,
