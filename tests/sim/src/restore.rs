@@ -78,6 +78,14 @@ impl Model {
                 new.replay_cursor, new.dropped_before, old.replay_cursor, old.dropped_before
             ));
         }
+        // A file is never listed again by a version once one retired it: GC may delete it.
+        if let Some(g) = new
+            .generations
+            .iter()
+            .find(|g| new.retired.iter().any(|r| r.path == g.path))
+        {
+            return Err(format!("{who} lists {}, which it keeps retired", g.path));
+        }
         let target = *self
             .restores
             .targets
