@@ -437,7 +437,21 @@ fn unknown_put_outcomes_of_the_rewritten_file_and_the_commit_are_read_back() {
     while w.find(is_commit).is_none() {
         h.execute(&mut w, 0);
     }
-    // The commit lands, its answer lost: read back, ours, post-checked, answered.
+    // The commit fails on its way (never landed): read back absent, put again later.
+    let i = w.find(is_commit).unwrap();
+    h.answer(&mut w, i, unknown());
+    let get = w.find(|op| matches!(op, Op::Get { path } if path.contains("/manifest/")));
+    h.execute(&mut w, get.expect("read back"));
+    assert_eq!(h.newest_manifest().version, before.version, "not committed yet");
+    while w.find(is_commit).is_none() {
+        assert!(w.held.is_empty(), "{:?}", w.held);
+        let at = deadline(&mut w.w).expect("a backoff");
+        h.now = h.now.max(at);
+        w.w.handle_timeout(h.now);
+        w.collect();
+    }
+    assert!(restored(&w).is_none(), "not answered before it lands");
+    // Then it lands, its answer lost: read back, ours, post-checked, answered.
     let i = w.find(is_commit).unwrap();
     let req = w.held.remove(i).unwrap();
     h.store.execute(&req.op);
