@@ -442,7 +442,11 @@ fn unknown_put_outcomes_of_the_rewritten_file_and_the_commit_are_read_back() {
     h.answer(&mut w, i, unknown());
     let get = w.find(|op| matches!(op, Op::Get { path } if path.contains("/manifest/")));
     h.execute(&mut w, get.expect("read back"));
-    assert_eq!(h.newest_manifest().version, before.version, "not committed yet");
+    assert_eq!(
+        h.newest_manifest().version,
+        before.version,
+        "not committed yet"
+    );
     while w.find(is_commit).is_none() {
         assert!(w.held.is_empty(), "{:?}", w.held);
         let at = deadline(&mut w.w).expect("a backoff");
