@@ -27,11 +27,18 @@ pub enum Change {
     Claim,
     /// Generations were committed (a memtable flush): the cursor moved.
     Flush,
-    /// A WAL-only truncate moved the cursor, or retention dropped what lies below a point
-    /// (`dropped_before` rose, PROTOCOL.md §4 "Retention").
+    /// A WAL-only truncate moved the cursor (PROTOCOL.md §4 "Retention").
     Truncate,
     /// A restore committed it (its `restored` field, PROTOCOL.md §4 "Restore").
     Restore,
+    /// Retention dropped the leading generations below a point (`dropped_before` rose).
+    Drop,
+    /// A compaction replaced adjacent generations by one (PROTOCOL.md §4 "Compaction").
+    Compact,
+    /// A drop's intent: `dropping` set before the consumers are listed.
+    Intent,
+    /// A drop's intent cleared with nothing dropped (held back by a consumer, or refused).
+    Settle,
     /// Something else, or the version before it is not known (collected, skipped).
     Unknown,
 }
@@ -45,6 +52,10 @@ impl Change {
             Change::Flush => "flush",
             Change::Truncate => "truncate",
             Change::Restore => "restore",
+            Change::Drop => "drop",
+            Change::Compact => "compact",
+            Change::Intent => "intent",
+            Change::Settle => "settle",
             Change::Unknown => "?",
         }
     }
@@ -64,10 +75,18 @@ impl Change {
         };
         if m.epoch > b.epoch {
             Change::Claim
-        } else if m.generations.len() > b.generations.len() {
+        } else if m.replay_cursor > b.replay_cursor && !m.wal_only {
             Change::Flush
-        } else if m.replay_cursor > b.replay_cursor || m.dropped_before > b.dropped_before {
+        } else if m.replay_cursor > b.replay_cursor {
             Change::Truncate
+        } else if m.dropped_before > b.dropped_before {
+            Change::Drop
+        } else if m.dropping.is_some() && b.dropping.is_none() {
+            Change::Intent
+        } else if m.generations.len() < b.generations.len() {
+            Change::Compact
+        } else if m.dropping.is_none() && b.dropping.is_some() {
+            Change::Settle
         } else {
             Change::Unknown
         }
@@ -310,6 +329,7 @@ mod tests {
             lease_epoch: None,
             restored: None,
             time_floor: None,
+            dropping: None,
         }
     }
 
@@ -379,6 +399,39 @@ mod tests {
         );
         assert_eq!(h.versions[1].committed_at, Some(1_003));
         assert_eq!(h.versions[2].bytes, 200);
+    }
+
+    #[test]
+    fn each_kind_of_commit_is_named() {
+        let base = manifest(4, 2, 9, 3);
+        let next = |f: &dyn Fn(&mut Manifest)| {
+            let mut m = base.clone();
+            m.version = 5;
+            f(&mut m);
+            Change::between(Some(&base), &m)
+        };
+        assert_eq!(next(&|m| m.epoch = 3), Change::Claim);
+        assert_eq!(next(&|m| m.replay_cursor = 12), Change::Flush);
+        let truncate = |m: &mut Manifest| {
+            m.wal_only = true;
+            m.replay_cursor = 12;
+            m.dropped_before = 11;
+        };
+        assert_eq!(next(&truncate), Change::Truncate);
+        let drop_first = |m: &mut Manifest| {
+            m.generations.remove(0);
+            m.dropped_before = 1;
+        };
+        assert_eq!(next(&drop_first), Change::Drop);
+        assert_eq!(next(&|m| m.dropping = Some(2)), Change::Intent);
+        // A merge of the last two: fewer generations, the same entries.
+        assert_eq!(next(&|m| drop(m.generations.pop())), Change::Compact);
+        let mut intent = base.clone();
+        intent.dropping = Some(2);
+        let mut settled = base.clone();
+        settled.version = 5;
+        assert_eq!(Change::between(Some(&intent), &settled), Change::Settle);
+        assert_eq!(next(&|_| {}), Change::Unknown);
     }
 
     #[test]

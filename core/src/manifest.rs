@@ -73,6 +73,12 @@ pub struct Manifest {
     /// or below it are never collected. Absent until such a writer committed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease_epoch: Option<u64>,
+    /// A drop to this point is being decided (PROTOCOL.md §4 "Retention"): the owner
+    /// committed it before listing the named consumers, so a consumer that starts from the
+    /// beginning while it is here waits for the drop's commit instead of reading entries the
+    /// drop may remove. Absent when no drop is in progress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropping: Option<u64>,
     /// Set only in a version a restore committed (PROTOCOL.md §4 "Restore"): what it
     /// restored to. Left out otherwise; older manifests decode without it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -454,6 +460,7 @@ mod tests {
             lease_epoch: None,
             restored: None,
             time_floor: None,
+            dropping: None,
         }
     }
 

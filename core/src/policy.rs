@@ -139,6 +139,7 @@ mod tests {
             lease_epoch: None,
             restored: None,
             time_floor: None,
+            dropping: None,
         }
     }
 

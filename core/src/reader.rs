@@ -208,6 +208,9 @@ pub struct Reader {
     gone: Option<alloc::string::String>,
     /// How many times that happened.
     generations_gone: u64,
+    /// A consumer's start from the beginning: it waits out a drop in progress
+    /// ([`Reader::settle_pending_drops`]).
+    settle_drops: bool,
 }
 
 impl Reader {
@@ -255,6 +258,7 @@ impl Reader {
             time_start: TimeStart::NotSearched,
             gone: None,
             generations_gone: 0,
+            settle_drops: false,
         };
         match r.cfg.as_of_version {
             Some(0) => r.fail(FatalError::NoSuchVersion {
@@ -268,6 +272,18 @@ impl Reader {
             None => r.list_manifests(),
         }
         r
+    }
+
+    /// A named consumer's reader (PROTOCOL.md §4 "Retention"): a start from the beginning
+    /// whose first manifest says a drop is being decided (`dropping`) reads the manifest
+    /// again (every `poll_interval`) until the drop's commit lands, and starts where the log
+    /// starts then. The owner lists the consumers only after that intent, so a consumer it
+    /// did not see must not start below the drop. An owner that died mid-drop leaves the
+    /// intent to the next writer's claim, which clears it: until one opens the log, the
+    /// consumer waits (neither start is safe: below the point the drop may still land, at
+    /// it the consumer would skip entries the log keeps).
+    pub(crate) fn settle_pending_drops(&mut self) {
+        self.settle_drops = true;
     }
 
     /// Whether the reader finished (caught up without `follow`, or failed).
@@ -465,6 +481,11 @@ impl Reader {
             return self.fail(e);
         }
         let first_read = self.manifest.is_none();
+        let waits = self.settle_drops && matches!(self.cfg.from, Start::Beginning);
+        if first_read && waits && m.dropping.is_some() {
+            self.poll_at = Some(self.now + self.cfg.poll_interval);
+            return;
+        }
         if let (true, Start::Position(p)) = (first_read, self.cfg.from) {
             let first_available = m.first_available();
             if p < first_available {

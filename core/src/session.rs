@@ -95,12 +95,12 @@ pub struct Session {
     generations: Vec<(u64, Reply<Option<u64>>)>,
     /// Full compaction passes asked for, answered when the writer's pass is over.
     compactions: Vec<Reply<CompactionPass>>,
-    /// WAL-only truncates by position, answered once the committed cursor reaches it.
-    truncates: Vec<(u64, Reply<u64>)>,
+    /// WAL-only truncates, in the order asked (the writer answers them in that order).
+    truncates: VecDeque<Reply<u64>>,
     /// Collection rounds asked for, answered in order as rounds finish.
     collections: VecDeque<Reply<Collected>>,
-    /// Drops by retention, answered by the writer's next [`Event::Dropped`].
-    drops: Vec<Reply<crate::writer::Dropped>>,
+    /// Drops, in the order asked (the writer answers them in that order).
+    drops: VecDeque<Reply<crate::writer::Dropped>>,
     /// The restore asked for, answered by the writer's [`Event::Restored`].
     restores: Vec<Reply<crate::writer::Restored>>,
     closing: Option<Reply<()>>,
@@ -148,9 +148,9 @@ impl Session {
             deferred: Vec::new(),
             generations: Vec::new(),
             compactions: Vec::new(),
-            truncates: Vec::new(),
+            truncates: VecDeque::new(),
             collections: VecDeque::new(),
-            drops: Vec::new(),
+            drops: VecDeque::new(),
             restores: Vec::new(),
             closing: None,
             close_asked: false,
@@ -222,16 +222,16 @@ impl Session {
     /// the first entry past it); `reply` with the committed cursor once the manifest holds it,
     /// at once if the cursor is already there. Refused at once outside
     /// `min = cursor ..= max = first position not yet durable` (`OutOfRange`), with a
-    /// memtable (`WrongMode`) or before the writer is ready.
-    pub fn truncate(&mut self, position: u64, reply: Reply<u64>, now: Duration) {
+    /// memtable (`WrongMode`) or before the writer is ready. Without `force`, named
+    /// consumers are checked by the writer ([`Writer::truncate`]): `HeldBack` when one has
+    /// not consumed past `position`.
+    pub fn truncate(&mut self, position: u64, force: bool, reply: Reply<u64>, now: Duration) {
         self.now = self.now.max(now);
         if let Some(e) = self.refusal() {
             return reply(Err(e));
         }
-        let cursor = self.machine.manifest().map_or(0, |m| m.replay_cursor);
-        match self.machine.truncate(position, now) {
-            Ok(()) if position <= cursor => reply(Ok(cursor)),
-            Ok(()) => self.truncates.push((position, reply)),
+        match self.machine.truncate(position, force, now) {
+            Ok(()) => self.truncates.push_back(reply),
             Err(e) => reply(Err(e.into())),
         }
         self.settle();
@@ -240,11 +240,13 @@ impl Session {
     /// With a memtable: drops the leading generations wholly below `position` and raises
     /// `dropped_before` to it (PROTOCOL.md §4 "Retention"); `reply` with what was dropped once
     /// the manifest holds it. Refused at once outside `dropped_before ..= cursor`
-    /// (`OutOfRange`), WAL-only (`WrongMode`) or before the writer is ready. Named consumers
-    /// are the caller's to check first ([`crate::retention::drop_point`]).
+    /// (`OutOfRange`), WAL-only (`WrongMode`) or before the writer is ready. Without
+    /// `force`, named consumers are checked by the writer ([`Writer::drop_before`]):
+    /// `HeldBack` when one has not consumed past `position`.
     pub fn drop_before(
         &mut self,
         position: u64,
+        force: bool,
         reply: Reply<crate::writer::Dropped>,
         now: Duration,
     ) {
@@ -252,8 +254,8 @@ impl Session {
         if let Some(e) = self.refusal() {
             return reply(Err(e));
         }
-        match self.machine.drop_before(position, now) {
-            Ok(()) => self.drops.push(reply),
+        match self.machine.drop_before(position, force, now) {
+            Ok(()) => self.drops.push_back(reply),
             Err(e) => reply(Err(e.into())),
         }
         self.settle();
@@ -430,6 +432,20 @@ impl Session {
         self.settle();
     }
 
+    /// A checked drop or truncate dropped nothing: the oldest waiting one (a log either
+    /// drops or truncates: the other kind is refused as `WrongMode`).
+    fn drop_refused(&mut self, refusal: crate::writer::DropRefusal) {
+        let error = match refusal {
+            crate::writer::DropRefusal::HeldBack(h) => Error::from(h),
+            crate::writer::DropRefusal::Listing(e) => Error::Failed(e),
+        };
+        if let Some(r) = self.drops.pop_front() {
+            r(Err(error));
+        } else if let Some(r) = self.truncates.pop_front() {
+            r(Err(error));
+        }
+    }
+
     /// Turns every pending event into replies.
     fn settle(&mut self) {
         while let Some(event) = self.machine.next_event() {
@@ -475,20 +491,18 @@ impl Session {
             Event::Replaying { entries, bytes } => self
                 .events
                 .push_back(SessionEvent::Replaying { entries, bytes }),
+            // The writer answers drops and truncates one by one, in the order asked.
             Event::Truncated { replay_cursor } => {
-                let (done, waiting) = core::mem::take(&mut self.truncates)
-                    .into_iter()
-                    .partition(|(to, _)| *to <= replay_cursor);
-                self.truncates = waiting;
-                done.into_iter()
-                    .for_each(|(_, r): (_, Reply<u64>)| r(Ok(replay_cursor)));
+                if let Some(r) = self.truncates.pop_front() {
+                    r(Ok(replay_cursor));
+                }
             }
             Event::Writable => self.unblock(now),
             Event::Compacted { .. } => {}
             Event::Retained(d) => self.events.push_back(SessionEvent::Retained(d)),
             Event::Dropped(d) => {
-                for r in core::mem::take(&mut self.drops) {
-                    r(Ok(d.clone()));
+                if let Some(r) = self.drops.pop_front() {
+                    r(Ok(d));
                 }
             }
             Event::Restored(result) => {
@@ -496,6 +510,7 @@ impl Session {
                     r(result.clone().map_err(Error::from));
                 }
             }
+            Event::DropRefused(refusal) => self.drop_refused(refusal),
             Event::CompactionPass {
                 runs,
                 replaced,
@@ -506,8 +521,13 @@ impl Session {
                     replaced,
                     generations,
                 };
+                // A pass that stopped at a corrupt generation says so (the writer goes on).
+                let failed = self.machine.stats().compaction_error;
                 for r in core::mem::take(&mut self.compactions) {
-                    r(Ok(pass));
+                    r(match &failed {
+                        Some(e) => Err(e.clone().into()),
+                        None => Ok(pass),
+                    });
                 }
             }
             Event::Collected(c) => {
@@ -519,7 +539,7 @@ impl Session {
             Event::Closed => {
                 self.failed = Some(Error::Closed);
                 // Close drains commits first, so none should wait; none is left unanswered.
-                for (_, r) in core::mem::take(&mut self.truncates) {
+                for r in core::mem::take(&mut self.truncates) {
                     r(Err(Error::Closed));
                 }
                 for r in core::mem::take(&mut self.compactions) {
@@ -567,7 +587,7 @@ impl Session {
         for (_, r) in core::mem::take(&mut self.generations) {
             r(Err(e.clone()));
         }
-        for (_, r) in core::mem::take(&mut self.truncates) {
+        for r in core::mem::take(&mut self.truncates) {
             r(Err(e.clone()));
         }
         for r in core::mem::take(&mut self.compactions) {

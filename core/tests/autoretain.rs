@@ -11,7 +11,7 @@ use harness::*;
 use tidewal_core::consumer::ConsumerVersion;
 use tidewal_core::retention::HeldBack;
 use tidewal_core::{
-    CompactionConfig, Dropped, Event, Machine, Op, Response, RetentionPolicy, StoreError,
+    CompactionConfig, Dropped, Event, Machine, Manifest, Op, Response, RetentionPolicy, StoreError,
     StoreErrorKind, Writer, WriterConfig,
 };
 
@@ -64,6 +64,12 @@ fn positions(h: &mut Harness) -> Vec<u64> {
 
 fn is_consumer_list(op: &Op) -> bool {
     matches!(op, Op::List { prefix, .. } if prefix.contains("consumers/"))
+}
+
+/// A round's intent: a manifest put announcing `dropping` (PROTOCOL.md §4 "Retention").
+fn is_intent(op: &Op) -> bool {
+    matches!(op, Op::Put { path, body } if path.contains("/manifest/")
+        && Manifest::decode(&body.to_bytes()).is_ok_and(|m| m.dropping.is_some()))
 }
 
 /// A consumer `name` that committed `position` (its first version), as an instance writes it.
@@ -211,10 +217,7 @@ fn rounds_are_an_interval_apart_and_a_due_one_waits_for_its_timer() {
     h.now = first_round + interval;
     w.w.handle_timeout(h.now);
     w.collect();
-    assert!(
-        w.find(is_consumer_list).is_some(),
-        "the due round at its timer"
-    );
+    assert!(w.find(is_intent).is_some(), "the due round at its timer");
     quiet(&mut h, &mut w);
     assert_eq!(retained(&w).len(), 2);
     assert_eq!(w.w.stats().retention_rounds, 2);

@@ -376,3 +376,30 @@ fn a_compaction_that_meets_a_generation_gone_stops_until_the_manifest_moves() {
     assert!(w.fatal().is_none());
     assert_eq!(h.newest_manifest().generations.len(), 2, "nothing merged");
 }
+
+#[test]
+fn a_corrupt_generation_stops_compaction_not_the_writer() {
+    let mut h = Harness::new();
+    let mut w = h.open(compacting(Duration::from_secs(3600), 8), 1);
+    flush_generations(&mut h, &mut w, 1, 2);
+    // Bit rot in the first generation: the next flush's compaction reads it.
+    let first = h.newest_manifest().generations[0].path.clone();
+    let mut rotten = h.store.object(&first).unwrap().to_vec();
+    let mid = rotten.len() / 2;
+    rotten[mid] ^= 0xff;
+    h.store.overwrite(&first, rotten.into());
+    flush_generations(&mut h, &mut w, 1, 2);
+    let stats = w.w.stats();
+    assert_eq!(stats.compactions_failed, 1);
+    assert!(
+        matches!(&stats.compaction_error, Some(tidewal_core::FatalError::Corrupt { path, .. }) if *path == first),
+        "{:?}",
+        stats.compaction_error
+    );
+    assert!(w.fatal().is_none(), "the writer goes on: {:?}", w.fatal());
+    // Appends and flushes go on; no compaction reads the run again.
+    flush_generations(&mut h, &mut w, 2, 1);
+    assert_eq!(h.newest_manifest().generations.len(), 4, "nothing merged");
+    assert_eq!(w.w.stats().compactions_failed, 1);
+    assert_eq!(w.durable().len(), 6);
+}

@@ -449,3 +449,131 @@ fn the_listing_counts_what_lies_past_each_position() {
         ]
     );
 }
+
+impl Driven {
+    /// Runs held requests and timers `rounds` times: a consumer waiting on the log (for a
+    /// drop in progress) never settles, so this is bounded.
+    fn run_rounds(&mut self, h: &mut Harness, rounds: usize) {
+        for _ in 0..rounds {
+            if !self.held.is_empty() {
+                self.execute(h, 0);
+            } else if let Some(at) = deadline(&mut self.c) {
+                h.now = h.now.max(at);
+                self.c.handle_timeout(h.now);
+                self.collect();
+            }
+        }
+    }
+
+    fn fatal(&self) -> Option<&FatalError> {
+        self.events.iter().find_map(|e| match e {
+            ConsumerEvent::Fatal(f) => Some(f),
+            _ => None,
+        })
+    }
+}
+
+/// A log under `t` with generations at positions 4..6 and 6..8, and its writer (no
+/// background compaction, so the boundaries stay).
+fn log_with_generations(h: &mut Harness) -> harness::Driven {
+    let cfg = tidewal_core::WriterConfig {
+        compaction: Some(tidewal_core::CompactionConfig {
+            enabled: false,
+            ..tidewal_core::CompactionConfig::default()
+        }),
+        ..config()
+    };
+    let mut w = h.open(cfg, 1);
+    for g in 0..2 {
+        w.append(h, rec(g * 2));
+        w.append(h, rec(g * 2 + 1));
+        h.settle(&mut w);
+        w.w.flush_memtable(h.now).unwrap();
+        w.collect();
+        h.settle(&mut w);
+    }
+    w
+}
+
+fn is_consumer_list(op: &Op) -> bool {
+    matches!(op, Op::List { prefix, .. } if prefix == "t/consumers/")
+}
+
+/// Runs the writer's held requests in order until it has sent the LIST of the named
+/// consumers (its drop's intent has committed); that LIST stays held.
+fn until_consumer_listing(h: &mut Harness, w: &mut harness::Driven) {
+    for _ in 0..1_000 {
+        if w.find(is_consumer_list).is_some() {
+            return;
+        }
+        assert!(!w.held.is_empty(), "the writer stopped before listing");
+        h.execute(w, 0);
+    }
+    panic!("no consumer listing");
+}
+
+#[test]
+fn a_consumer_the_drops_listing_missed_waits_for_the_drop_and_starts_past_it() {
+    // The race the simulation found at seed 7684: a consumer created between the owner's
+    // listing of the consumers and the drop's commit must not start below the drop.
+    let mut h = Harness::new();
+    let mut w = log_with_generations(&mut h);
+    w.w.drop_before(6, false, h.now).unwrap();
+    w.collect();
+    until_consumer_listing(&mut h, &mut w);
+    assert_eq!(h.newest_manifest().dropping, Some(6), "the intent landed");
+    // The listing finds no consumer; the drop's commit waits.
+    let i = w.find(is_consumer_list).unwrap();
+    h.execute(&mut w, i);
+    // A consumer claims now: it sees the intent and reads nothing while it is there.
+    let mut c = consumer(&h, "late", 9);
+    c.run_rounds(&mut h, 200);
+    assert_eq!(c.claimed(), Some((1, 0)));
+    assert!(
+        c.read().is_empty(),
+        "read {:?} under a drop in progress",
+        c.read()
+    );
+    h.settle(&mut w);
+    let m = h.newest_manifest();
+    assert_eq!((m.dropped_before, m.dropping), (6, None));
+    c.run_rounds(&mut h, 200);
+    assert_eq!(c.read(), vec![6, 7]);
+    assert!(c.fatal().is_none(), "{:?}", c.fatal());
+}
+
+#[test]
+fn a_consumer_that_claims_before_the_listing_holds_the_drop_back() {
+    let mut h = Harness::new();
+    let mut w = log_with_generations(&mut h);
+    w.w.drop_before(6, false, h.now).unwrap();
+    w.collect();
+    until_consumer_listing(&mut h, &mut w);
+    // The consumer claims before the listing runs: the listing sees it at 0.
+    let mut c = consumer(&h, "early", 9);
+    c.run_rounds(&mut h, 200);
+    assert_eq!(c.claimed(), Some((1, 0)));
+    assert!(c.read().is_empty(), "it waits for the intent too");
+    h.settle(&mut w);
+    let refused = w.events.iter().find_map(|e| match e {
+        tidewal_core::Event::DropRefused(r) => Some(r.clone()),
+        _ => None,
+    });
+    assert_eq!(
+        refused,
+        Some(tidewal_core::writer::DropRefusal::HeldBack(
+            tidewal_core::retention::HeldBack {
+                name: "early".into(),
+                position: 0
+            }
+        ))
+    );
+    let m = h.newest_manifest();
+    assert_eq!((m.dropped_before, m.dropping), (0, None), "nothing dropped");
+    c.run_rounds(&mut h, 200);
+    assert_eq!(
+        c.read(),
+        vec![4, 5, 6, 7],
+        "from the beginning, nothing skipped"
+    );
+}

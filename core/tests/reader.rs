@@ -379,7 +379,7 @@ fn a_start_below_what_a_truncated_log_holds_is_refused_with_its_first_position()
         w.append(&h, rec(i));
     }
     h.settle(&mut w);
-    w.w.truncate(6, h.now).unwrap();
+    w.w.truncate(6, false, h.now).unwrap();
     w.collect();
     h.settle(&mut w);
     let (ev, r) = read_range(&mut h, Start::Position(5), None, false);
@@ -407,7 +407,7 @@ fn a_truncate_that_drops_no_data_refuses_no_start() {
     h.settle(&mut w);
     // The cursor moves past the fence and its window to the first entry, 4; nothing held
     // data below it, so nothing was dropped.
-    w.w.truncate(0, h.now).unwrap();
+    w.w.truncate(0, false, h.now).unwrap();
     w.collect();
     h.settle(&mut w);
     assert_eq!(w.w.manifest().unwrap().replay_cursor, 4);

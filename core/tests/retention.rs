@@ -56,7 +56,7 @@ fn a_drop_removes_only_the_generations_wholly_below_its_point() {
     let before = h.newest_manifest();
     assert_eq!(before.generations.len(), 3);
     // 7 lies inside the second generation: only the first is wholly below it.
-    w.w.drop_before(7, h.now).unwrap();
+    w.w.drop_before(7, false, h.now).unwrap();
     w.collect();
     h.settle(&mut w);
     let m = h.newest_manifest();
@@ -117,7 +117,7 @@ fn a_drop_past_the_cursor_or_below_dropped_before_is_refused_and_writes_nothing(
     let objects = h.store.paths().count();
     // Position 6 is durable but only in the WAL: not droppable by a drop.
     assert_eq!(
-        w.w.drop_before(7, h.now),
+        w.w.drop_before(7, false, h.now),
         Err(CommandError::OutOfRange {
             requested: 7,
             min: 0,
@@ -126,11 +126,11 @@ fn a_drop_past_the_cursor_or_below_dropped_before_is_refused_and_writes_nothing(
     );
     w.collect();
     assert!(w.held.is_empty(), "nothing sent");
-    w.w.drop_before(5, h.now).unwrap();
+    w.w.drop_before(5, false, h.now).unwrap();
     w.collect();
     h.settle(&mut w);
     assert_eq!(
-        w.w.drop_before(4, h.now),
+        w.w.drop_before(4, false, h.now),
         Err(CommandError::OutOfRange {
             requested: 4,
             min: 5,
@@ -148,7 +148,8 @@ fn a_dropped_file_is_deleted_only_once_no_kept_version_names_it_and_its_grace_pa
     let mut w = h.open(retaining(2, grace), 1);
     flush_generations(&mut h, &mut w, 2, 1);
     let first = h.newest_manifest().generations[0].clone();
-    w.w.drop_before(first.last_position + 1, h.now).unwrap();
+    w.w.drop_before(first.last_position + 1, false, h.now)
+        .unwrap();
     w.collect();
     h.settle(&mut w);
     h.now += grace * 2;
@@ -198,8 +199,9 @@ fn a_compaction_in_flight_over_a_dropped_generation_is_dropped_not_committed() {
         h.execute(&mut w, i);
     }
     assert!(w.find(is_gen_get).is_some(), "a compaction reads its run");
-    // The drop takes the commit slot before the merge is put.
-    w.w.drop_before(5, h.now).unwrap();
+    // The drop takes the commit slot before the merge is put (forced: a checked drop's
+    // intent and listing would let the merge commit first).
+    w.w.drop_before(5, true, h.now).unwrap();
     w.collect();
     h.settle(&mut w);
     let m = h.newest_manifest();
@@ -227,7 +229,8 @@ fn a_drop_whose_commit_landed_but_was_answered_as_a_timeout_is_read_back_and_rep
     let mut w = h.open(retaining(8, Duration::from_secs(3600)), 1);
     flush_generations(&mut h, &mut w, 2, 1);
     let first = h.newest_manifest().generations[0].clone();
-    w.w.drop_before(first.last_position + 1, h.now).unwrap();
+    w.w.drop_before(first.last_position + 1, false, h.now)
+        .unwrap();
     w.collect();
     let i = w.find(is_manifest_put).expect("the drop's commit");
     // It lands, but the answer is lost.
@@ -255,7 +258,7 @@ fn a_drop_that_loses_its_commit_slot_to_a_newer_writer_drops_nothing() {
     let mut w = h.open(retaining(8, Duration::ZERO), 1);
     flush_generations(&mut h, &mut w, 2, 1);
     let before = h.newest_manifest();
-    w.w.drop_before(before.generations[0].last_position + 1, h.now)
+    w.w.drop_before(before.generations[0].last_position + 1, false, h.now)
         .unwrap();
     w.collect();
     assert!(w.find(is_manifest_put).is_some());

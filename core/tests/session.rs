@@ -196,7 +196,7 @@ fn a_wal_only_truncate_is_answered_once_the_cursor_is_committed() {
     let last = taken(&acks[2])[0].clone().unwrap().position;
     // Past what is durable: refused at once, nothing waits.
     let (too_far, refused) = recorder();
-    s.truncate(last + 2, too_far, Duration::ZERO);
+    s.truncate(last + 2, false, too_far, Duration::ZERO);
     assert!(
         matches!(&taken(&refused)[..], [Err(Error::Invalid(_))]),
         "{:?}",
@@ -204,7 +204,7 @@ fn a_wal_only_truncate_is_answered_once_the_cursor_is_committed() {
     );
     // Up to the last entry: answered only once the manifest holds the cursor.
     let (to_last, truncated) = recorder();
-    s.truncate(last, to_last, Duration::ZERO);
+    s.truncate(last, false, to_last, Duration::ZERO);
     assert!(taken(&truncated).is_empty(), "not before the commit");
     run(&mut s, &mut store, Duration::ZERO);
     assert_eq!(taken(&truncated), vec![Ok(last)]);
@@ -216,7 +216,7 @@ fn a_wal_only_truncate_is_answered_once_the_cursor_is_committed() {
     );
     // At or below the cursor: answered at once with the cursor.
     let (again, at_once) = recorder();
-    s.truncate(last, again, Duration::ZERO);
+    s.truncate(last, false, again, Duration::ZERO);
     assert_eq!(taken(&at_once), vec![Ok(last)]);
 }
 

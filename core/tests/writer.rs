@@ -535,14 +535,14 @@ fn wal_only_truncates_and_refuses_memtable_commands() {
     h.settle(&mut d);
     assert_eq!(d.w.flush_memtable(h.now), Err(CommandError::WrongMode));
     assert_eq!(
-        d.w.truncate(99, h.now),
+        d.w.truncate(99, false, h.now),
         Err(CommandError::OutOfRange {
             requested: 99,
             min: 0,
             max: 7
         })
     );
-    d.w.truncate(6, h.now).unwrap();
+    d.w.truncate(6, false, h.now).unwrap();
     d.collect();
     h.settle(&mut d);
     assert!(d.events.contains(&Event::Truncated { replay_cursor: 6 }));

@@ -249,10 +249,20 @@ impl Wal {
 
     /// WAL-only logs: drops every entry below `position` (the replay cursor moves there, or to
     /// the first entry past it; the dropped entries are deleted) and returns the committed
-    /// cursor. Refused for a log with a memtable, or past the last durable entry.
+    /// cursor. Refused for a log with a memtable, past the last durable entry, or past the
+    /// committed position of a named consumer (`HeldBack`: the writer checks them,
+    /// PROTOCOL.md §4 "Retention"; [`Wal::truncate_before`] with `force` passes them).
     pub async fn truncate(&self, position: u64) -> Result<u64, Error> {
+        self.truncate_checked(position, false).await
+    }
+
+    async fn truncate_checked(&self, position: u64, force: bool) -> Result<u64, Error> {
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Truncate { position, reply })?;
+        self.send(Command::Truncate {
+            position,
+            force,
+            reply,
+        })?;
         rx.await.unwrap_or(Err(Error::Closed))
     }
 
@@ -283,6 +293,8 @@ impl Wal {
                 ..Dropped::default()
             });
         }
+        // Refused before anything is written when a listing now already says so; the
+        // writer checks again after announcing the drop (a consumer created meanwhile).
         let listed = crate::consumers(self.store.clone(), &self.prefix).await?;
         let named = listed.iter().map(|c| (c.name.as_str(), c.position));
         let point = tidewal_core::retention::drop_point(position, named, force)?;
@@ -294,7 +306,7 @@ impl Wal {
             });
         }
         if m.wal_only {
-            self.truncate(point).await?;
+            self.truncate_checked(point, force).await?;
             return Ok(Dropped {
                 first_position: point,
                 ..Dropped::default()
@@ -303,6 +315,7 @@ impl Wal {
         let (reply, rx) = oneshot::channel();
         self.send(Command::DropBefore {
             position: point,
+            force,
             reply,
         })?;
         rx.await.unwrap_or(Err(Error::Closed))
@@ -466,6 +479,7 @@ enum Command {
     },
     Truncate {
         position: u64,
+        force: bool,
         reply: Reply<u64>,
     },
     Close {
@@ -482,6 +496,7 @@ enum Command {
     },
     DropBefore {
         position: u64,
+        force: bool,
         reply: Reply<Dropped>,
     },
     Restore {
@@ -522,7 +537,11 @@ impl Role for Commands {
             Command::Append { records, reply: r } => s.append(records, reply(r), now),
             Command::Flush { reply: r } => s.flush(reply(r), now),
             Command::FlushMemtable { reply: r } => s.flush_memtable(reply(r), now),
-            Command::Truncate { position, reply: r } => s.truncate(position, reply(r), now),
+            Command::Truncate {
+                position,
+                force,
+                reply: r,
+            } => s.truncate(position, force, reply(r), now),
             Command::Close { reply: r } => {
                 let registration = self.registration.clone();
                 let closed = move |result: Result<(), Error>| {
@@ -532,7 +551,11 @@ impl Role for Commands {
                 s.close(Box::new(closed), now)
             }
             Command::Compact { reply: r } => s.compact(reply(r), now),
-            Command::DropBefore { position, reply: r } => s.drop_before(position, reply(r), now),
+            Command::DropBefore {
+                position,
+                force,
+                reply: r,
+            } => s.drop_before(position, force, reply(r), now),
             Command::Restore { target, reply: r } => s.restore(target, reply(r), now),
             Command::Stats { reply } => drop(reply.send(s.stats())),
             Command::CollectGarbage { reply: r } => s.collect_garbage(reply(r), now),

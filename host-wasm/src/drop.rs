@@ -77,6 +77,8 @@ impl Dropper {
         if position <= m.dropped_before {
             return Ok(unchanged);
         }
+        // Refused before anything is written when a listing now already says so; the
+        // writer checks again after announcing the drop (a consumer created meanwhile).
         let listed = crate::admin::list_consumers(self.store.clone(), &self.prefix)
             .await
             .map_err(|e| to_js(&e))?;
@@ -88,14 +90,14 @@ impl Dropper {
                 // Everything below a WAL-only cursor is dropped already (or a fence window).
                 return Ok(unchanged);
             }
-            self.command(move |s, r, now| s.truncate(point, r, now))
+            self.command(move |s, r, now| s.truncate(point, force, r, now))
                 .await?;
             return Ok(Dropped {
                 first_position: point,
                 ..Dropped::default()
             });
         }
-        self.command(move |s, r, now| s.drop_before(point, r, now))
+        self.command(move |s, r, now| s.drop_before(point, force, r, now))
             .await
     }
 

@@ -141,6 +141,7 @@ export interface WalStats {
   epoch: number; nextPosition: number; durablePosition: number | null; replayCursor: number;
   ackP50Ms: number | null; ackP99Ms: number | null;
   generationsLive: number; compactions: number; generationsCompacted: number;
+  compactionsFailed: number; compactionError: string | null;
   bytesReclaimed: number; leaseRenewals: number;
   collectedFences: number; collectedOrphans: number; collectedIntents: number;
   generationsDropped: number; bytesDropped: number;

@@ -168,14 +168,15 @@ impl Wal {
     /// WAL-only logs (`walOnly: true`): drops every entry below `position` (the replay cursor
     /// moves there, or to the first entry past it; dropped entries are deleted) and resolves
     /// to the committed cursor. Rejects (`InvalidInputError`) with a memtable, or past the
-    /// last durable entry.
+    /// last durable entry; `HeldBackError` past a named consumer's committed position (the
+    /// writer checks them; `dropBefore(position, true)` passes them).
     #[wasm_bindgen(unchecked_return_type = "Promise<number>")]
     pub fn truncate(&self, position: f64) -> Promise {
         if !(position >= 0.0 && position.fract() == 0.0 && position <= u64::MAX as f64) {
             return Promise::reject(&invalid(format!("truncate: bad position {position}")));
         }
         self.command(
-            move |s, r, now| s.truncate(position as u64, r, now),
+            move |s, r, now| s.truncate(position as u64, false, r, now),
             |cursor| JsValue::from(cursor as f64),
         )
     }
@@ -246,6 +247,12 @@ impl Wal {
         set(&o, "generationsLive", w.generations_live as f64);
         set(&o, "compactions", w.compactions as f64);
         set(&o, "generationsCompacted", w.generations_compacted as f64);
+        set(&o, "compactionsFailed", w.compactions_failed as f64);
+        let error = w
+            .compaction_error
+            .as_ref()
+            .map_or(JsValue::NULL, |e| JsValue::from(e.to_string()));
+        set(&o, "compactionError", error);
         set(&o, "bytesReclaimed", w.bytes_reclaimed as f64);
         set(&o, "leaseRenewals", w.lease_renewals as f64);
         set(&o, "collectedFences", w.collected.fences as f64);

@@ -437,7 +437,9 @@ impl Consumer {
         let Some(codec) = self.codec.take() else {
             return;
         };
-        self.reader = Some(Reader::new(cfg, codec, self.seed ^ 0x5eed, self.now));
+        let mut reader = Reader::new(cfg, codec, self.seed ^ 0x5eed, self.now);
+        reader.settle_pending_drops();
+        self.reader = Some(reader);
         self.reader_wait = Some(None);
         if self.closing {
             self.close();

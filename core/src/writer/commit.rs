@@ -26,6 +26,11 @@ pub(super) enum CommitKind {
     Drop,
     /// A restore (`restore.rs`): the only commit that writes `restored`.
     Restore,
+    /// A checked drop's intent: `dropping` set, before the consumers are listed
+    /// (`retain.rs`).
+    Intent,
+    /// A checked drop that dropped nothing: `dropping` cleared.
+    Settle,
 }
 
 impl Writer {
@@ -122,6 +127,8 @@ impl Writer {
             CommitKind::Compaction => self.on_compacted(),
             CommitKind::Drop => self.on_dropped(),
             CommitKind::Restore => self.on_restored(),
+            CommitKind::Intent => self.on_intent_committed(),
+            CommitKind::Settle => self.on_round_closed(None),
         }
         self.sync_retiring();
         self.collect_manifests();

@@ -104,7 +104,8 @@ impl Writer {
         let Some(m) = self.manifest.as_ref() else {
             return;
         };
-        let paused = self.compaction_paused_at == Some(m.version);
+        let paused =
+            self.compaction_paused_at == Some(m.version) || self.compaction_error.is_some();
         let cfg = self.compaction_cfg();
         let sizes: Vec<u64> = m.generations.iter().map(|g| g.bytes).collect();
         let picked = match self.full_pass {
@@ -176,10 +177,16 @@ impl Writer {
                 self.compaction_paused_at = self.manifest.as_ref().map(|m| m.version);
                 return;
             }
-            Err(e) => return self.retry(request, &e),
+            Err(e) => {
+                if let Err(request) = self.io.retry(self.now, request) {
+                    let path = Self::path_of(&request.op);
+                    self.compaction_failed(Self::store_fatal(path, &e), false);
+                }
+                return;
+            }
         };
         if let Err(e) = c.run[index].verify(self.codec.as_ref(), &body) {
-            return self.fail(e);
+            return self.compaction_failed(e, true);
         }
         c.bodies[index] = Some(body);
         if c.bodies.iter().all(Option::is_some) {
@@ -197,7 +204,22 @@ impl Writer {
         let bodies: Vec<Bytes> = c.bodies.iter_mut().filter_map(Option::take).collect();
         match self.merged_entries(&run, bodies) {
             Ok(entries) => self.put_merged(&run, &entries),
-            Err(e) => self.fail(e),
+            Err(e) => self.compaction_failed(e, true),
+        }
+    }
+
+    /// A run could not be read (its store kept failing, or a generation is corrupt): the
+    /// compaction is dropped, nothing was put, and the writer goes on, since compaction only
+    /// saves space. A store failure pauses compaction until a commit moves the manifest on;
+    /// a corrupt generation stops it for this writer (`compaction_error` in stats names it:
+    /// merging around it would only be retried and fail again, and readers meet the same
+    /// error).
+    fn compaction_failed(&mut self, error: FatalError, for_good: bool) {
+        self.compaction = None;
+        self.counters.compactions_failed += 1;
+        self.compaction_paused_at = self.manifest.as_ref().map(|m| m.version);
+        if for_good {
+            self.compaction_error = Some(error);
         }
     }
 
@@ -247,7 +269,7 @@ impl Writer {
         // The records are slices of the inputs' bytes (no copy); encoding writes each once.
         let body = match self.codec.encode_generation(&header, entries) {
             Ok(b) => b,
-            Err(e) => return self.fail(FatalError::from_codec(path, e)),
+            Err(e) => return self.compaction_failed(FatalError::from_codec(path, e), true),
         };
         let record = self.describe_generation(id, path, entries, &body);
         if let Some(c) = self.compaction.as_mut() {

@@ -5,7 +5,8 @@
 use core::time::Duration;
 
 use super::commit::CommitKind;
-use super::{Event, Phase, Writer};
+use super::retain::RoundKind;
+use super::{Phase, Writer};
 use crate::error::CommandError;
 use crate::manifest::{Manifest, RetiredRecord};
 
@@ -25,9 +26,17 @@ impl Writer {
     /// only entries in generations are dropped). The leading generations wholly below it leave
     /// the manifest and are retired; `dropped_before` becomes `position`, so a reader from the
     /// beginning starts there (inside the first kept generation, if it lies inside one).
-    /// Answered by [`Event::Dropped`]. The caller checks named consumers first
-    /// ([`crate::retention::drop_point`]). WAL-only logs use [`Writer::truncate`].
-    pub fn drop_before(&mut self, position: u64, now: Duration) -> Result<(), CommandError> {
+    /// Without `force` the named consumers are checked first (PROTOCOL.md §4 "Retention": an
+    /// intent commit, a listing, then the drop): answered by [`super::Event::Dropped`], or by
+    /// [`super::Event::DropRefused`] when a consumer has not consumed past `position` (nothing
+    /// dropped). With `force`, dropped whatever the consumers. WAL-only logs use
+    /// [`Writer::truncate`].
+    pub fn drop_before(
+        &mut self,
+        position: u64,
+        force: bool,
+        now: Duration,
+    ) -> Result<(), CommandError> {
         self.now = self.now.max(now);
         self.command_allowed()?;
         if self.cfg.wal_only {
@@ -47,29 +56,13 @@ impl Writer {
                 max,
             });
         }
-        self.pending_drop = Some(self.pending_drop.unwrap_or(0).max(position));
+        self.ask_round(RoundKind::Drop, position, force);
         self.after_input();
         Ok(())
     }
 
-    /// The drop's commit, built on the newest committed manifest `m` (version already
-    /// raised): generations wholly below the point go, the one holding it stays whole.
-    pub(super) fn try_commit_drop(&mut self, m: Manifest) {
-        let Some(to) = self.pending_drop.take() else {
-            return;
-        };
-        if to <= m.dropped_before {
-            self.events.push_back(Event::Dropped(Dropped {
-                first_position: m.dropped_before,
-                ..Dropped::default()
-            }));
-            return;
-        }
-        self.commit_drop(m, to);
-    }
-
     /// Commits `m` less its leading generations wholly below `to` (past `dropped_before`),
-    /// for `drop_before` and for the retention policy (`retain.rs`).
+    /// for `drop_before` and for the rounds of `retain.rs`.
     pub(super) fn commit_drop(&mut self, mut m: Manifest, to: u64) {
         let at = self.wall_clock();
         let n = m
@@ -101,9 +94,6 @@ impl Writer {
         };
         self.counters.generations_dropped += d.generations;
         self.counters.bytes_dropped += d.bytes;
-        if self.retain.committing {
-            return self.on_retained(d);
-        }
-        self.events.push_back(Event::Dropped(d));
+        self.on_round_closed(Some(d));
     }
 }

@@ -203,29 +203,30 @@ impl Writer {
             m.generations.push(record);
             m.cursor_epoch = self.cursor_epoch(m.replay_cursor);
             self.start_commit(m, CommitKind::Generation);
-        } else if let Some(to) = self.pending_truncate.take() {
-            // The cursor goes to the first data position at or past `to` that is not dropped.
-            let cursor = self
-                .live_positions
-                .iter()
-                .copied()
-                .find(|&p| p >= to)
-                .unwrap_or_else(|| self.pipeline.first_undurable());
-            if cursor <= m.replay_cursor {
-                return;
-            }
-            m.replay_cursor = cursor;
-            m.dropped_before = m.dropped_before.max(to);
-            m.cursor_epoch = self.cursor_epoch(cursor);
-            self.start_commit(m, CommitKind::Truncate);
         } else if self.restore_turn() {
-            // Drops, retention and compactions wait for a restore once it started.
+            // Rounds of retention and compactions wait for a restore once it started.
             self.try_commit_restore(m);
-        } else if self.pending_drop.is_some() {
-            self.try_commit_drop(m);
-        } else if let Some(m) = self.try_commit_retention(m) {
+        } else if let Some(m) = self.try_commit_round(m) {
             self.try_commit_compaction(m);
         }
+    }
+
+    /// Moves `m`'s cursor for a WAL-only truncate to `to`: to the first data position at or
+    /// past it that is not dropped. `false` when the cursor would not move.
+    pub(super) fn build_truncate(&self, m: &mut crate::manifest::Manifest, to: u64) -> bool {
+        let cursor = self
+            .live_positions
+            .iter()
+            .copied()
+            .find(|&p| p >= to)
+            .unwrap_or_else(|| self.pipeline.first_undurable());
+        if cursor <= m.replay_cursor {
+            return false;
+        }
+        m.replay_cursor = cursor;
+        m.dropped_before = m.dropped_before.max(to);
+        m.cursor_epoch = self.cursor_epoch(cursor);
+        true
     }
 
     pub(super) fn on_generation_committed(&mut self) {
@@ -246,13 +247,19 @@ impl Writer {
     pub(super) fn on_truncated(&mut self) {
         self.collect_wal();
         self.want_collection();
-        let replay_cursor = self.manifest.as_ref().map_or(0, |m| m.replay_cursor);
-        self.events.push_back(Event::Truncated { replay_cursor });
+        self.on_round_closed(None);
     }
 
     /// WAL-only: drops every entry below `position` by moving the cursor (committed in the
-    /// manifest, then collected).
-    pub fn truncate(&mut self, position: u64, now: Duration) -> Result<(), CommandError> {
+    /// manifest, then collected). Answered by [`Event::Truncated`]. Without `force` the named
+    /// consumers are checked first, as [`Writer::drop_before`] does ([`Event::DropRefused`]
+    /// when one holds it back).
+    pub fn truncate(
+        &mut self,
+        position: u64,
+        force: bool,
+        now: Duration,
+    ) -> Result<(), CommandError> {
         self.advance(now);
         self.command_allowed()?;
         if !self.cfg.wal_only {
@@ -270,7 +277,7 @@ impl Writer {
                 max,
             });
         }
-        self.pending_truncate = Some(self.pending_truncate.unwrap_or(0).max(position));
+        self.ask_round(super::retain::RoundKind::Truncate, position, force);
         self.after_input();
         Ok(())
     }

@@ -58,6 +58,7 @@ pub use gc::Collected;
 pub use lease::{collect_after, RHO_DEN, RHO_NUM};
 use put::PutTarget;
 pub use restore::{RestoreError, RestoreTarget, Restored};
+pub use retain::DropRefusal;
 
 /// How many replayed bytes there are between two [`Event::Replaying`].
 pub const REPLAY_PROGRESS_STEP: u64 = 4 << 20;
@@ -119,6 +120,9 @@ pub enum Event {
     },
     /// A drop asked for with [`Writer::drop_before`] was committed (or found nothing to do).
     Dropped(Dropped),
+    /// A [`Writer::drop_before`] or [`Writer::truncate`] asked for without `force` dropped
+    /// nothing: a named consumer holds it back, or the consumers could not be listed.
+    DropRefused(DropRefusal),
     /// The retention policy dropped generations on its own (PROTOCOL.md §4 "Automatic
     /// retention"); never the answer to a [`Writer::drop_before`].
     Retained(Dropped),
@@ -155,6 +159,7 @@ struct Counters {
     gc_failures: u64,
     compactions: u64,
     compactions_dropped: u64,
+    compactions_failed: u64,
     generations_compacted: u64,
     bytes_reclaimed: u64,
     lease_renewals: u64,
@@ -204,6 +209,11 @@ pub struct WriterStats {
     /// Compactions dropped: their run changed before their commit, or one of its
     /// generations was gone.
     pub compactions_dropped: u64,
+    /// Compactions given up because their run could not be read (the store kept failing,
+    /// or a generation is corrupt); the writer went on.
+    pub compactions_failed: u64,
+    /// Why compaction stopped for this writer: a generation it had to merge is corrupt.
+    pub compaction_error: Option<FatalError>,
     /// Generations replaced by compactions.
     pub generations_compacted: u64,
     /// Bytes of retired generation files deleted.
@@ -332,6 +342,8 @@ pub struct Writer {
     compaction_seq: u64,
     /// A run's generation was gone at this manifest version: no compaction until a newer one.
     compaction_paused_at: Option<u64>,
+    /// A generation a compaction had to merge is corrupt: no more compactions.
+    compaction_error: Option<FatalError>,
     full_pass: Option<compact::FullPass>,
     /// Retired generation files this writer knows of (PROTOCOL.md §4 "Compaction").
     retiring: Vec<compact::Retiring>,
@@ -339,9 +351,7 @@ pub struct Writer {
     memtable: flush::Memtable,
     /// Durable data positions not yet below the cursor (what GC may delete later).
     live_positions: VecDeque<u64>,
-    pending_truncate: Option<u64>,
-    /// A drop asked for and not committed yet, then the one committing.
-    pending_drop: Option<u64>,
+    /// What the drop in the commit slot removes (`drop.rs`).
     dropping: Option<Dropped>,
     closing: bool,
     /// Bytes of the last append refused for backpressure, until there is room for them.
@@ -401,13 +411,12 @@ impl Writer {
             compaction: None,
             compaction_seq: 0,
             compaction_paused_at: None,
+            compaction_error: None,
             full_pass: None,
             retiring: Vec::new(),
             pipeline: append::Pipeline::default(),
             memtable: flush::Memtable::default(),
             live_positions: VecDeque::new(),
-            pending_truncate: None,
-            pending_drop: None,
             dropping: None,
             closing: false,
             blocked: None,
@@ -501,6 +510,8 @@ impl Writer {
                 .map_or(0, |m| m.generations.len() as u64),
             compactions: c.compactions,
             compactions_dropped: c.compactions_dropped,
+            compactions_failed: c.compactions_failed,
+            compaction_error: self.compaction_error.clone(),
             generations_compacted: c.generations_compacted,
             bytes_reclaimed: c.bytes_reclaimed,
             generations_dropped: c.generations_dropped,
@@ -752,11 +763,11 @@ impl Writer {
                 || self.commit.is_some()
                 || self.compacting()
                 || self.restoring()
-                || self.pending_drop.is_some()
+                || self.dropping_in_progress()
             {
                 return;
             }
-        } else if self.commit.is_some() {
+        } else if self.commit.is_some() || self.dropping_in_progress() {
             return;
         }
         // Collection too: a host may stop driving the machine once it is closed.

@@ -81,6 +81,7 @@ impl Writer {
             lease_epoch: Some(1),
             restored: None,
             time_floor: None,
+            dropping: None,
         };
         self.window = m.fence_window;
         self.start_commit(m, CommitKind::Claim);
@@ -120,6 +121,9 @@ impl Writer {
         // The lease is fixed when first written; `lease_epoch` is written by this writer's
         // first commit once its fence is in place (flush.rs), if no writer wrote it before.
         claim.lease_ms = m.lease_ms.or(Some(lease_ms(&self.cfg)));
+        // A drop the fenced owner was deciding will never commit (its next commit loses to
+        // this claim): consumers waiting on it go on from the claim.
+        claim.dropping = None;
         self.manifest = Some(m);
         self.start_commit(claim, CommitKind::Claim);
     }

@@ -933,7 +933,7 @@ async fn drops_are_held_back_by_a_consumer_unless_forced_and_history_and_as_of_r
         let after = wait(history(store.clone(), "d".into())).await.unwrap();
         let versions = js_sys::Array::from(&get(&after, "versions"));
         let dropped = versions.get(versions.length() - 1);
-        assert_eq!(get(&dropped, "change"), JsValue::from("truncate"));
+        assert_eq!(get(&dropped, "change"), JsValue::from("drop"));
         assert_eq!(num(&dropped, "droppedBefore"), firsts[1]);
         // As of the version before the drop: all of it (its files are kept); until a time
         // before the log: nothing.

@@ -38,9 +38,25 @@ pub struct Compactions {
     pub holes: BTreeSet<u64>,
     /// Manifests whose generations are fewer than the one before's (a compaction landed).
     pub committed: u64,
+    /// Each retired file: when a landed manifest first listed it in `retired` (simulation
+    /// time) and the `at` it was retired with.
+    pub retired_seen: std::collections::BTreeMap<String, (Duration, Option<u64>)>,
+    /// Retired files deleted, each checked against the grace period.
+    pub grace_checked: u64,
 }
 
 impl Model {
+    /// A manifest landed at simulation time `now`: the retired files it lists start their
+    /// grace no earlier than this.
+    pub fn retired_landed(&mut self, m: &Manifest, now: Duration) {
+        for r in &m.retired {
+            self.compactions
+                .retired_seen
+                .entry(r.path.clone())
+                .or_insert((now, r.at));
+        }
+    }
+
     /// A manifest newer than every other landed: its generations must hold exactly the
     /// previous newest one's entries, in order, then what it flushed (a compaction changes no
     /// entry of the log; a flush only adds).
@@ -120,5 +136,42 @@ impl World {
             self.generations_gone += seen - c.gone_seen;
             c.gone_seen = seen;
         }
+    }
+}
+
+impl World {
+    /// A writer sends the delete of a retired file: its grace must have passed by the rule
+    /// of PROTOCOL.md §4 "Retired files", on this writer's clocks. Without a wall clock (or a
+    /// record without `at`) the grace runs on its own clock from when it learned of the file,
+    /// which is no earlier than the manifest that retired it landed; with both, from `at` by
+    /// its wall clock.
+    pub(crate) fn check_grace(&mut self, client: usize, path: &str) -> Result<(), String> {
+        let Some(&(seen, at)) = self.model.compactions.retired_seen.get(path) else {
+            // Never listed as retired: a merged file no manifest named.
+            return Ok(());
+        };
+        let grace = self.wcfg.compaction.clone().unwrap_or_default().grace;
+        let c = &self.clients[client];
+        let local_now = c.clock.local(self.now);
+        let (waited, rule) = match (c.wall_origin, at) {
+            (Some(origin), Some(at)) => {
+                let wall = origin + local_now.as_millis() as u64;
+                (
+                    Duration::from_millis(wall.saturating_sub(at)),
+                    "by its wall clock",
+                )
+            }
+            _ => (
+                local_now.saturating_sub(c.clock.local(seen)),
+                "on its clock since the retiring manifest landed",
+            ),
+        };
+        if waited < grace {
+            return Err(format!(
+                "c{client} deleted retired {path} after {waited:?} {rule}, within the grace {grace:?}"
+            ));
+        }
+        self.model.compactions.grace_checked += 1;
+        Ok(())
     }
 }

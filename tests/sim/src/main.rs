@@ -49,6 +49,7 @@ fn main() -> ExitCode {
     let (mut compactions, mut gone) = (0u64, 0u64);
     let (mut fences, mut intents, mut pauses, mut held) = (0u64, 0u64, 0u64, 0u64);
     let (mut drops, mut drops_held, mut forced, mut dropped) = (0u64, 0u64, 0u64, 0u64);
+    let (mut refused_by_writer, mut grace_checked) = (0u64, 0u64);
     let mut auto = 0u64;
     let (mut restores, mut restored, mut restores_refused) = (0u64, 0u64, 0u64);
     let mut kinds = [0u64; 3];
@@ -78,6 +79,8 @@ fn main() -> ExitCode {
         held += out.acks_held;
         drops += out.drops_asked;
         drops_held += out.drops_held_back;
+        refused_by_writer += out.drops_refused_by_writer;
+        grace_checked += out.grace_checked;
         forced += out.drops_forced;
         dropped += out.drops_committed;
         auto += out.auto_drops;
@@ -102,7 +105,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets, {shortcuts} shortcut starts, {fallbacks} fallbacks, {searches} time searches, {search_fallbacks} time fallbacks, {as_of} reads as of a version, {as_of_collected} versions collected under them, {until_time} stops at a time, {compactions} compactions, {gone} generation gone, manifest re-read, {pauses} writer pauses, {held} acks held for the lease, {fences} fences and {intents} intents collected, {drops} drops asked ({drops_held} held back by a consumer, {forced} forced, {dropped} committed), {auto} automatic drops, {restores} restores asked ({restored} committed: {} to a position, {} to a time, {} to a version; {restores_refused} refused) ({:.1}s)",
+        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets, {shortcuts} shortcut starts, {fallbacks} fallbacks, {searches} time searches, {search_fallbacks} time fallbacks, {as_of} reads as of a version, {as_of_collected} versions collected under them, {until_time} stops at a time, {compactions} compactions, {gone} generation gone, manifest re-read, {pauses} writer pauses, {held} acks held for the lease, {fences} fences and {intents} intents collected, {drops} drops asked ({drops_held} held back by a consumer, {refused_by_writer} refused by the writer's own check, {forced} forced, {dropped} committed), {auto} automatic drops, {grace_checked} retired files deleted after their grace, {restores} restores asked ({restored} committed: {} to a position, {} to a time, {} to a version; {restores_refused} refused) ({:.1}s)",
         kinds[0],
         kinds[1],
         kinds[2],

@@ -15,6 +15,8 @@ pub fn payload_id(payload: &Body) -> Option<u64> {
 /// The facts every run accumulates, and the checks against them.
 #[derive(Default)]
 pub struct Model {
+    /// The simulation's time, as the world last set it (for checks that need when).
+    pub now: std::time::Duration,
     /// Payload → client that appended it.
     pub owner: Vec<usize>,
     /// Payload → position it landed at (from the store's successful puts).
@@ -114,6 +116,7 @@ impl Model {
         } else if path.contains("manifest/") {
             let m = Manifest::decode(body).map_err(|e| format!("bad manifest {path}: {e:?}"))?;
             self.history.landed(&m);
+            self.retired_landed(&m, self.now);
             self.claims
                 .entry((m.epoch, m.writer_nonce))
                 .or_insert_with(|| m.clone());

@@ -245,6 +245,7 @@ impl World {
             }
             Event::Retained(d) => self.retained(client, d)?,
             Event::Restored(r) => self.restored(client, r)?,
+            Event::DropRefused(r) => self.drop_refused(client, r)?,
             Event::Closed => {
                 self.clients[client].closed = true;
                 self.clients[client].machine = None;

@@ -1,8 +1,8 @@
 //! Retention in the simulation (PROTOCOL.md §4 "Retention"): bare writers drop the leading
-//! generations below a random point (or, WAL-only, truncate), both through the consumer rule
-//! (`tidewal_core::retention::drop_point`) against a listing of the consumers read straight
-//! from the store when the command is given (the commit lands later: the listing is stale by
-//! then, as a host's is), sometimes forced. The model learns which points were asked for
+//! generations below a random point (or, WAL-only, truncate), sometimes forced. As a host
+//! does, they refuse early through the consumer rule (`tidewal_core::retention::drop_point`)
+//! against a listing read straight from the store when the command is given (stale by the
+//! time the commit lands); the writer then checks again itself after its intent commit. The model learns which points were asked for
 //! (below them acknowledged entries may be gone) and which were forced (only those may
 //! refuse a consumer's resume with `Truncated`). Most writers with a memtable also run
 //! a random automatic policy (PROTOCOL.md §4 "Automatic retention"): its drops are never
@@ -13,7 +13,8 @@ use std::time::Duration;
 use tidewal_core::consumer::ConsumerVersion;
 
 use tidewal_core::retention::drop_point;
-use tidewal_core::{Dropped, Manifest, RetentionPolicy};
+use tidewal_core::writer::DropRefusal;
+use tidewal_core::{Dropped, FatalError, Manifest, RetentionPolicy};
 
 use crate::actors::Machine;
 use crate::model::{Check, Model};
@@ -43,6 +44,8 @@ pub struct Retained {
     pub asked: u64,
     pub held_back: u64,
     pub forced: u64,
+    /// Drops the writer refused itself: a consumer its listing after the intent found.
+    pub refused_by_writer: u64,
     /// Manifests that raised `dropped_before` (drops and truncates committed).
     pub committed: u64,
     /// Drops the policy committed (as their writers told).
@@ -167,18 +170,46 @@ impl World {
         let Some(Machine::Writer(w)) = &mut self.clients[client].machine else {
             return Ok(());
         };
+        // The host's listing only refuses early: the writer checks the consumers again after
+        // its intent commit (PROTOCOL.md §4 "Retention"), and may answer `DropRefused`.
         let result = if m.wal_only {
-            w.truncate(to, now)
+            w.truncate(to, forced, now)
         } else {
-            w.drop_before(to, now)
+            w.drop_before(to, forced, now)
         };
         self.note(format_args!(
             "c{client} drop to {to} (forced {forced}): {result:?}"
         ));
+        if result.is_ok() && !forced && self.rng.chance(0.5) {
+            let at = self.now + Duration::from_millis(self.rng.range(1, 80));
+            self.schedule(at, crate::world::Ev::SpawnFresh);
+        }
         if result.is_ok() {
             self.model.truncated_to = self.model.truncated_to.max(to);
             if forced {
                 self.model.retention.forced_to = self.model.retention.forced_to.max(to);
+            }
+        }
+        Ok(())
+    }
+
+    /// A writer refused a drop or truncate it was asked for without force.
+    pub(crate) fn drop_refused(&mut self, client: usize, r: DropRefusal) -> Result<(), String> {
+        self.note(format_args!("c{client} drop refused by the writer: {r}"));
+        match r {
+            DropRefusal::HeldBack(h) => {
+                let listed = self.consumer_listing();
+                if !listed.iter().any(|(n, p)| *n == h.name && *p >= h.position) {
+                    return Err(format!(
+                        "c{client}: a drop held back by {} at {}, which the store does not hold",
+                        h.name, h.position
+                    ));
+                }
+                self.model.retention.refused_by_writer += 1;
+            }
+            DropRefusal::Listing(FatalError::Store { .. }) => {}
+            DropRefusal::Listing(e) => {
+                return Err(format!("c{client}: consumer listing failed: {e}"))
             }
         }
         Ok(())

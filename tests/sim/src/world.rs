@@ -74,6 +74,8 @@ pub struct Outcome {
     /// committed (`retention.rs`).
     pub drops_asked: u64,
     pub drops_held_back: u64,
+    pub drops_refused_by_writer: u64,
+    pub grace_checked: u64,
     pub drops_forced: u64,
     pub drops_committed: u64,
     /// Automatic retention: drops the policy committed.
@@ -108,6 +110,9 @@ pub(crate) enum Ev {
         client: usize,
     },
     Spawn,
+    /// A consumer of a name never claimed before, just after a drop was asked for: the one a
+    /// drop's listing may miss (PROTOCOL.md §4 "Retention").
+    SpawnFresh,
 }
 
 pub(crate) struct World {
@@ -186,6 +191,8 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         acks_held: w.clients.iter().map(|c| c.acks_held).sum(),
         drops_asked: w.model.retention.asked,
         drops_held_back: w.model.retention.held_back,
+        drops_refused_by_writer: w.model.retention.refused_by_writer,
+        grace_checked: w.model.compactions.grace_checked,
         drops_forced: w.model.retention.forced,
         drops_committed: w.model.retention.committed,
         auto_drops: w.model.retention.auto,
@@ -324,6 +331,7 @@ impl World {
 
     fn step(&mut self, ev: Ev) -> Result<(), String> {
         let now = self.now;
+        self.model.now = now;
         match ev {
             Ev::Arrive { client, id, op } => {
                 self.check_manifest_delete(client, &op)?;
@@ -391,6 +399,10 @@ impl World {
             }
             Ev::Act { client } => self.act(client),
             Ev::Release { client } => self.release(client),
+            Ev::SpawnFresh => {
+                let name = format!("fresh{}", self.clients.len());
+                self.spawn_consumer(Some(&name), true).map(|_| ())
+            }
             Ev::Spawn => {
                 let writers = self.clients.iter().filter(|c| c.is_live_writer()).count();
                 let readers = self
@@ -461,6 +473,9 @@ impl World {
             match out {
                 Out::Request(Request { id, op, .. }) => {
                     self.note(format_args!("c{client} -> #{} {}", id.0, op_name(&op)));
+                    if let Op::Delete { path } = &op {
+                        self.check_grace(client, path)?;
+                    }
                     self.data_get_sent(client, id, &op)?;
                     let at = self.now + self.latency(client) + self.stall(client);
                     self.schedule(at, Ev::Arrive { client, id, op });
