@@ -422,24 +422,34 @@ impl Writer {
                 let read = RestoreRead::Version;
                 self.get(path, Purpose::Restore { seq, read });
             }
-            RestoreTarget::Time(time) => {
-                let past = m
-                    .generations
-                    .iter()
-                    .find(|g| g.max_time.is_some_and(|t| t > time));
-                match past {
-                    None => self.restore_to_time(&m, time, m.replay_cursor, None),
-                    // Its first entry is past the time: the point is its start.
-                    Some(g) if g.untimed == 0 && g.min_time.is_some_and(|t| t > time) => {
-                        self.restore_to_time(&m, time, g.first_position, None)
-                    }
-                    Some(g) => {
-                        let (g, path) = (g.clone(), g.path.clone());
-                        r.step = Step::FindingTime(g);
-                        let read = RestoreRead::Time;
-                        self.get(path, Purpose::Restore { seq, read });
-                    }
-                }
+            RestoreTarget::Time(time) => self.find_time(&m, time, 0),
+        }
+    }
+
+    /// Looks for the point of `time` from position `from` on: the first entry at or past
+    /// `dropped_before` (where a reader starts) of a known time past it. A generation whose
+    /// entries are all past it needs no request; another that may hold it is read.
+    fn find_time(&mut self, m: &Manifest, time: u64, from: u64) {
+        let db = m.dropped_before;
+        let past = m
+            .generations
+            .iter()
+            .find(|g| g.last_position >= from.max(db) && g.max_time.is_some_and(|t| t > time));
+        match past {
+            None => self.restore_to_time(m, time, m.replay_cursor, None),
+            // Every entry of it is past the time: the point is where the log's part of it
+            // starts.
+            Some(g) if g.untimed == 0 && g.min_time.is_some_and(|t| t > time) => {
+                self.restore_to_time(m, time, g.first_position.max(db), None)
+            }
+            Some(g) => {
+                let (g, path) = (g.clone(), g.path.clone());
+                let Some(r) = self.restore.as_mut() else {
+                    return;
+                };
+                r.step = Step::FindingTime(g);
+                let (seq, read) = (r.seq, RestoreRead::Time);
+                self.get(path, Purpose::Restore { seq, read });
             }
         }
     }
@@ -662,15 +672,19 @@ impl Writer {
             Ok(entries) => entries,
             Err(e) => return self.finish_restore(Err(e)),
         };
-        // Times never decrease along the log (PROTOCOL.md §2): the first past it is the point.
-        let to = entries
-            .iter()
-            .find(|e| e.time.is_some_and(|t| t > time))
-            .map_or(g.last_position + 1, |e| e.position);
         let Some(m) = self.manifest.clone() else {
             return;
         };
-        self.restore_to_time(&m, time, to, Some((g, body, entries)));
+        // Times never decrease along the log (PROTOCOL.md §2): the first past it is the point.
+        // Those past it below `dropped_before` are not the log's: none at or past it here,
+        // and the point lies further on.
+        let past = entries
+            .iter()
+            .find(|e| e.position >= m.dropped_before && e.time.is_some_and(|t| t > time));
+        match past.map(|e| e.position) {
+            Some(to) => self.restore_to_time(&m, time, to, Some((g, body, entries))),
+            None => self.find_time(&m, time, g.last_position + 1),
+        }
     }
 
     fn on_restore_source(&mut self, index: usize, body: Bytes) {
