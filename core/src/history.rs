@@ -29,6 +29,8 @@ pub enum Change {
     Flush,
     /// A WAL-only truncate moved the cursor (PROTOCOL.md §4 "Retention").
     Truncate,
+    /// A restore committed it (its `restored` field, PROTOCOL.md §4 "Restore").
+    Restore,
     /// Retention dropped the leading generations below a point (`dropped_before` rose).
     Drop,
     /// A compaction replaced adjacent generations by one (PROTOCOL.md §4 "Compaction").
@@ -49,6 +51,7 @@ impl Change {
             Change::Claim => "claim",
             Change::Flush => "flush",
             Change::Truncate => "truncate",
+            Change::Restore => "restore",
             Change::Drop => "drop",
             Change::Compact => "compact",
             Change::Intent => "intent",
@@ -59,6 +62,10 @@ impl Change {
 
     /// What `m` changed from `before` (the version below it, if read).
     pub fn between(before: Option<&Manifest>, m: &Manifest) -> Change {
+        // The version says so itself, whether or not the one below it was read.
+        if m.restored.is_some() {
+            return Change::Restore;
+        }
         let Some(b) = before.filter(|b| b.version + 1 == m.version) else {
             return if m.version == 1 {
                 Change::Create
@@ -320,6 +327,8 @@ mod tests {
             retired: Vec::new(),
             lease_ms: None,
             lease_epoch: None,
+            restored: None,
+            time_floor: None,
             dropping: None,
         }
     }

@@ -10,6 +10,7 @@ use core::time::Duration;
 use crate::codec::CodecError;
 use crate::consumer::ConsumerError;
 use crate::error::{AppendError, CommandError, FatalError};
+use crate::writer::RestoreError;
 
 /// Anything that can go wrong with a log.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,6 +81,8 @@ pub enum Error {
         /// The log: its URL, or its prefix in the store handed in.
         log: String,
     },
+    /// A restore was refused (PROTOCOL.md §4 "Restore"); nothing was written.
+    Restore(RestoreError),
     /// Any other terminal condition of the log.
     Failed(FatalError),
 }
@@ -119,6 +122,7 @@ impl fmt::Display for Error {
                 f,
                 "this process already has a writer of {log}: use it, or close it first (opening a second one would fence it)"
             ),
+            Error::Restore(e) => write!(f, "restore refused: {e}"),
             Error::Failed(e) => write!(f, "{e}"),
         }
     }
@@ -157,6 +161,16 @@ impl From<CommandError> for Error {
             CommandError::Failed(f) => f.into(),
             CommandError::Closed => Error::Closed,
             other => Error::Invalid(other.to_string()),
+        }
+    }
+}
+
+impl From<RestoreError> for Error {
+    fn from(e: RestoreError) -> Self {
+        match e {
+            RestoreError::Failed(f) => f.into(),
+            RestoreError::Closed => Error::Closed,
+            other => Error::Restore(other),
         }
     }
 }

@@ -56,13 +56,15 @@ pub use io::{
     Body, ObjectMeta, Op, OpKind, Request, RequestId, Response, StoreError, StoreErrorKind,
 };
 pub use machine::{Machine, Output};
-pub use manifest::{Dropping, GenerationRecord, IndexRecord, Manifest, RetiredRecord};
+pub use manifest::{
+    Dropping, GenerationRecord, IndexRecord, Manifest, RestoredRecord, RetiredRecord,
+};
 pub use mem::MemStore;
 pub use policy::RetentionPolicy;
 pub use reader::{ReadEvent, Reader, StartPath, TimeStart};
 pub use requests::IoCounters;
 pub use session::{Ack, CompactionPass, Reply, Session, SessionEvent, Stats};
 pub use writer::{
-    collect_after, AppendId, Collected, Dropped, Event, Writer, WriterStats, REPLAY_PROGRESS_STEP,
-    RHO_DEN, RHO_NUM,
+    collect_after, AppendId, Collected, Dropped, Event, RestoreError, RestoreTarget, Restored,
+    Writer, WriterStats, REPLAY_PROGRESS_STEP, RHO_DEN, RHO_NUM,
 };

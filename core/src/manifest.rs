@@ -79,6 +79,29 @@ pub struct Manifest {
     /// drop may remove. Absent when no drop is in progress.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dropping: Option<Dropping>,
+    /// Set only in a version a restore committed (PROTOCOL.md §4 "Restore"): what it
+    /// restored to. Left out otherwise; older manifests decode without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored: Option<RestoredRecord>,
+    /// The newest entry time (unix ms) the log held before a restore left entries out, or
+    /// an older such floor (PROTOCOL.md §4 "Restore"): writers stamp new entries at least
+    /// this, so that times never decrease along the log, even once a restore to an older
+    /// version brings those entries back. Written by restores, kept by every later commit;
+    /// absent in logs never restored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_floor: Option<u64>,
+}
+
+/// What a restore did, as its manifest version records it (PROTOCOL.md §3, §4 "Restore").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoredRecord {
+    /// The point `P`: the version holds no entry at or past it below its cursor.
+    pub to: u64,
+    /// The version the restore was built on (the one below it).
+    pub from_version: u64,
+    /// The version restored to, for a restore to a version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 /// A drop being decided (PROTOCOL.md §4 "Retention"): its point, and the version of the
@@ -445,6 +468,8 @@ mod tests {
             retired: vec![],
             lease_ms: None,
             lease_epoch: None,
+            restored: None,
+            time_floor: None,
             dropping: None,
         }
     }
@@ -466,6 +491,20 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["committed_at"], 1_700_000_000_123u64);
         assert_eq!(m.schema_bytes().unwrap(), b"schema");
+        assert!(v.get("restored").is_none());
+        let mut restored = sample();
+        restored.restored = Some(RestoredRecord {
+            to: 40,
+            from_version: 6,
+            version: None,
+        });
+        let bytes = restored.encode();
+        assert_eq!(Manifest::decode(&bytes).unwrap(), restored);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            v["restored"],
+            serde_json::json!({"to": 40, "from_version": 6})
+        );
     }
 
     #[test]

@@ -89,6 +89,13 @@ impl Paths {
     pub fn merged_generation(&self, epoch: u64, first: u64, last: u64) -> String {
         format!("{}gen/{epoch:010}-{first:010}-{last:010}.arrow", self.base)
     }
+
+    /// A generation a writer of `epoch` wrote for the restore planned as manifest version
+    /// `version`, recorded with id `id`: a straddling generation rewritten, or an older
+    /// version's generation copied (PROTOCOL.md §1, §4 "Restore").
+    pub fn restored_generation(&self, epoch: u64, id: u64, version: u64) -> String {
+        format!("{}gen/{epoch:010}-{id:010}-r{version:020}.arrow", self.base)
+    }
 }
 
 /// A number written as the 20 digits object names use (so names sort numerically).
@@ -125,6 +132,10 @@ mod tests {
         assert_eq!(
             p.merged_generation(2, 3, 9),
             "logs/a/gen/0000000002-0000000003-0000000009.arrow"
+        );
+        assert_eq!(
+            p.restored_generation(2, 3, 9),
+            "logs/a/gen/0000000002-0000000003-r00000000000000000009.arrow"
         );
         let intent = p.fence_intent(12, 3);
         assert_eq!(intent, "logs/a/fences/00000000000000000012-0000000003");

@@ -137,6 +137,8 @@ mod tests {
             retired: Vec::new(),
             lease_ms: None,
             lease_epoch: None,
+            restored: None,
+            time_floor: None,
             dropping: None,
         }
     }

@@ -101,6 +101,8 @@ pub struct Session {
     collections: VecDeque<Reply<Collected>>,
     /// Drops, in the order asked (the writer answers them in that order).
     drops: VecDeque<Reply<crate::writer::Dropped>>,
+    /// The restore asked for, answered by the writer's [`Event::Restored`].
+    restores: Vec<Reply<crate::writer::Restored>>,
     closing: Option<Reply<()>>,
     /// `close` was called: later commands are refused at once. While appends still wait
     /// for room, the close waits behind them (and the flushes deferred before it) here.
@@ -149,6 +151,7 @@ impl Session {
             truncates: VecDeque::new(),
             collections: VecDeque::new(),
             drops: VecDeque::new(),
+            restores: Vec::new(),
             closing: None,
             close_asked: false,
             deferred_close: None,
@@ -253,6 +256,27 @@ impl Session {
         }
         match self.machine.drop_before(position, force, now) {
             Ok(()) => self.drops.push_back(reply),
+            Err(e) => reply(Err(e.into())),
+        }
+        self.settle();
+    }
+
+    /// Restores the log to `target` (PROTOCOL.md §4 "Restore", [`Writer::restore`]); `reply`
+    /// with what it did once the manifest holds it. Refused at once (nothing written) for a
+    /// WAL-only log, durable entries not yet in generations (flush the memtable first), a
+    /// restore or drop in flight, or a position or version that cannot be.
+    pub fn restore(
+        &mut self,
+        target: crate::writer::RestoreTarget,
+        reply: Reply<crate::writer::Restored>,
+        now: Duration,
+    ) {
+        self.now = self.now.max(now);
+        if let Some(e) = self.refusal() {
+            return reply(Err(e));
+        }
+        match self.machine.restore(target, now) {
+            Ok(()) => self.restores.push(reply),
             Err(e) => reply(Err(e.into())),
         }
         self.settle();
@@ -481,6 +505,11 @@ impl Session {
                     r(Ok(d));
                 }
             }
+            Event::Restored(result) => {
+                for r in core::mem::take(&mut self.restores) {
+                    r(result.clone().map_err(Error::from));
+                }
+            }
             Event::DropRefused(refusal) => self.drop_refused(refusal),
             Event::CompactionPass {
                 runs,
@@ -520,6 +549,9 @@ impl Session {
                     r(Err(Error::Closed));
                 }
                 for r in core::mem::take(&mut self.drops) {
+                    r(Err(Error::Closed));
+                }
+                for r in core::mem::take(&mut self.restores) {
                     r(Err(Error::Closed));
                 }
                 if let Some(r) = self.closing.take() {
@@ -565,6 +597,9 @@ impl Session {
             r(Err(e.clone()));
         }
         for r in core::mem::take(&mut self.drops) {
+            r(Err(e.clone()));
+        }
+        for r in core::mem::take(&mut self.restores) {
             r(Err(e.clone()));
         }
         if matches!(e, Error::Fenced { .. }) {

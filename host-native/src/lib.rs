@@ -33,8 +33,8 @@ pub use read::{read_log, Batches, Item, ReadOptions, Tailer};
 pub use store::{execute, store_error};
 pub use tidewal_core::Error;
 pub use tidewal_core::{
-    Ack, AppendId, Collected, CompactionConfig, CompactionPass, Dropped, RetentionPolicy, Start,
-    Stats, WriterConfig, WriterStats,
+    Ack, AppendId, Collected, CompactionConfig, CompactionPass, Dropped, RestoreError,
+    RestoreTarget, Restored, RetentionPolicy, Start, Stats, WriterConfig, WriterStats,
 };
 pub use url::{existing_store_for, store_for};
 pub use wal::{AppendHandle, Options, ReplayProgress, Wal};

@@ -12,7 +12,8 @@ use arrow_schema::SchemaRef;
 use object_store::ObjectStore;
 use tidewal_core::arrow::ArrowCodec;
 use tidewal_core::{
-    Ack, Collected, CompactionPass, Dropped, Record, Session, SessionEvent, Stats, WriterConfig,
+    Ack, Collected, CompactionPass, Dropped, Record, RestoreTarget, Restored, Session,
+    SessionEvent, Stats, WriterConfig,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -361,6 +362,27 @@ impl Wal {
         m.ok_or_else(|| Error::Invalid("no log here".into()))
     }
 
+    /// Restores the log (PROTOCOL.md §4 "Restore"): one manifest version whose generations
+    /// hold only the entries below a position, the entries up to a time (unix ms), or a
+    /// version's entries followed by what the log gained past its cursor since (the version
+    /// below a restore undoes it). The cursor does not move back: new appends land past it.
+    /// Flushes first (pending appends, then the memtable), so every durable entry counts.
+    /// Refused, nothing written, with [`Error::Restore`] naming what is wrong: a WAL-only
+    /// log, a position past the end or below what was dropped, a time before the first
+    /// entry, a version never committed or no longer kept, another restore in flight.
+    pub async fn restore(&self, target: RestoreTarget) -> Result<Restored, Error> {
+        self.flush().await?;
+        // A WAL-only log has no memtable: the restore itself refuses it, by name.
+        match self.flush_memtable().await {
+            Ok(_) => {}
+            Err(Error::Invalid(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Restore { target, reply })?;
+        rx.await.unwrap_or(Err(Error::Closed))
+    }
+
     /// Runs one full compaction pass (PROTOCOL.md §4 "Compaction": runs of adjacent
     /// generations below the target merged while any is left, whether or not background
     /// compaction is on) and returns what it merged. Refused for a WAL-only log.
@@ -477,6 +499,10 @@ enum Command {
         force: bool,
         reply: Reply<Dropped>,
     },
+    Restore {
+        target: RestoreTarget,
+        reply: Reply<Restored>,
+    },
     Stats {
         reply: oneshot::Sender<Stats>,
     },
@@ -530,6 +556,7 @@ impl Role for Commands {
                 force,
                 reply: r,
             } => s.drop_before(position, force, reply(r), now),
+            Command::Restore { target, reply: r } => s.restore(target, reply(r), now),
             Command::Stats { reply } => drop(reply.send(s.stats())),
             Command::CollectGarbage { reply: r } => s.collect_garbage(reply(r), now),
             Command::CollectableIn { reply } => {

@@ -150,8 +150,10 @@ impl Writer {
     fn stamp(&mut self) -> Option<u64> {
         let now = self.wall_now()?;
         let committed = self.manifest.as_ref().and_then(|m| {
-            // Times never decrease along the log: the newest known one is the last.
-            m.generations.iter().rev().find_map(|g| g.max_time)
+            // Times never decrease along the log: the newest known one is the last (or the
+            // floor a restore left, above entries it left out).
+            let last = m.generations.iter().rev().find_map(|g| g.max_time);
+            last.max(m.time_floor)
         });
         let time = now.max(self.last_time).max(committed.unwrap_or(0));
         self.last_time = time;

@@ -24,6 +24,8 @@ pub(super) enum CommitKind {
     Compaction,
     /// Leading generations dropped by retention (`drop.rs`).
     Drop,
+    /// A restore (`restore.rs`): the only commit that writes `restored`.
+    Restore,
     /// A checked drop's intent: `dropping` set, before the consumers are listed
     /// (`retain.rs`).
     Intent,
@@ -34,6 +36,9 @@ pub(super) enum CommitKind {
 impl Writer {
     pub(super) fn start_commit(&mut self, mut manifest: Manifest, kind: CommitKind) {
         let version = manifest.version;
+        if kind != CommitKind::Restore {
+            manifest.restored = None;
+        }
         // The version built on passed its time on: never below it (GC bounds a version's
         // time by a later one's, `retention.rs`). Without a clock: none.
         let floor = manifest.committed_at.unwrap_or(0);
@@ -121,6 +126,7 @@ impl Writer {
             CommitKind::Truncate => self.on_truncated(),
             CommitKind::Compaction => self.on_compacted(),
             CommitKind::Drop => self.on_dropped(),
+            CommitKind::Restore => self.on_restored(),
             CommitKind::Intent => self.on_intent_committed(),
             CommitKind::Settle => self.on_round_closed(None),
         }

@@ -53,6 +53,11 @@ impl Memtable {
         !self.frozen.is_empty()
     }
 
+    /// The id of the newest frozen generation, if one waits for its commit.
+    pub(super) fn last_frozen(&self) -> Option<u64> {
+        self.frozen.back().map(|f| f.record.id)
+    }
+
     pub(super) fn iter(&self) -> impl Iterator<Item = &PositionedRecords> {
         self.frozen
             .iter()
@@ -198,6 +203,9 @@ impl Writer {
             m.generations.push(record);
             m.cursor_epoch = self.cursor_epoch(m.replay_cursor);
             self.start_commit(m, CommitKind::Generation);
+        } else if self.restore_turn() {
+            // Rounds of retention and compactions wait for a restore once it started.
+            self.try_commit_restore(m);
         } else if let Some(m) = self.try_commit_round(m) {
             self.try_commit_compaction(m);
         }

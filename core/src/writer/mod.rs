@@ -33,6 +33,7 @@ mod gc;
 mod lease;
 mod open;
 mod put;
+mod restore;
 mod retain;
 
 use alloc::boxed::Box;
@@ -56,6 +57,7 @@ pub use drop::Dropped;
 pub use gc::Collected;
 pub use lease::{collect_after, RHO_DEN, RHO_NUM};
 use put::PutTarget;
+pub use restore::{RestoreError, RestoreTarget, Restored};
 pub use retain::DropRefusal;
 
 /// How many replayed bytes there are between two [`Event::Replaying`].
@@ -124,6 +126,9 @@ pub enum Event {
     /// The retention policy dropped generations on its own (PROTOCOL.md §4 "Automatic
     /// retention"); never the answer to a [`Writer::drop_before`].
     Retained(Dropped),
+    /// A restore asked for with [`Writer::restore`] was committed, or refused once it had
+    /// read what it needed (nothing written).
+    Restored(Result<Restored, RestoreError>),
     /// A full pass asked for with [`Writer::compact`] finished.
     CompactionPass {
         /// Compactions it committed.
@@ -295,6 +300,11 @@ enum Purpose {
     Retain {
         inner: RequestId,
     },
+    /// A GET of restore `seq`.
+    Restore {
+        seq: u64,
+        read: restore::RestoreRead,
+    },
 }
 
 /// The sans-I/O writer of one log.
@@ -363,6 +373,11 @@ pub struct Writer {
     cursor_times: VecDeque<(u64, Duration)>,
     gc: gc::Gc,
     retain: retain::Retain,
+    /// The restore asked for and not answered yet (`restore.rs`).
+    restore: Option<restore::Restore>,
+    restore_seq: u64,
+    /// Merged files this writer named (a restore may bring back a run's first and last ids).
+    merged_paths: BTreeSet<String>,
 }
 
 impl Writer {
@@ -418,6 +433,9 @@ impl Writer {
             cursor_times: VecDeque::new(),
             gc: gc::Gc::default(),
             retain: retain::Retain::default(),
+            restore: None,
+            restore_seq: 0,
+            merged_paths: BTreeSet::new(),
         };
         w.io.set_clock(now);
         w.start_open();
@@ -603,6 +621,10 @@ impl Writer {
                 let inner = *inner;
                 self.on_retain(inner, request, response)
             }
+            Purpose::Restore { seq, read } => {
+                let (seq, read) = (*seq, *read);
+                self.on_restore_get(seq, read, request, response)
+            }
         }
     }
 
@@ -747,6 +769,7 @@ impl Writer {
             if self.memtable.has_frozen()
                 || self.commit.is_some()
                 || self.compacting()
+                || self.restoring()
                 || self.dropping_in_progress()
             {
                 return;

@@ -79,6 +79,8 @@ impl Writer {
             // A log created by a lease writer never had a writer without one.
             lease_ms: Some(lease_ms(&self.cfg)),
             lease_epoch: Some(1),
+            restored: None,
+            time_floor: None,
             dropping: None,
         };
         self.window = m.fence_window;

@@ -37,6 +37,8 @@ pub(super) enum PutTarget {
     Generation { id: u64 },
     /// The running compaction's merged generation.
     Merged,
+    /// File `index` of the running restore (a rewritten or copied generation).
+    Restored { index: usize },
 }
 
 impl PutTarget {
@@ -198,6 +200,7 @@ impl Writer {
             }
             PutTarget::Generation { id } => self.paths.generation(self.epoch, id),
             PutTarget::Merged => self.merged_path(),
+            PutTarget::Restored { index } => self.restored_path(index),
             PutTarget::FenceIntent { position } => self.paths.fence_intent(position, self.epoch),
         }
     }
@@ -211,6 +214,7 @@ impl Writer {
             PutTarget::Entry { position } => self.pipeline.body(position),
             PutTarget::Generation { id } => self.memtable.body(id),
             PutTarget::Merged => self.merged_body(),
+            PutTarget::Restored { index } => self.restored_body(index),
             PutTarget::FenceIntent { position } => self.intent_body(position),
         }
     }
@@ -225,6 +229,7 @@ impl Writer {
             PutTarget::Manifest { .. }
             | PutTarget::Generation { .. }
             | PutTarget::Merged
+            | PutTarget::Restored { .. }
             | PutTarget::FenceIntent { .. } => None,
         }
     }
@@ -241,6 +246,7 @@ impl Writer {
             PutTarget::Entry { position } => self.mark_durable(position),
             PutTarget::Generation { id } => self.memtable.mark_written(id),
             PutTarget::Merged => self.merged_landed(),
+            PutTarget::Restored { index } => self.restored_landed(index),
         }
     }
 
@@ -253,12 +259,11 @@ impl Writer {
             PutTarget::Fence { .. } => self.fence_taken(theirs),
             // A newer epoch's fence or entry: fenced; anything else breaks the protocol.
             PutTarget::Entry { position } => self.entry_taken(position, theirs),
-            PutTarget::Generation { .. } | PutTarget::Merged => {
-                self.fail(FatalError::ProtocolViolation {
+            PutTarget::Generation { .. } | PutTarget::Merged | PutTarget::Restored { .. } => self
+                .fail(FatalError::ProtocolViolation {
                     path: self.put_path(target),
                     reason: "another object holds this writer's generation name".into(),
-                })
-            }
+                }),
             // The name carries this writer's epoch: nobody else writes it.
             PutTarget::FenceIntent { .. } => self.fail(FatalError::ProtocolViolation {
                 path: self.put_path(target),

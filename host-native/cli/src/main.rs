@@ -178,6 +178,25 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Takes the log over and restores it to a position, a time or a manifest version: one
+    /// new manifest version holds only the entries below the point (for a version, that
+    /// version's entries and what was appended past its cursor since), the cursor does not
+    /// move back, older versions stay readable; closes and prints what it did as JSON.
+    /// `--to-version` of the version below a restore undoes it.
+    Restore {
+        /// The log.
+        url: String,
+        /// Keep only the entries below this position.
+        #[arg(long)]
+        to_position: Option<u64>,
+        /// Keep only the entries up to this time (unix ms or RFC 3339): the log ends where a
+        /// reader `--until-time` it stops.
+        #[arg(long)]
+        to_time: Option<String>,
+        /// Keep this manifest version's entries (and what came after its cursor).
+        #[arg(long)]
+        to_version: Option<u64>,
+    },
     /// Flush, then collect the fences, fence windows and fence intents below the cursor,
     /// once older writers' leases ran out (waits up to 34 s with the default lease).
     Gc {
@@ -859,6 +878,17 @@ async fn run(command: Command) -> Result<(), Error> {
             older_than,
             force,
         } => cmds::truncate(&url, before, older_than.as_deref(), force).await,
+        Command::Restore {
+            url,
+            to_position,
+            to_time,
+            to_version,
+        } => {
+            let time = to_time
+                .map(|s| since::parse_time_of("--to-time", &s).map_err(Error::Invalid))
+                .transpose()?;
+            cmds::restore(&url, to_position, time, to_version).await
+        }
         Command::AppendForever { dir, start } => append_forever(&dir, start).await,
         Command::Fill {
             dir,

@@ -107,6 +107,11 @@ pub(crate) struct Client {
     /// A reader: the newest manifest's `dropped_before` when it started (it reads that
     /// manifest or a newer one, so it never reports below it: `retention.rs`).
     pub dropped_at_spawn: u64,
+    /// A restorer (a bare writer that only restores, `restore.rs`): where it stands.
+    pub restorer: Option<crate::restore::Restorer>,
+    /// A reader's (or consumer's): restores committed when it started. It may have read a
+    /// restored version, so it does not owe what a later restore brings back.
+    pub restores_at_spawn: u64,
 }
 
 impl Client {
@@ -124,7 +129,10 @@ impl Client {
         match &self.machine {
             Some(Machine::Session(_)) => self.ledger.owes(),
             Some(Machine::Writer(_)) => {
-                !self.ready || self.blocked || self.appends.len() > self.acked
+                !self.ready
+                    || self.blocked
+                    || self.appends.len() > self.acked
+                    || self.restorer == Some(crate::restore::Restorer::Asked)
             }
             Some(Machine::Reader(r)) => !r.is_done(),
             Some(Machine::Consumer(c)) => !c.is_done(),
@@ -159,9 +167,13 @@ impl World {
     /// A new writer: a session (opened either way), or a bare writer (always for `bare`, the
     /// finale's, which must expose what it replayed).
     pub(crate) fn spawn_writer(&mut self, bare: bool) -> Result<usize, String> {
+        self.spawn_writer_as(bare, bare)
+    }
+
+    /// A new writer; `finale` (the finale's, or a restorer) runs no retention policy.
+    pub(crate) fn spawn_writer_as(&mut self, bare: bool, finale: bool) -> Result<usize, String> {
         let seed = self.rng.u64();
         let client = self.clients.len();
-        let finale = bare;
         let bare = bare || self.rng.chance(self.bare_writers);
         // Some writers record generations as writers before ranged reads did (no index in
         // the manifest): readers must read those whole and the others with ranges.
@@ -326,6 +338,7 @@ impl World {
             since,
             as_of,
             until_time,
+            restores_at_spawn: self.model.restores.committed,
             // (A reader as of a version reads that older one.)
             dropped_at_spawn: match as_of {
                 None => self.model.high.as_ref().map_or(0, |m| m.dropped_before),
@@ -381,6 +394,7 @@ impl World {
             return self.crash(client);
         }
         match self.clients[client].machine {
+            _ if self.clients[client].restorer.is_some() => self.act_restorer(client)?,
             Some(Machine::Session(_)) => self.act_session(client, roll)?,
             _ => self.act_bare(client, roll)?,
         }

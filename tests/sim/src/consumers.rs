@@ -124,6 +124,7 @@ impl World {
             // Nothing may be read before the claim says where.
             range: (u64::MAX, None),
             read_bound,
+            restores_at_spawn: self.model.restores.committed,
             ..Client::default()
         });
         self.drain(client)?;

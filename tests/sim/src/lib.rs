@@ -19,6 +19,7 @@ pub mod model;
 mod net;
 mod observe;
 mod replies;
+mod restore;
 mod retention;
 mod rng;
 mod world;

@@ -51,6 +51,8 @@ fn main() -> ExitCode {
     let (mut drops, mut drops_held, mut forced, mut dropped) = (0u64, 0u64, 0u64, 0u64);
     let (mut refused_by_writer, mut grace_checked) = (0u64, 0u64);
     let mut auto = 0u64;
+    let (mut restores, mut restored, mut restores_refused) = (0u64, 0u64, 0u64);
+    let mut kinds = [0u64; 3];
     for seed in start..start + seeds {
         ran += 1;
         let out = tidewal_sim::run(seed, false);
@@ -82,6 +84,12 @@ fn main() -> ExitCode {
         forced += out.drops_forced;
         dropped += out.drops_committed;
         auto += out.auto_drops;
+        restores += out.restores_asked;
+        restored += out.restores_committed;
+        restores_refused += out.restores_refused;
+        for (k, n) in kinds.iter_mut().zip(out.restore_kinds) {
+            *k += n;
+        }
         if let Some(v) = out.violation {
             violations += 1;
             let traced = tidewal_sim::run(seed, true);
@@ -97,7 +105,10 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets, {shortcuts} shortcut starts, {fallbacks} fallbacks, {searches} time searches, {search_fallbacks} time fallbacks, {as_of} reads as of a version, {as_of_collected} versions collected under them, {until_time} stops at a time, {compactions} compactions, {gone} generation gone, manifest re-read, {pauses} writer pauses, {held} acks held for the lease, {fences} fences and {intents} intents collected, {drops} drops asked ({drops_held} held back by a consumer, {refused_by_writer} refused by the writer's own check, {forced} forced, {dropped} committed), {auto} automatic drops, {grace_checked} retired files deleted after their grace ({:.1}s)",
+        "{ran} seeds, {violations} violations, {steps} steps, {acked} acked appends, {replies} session replies, {timed_out} backpressure timeouts, {commits} consumer commits, {fenced} consumers fenced, {resumes} resumes, {ranged} ranged gets, {shortcuts} shortcut starts, {fallbacks} fallbacks, {searches} time searches, {search_fallbacks} time fallbacks, {as_of} reads as of a version, {as_of_collected} versions collected under them, {until_time} stops at a time, {compactions} compactions, {gone} generation gone, manifest re-read, {pauses} writer pauses, {held} acks held for the lease, {fences} fences and {intents} intents collected, {drops} drops asked ({drops_held} held back by a consumer, {refused_by_writer} refused by the writer's own check, {forced} forced, {dropped} committed), {auto} automatic drops, {grace_checked} retired files deleted after their grace, {restores} restores asked ({restored} committed: {} to a position, {} to a time, {} to a version; {restores_refused} refused) ({:.1}s)",
+        kinds[0],
+        kinds[1],
+        kinds[2],
         started.elapsed().as_secs_f64()
     );
     if violations == 0 {

@@ -52,6 +52,8 @@ pub struct Model {
     pub intents_collected: u64,
     /// Retention's facts (`retention.rs`).
     pub retention: crate::retention::Retained,
+    /// Restores' facts (`restore.rs`).
+    pub restores: crate::restore::Restores,
     /// Decoded generation contents by path: (position, payload) in order.
     gen_cache: BTreeMap<String, Vec<(u64, u64)>>,
 }
@@ -128,8 +130,12 @@ impl Model {
                         ));
                     }
                     let h = h.clone();
-                    self.check_policy_drop(&h, &m)?;
-                    self.check_generations_extend(store, codec, &h, &m)?;
+                    if m.restored.is_some() {
+                        self.check_restore(store, codec, &h, &m)?;
+                    } else {
+                        self.check_policy_drop(&h, &m)?;
+                        self.check_generations_extend(store, codec, &h, &m)?;
+                    }
                 }
                 self.high = Some(m);
                 self.check_cursor(store, codec)?;

@@ -80,6 +80,12 @@ pub struct Outcome {
     pub drops_committed: u64,
     /// Automatic retention: drops the policy committed.
     pub auto_drops: u64,
+    /// Restores asked for, committed, refused (`restore.rs`).
+    pub restores_asked: u64,
+    pub restores_committed: u64,
+    pub restores_refused: u64,
+    /// Committed restores to a position, a time, a version.
+    pub restore_kinds: [u64; 3],
 }
 
 pub(crate) enum Ev {
@@ -111,6 +117,9 @@ pub(crate) enum Ev {
 
 pub(crate) struct World {
     pub(crate) rng: Rng,
+    /// The restorers' draws (`restore.rs`), apart: a seed without a restorer runs as it did
+    /// before restores existed.
+    pub(crate) restore_rng: Rng,
     pub(crate) now: Duration,
     queue: BTreeMap<(Duration, u64), Ev>,
     seq: u64,
@@ -187,6 +196,10 @@ pub fn run(seed: u64, trace: bool) -> Outcome {
         drops_forced: w.model.retention.forced,
         drops_committed: w.model.retention.committed,
         auto_drops: w.model.retention.auto,
+        restores_asked: w.model.restores.asked,
+        restores_committed: w.model.restores.committed,
+        restores_refused: w.model.restores.refused,
+        restore_kinds: w.model.restores.kinds,
     }
 }
 
@@ -251,6 +264,7 @@ impl World {
             backpressure_timeout,
             bare_writers: if wcfg.wal_only { 0.3 } else { 0.15 },
             rng,
+            restore_rng: Rng::new(seed ^ 0x7265_7374_6f72_6521),
             now: Duration::ZERO,
             queue: BTreeMap::new(),
             seq: 0,
@@ -416,6 +430,7 @@ impl World {
                 if consumers < 3 && self.rng.chance(0.6) {
                     self.spawn_consumer(None, true)?;
                 }
+                self.maybe_spawn_restorer()?;
                 let next = self.now + Duration::from_millis(self.rng.range(100, 900));
                 self.schedule(next, Ev::Spawn);
                 Ok(())
@@ -661,8 +676,13 @@ impl World {
     fn check_reads_in_log(&self, log: &[(u64, u64)]) -> Result<(), String> {
         let log: std::collections::BTreeSet<&(u64, u64)> = log.iter().collect();
         let floor = self.model.truncated_to;
+        // A restore may have left out what a reader reported before it (nothing is
+        // retracted).
+        let away = &self.model.restores.away;
         for (i, c) in self.clients.iter().enumerate() {
-            if let Some(item) = c.read.iter().find(|r| r.0 >= floor && !log.contains(r)) {
+            let missing =
+                |r: &&(u64, u64)| r.0 >= floor && !log.contains(r) && !away.contains(&r.1);
+            if let Some(item) = c.read.iter().find(missing) {
                 return Err(format!(
                     "c{i} read payload {} at {}, which is not in the final log",
                     item.1, item.0

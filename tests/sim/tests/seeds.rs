@@ -65,3 +65,18 @@ fn consumers_commit_resume_and_fence_each_other() {
     assert!(fenced > 5, "only {fenced} fenced consumers in 200 seeds");
     assert!(resumes > 100, "only {resumes} resumes past 0 in 200 seeds");
 }
+
+#[test]
+fn restorers_commit_restores_of_every_kind() {
+    let mut kinds = [0u64; 3];
+    for seed in 0..300 {
+        let out = tidewal_sim::run(seed, false);
+        for (k, n) in kinds.iter_mut().zip(out.restore_kinds) {
+            *k += n;
+        }
+    }
+    assert!(
+        kinds.iter().all(|&n| n > 0),
+        "restores committed to a position, a time, a version: {kinds:?}"
+    );
+}
