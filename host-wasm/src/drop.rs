@@ -1,7 +1,7 @@
 //! Retention from JS (PROTOCOL.md §4 "Retention"): `Wal.dropBefore` and `Wal.dropOlderThan`,
 //! the native host's `truncate_before` and `drop_older_than`: the memtable is flushed first,
-//! the named consumers are listed and the core's `drop_point` holds the drop back unless
-//! forced, then the writer commits it.
+//! the named consumers are listed so the core's `drop_point` refuses early, then the writer
+//! runs its round (intent, its own listing, the drop) unless forced.
 
 use js_sys::{Object, Promise};
 use tidewal_core::writer::Dropped;

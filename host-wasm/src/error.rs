@@ -17,6 +17,7 @@ pub(crate) fn error_name(e: &Error) -> &'static str {
         Error::Closed => "ClosedError",
         Error::Consumer(_) => "ConsumerError",
         Error::HeldBack { .. } => "HeldBackError",
+        Error::Restore(_) => "RestoreError",
         _ => "WalError",
     }
 }

@@ -15,6 +15,7 @@ mod error;
 mod memory;
 mod options;
 mod reader;
+mod restore;
 mod store;
 mod typings;
 mod wal;

@@ -81,6 +81,14 @@ export interface ReaderOptions {
   untilTime?: number;
 }
 
+/** Where `Wal.restore` takes the log: exactly one of a position, a time (unix ms) or a version. */
+export type RestoreTo = { toPosition: number } | { toTime: number } | { toVersion: number };
+/** What `Wal.restore` committed. */
+export interface Restored {
+  to: number; version: number; fromVersion: number; asOfVersion: number | null;
+  generationsKept: number; generationsRewritten: number; generationsCopied: number;
+  generationsRetired: number; rows: number;
+}
 /** What `Wal.dropBefore` / `Wal.dropOlderThan` dropped, and the log's first position now. */
 export interface Dropped { generations: number; bytes: number; firstPosition: number }
 
@@ -88,7 +96,7 @@ export interface Dropped { generations: number; bytes: number; firstPosition: nu
 export interface VersionInfo {
   version: number; committedAt: number | null; epoch: number; cursor: number;
   droppedBefore: number; generations: number; rows: number; bytes: number;
-  change: 'create' | 'claim' | 'flush' | 'truncate' | '?';
+  change: 'create' | 'claim' | 'flush' | 'truncate' | 'drop' | 'compact' | 'intent' | 'settle' | 'restore' | '?';
 }
 
 /** What `history` read: the kept versions, ascending, and those collected under it. */

@@ -1,7 +1,7 @@
 // Compiled (never run) against the generated typings by `wasm_types`: the API as a user
 // writes it must type-check, and misuse must not (each @ts-expect-error line must be an error).
 import init, { Consumer, MemoryStore, Reader, Wal, consumers, history, inspect, verify } from './tidewal_wasm.js';
-import type { AppendAck, Collected, CompactionPass, ConsumerInfo, Dropped, Inspection, LogHistory, ReaderItem, ReaderOptions, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
+import type { AppendAck, Collected, CompactionPass, ConsumerInfo, Dropped, Inspection, LogHistory, ReaderItem, ReaderOptions, Restored, Store, Verified, WalError, WalOptions, WalStats } from './tidewal_wasm.js';
 import { OpfsStore } from './js/opfs_store.js';
 import { R2Store } from './js/r2_store.js';
 
@@ -60,6 +60,11 @@ export async function usage(): Promise<number> {
   // @ts-expect-error a history entry's change is one of a few names
   const change: 'merge' = v!.change;
   console.log(change);
+  const back: Restored = await wal.restore({ toPosition: ack.position });
+  const undone: Restored = await wal.restore({ toVersion: back.fromVersion });
+  console.log(back.rows, undone.asOfVersion, (await wal.restore({ toTime: Date.now() })).to);
+  // @ts-expect-error a restore takes one target object
+  await wal.restore(3);
   const cursor: number = await wal.truncate(ack.position);
   await wal.close();
   const found: Inspection = await inspect(stores[0], 'logs/a');

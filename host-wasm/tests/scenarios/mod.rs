@@ -963,3 +963,65 @@ async fn drops_are_held_back_by_a_consumer_unless_forced_and_history_and_as_of_r
         wait(wal.close()).await.unwrap();
     }
 }
+
+fn restore_to(key: &str, value: f64) -> JsValue {
+    let o = Object::new();
+    Reflect::set(&o, &key.into(), &value.into()).unwrap();
+    o.into()
+}
+
+#[wasm_bindgen_test]
+async fn a_restore_from_js_keeps_exactly_the_rows_below_its_point_and_is_undone_by_its_version_below(
+) {
+    let tag = "a_restore_from_js";
+    for (kind, store) in stores(tag).await {
+        console_log!("store: {kind}");
+        let wal = open(&store, "r").await;
+        let mut firsts = Vec::new();
+        for i in 0..3 {
+            let ack = wait(wal.append(&ipc(&schema(), &[batch(i * 10..i * 10 + 10)])))
+                .await
+                .unwrap();
+            firsts.push(num(&ack, "position"));
+        }
+        // Restore to the second append's position: only the first stays (the restore
+        // flushes what is still in the memtable first).
+        let r = wait(wal.restore(restore_to("toPosition", firsts[1])))
+            .await
+            .unwrap();
+        assert_eq!(num(&r, "to"), firsts[1]);
+        assert_eq!(num(&r, "rows"), 10.0);
+        assert_eq!(scanned_ids(&wal).await, (0..10).collect::<Vec<_>>());
+        // New appends land past the old cursor and stay.
+        wait(wal.append(&ipc(&schema(), &[batch(100..105)])))
+            .await
+            .unwrap();
+        // The version below the restore undoes it, keeping what came after.
+        let undo = wait(wal.restore(restore_to("toVersion", num(&r, "fromVersion"))))
+            .await
+            .unwrap();
+        assert_eq!(num(&undo, "asOfVersion"), num(&r, "fromVersion"));
+        let mut all: Vec<i64> = (0..30).collect();
+        all.extend(100..105);
+        assert_eq!(scanned_ids(&wal).await, all);
+        // Bad input: no target, two targets, not a number, past the end.
+        for bad in [
+            JsValue::from(Object::new()),
+            JsValue::from("toPosition"),
+            restore_to("toPosition", -1.0),
+        ] {
+            let e = wait(wal.restore(bad.clone())).await.unwrap_err();
+            assert_eq!(name(&e), "InvalidInputError", "{bad:?}: {e:?}");
+        }
+        let two = restore_to("toPosition", 1.0);
+        Reflect::set(&two, &"toVersion".into(), &1.into()).unwrap();
+        let e = wait(wal.restore(two)).await.unwrap_err();
+        assert_eq!(name(&e), "InvalidInputError", "{e:?}");
+        let e = wait(wal.restore(restore_to("toPosition", 1e9)))
+            .await
+            .unwrap_err();
+        assert_eq!(name(&e), "RestoreError", "{e:?}");
+        assert_eq!(scanned_ids(&wal).await, all, "a refusal writes nothing");
+        wait(wal.close()).await.unwrap();
+    }
+}
