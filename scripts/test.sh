@@ -37,6 +37,9 @@ wasm_cross_host
 wasm_workerd
 www_test
 
+step "fuzz targets (decoders of what is read from outside), 20 s each"
+scripts/fuzz.sh 20
+
 step "core builds without std (thumbv7em-none-eabihf)"
 nostd_build
 
