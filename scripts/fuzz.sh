@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the decoders of what tidewal reads from outside (tests/fuzz: manifest, entry,
-# generation, stream) with cargo-fuzz on libFuzzer: seeds the corpora from real objects,
+# generation, stream) and the machines fed arbitrary answers (machines) with cargo-fuzz on
+# libFuzzer: seeds the corpora from real objects,
 # then runs each target SECONDS (default 60). The test command runs it briefly, so a parser
 # that panics on some input fails the build; long runs are this script with a big SECONDS.
 # A crash is saved under tests/fuzz/artifacts/<target>/ and fails the script.
@@ -20,7 +21,7 @@ CARGO_TARGET_DIR="$PWD/target/fuzz-lint" \
   cargo clippy -q --manifest-path tests/fuzz/Cargo.toml --all-targets -- -D warnings
 cargo run -q --manifest-path tests/fuzz/Cargo.toml --example seeds
 cargo fuzz build --fuzz-dir tests/fuzz --sanitizer none -O
-for target in manifest entry generation stream; do
+for target in manifest entry generation stream machines; do
   log="target/fuzz/$target.log"
   if ! cargo fuzz run --fuzz-dir tests/fuzz --sanitizer none -O "$target" -- \
       -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 >"$log" 2>&1; then

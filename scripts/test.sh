@@ -37,7 +37,7 @@ wasm_cross_host
 wasm_workerd
 www_test
 
-step "fuzz targets (decoders of what is read from outside), 20 s each"
+step "fuzz targets (decoders, and machines fed arbitrary answers), 20 s each"
 scripts/fuzz.sh 20
 
 step "core builds without std (thumbv7em-none-eabihf)"
