@@ -499,15 +499,23 @@ fn is_consumer_list(op: &Op) -> bool {
     matches!(op, Op::List { prefix, .. } if prefix == "t/consumers/")
 }
 
-/// Runs the writer's held requests in order until it has sent the LIST of the named
-/// consumers (its drop's intent has committed); that LIST stays held.
-fn until_consumer_listing(h: &mut Harness, w: &mut harness::Driven) {
+/// The log of [`log_with_generations`] with a drop to 6 asked: its intent has committed and
+/// its LIST of the named consumers is held.
+fn drop_announced(h: &mut Harness) -> harness::Driven {
+    let mut w = log_with_generations(h);
+    w.w.drop_before(6, false, h.now).unwrap();
+    w.collect();
     for _ in 0..1_000 {
         if w.find(is_consumer_list).is_some() {
-            return;
+            assert_eq!(
+                h.newest_manifest().dropping.map(|d| d.to),
+                Some(6),
+                "the intent landed before the listing"
+            );
+            return w;
         }
         assert!(!w.held.is_empty(), "the writer stopped before listing");
-        h.execute(w, 0);
+        h.execute(&mut w, 0);
     }
     panic!("no consumer listing");
 }
@@ -517,15 +525,7 @@ fn a_consumer_the_drops_listing_missed_waits_for_the_drop_and_starts_past_it() {
     // The race the simulation found at seed 7684: a consumer created between the owner's
     // listing of the consumers and the drop's commit must not start below the drop.
     let mut h = Harness::new();
-    let mut w = log_with_generations(&mut h);
-    w.w.drop_before(6, false, h.now).unwrap();
-    w.collect();
-    until_consumer_listing(&mut h, &mut w);
-    assert_eq!(
-        h.newest_manifest().dropping.map(|d| d.to),
-        Some(6),
-        "the intent landed"
-    );
+    let mut w = drop_announced(&mut h);
     // The listing finds no consumer; the drop's commit waits.
     let i = w.find(is_consumer_list).unwrap();
     h.execute(&mut w, i);
@@ -549,10 +549,7 @@ fn a_consumer_the_drops_listing_missed_waits_for_the_drop_and_starts_past_it() {
 #[test]
 fn a_consumer_that_claims_before_the_listing_holds_the_drop_back() {
     let mut h = Harness::new();
-    let mut w = log_with_generations(&mut h);
-    w.w.drop_before(6, false, h.now).unwrap();
-    w.collect();
-    until_consumer_listing(&mut h, &mut w);
+    let mut w = drop_announced(&mut h);
     // The consumer claims before the listing runs: the listing sees it at 0.
     let mut c = consumer(&h, "early", 9);
     c.run_rounds(&mut h, 200);

@@ -15,6 +15,22 @@ use crate::store::{set, Store};
 use crate::wal::{answer, channel, Wal};
 use tidewal_core::Session;
 
+/// Runs a session command on `driver` and waits for its reply (for the `Wal` methods whose
+/// futures run several commands in turn).
+pub(crate) async fn command<T: Send + 'static>(
+    driver: &Shared<Session>,
+    run: impl FnOnce(&mut Session, tidewal_core::Reply<T>, core::time::Duration),
+) -> Result<T, JsValue> {
+    let (reply, rx) = channel();
+    {
+        let mut d = driver.borrow_mut();
+        let now = d.now();
+        run(&mut d.machine, reply, now);
+    }
+    pump(driver);
+    answer(rx).await
+}
+
 /// What the drop needs of the `Wal`, owned by its future.
 struct Dropper {
     driver: Shared<Session>,
@@ -23,19 +39,11 @@ struct Dropper {
 }
 
 impl Dropper {
-    /// Runs a session command and waits for its reply.
     async fn command<T: Send + 'static>(
         &self,
         run: impl FnOnce(&mut Session, tidewal_core::Reply<T>, core::time::Duration),
     ) -> Result<T, JsValue> {
-        let (reply, rx) = channel();
-        {
-            let mut d = self.driver.borrow_mut();
-            let now = d.now();
-            run(&mut d.machine, reply, now);
-        }
-        pump(&self.driver);
-        answer(rx).await
+        command(&self.driver, run).await
     }
 
     async fn manifest(&self) -> Result<Manifest, JsValue> {

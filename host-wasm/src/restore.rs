@@ -4,29 +4,13 @@
 
 use js_sys::{Object, Promise, Reflect};
 use tidewal_core::writer::{RestoreTarget, Restored};
-use tidewal_core::Session;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::driver::{pump, Shared};
+use crate::drop::command;
 use crate::error::invalid;
 use crate::store::set;
-use crate::wal::{answer, channel, Wal};
-
-/// Runs a session command on `driver` and waits for its reply.
-async fn command<T: Send + 'static>(
-    driver: &Shared<Session>,
-    run: impl FnOnce(&mut Session, tidewal_core::Reply<T>, core::time::Duration),
-) -> Result<T, JsValue> {
-    let (reply, rx) = channel();
-    {
-        let mut d = driver.borrow_mut();
-        let now = d.now();
-        run(&mut d.machine, reply, now);
-    }
-    pump(driver);
-    answer(rx).await
-}
+use crate::wal::Wal;
 
 /// `{ toPosition }`, `{ toTime }` or `{ toVersion }`: exactly one, a whole number.
 fn target(to: &JsValue) -> Result<RestoreTarget, JsValue> {
