@@ -50,8 +50,12 @@ pub struct WriterConfig {
     /// Skip window after a fence; fixed when the log is created (`max_in_flight` must not
     /// exceed the log's window).
     pub fence_window: u32,
-    /// WAL puts in flight at once.
+    /// WAL entry puts in flight at once, at most: the in-flight window's ceiling.
     pub max_in_flight: u32,
+    /// Let the writer choose its in-flight window between 1 and `max_in_flight` from what
+    /// the store does (PROTOCOL.md §4 "The in-flight window"); `false` keeps it at
+    /// `max_in_flight`. On by default.
+    pub adaptive_window: bool,
     /// Group commit thresholds.
     pub group_commit: GroupCommit,
     /// Largest single record.
@@ -103,6 +107,7 @@ impl Default for WriterConfig {
             wal_only: false,
             fence_window: 64,
             max_in_flight: 16,
+            adaptive_window: true,
             group_commit: GroupCommit {
                 max_bytes: 1 << 20,
                 max_records: 4096,

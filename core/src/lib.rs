@@ -66,5 +66,5 @@ pub use requests::IoCounters;
 pub use session::{Ack, CompactionPass, Reply, Session, SessionEvent, Stats};
 pub use writer::{
     collect_after, AppendId, Collected, Dropped, Event, RestoreError, RestoreTarget, Restored,
-    Writer, WriterStats, REPLAY_PROGRESS_STEP, RHO_DEN, RHO_NUM,
+    WindowEstimates, Writer, WriterStats, REPLAY_PROGRESS_STEP, RHO_DEN, RHO_NUM,
 };

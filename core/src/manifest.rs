@@ -86,8 +86,9 @@ pub struct Manifest {
     /// The newest entry time (unix ms) the log held before a restore left entries out, or
     /// an older such floor (PROTOCOL.md §4 "Restore"): writers stamp new entries at least
     /// this, so that times never decrease along the log, even once a restore to an older
-    /// version brings those entries back. Written by restores, kept by every later commit;
-    /// absent in logs never restored.
+    /// version brings those entries back; or the newest time of generations a drop removed.
+    /// Written by restores and drops, kept by every later commit; absent in logs that had
+    /// neither.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_floor: Option<u64>,
 }

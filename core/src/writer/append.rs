@@ -5,6 +5,7 @@ use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use core::time::Duration;
 
+use super::window::Sent;
 use super::{PutTarget, Writer};
 use crate::codec::{Entry, EntryHeader, EntryKind, PositionedRecords, Record};
 use crate::config::GroupCommit;
@@ -29,6 +30,8 @@ struct Slot {
     /// The entry's time.
     time: Option<u64>,
     durable: bool,
+    /// What the window controller said when the put went out.
+    sent: Sent,
 }
 
 /// The append pipeline: open batch → sealed batches → slots in flight.
@@ -172,9 +175,15 @@ impl Writer {
     }
 
     /// Issues sealed batches, then the open batch if it is due, while the in-flight window
-    /// has room.
+    /// has room; work left waiting for a slot tells the window controller so.
     pub(super) fn pump(&mut self) {
-        while self.pipeline.slots.len() < self.cfg.max_in_flight as usize {
+        loop {
+            if self.pipeline.slots.len() >= self.flight.window() as usize {
+                if !self.pipeline.sealed.is_empty() || self.pipeline.open_due(self.now) {
+                    self.flight.blocked();
+                }
+                break;
+            }
             if self.pipeline.sealed.is_empty() && self.pipeline.open_due(self.now) {
                 self.pipeline.seal();
             }
@@ -193,6 +202,7 @@ impl Writer {
                 Err(e) => return self.fail(FatalError::from_codec(self.paths.wal(position), e)),
             };
             self.pipeline.slot_bytes += batch.bytes;
+            let in_flight = self.pipeline.slots.len() as u32 + 1;
             self.pipeline.slots.insert(
                 position,
                 Slot {
@@ -200,6 +210,7 @@ impl Writer {
                     body,
                     time,
                     durable: false,
+                    sent: self.flight.sent(self.now, in_flight),
                 },
             );
             self.put(PutTarget::Entry { position });
@@ -223,6 +234,10 @@ impl Writer {
     /// Marks a slot durable and acknowledges every entry below the watermark, in order.
     pub(super) fn mark_durable(&mut self, position: u64) {
         if let Some(slot) = self.pipeline.slots.get_mut(&position) {
+            if !slot.durable {
+                self.flight
+                    .landed(slot.batch.bytes as u64, slot.sent, self.now);
+            }
             slot.durable = true;
         }
         while let Some(entry) = self.pipeline.slots.first_entry() {

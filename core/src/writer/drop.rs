@@ -78,6 +78,13 @@ impl Writer {
             bytes: g.bytes,
             at,
         }));
+        // Times never decrease along the log: the newest time a dropped generation held stays
+        // in the manifest, or a writer with a lagging clock that opens after the drop took
+        // every timed generation would stamp below it (simulation seed 7022).
+        let dropped_time = dropped.iter().filter_map(|g| g.max_time).max();
+        if let Some(t) = dropped_time {
+            m.time_floor = Some(m.time_floor.map_or(t, |f| f.max(t)));
+        }
         m.dropped_before = to;
         self.drop_in_slot = Some(Dropped {
             generations: dropped.len() as u64,

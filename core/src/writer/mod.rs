@@ -35,6 +35,9 @@ mod open;
 mod put;
 mod restore;
 mod retain;
+mod window;
+
+pub use window::WindowEstimates;
 
 use alloc::boxed::Box;
 use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -193,6 +196,9 @@ pub struct WriterStats {
     pub requests_in_flight: usize,
     /// WAL puts in flight (entries issued, not yet acknowledged).
     pub entries_in_flight: usize,
+    /// The in-flight window the writer chose and what it measured (PROTOCOL.md §4 "The
+    /// in-flight window").
+    pub window: WindowEstimates,
     /// Bytes counted against the unflushed budget.
     pub unflushed_bytes: usize,
     /// The claimed epoch (0 while opening).
@@ -354,6 +360,8 @@ pub struct Writer {
     /// Retired generation files this writer knows of (PROTOCOL.md §4 "Compaction").
     retiring: Vec<compact::Retiring>,
     pipeline: append::Pipeline,
+    /// How many entry puts may be in flight (`window.rs`).
+    flight: window::Window,
     memtable: flush::Memtable,
     /// Durable data positions not yet below the cursor (what GC may delete later).
     live_positions: VecDeque<u64>,
@@ -392,6 +400,7 @@ impl Writer {
         cfg.validate()?;
         let mut io = Requests::new(seed, cfg.retry.clone());
         let nonce = io.random();
+        let flight = window::Window::new(cfg.max_in_flight, cfg.adaptive_window);
         let mut w = Writer {
             paths: Paths::new(&cfg.prefix),
             window: cfg.fence_window,
@@ -422,6 +431,7 @@ impl Writer {
             full_pass: None,
             retiring: Vec::new(),
             pipeline: append::Pipeline::default(),
+            flight,
             memtable: flush::Memtable::default(),
             live_positions: VecDeque::new(),
             drop_in_slot: None,
@@ -460,7 +470,7 @@ impl Writer {
             .pipeline
             .deadline()
             .filter(|_| self.phase == Phase::Ready)
-            .filter(|_| self.pipeline.in_flight() < self.cfg.max_in_flight as usize);
+            .filter(|_| self.pipeline.in_flight() < self.flight.window() as usize);
         let lease = earliest(self.renew_deadline(), self.gc_deadline());
         let lease = earliest(lease, self.retain_deadline());
         earliest(
@@ -506,6 +516,7 @@ impl Writer {
             io: self.io.counters,
             requests_in_flight: self.io.in_flight(),
             entries_in_flight: self.pipeline.in_flight(),
+            window: self.flight.estimates(),
             unflushed_bytes: self.unflushed(),
             epoch: self.epoch,
             next_position: self.pipeline.next_position,

@@ -116,6 +116,25 @@ impl World {
         Duration::from_millis(self.rng.range(2 * lease, 5 * lease))
     }
 
+    /// The in-flight window never leaves `1 ..= max_in_flight`, and the entry puts a writer
+    /// has in flight never exceed `max_in_flight` (PROTOCOL.md §4 "The in-flight window").
+    pub(crate) fn check_window(&self, client: usize) -> Result<(), String> {
+        let stats = match &self.clients[client].machine {
+            Some(Machine::Session(s)) => s.stats().writer,
+            Some(Machine::Writer(w)) => w.stats(),
+            _ => return Ok(()),
+        };
+        let cap = self.wcfg.max_in_flight as usize;
+        let window = stats.window.window as usize;
+        if window == 0 || window > cap || stats.entries_in_flight > cap {
+            return Err(format!(
+                "c{client}: window {window}, {} entry puts in flight, max_in_flight {cap}",
+                stats.entries_in_flight
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads a writer's count of acks held for the lease (kept when it crashes).
     pub(crate) fn note_lease_stats(&mut self, client: usize) {
         let held = match &self.clients[client].machine {

@@ -210,6 +210,7 @@ fn writer_config(rng: &mut Rng) -> WriterConfig {
         wal_only: rng.chance(0.2),
         fence_window,
         max_in_flight: rng.range(1, u64::from(fence_window)) as u32,
+        adaptive_window: rng.chance(0.7),
         group_commit: GroupCommit {
             max_bytes: rng.range(64, 2048) as usize,
             max_records: rng.range(1, 16) as usize,
@@ -492,6 +493,7 @@ impl World {
             .told()
             .map_err(|e| format!("c{client}: {e}"))?;
         self.note_lease_stats(client);
+        self.check_window(client)?;
         if let Some(t) = timeout {
             // The machine's deadline is on its own clock.
             let t = self.clients[client].clock.sim_at(t).max(self.now);
