@@ -309,7 +309,7 @@ async fn maintain(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         {
             shared.counters.flushes.fetch_add(1, Relaxed);
         }
-        if n % 3 == 0 && shared.maintenance("compact", wal.compact().await).is_some() {
+        if n.is_multiple_of(3) && shared.maintenance("compact", wal.compact().await).is_some() {
             shared.counters.compactions.fetch_add(1, Relaxed);
         }
     }
@@ -401,7 +401,9 @@ async fn reopen(
         drop(old);
         let s = shared.clone();
         collectors.push(tokio::spawn(async move {
-            if s.maintenance("collect_garbage", new.collect_garbage().await).is_some() {
+            if s.maintenance("collect_garbage", new.collect_garbage().await)
+                .is_some()
+            {
                 s.counters.collections.fetch_add(1, Relaxed);
             }
         }));
@@ -447,17 +449,19 @@ async fn follow(
     }
 }
 
-/// Ids of `batch` (column 0) not above the one before; `last` becomes the batch's last.
+/// Ids of `batch` (column 0) not above every one before; `last` is the highest so far.
 fn disorder(batch: &RecordBatch, last: &mut i64) -> u64 {
     let Some(ids) = batch.column(0).as_any().downcast_ref::<Int64Array>() else {
         return batch.num_rows() as u64;
     };
     let mut bad = 0;
     for id in ids.values().iter().copied() {
+        // Measured against the highest id so far: a repeat after a reversal is bad too.
         if id <= *last {
             bad += 1;
+        } else {
+            *last = id;
         }
-        *last = id;
     }
     bad
 }
@@ -516,7 +520,8 @@ async fn consume(
                 None => return shared.unexpected("the consumer", "its stream ended"),
             }
             let closing = opened_at.elapsed() >= reopen;
-            if (closing || last_commit.elapsed() >= Duration::from_secs(5)) && position > committed {
+            if (closing || last_commit.elapsed() >= Duration::from_secs(5)) && position > committed
+            {
                 match consumer.commit(position).await {
                     Ok(_) => {
                         committed = position;
@@ -536,6 +541,12 @@ async fn consume(
         }
     }
 }
+
+/// One load task: the batches of an append (rows, blob bytes), how often, how many in flight.
+type Load = (Vec<(usize, usize)>, Duration, usize);
+
+/// What a plot's panel draws of a sample.
+type Series = fn(&Sample) -> f64;
 
 /// One row of the CSV.
 #[derive(Clone, Copy, Debug)]
@@ -571,9 +582,10 @@ async fn objects(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<(u64, u64
     let path = object_store::path::Path::from(prefix);
     store
         .list(Some(&path))
-        .try_fold((0u64, 0u64), |(n, b), m| async move {
-            Ok((n + 1, b + m.size))
-        })
+        .try_fold(
+            (0u64, 0u64),
+            |(n, b), m| async move { Ok((n + 1, b + m.size)) },
+        )
         .await
         .map_err(|e| Error::Store {
             path: prefix.to_string(),
@@ -627,10 +639,7 @@ pub async fn soak(args: SoakArgs) -> Result<(), Error> {
         error_count: AtomicU64::new(0),
         started,
     });
-    shared
-        .counters
-        .epoch
-        .store(shared.wal().epoch(), Relaxed);
+    shared.counters.epoch.store(shared.wal().epoch(), Relaxed);
     eprintln!(
         "soak: {} for {:.0} s, a sample every {:.0} s, a new writer every {:.0} s",
         args.url,
@@ -642,11 +651,11 @@ pub async fn soak(args: SoakArgs) -> Result<(), Error> {
     let (stop_tx, stop) = watch::channel(false);
     let ms = Duration::from_millis;
     // (rows, blob bytes) per batch; one batch is an append, several a group.
-    let loads: Vec<(Vec<(usize, usize)>, Duration, usize)> = vec![
-        (vec![(1, 100)], ms(5), 1),                            // awaited 100 B rows
-        (vec![(1, 4096)], ms(5), 16),                          // pipelined 4 KiB rows
-        (vec![(16, 4096)], ms(50), 4),                         // pipelined 64 KiB batches
-        (vec![(1, 100), (2, 4096), (4, 1024)], ms(20), 1),     // awaited groups
+    let loads: Vec<Load> = vec![
+        (vec![(1, 100)], ms(5), 1),                        // awaited 100 B rows
+        (vec![(1, 4096)], ms(5), 16),                      // pipelined 4 KiB rows
+        (vec![(16, 4096)], ms(50), 4),                     // pipelined 64 KiB batches
+        (vec![(1, 100), (2, 4096), (4, 1024)], ms(20), 1), // awaited groups
     ];
     let mut load_tasks = Vec::new();
     for (shape, every, window) in loads {
@@ -671,7 +680,12 @@ pub async fn soak(args: SoakArgs) -> Result<(), Error> {
     ];
     let readers = vec![
         tokio::spawn(follow(shared.clone(), at.clone(), stop.clone())),
-        tokio::spawn(consume(shared.clone(), at.clone(), args.reopen, stop.clone())),
+        tokio::spawn(consume(
+            shared.clone(),
+            at.clone(),
+            args.reopen,
+            stop.clone(),
+        )),
     ];
 
     // Sampling, until the time is up.
@@ -844,7 +858,9 @@ async fn full_read(
         let ids = batch.column(0).as_any().downcast_ref::<Int64Array>();
         let blobs = batch.column(1).as_any().downcast_ref::<BinaryArray>();
         let (Some(ids), Some(blobs)) = (ids, blobs) else {
-            return Err(Error::Invalid("the log's columns are not (id, blob)".into()));
+            return Err(Error::Invalid(
+                "the log's columns are not (id, blob)".into(),
+            ));
         };
         for (i, id) in ids.values().iter().copied().enumerate() {
             if id <= last {
@@ -1022,7 +1038,10 @@ fn print_summary(args: &SoakArgs, shared: &Shared, samples: &[Sample], k: &Check
         fmt(b0, ""),
         fmt(b1, "")
     );
-    println!("| unexpected errors | {} |", shared.error_count.load(Relaxed));
+    println!(
+        "| unexpected errors | {} |",
+        shared.error_count.load(Relaxed)
+    );
     println!("lost = {}", k.lost);
 }
 
@@ -1031,7 +1050,7 @@ fn print_summary(args: &SoakArgs, shared: &Shared, samples: &[Sample], k: &Check
 fn plot(samples: &[Sample], reopens: &[f64], warm: f64, title: &str) -> String {
     use std::fmt::Write as _;
     let (w, ph, left, top) = (900.0, 150.0, 70.0, 40.0);
-    let panels: [(&str, fn(&Sample) -> f64); 4] = [
+    let panels: [(&str, Series); 4] = [
         ("RSS (MiB)", |s| s.rss_kib / 1024.0),
         ("open fds", |s| s.fds),
         ("objects under the prefix", |s| s.objects),
@@ -1166,5 +1185,6 @@ mod tests {
         assert_eq!(disorder(&batch(&schema, 0, 5, 1), &mut last), 0);
         assert_eq!(disorder(&batch(&schema, 3, 4, 1), &mut last), 2);
         assert_eq!(last, 6);
+        assert_eq!(disorder(&batch(&schema, 6, 1, 1), &mut last), 1, "a repeat");
     }
 }

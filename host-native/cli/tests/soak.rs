@@ -35,11 +35,7 @@ fn a_short_soak_samples_takes_over_and_loses_nothing() {
         svg.to_str().unwrap(),
     ]);
     let stdout = text(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        text(&out.stderr)
-    );
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     assert!(stdout.lines().any(|l| l == "lost = 0"), "{stdout}");
     assert!(stdout.contains("| lost | 0 |"), "{stdout}");
 
@@ -71,7 +67,10 @@ fn a_short_soak_samples_takes_over_and_loses_nothing() {
     for r in &rows {
         assert_eq!(r.len(), header.len(), "{csv}");
         assert!(r[col("rss_kib")] > 1000.0, "RSS in KiB: {csv}");
-        assert!(r[col("fds")] >= 3.0, "stdin, stdout, stderr at least: {csv}");
+        assert!(
+            r[col("fds")] >= 3.0,
+            "stdin, stdout, stderr at least: {csv}"
+        );
         assert!(r[col("objects")] >= 1.0, "{csv}");
     }
     let last = rows.last().unwrap();
@@ -98,9 +97,12 @@ fn bad_soak_arguments_are_refused_with_nothing_written() {
     let cases: [(&[&str], &str); 6] = [
         (&[], "--minutes M or --seconds S"),
         (&["--minutes", "0"], "--minutes 0"),
-        (&["--seconds", "-3"], "--seconds -3"),
+        (&["--seconds=-3"], "--seconds -3"),
         (&["--seconds", "5", "--sample-secs", "0"], "--sample-secs 0"),
-        (&["--seconds", "5", "--reopen-secs", "NaN"], "--reopen-secs NaN"),
+        (
+            &["--seconds", "5", "--reopen-secs", "NaN"],
+            "--reopen-secs NaN",
+        ),
         (&["--seconds", "5", "--keep-mib", "0"], "--keep-mib 0"),
     ];
     for (extra, says) in cases {
@@ -122,5 +124,9 @@ fn bad_soak_arguments_are_refused_with_nothing_written() {
     // An unknown scheme is the URL's typed error.
     let out = tidewal(&["soak", "ftp://x/y", "--seconds", "5"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("ftp://x/y"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ftp://x/y"),
+        "{}",
+        text(&out.stderr)
+    );
 }
