@@ -6,6 +6,7 @@ mod bench_lifecycle;
 mod bench_scan;
 mod cmds;
 mod since;
+mod soak;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -241,6 +242,39 @@ enum Command {
     ScanCount {
         /// Where the log lives.
         dir: String,
+    },
+    /// Mixed load on an empty log for a given time (appends of several sizes, groups,
+    /// flushes, compaction, retention, a follower, a named consumer, a new writer every
+    /// --reopen-secs), sampling RSS, fds, objects and throughput into a CSV and an SVG;
+    /// then a full read: exits non-zero if an acknowledged row is missing.
+    Soak {
+        /// The log (a directory, file:// or s3://bucket/prefix); must hold nothing yet.
+        url: String,
+        /// Minutes of load.
+        #[arg(long, conflicts_with = "seconds")]
+        minutes: Option<f64>,
+        /// Seconds of load (instead of --minutes).
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Seconds between samples.
+        #[arg(long, default_value_t = 10.0)]
+        sample_secs: f64,
+        /// Seconds between takeovers by a new writer (and consumer instances).
+        #[arg(long, default_value_t = 180.0)]
+        reopen_secs: f64,
+        /// Write the samples here (CSV with a header).
+        #[arg(long)]
+        csv: Option<String>,
+        /// Draw the samples here (SVG).
+        #[arg(long)]
+        plot: Option<String>,
+        /// MiB kept in generations by the retention policy (the consumer holds it back).
+        #[arg(long, default_value_t = 64)]
+        keep_mib: u64,
+        /// Seconds manifest versions (and the files they name) are kept (the writer's
+        /// `keep_manifests_for`; 1 h by default outside the soak).
+        #[arg(long, default_value_t = 300.0)]
+        history_secs: f64,
     },
     /// Durable appends/s, MB/s, ack latency and puts per MB against InMemory with a fixed put
     /// latency and against a local directory, beside a raw put loop at the same depth.
@@ -897,6 +931,21 @@ async fn run(command: Command) -> Result<(), Error> {
             memtable_mib,
         } => fill(&dir, mib, entry_kib, memtable_mib).await,
         Command::ScanCount { dir } => scan_count(&dir).await,
+        Command::Soak {
+            url,
+            minutes,
+            seconds,
+            sample_secs,
+            reopen_secs,
+            csv,
+            plot,
+            keep_mib,
+            history_secs,
+        } => {
+            let (when, keep) = ((minutes, seconds), (keep_mib, history_secs));
+            let args = soak::args(url, when, sample_secs, reopen_secs, (csv, plot), keep)?;
+            soak::soak(args).await
+        }
         Command::Bench {
             latency_ms,
             seconds,
