@@ -1,19 +1,10 @@
 //! Bad input on the command line: a non-zero exit, an error naming what is wrong, and nothing
 //! written (the directory is read before and after).
 
+mod common;
+
+use common::{text, tidewal};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-fn tidewal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
 
 /// Every file under `dir` with its bytes, in order.
 fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {

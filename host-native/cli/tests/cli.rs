@@ -1,17 +1,9 @@
 //! The `tidewal` command line: output, exit codes, and bad input that writes nothing.
 
-use std::process::{Command, Output};
+mod common;
 
-fn tidewal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use common::{text, tidewal};
+use std::process::Command;
 
 #[test]
 fn append_cat_inspect_verify_round_trip() {

@@ -1,18 +1,9 @@
 //! `tidewal append --keep-bytes / --keep-for`: each append session applies the retention
 //! policy as it closes (PROTOCOL.md §4 "Automatic retention"); bad values write nothing.
 
-use std::process::{Command, Output};
+mod common;
 
-fn tidewal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use common::{text, tidewal};
 
 /// The current manifest's generations: (first position, bytes).
 fn generations(log: &str) -> (u64, Vec<(u64, u64)>) {

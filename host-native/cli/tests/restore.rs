@@ -2,20 +2,11 @@
 //! restore), and bad input refused before the log is opened, nothing written (PROTOCOL.md §4
 //! "Restore").
 
+mod common;
+
+use common::{text, tidewal};
 use std::path::Path;
-use std::process::{Command, Output};
 use std::sync::Arc;
-
-fn tidewal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
 
 /// Appends one row `id` (one `append` run: one entry, flushed at its close); its position.
 fn append_row(dir: &Path, log: &str, id: u64) -> u64 {

@@ -1,18 +1,9 @@
 //! `tidewal soak`: a short run on a temporary directory (its CSV, plot and summary), and
 //! bad arguments refused with a clear error before anything is written.
 
-use std::process::{Command, Output};
+mod common;
 
-fn tidewal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use common::{text, tidewal};
 
 #[test]
 fn a_short_soak_samples_takes_over_and_loses_nothing() {

@@ -1,19 +1,11 @@
 //! `tidewal truncate`: retention by position or age (PROTOCOL.md §4 "Retention"), bad input
 //! that writes nothing, and a named consumer that holds it back until `--force`.
 
+mod common;
+
+use common::{text, tidewal};
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn tidewal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tidewal"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn text(o: &[u8]) -> String {
-    String::from_utf8_lossy(o).into_owned()
-}
+use std::process::Output;
 
 /// Appends one row `id` (one `append` run: one entry, flushed at its close); its position.
 fn append_row(dir: &Path, log: &str, id: u64) -> u64 {
