@@ -4,7 +4,7 @@
 
 pub use crate::policy::{held_count, point_of, policy_count, RetentionPolicy};
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use core::time::Duration;
 
 /// What a writer keeps: the newest `keep` versions, and every version committed less than
@@ -48,6 +48,34 @@ pub fn oldest_kept_version(
             bound.is_some_and(|at| at.saturating_add(keep_for) > now)
         })
         .map(|(_, (&version, _))| version)
+}
+
+/// The listed version whose commit time GC should read next (PROTOCOL.md §4 "GC"), or `None`
+/// when no read would let it collect more. Past the newest `keep` versions, the oldest kept
+/// one may be kept only because its time is unknown and the next known time is young: the
+/// versions of that run (from the oldest kept up to the first with a known time) that were
+/// never read (`unread`) are the candidates, and the middle one is chosen. Commit times never
+/// decrease along versions, so a time read there bounds every version below it: an old one
+/// frees the run's lower half, a young one narrows the search to it. A writer whose takeover
+/// comes before its versions age (a takeover lists every version without its time) thus
+/// finds where age stops collection in log2(n) reads instead of keeping every version.
+pub fn version_to_read(
+    known: &BTreeMap<u64, Option<u64>>,
+    unread: &BTreeSet<u64>,
+    retention: Retention,
+    wall_now: Option<u64>,
+) -> Option<u64> {
+    let oldest = oldest_kept_version(known, retention, Some(wall_now?))?;
+    let by_count = known.len().saturating_sub(retention.keep.max(1) as usize);
+    let run: alloc::vec::Vec<u64> = known
+        .iter()
+        .take(by_count)
+        .skip_while(|&(&v, _)| v < oldest)
+        .take_while(|&(_, at)| at.is_none())
+        .map(|(&v, _)| v)
+        .filter(|v| unread.contains(v))
+        .collect();
+    run.get(run.len() / 2).copied()
 }
 
 /// A drop that would pass a named consumer's committed position (PROTOCOL.md §4
@@ -170,5 +198,57 @@ mod tests {
             keep_for: Duration::from_millis(1_000),
         };
         assert_eq!(oldest_kept_version(&k, r, Some(9_500)), Some(1));
+    }
+    #[test]
+    fn the_time_to_read_halves_the_run_an_unknown_time_keeps() {
+        // A takeover listed 1..=8 and read 8 (young): 1..=7 are kept only by that bound.
+        let mut k = known(&[(8, Some(9_000))]);
+        let mut unread = BTreeSet::new();
+        for v in 1..=7 {
+            k.insert(v, None);
+            unread.insert(v);
+        }
+        let r = Retention {
+            keep: 1,
+            keep_for: Duration::from_millis(1_000),
+        };
+        let now = Some(9_500);
+        assert_eq!(oldest_kept_version(&k, r, now), Some(1));
+        assert_eq!(version_to_read(&k, &unread, r, now), Some(4));
+        // 4 turns out old: everything up to it goes, the search goes on above it.
+        k.insert(4, Some(1_000));
+        unread.remove(&4);
+        assert_eq!(oldest_kept_version(&k, r, now), Some(5));
+        assert_eq!(version_to_read(&k, &unread, r, now), Some(6));
+        // 6 turns out young: the search narrows to 5.
+        k.insert(6, Some(9_000));
+        unread.remove(&6);
+        assert_eq!(version_to_read(&k, &unread, r, now), Some(5));
+        // 5 read, no time (a writer without a clock): nothing left to learn.
+        unread.remove(&5);
+        assert_eq!(version_to_read(&k, &unread, r, now), None);
+    }
+
+    #[test]
+    fn nothing_is_read_where_count_clock_or_a_known_time_decides() {
+        let unread: BTreeSet<u64> = [1, 2, 3].into_iter().collect();
+        let k = known(&[(1, None), (2, None), (3, None)]);
+        let r = Retention {
+            keep: 3,
+            keep_for: Duration::from_millis(1_000),
+        };
+        // All within the count.
+        assert_eq!(version_to_read(&k, &unread, r, Some(9_000)), None);
+        // Past the count with no known time at or past them: collected, nothing to read.
+        let r1 = Retention { keep: 1, ..r };
+        assert_eq!(oldest_kept_version(&k, r1, Some(9_000)), Some(3));
+        assert_eq!(version_to_read(&k, &unread, r1, Some(9_000)), None);
+        // A young known time keeps them: read one, unless there is no clock (by count only).
+        let k = known(&[(1, None), (2, None), (3, Some(8_500))]);
+        assert_eq!(version_to_read(&k, &unread, r1, Some(9_000)), Some(2));
+        assert_eq!(version_to_read(&k, &unread, r1, None), None);
+        // The oldest kept has a known, young time: reading above it frees nothing.
+        let k = known(&[(1, Some(8_500)), (2, None), (3, None)]);
+        assert_eq!(version_to_read(&k, &unread, r1, Some(9_000)), None);
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use harness::*;
 use tidewal_core::{
-    FatalError, Machine, Manifest, MemStore, Op, ReadEvent, Reader, ReaderConfig, Start,
-    WriterConfig,
+    FatalError, Machine, Manifest, MemStore, Op, ReadEvent, Reader, ReaderConfig, Response, Start,
+    StoreError, StoreErrorKind, WriterConfig,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -138,6 +138,77 @@ fn gc_keeps_versions_younger_than_the_age_past_the_count() {
     flush_batch(&mut h, &mut a, 6, 1);
     // An hour on, only the count keeps: the newest.
     assert_eq!(versions(&h.store), [5]);
+}
+
+/// Runs `d` until it holds a GET of a manifest version: (that version, the request's index).
+fn next_version_read(h: &mut Harness, d: &mut Driven) -> (u64, usize) {
+    let version = |op: &Op| match op {
+        Op::Get { path } => path
+            .strip_prefix("t/manifest/")?
+            .strip_suffix(".json")?
+            .parse()
+            .ok(),
+        _ => None,
+    };
+    for _ in 0..10_000 {
+        if let Some(i) = d.find(|op| version(op).is_some()) {
+            return (version(&d.held[i].op).unwrap(), i);
+        }
+        if d.held.is_empty() {
+            let at = deadline(&mut d.w).expect("the writer waits for something");
+            h.now = h.now.max(at);
+            d.w.handle_timeout(h.now);
+            d.collect();
+        } else {
+            h.execute(d, 0);
+        }
+    }
+    panic!("no read of a manifest version");
+}
+
+#[test]
+fn a_takeover_before_the_versions_age_reads_their_times_and_collects_the_aged() {
+    let mut h = Harness::new();
+    let cfg = WriterConfig {
+        keep_manifests: 1,
+        keep_manifests_for: HOUR,
+        ..timed(1_000_000)
+    };
+    // Versions 1..=5 now (the creation and four flushes).
+    let mut a = Harness::writer_with(&mut h, codec(), cfg.clone());
+    h.settle(&mut a);
+    for b in 0..4 {
+        flush_batch(&mut h, &mut a, b * 2, 2);
+    }
+    drop(a);
+    assert_eq!(versions(&h.store), [1, 2, 3, 4, 5]);
+    // 59 minutes on, a takeover claims 6 and dies: 1..=5 are young as far as it knows.
+    h.now += HOUR - Duration::from_secs(60);
+    let b = h.open(cfg.clone(), 2);
+    drop(b);
+    assert_eq!(versions(&h.store), [1, 2, 3, 4, 5, 6]);
+    // Two minutes later a third writer lists 1..=6 and reads 6 (young): the versions it only
+    // listed are kept by that bound alone, so it reads the middle of them, 3, first.
+    h.now += Duration::from_secs(120);
+    let mut c = h.writer(cfg.clone(), 3);
+    let (newest, open_read) = next_version_read(&mut h, &mut c);
+    assert_eq!(newest, 6);
+    h.execute(&mut c, open_read);
+    let (middle, second) = next_version_read(&mut h, &mut c);
+    assert_eq!(middle, 3);
+    // Its first answer is lost: retried, nothing decided on it.
+    h.answer(
+        &mut c,
+        second,
+        Response::Get(Err(StoreError::new(StoreErrorKind::Unknown, "lost"))),
+    );
+    h.settle(&mut c);
+    assert!(c.fatal().is_none(), "{:?}", c.fatal());
+    // 3 was old (1..=3 go), then 4 and 5 were read: old too. 6 is young, 7 is the count.
+    assert_eq!(versions(&h.store), [6, 7]);
+    assert_eq!(c.w.stats().gc_failures, 0);
+    // Every record is still read.
+    assert_eq!(h.read_all().unwrap().len(), 8);
 }
 
 #[test]

@@ -3,18 +3,17 @@
 //! virtual time, with every `COLLECTOR_EVERY`th session a long-lived one that calls
 //! `collect_garbage` (its claim outlives `L * 1.1 + margin`, so it collects the fences, window
 //! orphans and fence intents the short ones left: short-lived writers never collect) and stays
-//! open past `keep_manifests_for`. That second wait is needed: a writer knows the commit time
-//! of only the versions it read (the newest) or wrote, and a version of unknown time counts as
-//! young as the next known one, so a writer that lives less than `keep_manifests_for` deletes
-//! versions by count never, by age: short sessions alone keep every manifest version, and
-//! every retired file those versions name (about 2.3 versions and 1.3 files a session here).
+//! open past `keep_manifests_for`. Manifest versions need no collector: a session lives far
+//! less than `keep_manifests_for`, and a writer knows the commit times of only the versions it
+//! read at open or wrote, but where an unknown time is all that keeps a version, its GC reads
+//! versions' times (PROTOCOL.md §4 "GC"), so every session's commits delete what aged out.
 //!
 //! What bounds what (PROTOCOL.md §4):
 //! - live generations: the size-tiered policy, `top · (fanout - 1) + 1`, whatever the number
 //!   of flushes (every session's close flushes one generation);
 //! - manifest versions: `keep_manifests` by count and `keep_manifests_for` by age, applied by
-//!   the collectors: those committed since the last one and within the age window before it,
-//!   at most `VERSIONS_PER_SESSION` a session;
+//!   every session: those committed within the age window, at most `VERSIONS_PER_SESSION` a
+//!   session;
 //! - generation files: live ones plus retired ones waiting for the versions naming them to age
 //!   out and for their grace (`grace`), so those retired within `keep_manifests_for + grace`;
 //! - WAL slots below the cursor: deleted by every commit's GC; fences and fence intents (one
@@ -129,12 +128,12 @@ fn a_log_of_many_short_sessions_stays_bounded() {
     let cfg = lifecycle_config();
     let policy = cfg.compaction.clone().unwrap();
     let live_bound = u64::from(policy.top_tier()) * u64::from(policy.fanout - 1) + 1;
-    // A collector closes once its claim is older than `keep_manifests_for`, and nothing else
-    // committed meanwhile: its close's commit deletes (by count and age) every version before
-    // its claim, keeping its own and the count. So the versions are those since the last
-    // collector, at most `VERSIONS_PER_SESSION` a session, plus the count.
-    let manifest_bound =
-        u64::from(cfg.keep_manifests) + VERSIONS_PER_SESSION * (COLLECTOR_EVERY + 2);
+    // Every session's commits delete the versions out of the count that aged out (reading
+    // their times where only an unknown time kept them), so those left are the count and the
+    // ones committed within `keep_manifests_for`: at most `VERSIONS_PER_SESSION` a session,
+    // one session every `SPACING` (and the one committing now).
+    let age_window = cfg.keep_manifests_for.as_secs().div_ceil(SPACING.as_secs());
+    let manifest_bound = u64::from(cfg.keep_manifests) + VERSIONS_PER_SESSION * (age_window + 2);
     // A retired file waits for every version below its retirement to be deleted (at worst
     // for the next collector) and for its grace (shorter than a collector's life): so those
     // retired since the last collector wait. In steady state a merge of `fanout` tier-0

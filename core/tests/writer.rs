@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use harness::*;
-use tidewal_core::Machine;
 use tidewal_core::{
     AppendError, AppendId, CommandError, Event, FatalError, GroupCommit, Op, RawCodec, Record,
     Response, StoreError, StoreErrorKind, Writer, WriterConfig,
 };
+use tidewal_core::{Codec, Machine};
 
 #[test]
 fn opening_an_empty_store_creates_the_log_and_fences_slot_zero() {
@@ -521,6 +521,47 @@ fn reopening_replays_the_memtable_and_generations_survive() {
     assert_eq!(b.w.manifest().unwrap().generations.len(), 1);
     let log: Vec<u64> = h.read_all().unwrap().iter().map(|(p, _)| *p).collect();
     assert_eq!(log, vec![4, 5, 6, 7]);
+}
+
+#[test]
+fn a_wal_only_truncate_past_every_entry_keeps_their_newest_time_for_later_stamps() {
+    const ORIGIN: u64 = 1_700_000_000_000;
+    let cfg = WriterConfig {
+        wal_only: true,
+        unix_ms_at_origin: Some(ORIGIN),
+        ..config()
+    };
+    let mut h = Harness::new();
+    let mut a = h.open(cfg.clone(), 1);
+    for i in 0..3 {
+        h.now += Duration::from_millis(10);
+        a.append(&h, rec(i));
+        h.settle(&mut a);
+    }
+    let newest = ORIGIN + h.now.as_millis() as u64;
+    let end = a.w.manifest().unwrap().replay_cursor.max(7);
+    a.w.truncate(end, false, h.now).unwrap();
+    a.collect();
+    h.settle(&mut a);
+    assert_eq!(h.read_all().unwrap(), vec![]);
+    assert_eq!(h.newest_manifest().time_floor, Some(newest));
+    drop(a);
+    // A writer whose clock lags a minute replays nothing, yet stamps past the floor.
+    let behind = WriterConfig {
+        unix_ms_at_origin: Some(ORIGIN - 60_000),
+        ..cfg
+    };
+    let mut b = h.open(behind, 2);
+    b.append(&h, rec(9));
+    h.settle(&mut b);
+    let (position, _) = h.read_all().unwrap()[0].clone();
+    let body = h
+        .store
+        .object(&format!("t/wal/{position:020}.arrows"))
+        .unwrap()
+        .clone();
+    let entry = codec().decode_entry(body).unwrap();
+    assert!(entry.header.time >= Some(newest), "{:?}", entry.header.time);
 }
 
 #[test]

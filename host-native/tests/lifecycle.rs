@@ -1,10 +1,11 @@
 //! A long-lived log on LocalFileSystem stays bounded (tidewal issue 14, "Prove"): sessions of
 //! open → append → close through `Wal::open_url` on a temporary directory, every
 //! `COLLECTOR_EVERY`th one a collector under a short lease: it calls `collect_garbage`
-//! (waiting out `L * 1.1 + margin`) and stays open past `keep_manifests_for`, so its close's
-//! commit deletes manifest versions by age too (a short-lived writer knows the time of only
-//! the newest version, so it deletes by count never, by age: see core/tests/lifecycle.rs,
-//! which proves the same bounds over 100,000 sessions in virtual time).
+//! (waiting out `L * 1.1 + margin`) and stays open past `keep_manifests_for`. Every session's
+//! commits delete the manifest versions that aged out (reading listed versions' times where
+//! only an unknown time kept them, PROTOCOL.md §4 "Reading a time"); the bounds are those of
+//! core/tests/lifecycle.rs, which proves them over 100,000 sessions in virtual time (the
+//! manifest bound here is the looser one a collector alone would give).
 //!
 //! `cargo test -p tidewal --test lifecycle -- --nocapture` prints the table (600 sessions;
 //! `TIDEWAL_LIFECYCLE_SESSIONS=2000` for the full run, about 2 minutes in debug).

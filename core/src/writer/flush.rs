@@ -226,6 +226,15 @@ impl Writer {
         m.replay_cursor = cursor;
         m.dropped_before = m.dropped_before.max(to);
         m.cursor_epoch = self.cursor_epoch(cursor);
+        // Times never decrease along the log: a truncate past every entry leaves a later
+        // opener nothing to replay, so the newest time this writer saw stays in the manifest
+        // (as a drop keeps its dropped generations' newest, drop.rs).
+        if self.last_time > 0 {
+            m.time_floor = Some(
+                m.time_floor
+                    .map_or(self.last_time, |f| f.max(self.last_time)),
+            );
+        }
         true
     }
 

@@ -12,8 +12,9 @@ use core::time::Duration;
 use super::{lease, Event, Phase, Purpose, Writer};
 use crate::error::CommandError;
 use crate::io::{Op, Response, StoreError, StoreErrorKind};
+use crate::manifest::Manifest;
 use crate::requests::Pending;
-use crate::retention::{oldest_kept_version, Retention};
+use crate::retention::{oldest_kept_version, version_to_read, Retention};
 
 impl Writer {
     /// Deletes the data slots below the committed cursor this writer read or wrote (fences
@@ -49,12 +50,10 @@ impl Writer {
 
     /// Deletes the manifest versions it knows of below the oldest one kept
     /// ([`crate::retention::oldest_kept_version`]: older than the newest `keep_manifests`
-    /// and committed longer than `keep_manifests_for` ago).
+    /// and committed longer than `keep_manifests_for` ago); then, if only an unknown time
+    /// keeps the oldest, reads a version to learn it ([`version_to_read`]), one at a time.
     pub(super) fn collect_manifests(&mut self) {
-        let retention = Retention {
-            keep: self.cfg.keep_manifests,
-            keep_for: self.cfg.keep_manifests_for,
-        };
+        let retention = self.manifest_retention();
         let Some(oldest) = oldest_kept_version(&self.manifest_versions, retention, self.wall_now())
         else {
             return;
@@ -64,6 +63,7 @@ impl Writer {
                 break;
             }
             self.manifest_versions.remove(&old);
+            self.manifest_unread.remove(&old);
             // Kept (it may be read) until its delete is confirmed: a retired file waits.
             self.manifest_deleting.insert(old);
             let path = self.paths.manifest(old);
@@ -72,6 +72,71 @@ impl Writer {
                 Purpose::DeleteManifest { version: old },
             );
         }
+        self.read_version_time(retention);
+    }
+
+    fn manifest_retention(&self) -> Retention {
+        Retention {
+            keep: self.cfg.keep_manifests,
+            keep_for: self.cfg.keep_manifests_for,
+        }
+    }
+
+    /// Without this a writer taken over before its versions age would never collect the
+    /// versions it only listed: their time is bounded by the version read at open, which
+    /// each takeover renews (PROTOCOL.md §4 "GC").
+    fn read_version_time(&mut self, retention: Retention) {
+        if self.manifest_time_read.is_some() || self.phase == Phase::Closed {
+            return;
+        }
+        let unread = &self.manifest_unread;
+        let Some(version) =
+            version_to_read(&self.manifest_versions, unread, retention, self.wall_now())
+        else {
+            return;
+        };
+        self.manifest_time_read = Some(version);
+        let path = self.paths.manifest(version);
+        self.get(path, Purpose::VersionTime { version });
+    }
+
+    /// A listed version's time read: learnt (or, for a body that does not decode, never read
+    /// again: it is kept by the bound, counted in `gc_failures`, and `verify` names it), or
+    /// the version found gone; then GC goes on with what it learnt.
+    pub(super) fn on_version_time(
+        &mut self,
+        version: u64,
+        request: Pending<Purpose>,
+        resp: Response,
+    ) {
+        match resp.into_get() {
+            Ok(body) => {
+                self.manifest_unread.remove(&version);
+                match Manifest::decode_version(&body, version) {
+                    Ok(m) => {
+                        if let Some(at) = self.manifest_versions.get_mut(&version) {
+                            *at = m.committed_at;
+                        }
+                    }
+                    Err(_) => self.counters.gc_failures += 1,
+                }
+            }
+            Err(e) if e.kind == StoreErrorKind::NotFound => {
+                self.manifest_unread.remove(&version);
+                self.manifest_versions.remove(&version);
+            }
+            Err(_) => {
+                if self.io.retry(self.now, request).is_ok() {
+                    return;
+                }
+                // Left unread: the next commit's GC reads it again.
+                self.counters.gc_failures += 1;
+                self.manifest_time_read = None;
+                return;
+            }
+        }
+        self.manifest_time_read = None;
+        self.collect_manifests();
     }
 
     /// A manifest version's delete: confirmed (or found nothing), or left behind.

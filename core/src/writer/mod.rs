@@ -287,6 +287,10 @@ enum Purpose {
     DeleteManifest {
         version: u64,
     },
+    /// GC reads a listed version to learn its commit time.
+    VersionTime {
+        version: u64,
+    },
     /// A retired generation file's delete.
     DeleteRetired {
         path: String,
@@ -332,6 +336,10 @@ pub struct Writer {
     manifest_versions: BTreeMap<u64, Option<u64>>,
     /// Manifest versions whose delete is sent but not confirmed: they may still be read.
     manifest_deleting: BTreeSet<u64>,
+    /// Listed versions never read: GC may read one to learn its time (`retention.rs`).
+    manifest_unread: BTreeSet<u64>,
+    /// The version whose time GC is reading, if one.
+    manifest_time_read: Option<u64>,
     open_attempts: u32,
     walk: Option<Walk>,
     /// The slot where this writer's fence is being put, and the fence's bytes (the walk
@@ -415,6 +423,8 @@ impl Writer {
             manifest: None,
             manifest_versions: BTreeMap::new(),
             manifest_deleting: BTreeSet::new(),
+            manifest_unread: BTreeSet::new(),
+            manifest_time_read: None,
             open_attempts: 0,
             walk: None,
             fence_at: None,
@@ -614,6 +624,10 @@ impl Writer {
             Purpose::DeleteManifest { version } => {
                 let version = *version;
                 self.on_delete_manifest(version, request, response)
+            }
+            Purpose::VersionTime { version } => {
+                let version = *version;
+                self.on_version_time(version, request, response)
             }
             Purpose::DeleteRetired { path } => {
                 let path = path.clone();

@@ -37,10 +37,12 @@ impl Writer {
             Err(e) => return self.retry(request, &e),
         };
         self.manifest_versions.clear();
+        self.manifest_unread.clear();
         for meta in items {
             match self.paths.manifest_version(&meta.path) {
                 Some(v) => {
                     self.manifest_versions.insert(v, None);
+                    self.manifest_unread.insert(v);
                 }
                 None => {
                     return self.fail(FatalError::Corrupt {
@@ -114,6 +116,7 @@ impl Writer {
         }
         self.window = m.fence_window;
         self.manifest_versions.insert(version, m.committed_at);
+        self.manifest_unread.remove(&version);
         let mut claim = m.clone();
         claim.version = version + 1;
         claim.epoch = m.epoch + 1;

@@ -99,6 +99,55 @@ impl World {
         Ok(())
     }
 
+    /// The final writer's wall clock and the newest version when it started opening: what
+    /// [`World::check_versions_aged_out`] judges against.
+    pub(crate) fn final_writer_start(&self, fw: usize) -> Option<(u64, u64)> {
+        let origin = self.clients[fw].wall_origin?;
+        let wall = origin + self.local_now(fw).as_millis() as u64;
+        Some((wall, self.model.high.as_ref().map_or(0, |m| m.version)))
+    }
+
+    /// GC is live (PROTOCOL.md §4 "GC"): once the final writer (with a clock) has committed
+    /// and closed, no version is left that was out of the newest `keep_manifests` when it
+    /// started and whose commit time, and that of every version below it, was older than
+    /// `keep_manifests_for` on its clock then. It listed every such version without its time,
+    /// so it must have read the times it needed instead of bounding them by the newest.
+    pub(crate) fn check_versions_aged_out(&self, start: Option<(u64, u64)>) -> Result<(), String> {
+        let Some((wall, high)) = start else {
+            return Ok(());
+        };
+        let keep = u64::from(self.wcfg.keep_manifests);
+        let keep_for = self.wcfg.keep_manifests_for.as_millis() as u64;
+        let mut stored: Vec<(u64, &str)> = self
+            .net
+            .store
+            .paths()
+            .filter_map(|p| Some((manifest_version(p)?, p)))
+            .collect();
+        stored.sort_unstable();
+        let mut newest_time = 0;
+        for (v, path) in stored {
+            if v + keep > high {
+                break;
+            }
+            let body = self.net.store.object(path);
+            let Some(at) = body
+                .and_then(|b| Manifest::decode_version(b, v).ok())
+                .and_then(|m| m.committed_at)
+            else {
+                // No time (a writer without a clock), or not a manifest: kept by a bound.
+                break;
+            };
+            newest_time = newest_time.max(at);
+            if newest_time + keep_for < wall {
+                return Err(format!(
+                    "v{v} (committed at {at}) outlived keep_manifests_for ({keep_for} ms) on the final writer's clock {wall}: GC never collected it"
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// A reader as of a random version (mostly a recent one, sometimes one past the newest),
     /// or until a random time (mostly an acknowledged entry's), from the beginning or a
     /// random position.

@@ -348,6 +348,9 @@ impl World {
             (RestoreError::GenerationCollected { .. } | RestoreError::NoIdLeft { .. }, _) => true,
             // The writer stopped (fenced by a newer one, or the store kept failing).
             (RestoreError::Failed(_) | RestoreError::Closed, _) => true,
+            // A restorer with a retention policy may be in its own policy round (seed 10566:
+            // a flush's round was still committing when the restore was asked).
+            (RestoreError::Busy, _) => self.clients[client].retains,
             _ => false,
         };
         if !explained {

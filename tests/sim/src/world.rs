@@ -570,8 +570,10 @@ impl World {
                 ));
             }
         }
+        self.relay_takeovers()?;
         let deadline = self.now + FINAL_DEADLINE;
         let fw = self.spawn_writer(true)?;
+        let final_start = self.final_writer_start(fw);
         let opened = self.run_until(deadline, |w| {
             w.clients[fw].ready || w.clients[fw].machine.is_none()
         })?;
@@ -598,6 +600,7 @@ impl World {
             ));
         }
         self.model.check_cursor(&self.net.store, &self.codec)?;
+        self.check_versions_aged_out(final_start)?;
         if self.wcfg.wal_only {
             let m = self.model.high.clone().ok_or("no manifest")?;
             expected = crate::model::walk(&self.net.store, &self.codec, "log/", &m, None).0;
@@ -632,6 +635,26 @@ impl World {
         self.resume_every_consumer(self.now + FINAL_DEADLINE)?;
         self.check_misnamed_manifest()?;
         self.check_corruption(digest, from)
+    }
+
+    /// Five writers, each taking over `0.3 * keep_manifests_for` after the last and crashing
+    /// once its claim landed: none lives long enough for the version it read at open to age,
+    /// the pattern under which a writer that bounds unknown times by that version collects
+    /// nothing. The final writer's GC must still collect what aged (`check_versions_aged_out`).
+    fn relay_takeovers(&mut self) -> Result<(), String> {
+        for _ in 0..5 {
+            self.now += self.wcfg.keep_manifests_for.mul_f64(0.3);
+            let deadline = self.now + FINAL_DEADLINE;
+            let high = |world: &World| world.model.high.as_ref().map_or(0, |m| m.version);
+            let before = high(self);
+            let w = self.spawn_writer(true)?;
+            self.run_until(deadline, |world| {
+                high(world) > before || world.clients[w].machine.is_none()
+            })?;
+            self.note(format_args!("finale: relay writer c{w} crashes"));
+            self.crash(w)?;
+        }
+        Ok(())
     }
 
     /// Puts a well-framed body of another version under the newest manifest's name: a fresh
