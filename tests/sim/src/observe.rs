@@ -325,6 +325,11 @@ impl World {
             ReadEvent::CaughtUp { position } => {
                 self.note(format_args!("c{client} caught up at {position}"));
                 self.check_history_reader(client, position)?;
+                // A reader as of a version was just checked against that version exactly; the
+                // log now may hold more (a later restore brought entries back, seed 66844).
+                if self.clients[client].as_of.is_some() {
+                    return Ok(());
+                }
                 // Everything acknowledged below where it stands must have been read (retention
                 // may have dropped what lies below the points asked for).
                 let read: BTreeSet<u64> = self.clients[client]
