@@ -91,8 +91,20 @@ fn write_file(
         (TIMES, times.into()),
         (BATCH_CRCS, crc_list),
     ]);
-    let mut w = FileWriter::try_new_with_options(Vec::new(), &schema, codec.options.clone())
-        .map_err(encode_err)?;
+    // Sized up front: a merged generation is tens of MiB, and growing it by doubling held
+    // twice that at the peak and left the allocator fragmented (a soak's RSS crept up).
+    let payload: usize = entries
+        .iter()
+        .flat_map(|e| e.records.iter())
+        .map(|r| r.payload.len())
+        .sum();
+    let metadata = 2 * (index.len() + times.len() + crcs.len() * 9) + 4096;
+    let mut w = FileWriter::try_new_with_options(
+        Vec::with_capacity(payload + metadata),
+        &schema,
+        codec.options.clone(),
+    )
+    .map_err(encode_err)?;
     for e in entries {
         for r in &e.records {
             let batch = codec

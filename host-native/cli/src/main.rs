@@ -802,8 +802,37 @@ async fn demo(dir: &str) -> Result<(), Error> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    limit_malloc_arenas();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build();
+    match runtime {
+        Ok(runtime) => runtime.block_on(run_main()),
+        Err(e) => {
+            eprintln!("error: no async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// glibc gives every thread that allocates its own arena (up to 8 per core) and keeps what is
+/// freed in each: on LocalFileSystem every read and write runs on tokio's blocking pool, so
+/// the generations compaction reads and writes (tens of MiB) were spread over many arenas and
+/// a 30-minute soak's RSS grew by 658 MiB/h while its heap peaked at 256 MiB (heaptrack).
+/// Two arenas, before any thread starts, keep it flat (an 8-minute soak side by side: 133 MiB
+/// at the end against 473, same appends/s). `MALLOC_ARENA_MAX` set by the user wins.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets an allocator parameter; no thread has started yet.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+async fn run_main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // The command runs as a task on the runtime's workers: `main` runs on a thread of its own
     // (`block_on`), so every wake between it and the writer's task would cross threads (this
