@@ -65,7 +65,8 @@ pub fn version_to_read(
     retention: Retention,
     wall_now: Option<u64>,
 ) -> Option<u64> {
-    let oldest = oldest_kept_version(known, retention, Some(wall_now?))?;
+    let now = wall_now?;
+    let oldest = oldest_kept_version(known, retention, Some(now))?;
     let by_count = known.len().saturating_sub(retention.keep.max(1) as usize);
     let run: alloc::vec::Vec<u64> = known
         .iter()

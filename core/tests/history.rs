@@ -202,9 +202,16 @@ fn a_takeover_before_the_versions_age_reads_their_times_and_collects_the_aged() 
         second,
         Response::Get(Err(StoreError::new(StoreErrorKind::Unknown, "lost"))),
     );
+    let (retried, at) = next_version_read(&mut h, &mut c);
+    assert_eq!(retried, 3);
+    h.execute(&mut c, at);
+    // 3 was old: 1..=3 go, and the run left, 4 and 5, is halved at 5 (old too).
+    let (next, at) = next_version_read(&mut h, &mut c);
+    assert_eq!(next, 5);
+    h.execute(&mut c, at);
     h.settle(&mut c);
     assert!(c.fatal().is_none(), "{:?}", c.fatal());
-    // 3 was old (1..=3 go), then 4 and 5 were read: old too. 6 is young, 7 is the count.
+    // 6 is young, 7 is the count: log2 of the run's 5 versions, 2 reads (and a retry).
     assert_eq!(versions(&h.store), [6, 7]);
     assert_eq!(c.w.stats().gc_failures, 0);
     // Every record is still read.

@@ -419,6 +419,10 @@ async fn run_and_check(
             "consumer instance {i} read rows not in the log: {strays:?}"
         );
     }
+    assert!(
+        c.instances.iter().any(|rows| !rows.is_empty()),
+        "the consumer read nothing"
+    );
     report
 }
 
@@ -467,6 +471,7 @@ struct PrivateSeaweedfs {
     child: Option<std::process::Child>,
 }
 
+/// Fixed, like its other ports: two runs of this test at once would collide.
 const PRIVATE_S3_PORT: u16 = 18433;
 
 impl PrivateSeaweedfs {

@@ -98,7 +98,8 @@ fn write_file(
         .flat_map(|e| e.records.iter())
         .map(|r| r.payload.len())
         .sum();
-    let metadata = 2 * (index.len() + times.len() + crcs.len() * 9) + 4096;
+    // The schema twice (message and footer) with its metadata, and a footer block per batch.
+    let metadata = 2 * (index.len() + times.len() + crcs.len() * 9) + crcs.len() * 32 + 4096;
     let mut w = FileWriter::try_new_with_options(
         Vec::with_capacity(payload + metadata),
         &schema,

@@ -230,10 +230,7 @@ impl Writer {
         // opener nothing to replay, so the newest time this writer saw stays in the manifest
         // (as a drop keeps its dropped generations' newest, drop.rs).
         if self.last_time > 0 {
-            m.time_floor = Some(
-                m.time_floor
-                    .map_or(self.last_time, |f| f.max(self.last_time)),
-            );
+            m.time_floor = m.time_floor.max(Some(self.last_time));
         }
         true
     }

@@ -1,6 +1,7 @@
-//! GC (PROTOCOL.md §4 "GC"): after a commit passed its post-check, delete the WAL data slots
-//! below the new cursor that this writer read or wrote, and manifest versions no longer kept
-//! (older than the newest `keep_manifests` and than `keep_manifests_for`); then, once this
+//! GC (PROTOCOL.md §4 "GC"): after a commit passed its post-check (and after each read of a
+//! listed version's time, §4 "Reading a time"), delete the WAL data slots below the new cursor
+//! that this writer read or wrote, and manifest versions no longer kept (older than the newest
+//! `keep_manifests` and than `keep_manifests_for`); then, once this
 //! writer's claim has outlived every older writer's lease, fences, their windows' orphans and
 //! their intents below the cursor (§4 "Collecting fences"). A delete that keeps failing leaves
 //! garbage behind and is counted (`gc_failures`); it never fails the writer.
@@ -84,9 +85,10 @@ impl Writer {
 
     /// Without this a writer taken over before its versions age would never collect the
     /// versions it only listed: their time is bounded by the version read at open, which
-    /// each takeover renews (PROTOCOL.md §4 "GC").
+    /// each takeover renews (PROTOCOL.md §4 "Reading a time"). A close waits for the reads
+    /// (at most log2 of the versions, each with its retries), as it waits for deletes.
     fn read_version_time(&mut self, retention: Retention) {
-        if self.manifest_time_read.is_some() || self.phase == Phase::Closed {
+        if self.manifest_time_read.is_some() {
             return;
         }
         let unread = &self.manifest_unread;

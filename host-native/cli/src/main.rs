@@ -825,7 +825,9 @@ fn main() -> std::process::ExitCode {
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator parameter; no thread has started yet.
+        // SAFETY: mallopt sets an allocator parameter (glibc serialises it); called before any
+        // thread starts so every thread shares the two arenas. A refusal (0) leaves glibc's
+        // default, which is only more memory, so it is not reported.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
         }

@@ -74,7 +74,9 @@ impl Counts {
     }
 }
 
-/// The seeded schedule: each request draws whether it is failed and how.
+/// The seeded schedule: the n-th request to arrive draws whether it is failed and how. The
+/// seed fixes the sequence of draws, not the run: concurrent requests arrive in an order the
+/// scheduler picks, so a seed replays the mix of faults, not each fault's request.
 struct Schedule {
     state: Mutex<u64>,
     /// Chance per request, in 1/1000.
@@ -82,7 +84,7 @@ struct Schedule {
 }
 
 impl Schedule {
-    /// splitmix64: deterministic per seed, needs no crate.
+    /// splitmix64: the same draws for the same seed, no crate needed.
     fn next(&self) -> u64 {
         let mut s = self.state.lock().unwrap();
         *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);

@@ -651,6 +651,12 @@ impl World {
             self.run_until(deadline, |world| {
                 high(world) > before || world.clients[w].machine.is_none()
             })?;
+            if high(self) <= before {
+                return Err(format!(
+                    "relay writer c{w} did not claim the log on a calm network: {:?}",
+                    self.clients[w].failure
+                ));
+            }
             self.note(format_args!("finale: relay writer c{w} crashes"));
             self.crash(w)?;
         }
