@@ -155,10 +155,7 @@ fn next_version_read(h: &mut Harness, d: &mut Driven) -> (u64, usize) {
             return (version(&d.held[i].op).unwrap(), i);
         }
         if d.held.is_empty() {
-            let at = deadline(&mut d.w).expect("the writer waits for something");
-            h.now = h.now.max(at);
-            d.w.handle_timeout(h.now);
-            d.collect();
+            assert!(h.fire_next_timer(d), "the writer waits for nothing");
         } else {
             h.execute(d, 0);
         }

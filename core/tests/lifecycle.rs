@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use harness::*;
 
-use tidewal_core::{CompactionConfig, Event, Machine, WriterConfig};
+use tidewal_core::{CompactionConfig, Event, WriterConfig};
 
 /// Virtual time between two sessions' starts: a session itself takes virtual milliseconds
 /// (its requests are answered at once), so this is the log's idle time.
@@ -103,10 +103,10 @@ fn open_counted(h: &mut Harness, cfg: WriterConfig, seed: u64) -> (Driven, u64) 
     while !d.ready() {
         assert!(d.fatal().is_none(), "open failed: {:?}", d.fatal());
         if d.held.is_empty() {
-            let at = deadline(&mut d.w).expect("an opening writer waits for something");
-            h.now = h.now.max(at);
-            d.w.handle_timeout(h.now);
-            d.collect();
+            assert!(
+                h.fire_next_timer(&mut d),
+                "an opening writer waits for nothing"
+            );
         } else {
             h.execute(&mut d, 0);
             requests += 1;

@@ -130,16 +130,23 @@ impl Harness {
         d.collect();
     }
 
+    /// Advances to the writer's next deadline and fires it; `false` if it waits for nothing.
+    pub fn fire_next_timer(&mut self, d: &mut Driven) -> bool {
+        let Some(at) = deadline(&mut d.w) else {
+            return false;
+        };
+        self.now = self.now.max(at);
+        d.w.handle_timeout(self.now);
+        d.collect();
+        true
+    }
+
     /// Runs requests in order and fires timers until nothing is left.
     pub fn settle(&mut self, d: &mut Driven) {
         for _ in 0..100_000 {
             if !d.held.is_empty() {
                 self.execute(d, 0);
-            } else if let Some(at) = deadline(&mut d.w) {
-                self.now = self.now.max(at);
-                d.w.handle_timeout(self.now);
-                d.collect();
-            } else {
+            } else if !self.fire_next_timer(d) {
                 return;
             }
         }

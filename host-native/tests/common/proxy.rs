@@ -114,12 +114,25 @@ pub struct Proxy {
 type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 
 fn full(status: StatusCode, body: &'static str) -> Response<Body> {
-    let body = Full::new(Bytes::from_static(body.as_bytes()))
-        .map_err(|never: Infallible| match never {})
-        .boxed();
-    let mut r = Response::new(body);
+    let mut r = Response::new(whole(Bytes::from_static(body.as_bytes())));
     *r.status_mut() = status;
     r
+}
+
+/// A body of these bytes, sent at once.
+fn whole(bytes: Bytes) -> Body {
+    Full::new(bytes)
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// Every byte of a body, read to its end.
+async fn collected(body: Incoming) -> std::io::Result<Bytes> {
+    Ok(body
+        .collect()
+        .await
+        .map_err(std::io::Error::other)?
+        .to_bytes())
 }
 
 const SLOW_DOWN: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
@@ -180,12 +193,7 @@ async fn forward(
         .await
         .map_err(std::io::Error::other)?;
     let (parts, body) = resp.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
-    Ok((parts, body))
+    Ok((parts, collected(body).await?))
 }
 
 async fn handle(
@@ -199,12 +207,7 @@ async fn handle(
     let fault = schedule.draw();
     let is_put = req.method() == Method::PUT;
     let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(std::io::Error::other)?
-        .to_bytes();
-    let req = Request::from_parts(parts, body);
+    let req = Request::from_parts(parts, collected(body).await?);
     let count = |kind: Fault| {
         let i = FAULTS.iter().position(|&k| k == kind).unwrap();
         counts.faults[i].fetch_add(1, Ordering::Relaxed);
@@ -227,10 +230,7 @@ async fn handle(
     }
     let (parts, body) = forward(req, upstream).await?;
     let Some((kind, r)) = fault else {
-        return Ok(Response::from_parts(
-            parts,
-            Full::new(body).map_err(|n| match n {}).boxed(),
-        ));
+        return Ok(Response::from_parts(parts, whole(body)));
     };
     count(kind);
     let delay = Duration::from_millis(r % (max_delay.as_millis().max(1) as u64));
@@ -252,10 +252,7 @@ async fn handle(
         }
         Fault::Delay => {
             tokio::time::sleep(delay).await;
-            Ok(Response::from_parts(
-                parts,
-                Full::new(body).map_err(|n| match n {}).boxed(),
-            ))
+            Ok(Response::from_parts(parts, whole(body)))
         }
         _ => unreachable!("faults before forwarding returned above"),
     }
